@@ -1,0 +1,34 @@
+"""resnet_zoo: the ResNets of He et al. 2016, from one faithful ResNetBase.
+
+>>> import resnet_zoo
+>>> model = resnet_zoo.create("resnet50")
+"""
+
+from .blocks import BottleneckResidualBlock, ResidualBlock, ShortcutProjection, ZeroPadShortcut
+from .config import ResNetConfig
+from .errors import ConfigError, InputError, ResNetZooError, UnknownModelError
+from .factory import create
+from .model import FeatureInfo, ResNet, ResNetBase, ResNetFeatures
+from .registry import get_config, list_models, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BottleneckResidualBlock",
+    "ConfigError",
+    "FeatureInfo",
+    "InputError",
+    "ResNet",
+    "ResNetBase",
+    "ResNetConfig",
+    "ResNetFeatures",
+    "ResNetZooError",
+    "ResidualBlock",
+    "ShortcutProjection",
+    "UnknownModelError",
+    "ZeroPadShortcut",
+    "create",
+    "get_config",
+    "list_models",
+    "register_model",
+]

@@ -1,0 +1,335 @@
+"""ResNetBase (pooled features), ResNet (classifier) and the per-stage feature API.
+
+He et al. 2016: a stem conv, stages of residual blocks whose first block may halve the map
+(and widen it), then global average pooling to a vector. One :class:`ResNetBase` expresses the
+seed's reference network, torchvision's ImageNet ResNets, wide ResNets, ResNeXt and the paper's
+CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .blocks import BottleneckResidualBlock, ResidualBlock
+from .config import ResNetConfig
+from .errors import ConfigError, InputError
+
+__all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures", "resolve_out_indices"]
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One intermediate map: its channels, its reduction (input size / map size), its module."""
+
+    channels: int
+    reduction: int
+    module: str
+
+    @property
+    def num_chs(self) -> int:
+        """timm's name for :attr:`channels`."""
+        return self.channels
+
+
+def _layout_kwargs(config: ResNetConfig) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in ("n_blocks", "n_channels", "bottlenecks", "img_channels", "first_kernel_size")
+    }
+
+
+class ResNetBase(nn.Module):
+    """ResNet without its classifier: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``.
+
+    Args:
+        n_blocks: blocks per feature-map size (stage).
+        n_channels: output channels of each stage.
+        bottlenecks: width of each stage's bottleneck 3x3 conv; ``None`` uses residual blocks.
+        img_channels: channels of the input.
+        first_kernel_size: kernel of the stem conv (stride ``stem_stride``, padding ``k // 2``).
+        **layout: keyword-only fields of :class:`ResNetConfig` (``stage_strides``,
+            ``stem_channels``, ``stem_stride``, ``stem_act``, ``stem_pool``, ``conv_bias``,
+            ``groups``, ``shortcut``, ``zero_init_residual``).
+    """
+
+    def __init__(
+        self,
+        n_blocks: Sequence[int],
+        n_channels: Sequence[int],
+        bottlenecks: Sequence[int] | None = None,
+        img_channels: int = 3,
+        first_kernel_size: int = 7,
+        **layout: Any,
+    ) -> None:
+        super().__init__()
+        layout.setdefault("num_classes", 0)
+        if type(self) is ResNetBase and layout["num_classes"]:
+            raise ConfigError(
+                f"ResNetBase has no classifier, so num_classes={layout['num_classes']!r} "
+                "cannot apply: use ResNet for a head"
+            )
+        probe = ResNetConfig(n_blocks=(1,), n_channels=(1,))
+        config = probe.replace(
+            n_blocks=n_blocks,
+            n_channels=n_channels,
+            bottlenecks=bottlenecks,
+            img_channels=img_channels,
+            first_kernel_size=first_kernel_size,
+            **layout,
+        )
+        self.config = config
+        k = config.first_kernel_size
+
+        # Stem: maps img_channels to the first stage's input channels.
+        stem_channels = config.stem_out_channels
+        self.conv = nn.Conv2d(
+            config.img_channels, stem_channels, k, stride=config.stem_stride, padding=k // 2,
+            bias=config.conv_bias,
+        )
+        self.bn = nn.BatchNorm2d(stem_channels)
+        self.act = nn.ReLU(inplace=True) if config.stem_act else nn.Identity()
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1) if config.stem_pool else nn.Identity()
+        reduction = config.stem_stride * (2 if config.stem_pool else 1)
+        stem_module = "pool" if config.stem_pool else "act" if config.stem_act else "bn"
+        feature_info = [FeatureInfo(stem_channels, reduction, stem_module)]
+
+        # Stages, stacked into one flat Sequential as in the reference (state-dict names).
+        blocks: list[nn.Module] = []
+        stage_ends: list[int] = []
+        prev = stem_channels
+        for i, (n, channels) in enumerate(zip(config.n_blocks, config.n_channels)):
+            for j in range(n):
+                # Only the first block of a stage changes the map size and the channels.
+                stride = config.strides[i] if j == 0 else 1
+                if config.bottlenecks is None:
+                    block: nn.Module = ResidualBlock(
+                        prev, channels, stride, bias=config.conv_bias, shortcut=config.shortcut
+                    )
+                else:
+                    block = BottleneckResidualBlock(
+                        prev, config.bottlenecks[i], channels, stride,
+                        groups=config.groups, bias=config.conv_bias, shortcut=config.shortcut,
+                    )
+                blocks.append(block)
+                prev = channels
+            reduction *= config.strides[i]
+            stage_ends.append(len(blocks) - 1)
+            feature_info.append(FeatureInfo(channels, reduction, f"blocks.{len(blocks) - 1}"))
+        self.blocks = nn.Sequential(*blocks)
+        self.stage_ends: tuple[int, ...] = tuple(stage_ends)
+        self.feature_info: list[FeatureInfo] = feature_info
+        self.num_features = config.num_features
+        self.init_weights()
+
+    @classmethod
+    def from_config(cls, config: ResNetConfig) -> "ResNetBase":
+        """Build from a config; for ResNetBase the config's head (``num_classes``) is dropped."""
+        kwargs = _layout_kwargs(config)
+        if cls is ResNetBase:
+            kwargs["num_classes"] = 0
+        return cls(
+            config.n_blocks, config.n_channels, config.bottlenecks, config.img_channels,
+            config.first_kernel_size, **kwargs,
+        )
+
+    def init_weights(self) -> None:
+        """He (kaiming) normal init for convs, BN weight 1 / bias 0, optional zero-init residual."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                # fan_out keeps the backward signal's variance through ReLU (He et al. 2015).
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.config.zero_init_residual:
+            for block in self.blocks:
+                block.zero_init_last()
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"expected a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}")
+        if x.ndim != 4:
+            raise InputError(
+                f"expected a 4-d input [batch, {self.config.img_channels}, height, width], "
+                f"got shape {list(x.shape)}"
+            )
+        if x.shape[1] != self.config.img_channels:
+            raise InputError(
+                f"expected {self.config.img_channels} input channels, got shape {list(x.shape)}; "
+                f"create the model with img_channels={x.shape[1]} or convert the images"
+            )
+        if not x.is_floating_point():
+            raise InputError(
+                f"expected a floating-point input, got dtype {x.dtype}; "
+                "convert with x.float() (and normalise) first"
+            )
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, img_channels, H, W] -> [B, stem_channels, H / r, W / r]``, r = feature_info[0].reduction."""
+        return self.pool(self.act(self.bn(self.conv(x))))
+
+    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled last map: ``[B, img_channels, H, W] -> [B, n_channels[-1], h, w]``."""
+        self._check_input(x)
+        return self.blocks(self.forward_stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``."""
+        # Global average pooling over height and width.
+        return self.forward_body(x).mean(dim=(2, 3))
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | int | None = None
+    ) -> list[torch.Tensor]:
+        """The maps described by :attr:`feature_info`: the stem's output, then each stage's.
+
+        ``indices`` picks some of them (timm's ``out_indices``: negative indices count from the
+        end); the forward pass stops after the last one needed.
+        """
+        return self._intermediates(x, resolve_out_indices(indices, len(self.stage_ends) + 1))
+
+    def _intermediates(self, x: torch.Tensor, wanted: Sequence[int]) -> list[torch.Tensor]:
+        self._check_input(x)
+        last = max(wanted)
+        outputs: dict[int, torch.Tensor] = {}
+        x = self.forward_stem(x)
+        if 0 in wanted:
+            outputs[0] = x
+        if last > 0:
+            map_of_block = {end: stage + 1 for stage, end in enumerate(self.stage_ends)}
+            for j, block in enumerate(self.blocks):
+                x = block(x)
+                i = map_of_block.get(j)
+                if i is not None:
+                    outputs[i] = x
+                    if i == last:
+                        break
+        return [outputs[i] for i in wanted]
+
+    def extra_repr(self) -> str:
+        return f"stage_ends={list(self.stage_ends)}"
+
+
+def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tuple[int, ...]:
+    """timm's ``out_indices``: None = all maps; negative indices count from the end.
+
+    An int ``n`` means the last ``n`` maps.
+    """
+    if indices is None:
+        return tuple(range(n_maps))
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 1 <= indices <= n_maps:
+            raise ConfigError(f"out_indices={indices} must be between 1 and {n_maps} (the last n maps)")
+        return tuple(range(n_maps - indices, n_maps))
+    try:
+        items = list(indices)
+    except TypeError:
+        raise ConfigError(f"out_indices must be a sequence of ints, got {indices!r}") from None
+    if not items:
+        raise ConfigError("out_indices is empty: choose at least one map")
+    resolved = []
+    for i in items:
+        if isinstance(i, bool) or not isinstance(i, int) or not -n_maps <= i < n_maps:
+            raise ConfigError(
+                f"out_indices entry {i!r} is out of range: this model has {n_maps} maps "
+                f"(valid: 0..{n_maps - 1}, or -{n_maps}..-1)"
+            )
+        resolved.append(i % n_maps)
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"out_indices {list(items)} names the same map twice")
+    return tuple(resolved)
+
+
+class ResNet(ResNetBase):
+    """The classifier: :class:`ResNetBase` plus a linear head ``fc``.
+
+    ``forward`` returns logits ``[B, num_classes]``; with ``num_classes=0`` there is no head and
+    it returns the pooled features ``[B, n_channels[-1]]``.
+    """
+
+    def __init__(
+        self,
+        n_blocks: Sequence[int],
+        n_channels: Sequence[int],
+        bottlenecks: Sequence[int] | None = None,
+        img_channels: int = 3,
+        first_kernel_size: int = 7,
+        *,
+        num_classes: int = 1000,
+        **layout: Any,
+    ) -> None:
+        super().__init__(
+            n_blocks, n_channels, bottlenecks, img_channels, first_kernel_size,
+            num_classes=num_classes, **layout,
+        )
+        self.num_classes = self.config.num_classes
+        self.fc: nn.Module = self._make_head(self.num_classes)
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised one for ``num_classes`` (0 = no head)."""
+        self.config = self.config.replace(num_classes=num_classes)
+        self.num_classes = num_classes
+        ref = next(self.parameters())
+        self.fc = self._make_head(num_classes).to(device=ref.device, dtype=ref.dtype)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, n_channels[-1]]`` (the seed's ResNetBase output)."""
+        return super().forward(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pooled features to logits; ``pre_logits=True`` returns the features unchanged."""
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, img_channels, H, W] -> [B, num_classes]`` logits (features if num_classes=0)."""
+        return self.forward_head(self.forward_features(x))
+
+
+class ResNetFeatures(ResNetBase):
+    """A feature extractor: ``forward`` returns the maps chosen by ``out_indices`` as a list.
+
+    Stages after the last chosen map are not built. ``feature_info`` lists only the chosen
+    maps; module and parameter names are those of :class:`ResNetBase`.
+    """
+
+    def __init__(self, config: ResNetConfig, out_indices: Sequence[int] | int | None = None) -> None:
+        config = config.replace(num_classes=0)
+        full = len(config.n_blocks) + 1
+        resolved = resolve_out_indices(out_indices, full)
+        last_stage = max(resolved)  # feature map i > 0 is the output of stage i - 1
+        kept = config
+        if last_stage < config.n_stages:
+            cut = max(last_stage, 1)
+            kept = config.replace(
+                n_blocks=config.n_blocks[:cut],
+                n_channels=config.n_channels[:cut],
+                bottlenecks=None if config.bottlenecks is None else config.bottlenecks[:cut],
+                stage_strides=config.strides[:cut],
+            )
+        super().__init__(
+            kept.n_blocks, kept.n_channels, kept.bottlenecks, kept.img_channels,
+            kept.first_kernel_size, **_layout_kwargs(kept),
+        )
+        if last_stage == 0:
+            self.blocks = nn.Sequential()  # only the stem is wanted
+            self.stage_ends = ()
+        self.out_indices = resolved
+        self.full_config = config
+        self.feature_info = [self.feature_info[i] for i in resolved]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        """``[B, img_channels, H, W] ->`` one ``[B, C_i, H / r_i, W / r_i]`` map per out index."""
+        return self._intermediates(x, self.out_indices)

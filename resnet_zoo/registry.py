@@ -1,0 +1,160 @@
+"""Name -> architecture config: a plain dict behind :func:`register_model`.
+
+Names are data, in the spirit of litgpt's ``name_to_config``: each entry is a frozen
+:class:`~resnet_zoo.config.ResNetConfig` plus the input size the network was designed for.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+
+from .config import ResNetConfig
+from .errors import ConfigError, UnknownModelError
+
+__all__ = ["ModelEntry", "register_model", "list_models", "get_config", "get_entry", "split_name"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered architecture."""
+
+    name: str
+    config: ResNetConfig
+    # Side of the square input the network was designed and published for.
+    input_size: int
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    config: ResNetConfig,
+    *,
+    input_size: int = 224,
+    description: str = "",
+    overwrite: bool = False,
+) -> ModelEntry:
+    """Register ``name`` for ``config``; an existing name is refused unless ``overwrite=True``."""
+    if not isinstance(name, str) or not name or "." in name or name != name.strip():
+        raise ConfigError(
+            f"model name must be a non-empty string without dots or surrounding spaces "
+            f"(dots separate weights tags), got {name!r}"
+        )
+    if not isinstance(config, ResNetConfig):
+        raise ConfigError(f"config must be a ResNetConfig, got {type(config).__name__}")
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ConfigError(f"input_size must be a positive integer, got {input_size!r}")
+    if name in _REGISTRY and not overwrite:
+        raise ConfigError(f"model {name!r} is already registered; pass overwrite=True to replace it")
+    entry = ModelEntry(name, config, input_size, description)
+    _REGISTRY[name] = entry
+    return entry
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"resnet50.tv_in1k" -> ("resnet50", "tv_in1k")``; ``"resnet50" -> ("resnet50", None)``."""
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model name must be a string, got {type(name).__name__}: {name!r}")
+    arch, _, tag = name.partition(".")
+    return arch, (tag or None)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (a weights tag after a dot is ignored here)."""
+    arch, _ = split_name(name)
+    try:
+        return _REGISTRY[arch]
+    except KeyError:
+        close = difflib.get_close_matches(arch, list(_REGISTRY), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {arch!r}.{hint} See resnet_zoo.list_models() for the "
+            f"{len(_REGISTRY)} registered names."
+        ) from None
+
+
+def get_config(name: str) -> ResNetConfig:
+    """The frozen config of a registered name (``"resnet50"`` or ``"resnet50.tag"``)."""
+    return get_entry(name).config
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered names matching the fnmatch ``pattern``, in registration order.
+
+    With ``pretrained=True``, the ``arch.tag`` names that have published weights.
+    """
+    if pretrained:
+        from .weights import weight_names  # the manifest is data read on demand
+
+        names = weight_names()
+    else:
+        names = list(_REGISTRY)
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+# --- The built-in architectures -------------------------------------------------------------
+
+# torchvision's ImageNet layout ("v1.5"): 7x7/2 stem + ReLU + 3x3/2 max-pool, bias-free convs
+# (every conv is followed by batch norm, which has its own shift), 1x1 projection shortcuts.
+_IMAGENET = dict(
+    first_kernel_size=7, stem_channels=64, stem_stride=2, stem_act=True, stem_pool=True,
+    conv_bias=False, shortcut="projection", num_classes=1000,
+)
+_BASIC_CHANNELS = (64, 128, 256, 512)
+_BOTTLENECK_CHANNELS = (256, 512, 1024, 2048)
+_BOTTLENECK_WIDTHS = (64, 128, 256, 512)
+
+
+def _imagenet(n_blocks, *, bottleneck: bool, width: int = 1, groups: int = 1) -> ResNetConfig:
+    if not bottleneck:
+        return ResNetConfig(n_blocks=n_blocks, n_channels=_BASIC_CHANNELS, **_IMAGENET)
+    return ResNetConfig(
+        n_blocks=n_blocks,
+        n_channels=_BOTTLENECK_CHANNELS,
+        bottlenecks=tuple(w * width for w in _BOTTLENECK_WIDTHS),
+        groups=groups,
+        **_IMAGENET,
+    )
+
+
+# The paper's CIFAR networks (section 4.2): 3x3 stem at stride 1 on 32x32 inputs, three
+# stages of 16/32/64 channels with n blocks each (6n+2 layers), option A shortcuts.
+_CIFAR = dict(
+    n_channels=(16, 32, 64), first_kernel_size=3, stem_stride=1, stem_act=True,
+    stem_pool=False, conv_bias=False, num_classes=10,
+)
+
+_PAPER = "He et al. 2016"
+for _name, _blocks in [("resnet18", (2, 2, 2, 2)), ("resnet34", (3, 4, 6, 3))]:
+    register_model(_name, _imagenet(_blocks, bottleneck=False),
+                   description=f"{_PAPER}, basic blocks, torchvision layout")
+register_model("resnet26", _imagenet((2, 2, 2, 2), bottleneck=True),
+               description="seed 001 model2: bottleneck [2,2,2,2], torchvision layout")
+for _name, _blocks in [("resnet50", (3, 4, 6, 3)), ("resnet101", (3, 4, 23, 3)),
+                       ("resnet152", (3, 8, 36, 3))]:
+    register_model(_name, _imagenet(_blocks, bottleneck=True),
+                   description=f"{_PAPER}, bottleneck blocks, torchvision layout (v1.5)")
+for _name, _blocks in [("wide_resnet50_2", (3, 4, 6, 3)), ("wide_resnet101_2", (3, 4, 23, 3))]:
+    register_model(_name, _imagenet(_blocks, bottleneck=True, width=2),
+                   description="Zagoruyko & Komodakis 2016: bottleneck width x2")
+register_model("resnext50_32x4d", _imagenet((3, 4, 6, 3), bottleneck=True, width=2, groups=32),
+               description="Xie et al. 2017: 32 groups of width 4")
+register_model("resnext101_32x8d", _imagenet((3, 4, 23, 3), bottleneck=True, width=4, groups=32),
+               description="Xie et al. 2017: 32 groups of width 8")
+register_model(
+    "cifar_resnet14",
+    ResNetConfig(n_blocks=(2, 2, 2), shortcut="conv3x3", **_CIFAR),
+    input_size=32,
+    description="seed 001 model1: CIFAR ResNet, 3x3 conv projection shortcuts",
+)
+for _n in (3, 5, 7, 9, 18, 200):
+    register_model(
+        f"cifar_resnet{6 * _n + 2}",
+        ResNetConfig(n_blocks=(_n, _n, _n), shortcut="zero_pad", **_CIFAR),
+        input_size=32,
+        description=f"{_PAPER} section 4.2: n={_n}, option A (zero-padding) shortcuts",
+    )

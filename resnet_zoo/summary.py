@@ -1,0 +1,92 @@
+"""Facts about a registered model: parameters, multiply-accumulates, feature maps.
+
+Everything is computed on the meta device: no memory for weights, no random init, no data.
+Used by ``resnet-zoo info`` and the README's model table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .factory import create
+from .registry import get_entry, list_models
+
+__all__ = ["ModelSummary", "count_macs", "summarize", "model_table_markdown"]
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass of ``model`` on an input of ``input_shape``.
+
+    Counts convolutions and linear layers (what torchvision and timm report as "GFLOPS");
+    batch norm, ReLU, pooling and the residual additions are left out, as they do.
+    """
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = m.kernel_size
+        total += out.numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m: nn.Linear, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_shape, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    params: int
+    macs: int
+    input_size: int
+    # (channels, reduction) of each map of forward_intermediates: the stem, then every stage.
+    feature_maps: tuple[tuple[int, int], ...]
+    description: str
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+
+def summarize(name: str) -> ModelSummary:
+    """Parameters (with head), MACs at the native input size and the feature maps of ``name``."""
+    entry = get_entry(name)
+    with torch.device("meta"):
+        model = create(name)
+    params = sum(p.numel() for p in model.parameters())
+    size = entry.input_size
+    macs = count_macs(model.eval(), (1, entry.config.img_channels, size, size))
+    maps = tuple((f.channels, f.reduction) for f in model.feature_info)
+    return ModelSummary(entry.name, params, macs, size, maps, entry.description)
+
+
+def model_table_markdown(names: list[str] | None = None) -> str:
+    """The README's model table, one row per registered name."""
+    rows = [
+        "| name | params | GMACs | input | feature channels (stem, stages) | description |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for name in names if names is not None else list_models():
+        s = summarize(name)
+        chans = ", ".join(str(c) for c, _ in s.feature_maps)
+        rows.append(
+            f"| `{s.name}` | {s.params:,} | {s.gmacs:.2f} | {s.input_size} | {chans} | {s.description} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+import resnet_zoo
+from resnet_zoo import ConfigError, ResNetConfig, ResNetZooError
+
+
+@pytest.mark.parametrize("name", resnet_zoo.list_models())
+def test_every_config_round_trips_through_json(name):
+    config = resnet_zoo.get_config(name)
+    back = ResNetConfig.from_json(json.dumps(json.loads(config.to_json())))
+    assert back == config
+    assert isinstance(back.n_blocks, tuple) and isinstance(back.n_channels, tuple)
+
+
+def test_lists_are_normalised_to_tuples():
+    c = ResNetConfig(n_blocks=[1, 2], n_channels=[8, 16], bottlenecks=[4, 8], stage_strides=[1, 2])
+    assert c.n_blocks == (1, 2) and c.bottlenecks == (4, 8) and c.stage_strides == (1, 2)
+    assert hash(c) == hash(ResNetConfig(n_blocks=(1, 2), n_channels=(8, 16), bottlenecks=(4, 8),
+                                        stage_strides=(1, 2)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(n_blocks=[1, 1], n_channels=[8]), "n_blocks"),
+        (dict(n_blocks=[], n_channels=[]), "n_blocks"),
+        (dict(n_blocks=[0], n_channels=[8]), "n_blocks[0]"),
+        (dict(n_blocks=[1], n_channels=[8.5]), "n_channels[0]"),
+        (dict(n_blocks=[1], n_channels=[8], bottlenecks=[4, 4]), "bottlenecks"),
+        (dict(n_blocks=[1], n_channels=[8], stage_strides=[1, 2]), "stage_strides"),
+        (dict(n_blocks=[1], n_channels=[8], img_channels=0), "img_channels"),
+        (dict(n_blocks=[1], n_channels=[8], first_kernel_size=-3), "first_kernel_size"),
+        (dict(n_blocks=[1], n_channels=[8], shortcut="option_c"), "shortcut"),
+        (dict(n_blocks=[1], n_channels=[8], num_classes=-1), "num_classes"),
+        (dict(n_blocks=[1], n_channels=[8], groups=2), "groups"),
+        (dict(n_blocks=[1], n_channels=[8], bottlenecks=[6], groups=4), "bottlenecks[0]"),
+        (dict(n_blocks=[1, 1], n_channels=[16, 8], shortcut="zero_pad"), "zero_pad"),
+        (dict(n_blocks=[1], n_channels=[8], stem_act="yes"), "stem_act"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError) as info:
+        ResNetConfig(**kwargs)
+    assert field in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ResNetZooError)
+
+
+def test_replace_refuses_unknown_fields_and_suggests():
+    config = resnet_zoo.get_config("resnet50")
+    with pytest.raises(ConfigError, match="stem_pool"):
+        config.replace(stem_pol=False)
+    assert config.replace(stem_pool=False).stem_pool is False
+    assert config.stem_pool is True  # frozen original untouched
+
+
+def test_from_dict_refuses_unknown_and_missing_keys():
+    with pytest.raises(ConfigError, match="colour"):
+        ResNetConfig.from_dict({"n_blocks": [1], "n_channels": [8], "colour": "red"})
+    with pytest.raises(ConfigError, match="n_channels"):
+        ResNetConfig.from_dict({"n_blocks": [1]})
+    with pytest.raises(ConfigError, match="JSON"):
+        ResNetConfig.from_json("{not json")

@@ -1,0 +1,250 @@
+"""The seed's ResNetBase and the classifier built on it."""
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_zoo import (
+    BottleneckResidualBlock,
+    ConfigError,
+    InputError,
+    ResidualBlock,
+    ResNet,
+    ResNetBase,
+    ShortcutProjection,
+    ZeroPadShortcut,
+    create,
+)
+
+from conftest import perturb_bn
+
+
+def test_seed_defaults():
+    m = ResNetBase([2, 2], [16, 32])
+    c = m.config
+    assert (c.img_channels, c.first_kernel_size, c.bottlenecks) == (3, 7, None)
+    # Stem: k x k conv, stride 2, padding k // 2, with bias; then batch norm, nothing else.
+    assert m.conv.kernel_size == (7, 7) and m.conv.stride == (2, 2) and m.conv.padding == (3, 3)
+    assert m.conv.bias is not None and isinstance(m.bn, nn.BatchNorm2d)
+    assert isinstance(m.act, nn.Identity) and isinstance(m.pool, nn.Identity)
+    assert all(isinstance(b, ResidualBlock) for b in m.blocks)
+    assert isinstance(m.blocks[0].shortcut, nn.Identity)  # 16 -> 16, stride 1
+    assert isinstance(m.blocks[2].shortcut, ShortcutProjection)  # 16 -> 32, stride 2
+    assert m.blocks[2].shortcut.conv.kernel_size == (1, 1)
+    assert m.blocks[2].shortcut.conv.stride == (2, 2)
+    out = m(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 32)
+
+
+def test_seed_forward_is_stem_blocks_and_global_average_pool():
+    m = ResNetBase([1, 1], [8, 16]).eval()
+    x = torch.randn(2, 3, 20, 20)
+    expected = m.blocks(m.bn(m.conv(x))).view(2, 16, -1).mean(dim=-1)
+    torch.testing.assert_close(m(x), expected)
+
+
+def test_img_channels_1_and_first_kernel_size():
+    m = ResNetBase([1, 1, 1], [8, 16, 32], img_channels=1, first_kernel_size=3)
+    assert m.conv.in_channels == 1 and m.conv.kernel_size == (3, 3) and m.conv.padding == (1, 1)
+    assert m(torch.randn(3, 1, 28, 28)).shape == (3, 32)
+
+
+def test_bottleneck_path():
+    m = ResNetBase([2, 2], [32, 64], bottlenecks=[8, 16])
+    assert all(isinstance(b, BottleneckResidualBlock) for b in m.blocks)
+    b = m.blocks[2]
+    assert (b.conv1.in_channels, b.conv1.out_channels) == (32, 16)
+    assert b.conv1.kernel_size == (1, 1) and b.conv3.kernel_size == (1, 1)
+    # The stride sits on the 3x3 conv.
+    assert b.conv1.stride == (1, 1) and b.conv2.stride == (2, 2) and b.conv2.kernel_size == (3, 3)
+    assert (b.conv3.in_channels, b.conv3.out_channels) == (16, 64)
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 64)
+
+
+@pytest.mark.parametrize("bottlenecks", [None, [4, 8, 16, 32]])
+def test_map_is_halved_at_every_stage_after_the_first(bottlenecks):
+    m = ResNetBase([1, 2, 1, 1], [8, 16, 32, 64], bottlenecks=bottlenecks)
+    maps = m.forward_intermediates(torch.randn(1, 3, 64, 64))
+    assert [t.shape[-1] for t in maps] == [32, 32, 16, 8, 4]
+    assert [t.shape[1] for t in maps] == [8, 8, 16, 32, 64]
+    assert [f.reduction for f in m.feature_info] == [2, 2, 4, 8, 16]
+
+
+def test_reference_stride_option_halves_only_once():
+    m = ResNetBase([1, 1, 1], [8, 16, 32], stage_strides=(2, 1, 1))
+    maps = m.forward_intermediates(torch.randn(1, 3, 64, 64))
+    assert [t.shape[-1] for t in maps] == [32, 16, 16, 16]
+    assert [f.reduction for f in m.feature_info] == [2, 4, 4, 4]
+
+
+@pytest.mark.parametrize("bottlenecks", [None, [8, 16, 16]])
+def test_labml_reference_state_dict_loads_strictly_and_matches(bottlenecks):
+    labml_resnet = pytest.importorskip("labml_nn.resnet")
+    n_blocks, n_channels = [2, 1, 2], [16, 32, 64]
+    ref = labml_resnet.ResNetBase(n_blocks, n_channels, bottlenecks, img_channels=3, first_kernel_size=7)
+    perturb_bn(ref)
+    ref.eval()
+    ours = ResNetBase(n_blocks, n_channels, bottlenecks, 3, 7, stage_strides=(2, 1, 1)).eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-6)
+    # The default follows the description instead: halved at stages 2 and 3 (the reference's
+    # first block has a projection shortcut only because of its stride 2, so weights differ).
+    default = ResNetBase(n_blocks, n_channels, bottlenecks, 3, 7).eval()
+    assert ours.forward_body(x).shape[-1] == 12
+    assert default.forward_body(x).shape[-1] == 6
+
+
+def test_zero_pad_shortcut_is_strided_identity_padded_evenly():
+    s = ZeroPadShortcut(16, 32, 2)
+    x = torch.randn(2, 16, 9, 9)
+    y = s(x)
+    assert y.shape == (2, 32, 5, 5)
+    torch.testing.assert_close(y[:, 8:24], x[:, :, ::2, ::2])
+    assert y[:, :8].abs().sum() == 0 and y[:, 24:].abs().sum() == 0
+    assert sum(p.numel() for p in s.parameters()) == 0
+
+
+def _reference_model1() -> nn.Module:
+    """Seed 001's model1, written from its printout (torchvision-style names)."""
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                                                nn.BatchNorm2d(cout))
+
+    class Model1(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn = nn.BatchNorm2d(16)
+            self.relu = nn.ReLU(inplace=True)
+            self.layer1 = nn.Sequential(Block(16, 16, 1), Block(16, 16, 1))
+            self.layer2 = nn.Sequential(Block(16, 32, 2), Block(32, 32, 1))
+            self.layer3 = nn.Sequential(Block(32, 64, 2), Block(64, 64, 1))
+            self.avg_pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(64, 10)
+
+    return Model1()
+
+
+def _layers(model: nn.Module) -> list[tuple]:
+    """Every conv, BN and linear layer in definition order, with its hyper-parameters."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            out.append(("conv", m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                        m.groups, m.bias is not None))
+        elif isinstance(m, nn.BatchNorm2d):
+            out.append(("bn", m.num_features, m.eps, m.momentum))
+        elif isinstance(m, nn.Linear):
+            out.append(("linear", m.in_features, m.out_features, m.bias is not None))
+    return out
+
+
+def test_cifar_resnet14_is_seed_model1_module_for_module():
+    assert _layers(create("cifar_resnet14")) == _layers(_reference_model1())
+
+
+def test_resnet26_is_seed_model2_module_for_module():
+    tv = pytest.importorskip("torchvision.models.resnet")
+    reference = tv.ResNet(tv.Bottleneck, [2, 2, 2, 2], num_classes=10)
+    ours = create("resnet26", num_classes=10)
+    assert _layers(ours) == _layers(reference)
+    assert isinstance(ours.pool, nn.MaxPool2d)
+    assert (ours.pool.kernel_size, ours.pool.stride, ours.pool.padding) == (3, 2, 1)
+
+
+def test_resnet18_intermediates_at_224_match_seed_004():
+    m = create("resnet18").eval()
+    with torch.no_grad():
+        maps = m.forward_intermediates(torch.randn(1, 3, 224, 224))
+    assert [tuple(t.shape[1:]) for t in maps] == [
+        (64, 56, 56), (64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
+
+
+def test_forward_intermediates_indices_and_early_stop():
+    m = create("resnet18").eval()
+    x = torch.randn(1, 3, 64, 64)
+    full = m.forward_intermediates(x)
+    some = m.forward_intermediates(x, [-1, 1])
+    assert len(some) == 2
+    torch.testing.assert_close(some[0], full[-1])
+    torch.testing.assert_close(some[1], full[1])
+    with pytest.raises(ConfigError, match="out of range"):
+        m.forward_intermediates(x, [5])
+
+
+def test_init_is_kaiming_and_zero_init_residual():
+    m = ResNet([1, 1], [64, 128], [32, 64], num_classes=10)
+    conv = m.blocks[1].conv2  # 3x3, 64 -> 64, fan_out = 64 * 9
+    expected_std = (2.0 / (conv.out_channels * 9)) ** 0.5
+    assert abs(conv.weight.std().item() - expected_std) / expected_std < 0.05
+    assert torch.all(m.blocks[1].bn3.weight == 1) and torch.all(m.bn.bias == 0)
+    z = ResNet([1, 1], [64, 128], [32, 64], num_classes=10, zero_init_residual=True)
+    assert all(torch.all(b.bn3.weight == 0) for b in z.blocks)
+    assert torch.all(z.blocks[0].bn1.weight == 1)
+    zb = create("resnet18", zero_init_residual=True)
+    assert all(torch.all(b.bn2.weight == 0) for b in zb.blocks)
+
+
+def test_classifier_api():
+    m = create("cifar_resnet20").eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = m.forward_features(x)
+    assert feats.shape == (2, 64)
+    torch.testing.assert_close(m(x), m.fc(feats))
+    torch.testing.assert_close(m.forward_head(feats, pre_logits=True), feats)
+    m.reset_classifier(5)
+    assert m(x).shape == (2, 5) and m.config.num_classes == 5 and m.num_classes == 5
+    m.reset_classifier(0)
+    assert isinstance(m.fc, nn.Identity)
+    torch.testing.assert_close(m(x), feats)
+    headless = create("resnet18", num_classes=0)
+    assert headless(torch.randn(1, 3, 64, 64)).shape == (1, 512)
+    assert not any(k.startswith("fc.") for k in headless.state_dict())
+
+
+def test_resnetbase_refuses_a_head():
+    with pytest.raises(ConfigError, match="num_classes"):
+        ResNetBase([1], [8], num_classes=10)
+
+
+def test_resnet_is_a_resnetbase_with_the_same_names():
+    base = ResNetBase([1, 1], [8, 16])
+    cls = ResNet([1, 1], [8, 16], num_classes=3)
+    assert isinstance(cls, ResNetBase)
+    assert set(cls.state_dict()) - set(base.state_dict()) == {"fc.weight", "fc.bias"}
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (torch.randn(3, 32, 32), "4-d"),
+        (torch.randn(1, 1, 32, 32), "input channels"),
+        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "floating-point"),
+    ],
+)
+def test_bad_inputs_raise_input_error(x, match):
+    m = create("cifar_resnet20")
+    with pytest.raises(InputError, match=match):
+        m(x)
+    with pytest.raises(InputError, match=match):
+        m.forward_intermediates(x)
+
+
+def test_blocks_validate_their_arguments():
+    with pytest.raises(ConfigError, match="stride"):
+        ResidualBlock(8, 8, 0)
+    with pytest.raises(ConfigError, match="groups"):
+        BottleneckResidualBlock(8, 6, 8, 1, groups=4)
+    with pytest.raises(ConfigError, match="in_channels"):
+        ShortcutProjection(-1, 8, 1)
