@@ -6,7 +6,16 @@
 
 from .blocks import BottleneckResidualBlock, ResidualBlock, ShortcutProjection, ZeroPadShortcut
 from .config import ResNetConfig
-from .errors import ConfigError, InputError, ResNetZooError, UnknownModelError
+from .convert import convert_state_dict, detect_layout
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DownloadError,
+    InputError,
+    IntegrityError,
+    ResNetZooError,
+    UnknownModelError,
+)
 from .factory import create
 from .model import FeatureInfo, ResNet, ResNetBase, ResNetFeatures
 from .registry import get_config, list_models, register_model
@@ -15,9 +24,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BottleneckResidualBlock",
+    "CheckpointError",
     "ConfigError",
+    "DownloadError",
     "FeatureInfo",
     "InputError",
+    "IntegrityError",
     "ResNet",
     "ResNetBase",
     "ResNetConfig",
@@ -27,7 +39,9 @@ __all__ = [
     "ShortcutProjection",
     "UnknownModelError",
     "ZeroPadShortcut",
+    "convert_state_dict",
     "create",
+    "detect_layout",
     "get_config",
     "list_models",
     "register_model",

@@ -12,6 +12,9 @@ __all__ = [
     "ConfigError",
     "UnknownModelError",
     "InputError",
+    "CheckpointError",
+    "IntegrityError",
+    "DownloadError",
 ]
 
 
@@ -32,3 +35,15 @@ class UnknownModelError(ResNetZooError, KeyError):
 
 class InputError(ResNetZooError, ValueError):
     """A tensor given to a model has the wrong rank, channel count or dtype."""
+
+
+class CheckpointError(ResNetZooError, ValueError):
+    """A weights file or state dict cannot be used: unreadable, wrong keys, shapes or dtypes."""
+
+
+class IntegrityError(CheckpointError):
+    """A downloaded file's sha256 differs from the expected one (the bad copy is deleted)."""
+
+
+class DownloadError(ResNetZooError, OSError):
+    """Weights could not be fetched: no network, offline mode with a cold cache, or a server fault."""

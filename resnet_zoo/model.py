@@ -8,6 +8,7 @@ CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -124,6 +125,10 @@ class ResNetBase(nn.Module):
         self.stage_ends: tuple[int, ...] = tuple(stage_ends)
         self.feature_info: list[FeatureInfo] = feature_info
         self.num_features = config.num_features
+        # Set by create() and the weights loader: the registered name, and where the weights
+        # came from with their preprocessing and class names (None for random init).
+        self.arch_name: str | None = None
+        self.pretrained_cfg: Any = None
         self.init_weights()
 
     @classmethod
@@ -215,6 +220,36 @@ class ResNetBase(nn.Module):
 
     def extra_repr(self) -> str:
         return f"stage_ends={list(self.stage_ends)}"
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *, push_to_hub: bool = False,
+        repo_id: str | None = None, **push_kwargs: Any,
+    ) -> str | None:
+        """Write ``config.json`` (the full config), ``model.safetensors`` and a model card
+        (``README.md``) to ``save_directory``; optionally push them to the Hub as ``repo_id``."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id,
+                               **push_kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id``."""
+        from .pretrained import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, directory_or_repo: str | os.PathLike, **kwargs: Any) -> "ResNetBase":
+        """Load a ``save_pretrained`` directory or a Hub repo (``owner/repo``) written by it.
+
+        Keyword arguments: ``revision``, ``cache_dir``, ``features_only``, ``out_indices`` and
+        any config field (``num_classes=`` re-initialises the head).
+        """
+        from .pretrained import from_pretrained
+
+        if cls is ResNetBase:
+            kwargs.setdefault("num_classes", 0)
+        return from_pretrained(directory_or_repo, **kwargs)
 
 
 def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tuple[int, ...]:

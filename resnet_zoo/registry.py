@@ -88,7 +88,7 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     With ``pretrained=True``, the ``arch.tag`` names that have published weights.
     """
     if pretrained:
-        from .weights import weight_names  # the manifest is data read on demand
+        from .manifest import weight_names  # the manifest is data, read on demand
 
         names = weight_names()
     else:

@@ -10,8 +10,23 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Keep huggingface_hub away from the network and from the user's real cache in every test.
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Keep huggingface_hub away from the network and from the user's real cache in every test:
+# set before anything imports it (it reads these once). Tests that need a Hub start the local
+# server in hubserver.py and point HF_ENDPOINT at it.
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing listens
+os.environ.pop("HF_HUB_OFFLINE", None)
+os.environ.pop("RESNET_ZOO_MANIFEST", None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hub_cache(tmp_path_factory, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf_cache")))
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|: the parity measure of the conversion tests."""
+    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 @pytest.fixture(autouse=True)

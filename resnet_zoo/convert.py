@@ -1,0 +1,212 @@
+"""The only place that knows foreign state-dict layouts.
+
+One table of key renames per source layout. Every key of the input must match exactly one rule
+of its layout; a key no rule covers is an error that names it: nothing is dropped silently.
+
+resnet_zoo's own layout is the labml reference's: ``conv``/``bn`` (stem), ``blocks.N.*`` (one
+flat sequence of blocks, ``shortcut.conv``/``shortcut.bn`` for projections) and ``fc``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Mapping
+
+import torch
+
+from .errors import CheckpointError
+
+__all__ = ["SOURCES", "convert_state_dict", "detect_layout"]
+
+log = logging.getLogger(__name__)
+
+#: Layouts ``convert_state_dict`` understands ("timm" is torchvision's key layout).
+SOURCES = ("auto", "resnet_zoo", "labml", "torchvision", "timm", "transformers", "cifar")
+
+# Wrappers whose prefix is stripped first: DataParallel/DDP and torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+_BLOCK_PARTS = r"(conv[123]|bn[123]|shortcut\.conv|shortcut\.bn)"
+_PARAM = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+
+# (pattern, template): "{1}", "{2}", ... are the pattern's groups; "{g}" is the block's index in
+# resnet_zoo's flat sequence, computed from groups 1 and 2 (stage, index); "{k}" is group 3 + 1.
+Rule = tuple[str, str]
+
+_NATIVE: list[Rule] = [
+    (rf"(conv|bn)\.{_PARAM}", r"{1}.{2}"),
+    (rf"blocks\.(\d+)\.{_BLOCK_PARTS}\.{_PARAM}", r"blocks.{1}.{2}.{3}"),
+    (r"fc\.(weight|bias)", r"fc.{1}"),
+]
+
+_TORCHVISION: list[Rule] = [
+    (rf"conv1\.{_PARAM}", r"conv.{1}"),
+    (rf"bn1\.{_PARAM}", r"bn.{1}"),
+    (rf"layer(\d+)\.(\d+)\.(conv[123]|bn[123])\.{_PARAM}", r"blocks.{g}.{3}.{4}"),
+    (rf"layer(\d+)\.(\d+)\.downsample\.0\.{_PARAM}", r"blocks.{g}.shortcut.conv.{3}"),
+    (rf"layer(\d+)\.(\d+)\.downsample\.1\.{_PARAM}", r"blocks.{g}.shortcut.bn.{3}"),
+    (r"fc\.(weight|bias)", r"fc.{1}"),
+]
+
+# Common CIFAR checkpoints: kuangliu/akamaster style ("conv1", "shortcut.0/1", "linear") and
+# seed 001's model1 ("conv"/"bn" stem, "downsample.0/1", "fc").
+_CIFAR: list[Rule] = [
+    (rf"conv1?\.{_PARAM}", r"conv.{1}"),
+    (rf"bn1?\.{_PARAM}", r"bn.{1}"),
+    (rf"layer(\d+)\.(\d+)\.(conv[12]|bn[12])\.{_PARAM}", r"blocks.{g}.{3}.{4}"),
+    (rf"layer(\d+)\.(\d+)\.(?:downsample|shortcut)\.0\.{_PARAM}", r"blocks.{g}.shortcut.conv.{3}"),
+    (rf"layer(\d+)\.(\d+)\.(?:downsample|shortcut)\.1\.{_PARAM}", r"blocks.{g}.shortcut.bn.{3}"),
+    (r"(?:linear|fc)\.(weight|bias)", r"fc.{1}"),
+]
+
+# transformers' ResNetModel / ResNetForImageClassification (microsoft/resnet-50); stages and
+# layers count from 0, and a block's three conv layers are "layer.0/1/2".
+_HF_PREFIX = r"(?:resnet\.)?"
+_TRANSFORMERS: list[Rule] = [
+    (rf"{_HF_PREFIX}embedder\.embedder\.convolution\.weight", r"conv.weight"),
+    (rf"{_HF_PREFIX}embedder\.embedder\.normalization\.{_PARAM}", r"bn.{1}"),
+    (rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.weight",
+     r"blocks.{g}.shortcut.conv.weight"),
+    (rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.{_PARAM}",
+     r"blocks.{g}.shortcut.bn.{3}"),
+    (rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.([012])\.convolution\.weight",
+     r"blocks.{g}.conv{k}.weight"),
+    (rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.([012])\.normalization\.{_PARAM}",
+     r"blocks.{g}.bn{k}.{4}"),
+    (r"classifier\.1\.(weight|bias)", r"fc.{1}"),
+]
+
+_RULES: dict[str, list[Rule]] = {
+    "resnet_zoo": _NATIVE,
+    "labml": _NATIVE,
+    "torchvision": _TORCHVISION,
+    "timm": _TORCHVISION,
+    "cifar": _CIFAR,
+    "transformers": _TRANSFORMERS,
+}
+
+_STAGED = {"torchvision": re.compile(r"^layer(\d+)\.(\d+)\."),
+           "timm": re.compile(r"^layer(\d+)\.(\d+)\."),
+           "cifar": re.compile(r"^layer(\d+)\.(\d+)\."),
+           "transformers": re.compile(rf"^{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.")}
+
+
+def _strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    sd = dict(state_dict)
+    changed = True
+    while changed and sd:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in sd):
+                log.info("stripping the %r prefix of every key (a DataParallel/DDP or compiled model)", prefix)
+                sd = {k[len(prefix):]: v for k, v in sd.items()}
+                changed = True
+    return sd
+
+
+def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Name the key layout of ``state_dict`` (one of SOURCES other than "auto")."""
+    keys = list(_strip_wrappers(state_dict))
+    if not keys:
+        raise CheckpointError("the state dict is empty: no tensors to load")
+    if any(re.match(rf"{_HF_PREFIX}embedder\.embedder\.", k) for k in keys):
+        return "transformers"
+    if any(k.startswith("blocks.") for k in keys):
+        return "resnet_zoo"
+    stages = {m.group(1) for k in keys if (m := re.match(r"layer(\d+)\.", k))}
+    if stages:
+        cifar_marks = ("linear.weight" in keys or "conv.weight" in keys
+                       or any(".shortcut." in k for k in keys) or len(stages) == 3)
+        return "cifar" if cifar_marks else "torchvision"
+    sample = ", ".join(keys[:5])
+    raise CheckpointError(
+        f"cannot tell the layout of this state dict (first keys: {sample}); pass source= one of "
+        f"{', '.join(s for s in SOURCES if s != 'auto')}"
+    )
+
+
+def _block_offsets(keys: list[str], pattern: re.Pattern[str], source: str) -> dict[tuple[int, int], int]:
+    """(stage, index) -> position in the flat block sequence, from the keys themselves."""
+    counts: dict[int, int] = {}
+    for k in keys:
+        m = pattern.match(k)
+        if m:
+            stage, idx = int(m.group(1)), int(m.group(2))
+            counts[stage] = max(counts.get(stage, 0), idx + 1)
+    if not counts:
+        return {}
+    first = 0 if source == "transformers" else 1
+    expected = list(range(first, first + len(counts)))
+    if sorted(counts) != expected:
+        raise CheckpointError(
+            f"{source} checkpoint has stages {sorted(counts)}; expected consecutive stages {expected}"
+        )
+    offsets: dict[tuple[int, int], int] = {}
+    start = 0
+    for stage in expected:
+        for idx in range(counts[stage]):
+            offsets[(stage, idx)] = start + idx
+        start += counts[stage]
+    return offsets
+
+
+def convert_state_dict(
+    state_dict: Mapping[str, torch.Tensor], source: str = "auto"
+) -> dict[str, torch.Tensor]:
+    """Rename the keys of a foreign ResNet state dict to resnet_zoo's layout.
+
+    Args:
+        state_dict: tensors by key, as saved by torchvision, timm, transformers, the labml
+            reference, a common CIFAR ResNet or resnet_zoo (a ``module.`` prefix is stripped).
+        source: one of SOURCES; "auto" detects it from the keys.
+
+    Returns:
+        a new dict with the same tensors under resnet_zoo's key names.
+
+    Raises:
+        CheckpointError: the source is unknown, or a key matches no rule of its layout.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"a state dict is a mapping of names to tensors, got {type(state_dict).__name__}")
+    if source not in SOURCES:
+        raise CheckpointError(f"unknown source layout {source!r}; choose one of {', '.join(SOURCES)}")
+    for k, v in state_dict.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise CheckpointError(
+                f"state dict entry {k!r} is a {type(v).__name__}; expected str keys and torch.Tensor values"
+            )
+    sd = _strip_wrappers(state_dict)
+    if source == "auto":
+        source = detect_layout(sd)
+        log.debug("detected the %s layout", source)
+    rules = [(re.compile(p + "$"), r) for p, r in _RULES[source]]
+    staged = _STAGED.get(source)
+    offsets = _block_offsets(list(sd), staged, source) if staged else {}
+    out: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    for key, tensor in sd.items():
+        new = _rename(key, rules, offsets)
+        if new is None:
+            raise CheckpointError(
+                f"key {key!r} matches no rule of the {source} layout; is this a ResNet checkpoint "
+                f"of that layout? (source= one of {', '.join(SOURCES)})"
+            )
+        if new in out:
+            raise CheckpointError(f"keys {origin[new]!r} and {key!r} both map to {new!r}")
+        out[new] = tensor
+        origin[new] = key
+    return out
+
+
+def _rename(key: str, rules: list[tuple[re.Pattern[str], str]], offsets: dict) -> str | None:
+    for pattern, template in rules:
+        m = pattern.match(key)
+        if m:
+            fields: dict[str, object] = {}
+            if "{g}" in template:
+                fields["g"] = offsets[(int(m.group(1)), int(m.group(2)))]
+            if "{k}" in template:
+                fields["k"] = int(m.group(3)) + 1
+            return template.format(m.group(0), *m.groups(), **fields)
+    return None

@@ -1,0 +1,225 @@
+"""The weights manifest (``weights/manifest.json``) and the other data in ``weights/``; stdlib only.
+
+``weights/`` must reach users both from a git clone (torch.hub, editable installs) and from an
+installed wheel (where it is packaged as ``resnet_zoo._weights``): :func:`data_path` is the one
+place that knows where it is. ``RESNET_ZOO_MANIFEST`` may point at another manifest file
+(a private mirror, or a test).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, UnknownModelError
+
+__all__ = [
+    "Preprocessing",
+    "WeightsSpec",
+    "data_path",
+    "load_manifest",
+    "weight_names",
+    "get_weights",
+    "default_tag",
+    "read_labels",
+]
+
+MANIFEST_ENV = "RESNET_ZOO_MANIFEST"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images are prepared for a set of weights: resize the shorter side to
+    ``input_size / crop_pct``, centre-crop ``input_size``, scale to [0, 1], normalise."""
+
+    input_size: int = 224
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 1:
+            raise ConfigError(f"preprocessing.input_size must be a positive integer, got {self.input_size!r}")
+        if not 0 < float(self.crop_pct) <= 1:
+            raise ConfigError(f"preprocessing.crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"preprocessing.interpolation must be one of {list(INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}"
+            )
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ConfigError(
+                f"preprocessing mean {list(self.mean)} and std {list(self.std)} need one entry per "
+                "channel and a positive std"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_size": self.input_size, "crop_pct": self.crop_pct,
+                "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """One published set of weights, ``arch.tag``."""
+
+    name: str
+    hf_hub_id: str
+    filename: str
+    source: str
+    revision: str = ""
+    sha256: str = ""
+    size: int | None = None
+    default: bool = False
+    num_classes: int = 1000
+    labels: str | None = None
+    top1: float | None = None
+    top1_source: str = ""
+    license: str = ""
+    description: str = ""
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+    @property
+    def arch(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.sha256)
+
+
+def data_path(name: str = "") -> Path:
+    """Path of ``weights/<name>``, from a clone or from the installed package."""
+    clone = Path(__file__).resolve().parent.parent / "weights"
+    if (clone / "manifest.json").is_file():
+        return clone / name if name else clone
+    from importlib.resources import files
+
+    # A namespace package: ask for a file inside it to get a real path (not a MultiplexedPath).
+    packaged = Path(str(files("resnet_zoo._weights").joinpath("manifest.json"))).parent
+    return packaged / name if name else packaged
+
+
+def _parse_entry(name: str, raw: Any, where: str) -> WeightsSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: entry {name!r} must be a JSON object")
+    if name.count(".") != 1:
+        raise ConfigError(f"{where}: weights name {name!r} must be 'arch.tag'")
+    data = dict(raw)
+    known = set(WeightsSpec.__dataclass_fields__) - {"name"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: entry {name!r} has unknown field(s) {unknown}")
+    for required in ("hf_hub_id", "filename", "source"):
+        if not data.get(required):
+            raise ConfigError(f"{where}: entry {name!r} needs {required!r}")
+    if data.get("sha256") and not _SHA256.match(data["sha256"]):
+        raise ConfigError(f"{where}: entry {name!r} sha256 must be 64 lowercase hex digits")
+    if data.get("revision") and not _COMMIT.match(data["revision"]):
+        raise ConfigError(f"{where}: entry {name!r} revision must be a full 40-digit commit hash")
+    data["preprocessing"] = Preprocessing(**data.get("preprocessing", {}))
+    return WeightsSpec(name=name, **data)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str) -> dict[str, WeightsSpec]:
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"weights manifest {path} does not exist; unset {MANIFEST_ENV}?") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"weights manifest {path} is not valid JSON: {e}") from None
+    entries = raw.get("weights") if isinstance(raw, dict) else None
+    if not isinstance(entries, dict):
+        raise ConfigError(f"weights manifest {path} needs a top-level 'weights' object")
+    specs = {name: _parse_entry(name, e, path) for name, e in entries.items()}
+    defaults: dict[str, str] = {}
+    for spec in specs.values():
+        if spec.default:
+            if spec.arch in defaults:
+                raise ConfigError(
+                    f"{path}: {spec.arch} has two default weights, {defaults[spec.arch]} and {spec.name}"
+                )
+            defaults[spec.arch] = spec.name
+    return specs
+
+
+def manifest_path() -> Path:
+    override = os.environ.get(MANIFEST_ENV)
+    return Path(override) if override else data_path("manifest.json")
+
+
+def load_manifest() -> dict[str, WeightsSpec]:
+    """Every published weights entry, by ``arch.tag`` name."""
+    return _load(str(manifest_path()))
+
+
+def weight_names() -> list[str]:
+    return list(load_manifest())
+
+
+def tags_of(arch: str) -> list[str]:
+    return [s.tag for s in load_manifest().values() if s.arch == arch]
+
+
+def default_tag(arch: str) -> str | None:
+    specs = [s for s in load_manifest().values() if s.arch == arch]
+    for s in specs:
+        if s.default:
+            return s.tag
+    return specs[0].tag if len(specs) == 1 else None
+
+
+def get_weights(arch: str, tag: str | None) -> WeightsSpec:
+    """The manifest entry ``arch.tag`` (``tag=None``: the architecture's default)."""
+    available = tags_of(arch)
+    if tag is None:
+        tag = default_tag(arch)
+        if tag is None:
+            raise UnknownModelError(
+                f"no pretrained weights are published for {arch!r}"
+                + (f"; choose a tag: {', '.join(available)}" if available else "")
+                + ". Models with weights: resnet_zoo.list_models(pretrained=True); or pass "
+                "pretrained='hf-hub:owner/repo' or a local .safetensors path"
+            )
+    spec = load_manifest().get(f"{arch}.{tag}")
+    if spec is None:
+        import difflib
+
+        close = difflib.get_close_matches(f"{arch}.{tag}", weight_names(), n=3, cutoff=0.6)
+        raise UnknownModelError(
+            f"unknown weights tag {tag!r} for {arch!r}; "
+            + (f"available tags: {', '.join(available)}" if available else "it has no published weights")
+            + (f". Did you mean {', '.join(close)}?" if close else "")
+        )
+    return spec
+
+
+def read_labels(filename: str) -> list[str]:
+    """Class names, one per line, from ``weights/<filename>``."""
+    return data_path(filename).read_text(encoding="utf-8").splitlines()
+
+
+def write_pins(path: Path, pins: dict[str, dict[str, Any]]) -> None:
+    """Write revision/sha256/size into the manifest at ``path`` (atomically), keeping the rest."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    for name, values in pins.items():
+        raw["weights"][name].update(values)
+    tmp = Path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    _load.cache_clear()
