@@ -152,6 +152,10 @@ def download(
     endpoint = hub_endpoint()
     what = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     try:
+        if not offline and not force_download and not _cached(repo_id, filename, revision, cache):
+            # huggingface_hub retries a failed first download with backoff for ~20 s; one quick
+            # HEAD first makes "server down, cold cache" a fast, clear error.
+            _probe(repo_id, filename, revision, endpoint)
         path = hf_hub_download(
             repo_id,
             filename,
@@ -198,14 +202,35 @@ def download(
                 f"{what}; free space or set HF_HUB_CACHE to another disk"
             ) from None
         raise DownloadError(f"downloading {what} failed: {e}") from None
-    except Exception as e:  # httpx transport errors (dropped connection, protocol errors)
-        if type(e).__module__.split(".")[0].startswith("httpx"):
-            raise DownloadError(f"downloading {what} failed: {type(e).__name__}: {e}") from None
-        raise
+    except Exception as e:  # httpx transport errors (refused, timed out, dropped connection)
+        if not type(e).__module__.split(".")[0].startswith("httpx"):
+            raise
+        if type(e).__name__ in ("ConnectError", "ConnectTimeout"):
+            raise DownloadError(
+                f"cannot reach the Hub ({endpoint or 'default endpoint'}) to fetch {what} "
+                f"({e}), and it is not in the cache {_where(cache)}. Check the network, or set "
+                "HF_HUB_OFFLINE=1 with a pre-filled cache"
+            ) from None
+        raise DownloadError(f"downloading {what} failed: {type(e).__name__}: {e}") from None
     path = Path(path)
     if verify:
         verify_file(path, expected_sha256=expected_sha256, what=what)
     return path
+
+
+def _cached(repo_id: str, filename: str, revision: str | None, cache: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, cache_dir=cache, revision=revision)
+    return isinstance(found, str)
+
+
+def _probe(repo_id: str, filename: str, revision: str | None, endpoint: str | None) -> None:
+    """One HEAD without retries; raises huggingface_hub's or httpx's error on failure."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+    get_hf_file_metadata(url, endpoint=endpoint, retry_on_errors=False)
 
 
 def file_metadata(repo_id: str, filename: str, *, revision: str | None = None) -> dict[str, Any]:

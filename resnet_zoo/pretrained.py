@@ -215,9 +215,10 @@ def _fit_state_dict(
         for k in list(sd):
             if k.startswith("fc.") or (k.startswith("blocks.") and int(k.split(".")[1]) >= n):
                 del sd[k]  # stages after the last requested map and the head are not built
-    for k, v in expected.items():
-        if k.endswith("num_batches_tracked") and k not in sd:
-            sd[k] = torch.zeros((), dtype=torch.long)  # a counter, not a weight
+    for k in expected:
+        prefix = k[: -len("num_batches_tracked")]
+        if k.endswith("num_batches_tracked") and k not in sd and prefix + "running_mean" in sd:
+            sd[k] = torch.zeros((), dtype=torch.long)  # a counter, not a weight: timm omits it
     head = {"fc.weight", "fc.bias"} if reinit_head else set()
     missing = set(expected) - set(sd) - head
     unexpected = set(sd) - set(expected)
@@ -228,12 +229,16 @@ def _fit_state_dict(
         if unexpected:
             parts.append(f"unexpected keys: {_describe_keys(unexpected)}")
         hint = ""
+        ckpt_blocks = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.")}
+        n_blocks = len(model.blocks)
         if any(k.startswith("module.") for k in unexpected):
             hint = " The keys carry a 'module.' prefix (DataParallel): convert with source='auto'."
-        elif unexpected and all(k.startswith("blocks.") for k in unexpected):
-            hint = " The checkpoint has more blocks: it is a deeper architecture."
-        elif missing and all(k.startswith("blocks.") for k in missing):
-            hint = " The checkpoint has fewer blocks: it is a shallower architecture."
+        elif ckpt_blocks and max(ckpt_blocks) + 1 > n_blocks:
+            hint = (f" The checkpoint has {max(ckpt_blocks) + 1} blocks, this model {n_blocks}: "
+                    "it is a deeper architecture.")
+        elif ckpt_blocks and max(ckpt_blocks) + 1 < n_blocks:
+            hint = (f" The checkpoint has {max(ckpt_blocks) + 1} blocks, this model {n_blocks}: "
+                    "it is a shallower architecture.")
         raise CheckpointError(f"{what} does not fit this model: " + "; ".join(parts) + "." + hint)
     out: dict[str, torch.Tensor] = {}
     cast: set[torch.dtype] = set()

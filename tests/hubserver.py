@@ -77,8 +77,11 @@ class HubServer:
         return sum(1 for m, p in self.requests if m == "GET" and (filename is None or p.endswith(filename)))
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        """Stop serving (idempotent): later requests are refused, as by a server that is down."""
+        if self._thread.is_alive():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self._thread.join()
 
     # -- request handling -------------------------------------------------------------------
 
