@@ -138,7 +138,8 @@ class ResidualBlock(nn.Module):
         shortcut = self.shortcut(x)
         x = self.act1(self.bn1(self.conv1(x)))
         x = self.bn2(self.conv2(x))
-        return self.act2(x + shortcut)
+        x += shortcut  # in place: x is this block's own fresh tensor, so nothing else sees it
+        return self.act2(x)
 
 
 class BottleneckResidualBlock(nn.Module):
@@ -194,4 +195,5 @@ class BottleneckResidualBlock(nn.Module):
         x = self.act1(self.bn1(self.conv1(x)))
         x = self.act2(self.bn2(self.conv2(x)))
         x = self.bn3(self.conv3(x))
-        return self.act3(x + shortcut)
+        x += shortcut  # in place: x is this block's own fresh tensor, so nothing else sees it
+        return self.act3(x)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import ResNetZooError
+from .errors import ConfigError, ResNetZooError
 
 __all__ = ["main"]
 
@@ -85,12 +86,130 @@ def _cmd_weights_pin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrained_arg(value: str | None):
+    """--pretrained: absent = the default weights; "none" = random init; else a spec."""
+    if value is None:
+        return True
+    return False if value.lower() in ("none", "false", "random") else value
+
+
+def _load(args: argparse.Namespace):
+    from .factory import create
+
+    model = create(args.name, pretrained=_pretrained_arg(args.pretrained))
+    if getattr(args, "fast", False) or getattr(args, "dtype", "float32") != "float32":
+        import torch
+
+        from .inference import optimize_for_inference
+
+        dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+        return optimize_for_inference(model.eval(), dtype=dtype)
+    return model.eval()
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import predict
+
+    model = _load(args)
+    preds = predict(model, args.images, top=args.top, batch_size=args.batch_size,
+                    num_workers=args.workers, skip_bad=args.skip_bad)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in preds]))
+        return 0
+    for p in preds:
+        print(p.path)
+        for c, label, score in p.topk:
+            print(f"  {score:7.4f}  {label} ({c})")
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from .inference import extract_features
+
+    if not args.out.endswith(".safetensors"):
+        raise ConfigError(f"--out must name a .safetensors file, got {args.out!r}")
+    model = _load(args)
+    feats, paths = extract_features(model, args.inputs, batch_size=args.batch_size,
+                                    num_workers=args.workers, skip_bad=args.skip_bad,
+                                    progress=not args.quiet)
+    info = getattr(model, "pretrained_cfg", None)
+    metadata = {
+        "paths": json.dumps([str(p) for p in paths]),
+        "model": args.name,
+        "weights": (info.name or info.source) if info is not None else "random init",
+        "shape": json.dumps(list(feats.shape)),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    save_file({"features": feats.contiguous()}, str(tmp), metadata=metadata)
+    tmp.replace(out)
+    print(f"wrote {out}: {feats.shape[0]} images x {feats.shape[1]} features")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench import bench_models, machine_description
+
+    dtypes = {"float32": (torch.float32,), "bfloat16": (torch.bfloat16,),
+              "both": (torch.float32, torch.bfloat16)}[args.dtype]
+    results = bench_models(args.names, batch_size=args.batch_size, dtypes=dtypes,
+                           input_size=args.input_size, iters=args.iters, repeats=args.repeats,
+                           with_torchvision=not args.no_torchvision)
+    machine = machine_description()
+    if args.json:
+        print(json.dumps({"machine": machine, "results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        print(f"machine: {machine}")
+        print(f"{'model':<18} {'path':<24} {'images/s':>9} {'vs tv':>7} {'GFLOP/s':>9} {'of peak':>8}")
+        for r in results:
+            ratio = f"{r.ratio_vs_torchvision:.2f}x" if r.ratio_vs_torchvision else "-"
+            peak = f"{100 * r.fraction_of_gemm_peak:.0f}%" if r.fraction_of_gemm_peak else "-"
+            print(f"{r.model:<18} {r.path:<24} {r.images_per_s:9.2f} {ratio:>7} "
+                  f"{r.gflops_per_s:9.1f} {peak:>8}")
+    if args.plot:
+        from .plot import bar_chart
+
+        bar_chart([f"{r.model} {r.path}" for r in results], [r.images_per_s for r in results],
+                  args.plot, title=f"images/s, batch {args.batch_size} ({machine})")
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+    from .registry import get_entry
+
+    model = _load(args)
+    size = args.input_size or get_entry(args.name).input_size
+    out = export_model(model, args.out, format=args.format, input_size=size, opset=args.opset)
+    print(f"wrote {out} ({args.format}, input [N, {model.config.img_channels}, {size}, {size}])")
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
+    p.add_argument("--pretrained", default=None, metavar="SPEC",
+                   help="weights: a tag, hf-hub:owner/repo, a .safetensors file or a directory; "
+                        "'none' for random init (default: the architecture's default weights)")
+    if fast:
+        p.add_argument("--fast", action="store_true", help="use optimize_for_inference (float32)")
+        p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                       help="compute dtype of the fast path (bfloat16 implies --fast)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnet-zoo", description="ResNets of He et al. 2016: list, inspect, run."
     )
     parser.add_argument("--version", action="version", version=f"resnet_zoo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the library does")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="registered model names")
@@ -113,6 +232,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classes of the head (default: the checkpoint's)")
     p.set_defaults(func=_cmd_convert)
 
+    p = sub.add_parser("predict", help="top-k classes of images")
+    p.add_argument("name", help="model name, e.g. resnet50 or resnet50.a1_in1k")
+    p.add_argument("images", nargs="+", help="image files or directories")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (logged)")
+    _add_model_args(p)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("features", help="pooled features of images into a .safetensors file")
+    p.add_argument("name")
+    p.add_argument("inputs", nargs="+", help="image files or directories (searched recursively)")
+    p.add_argument("--out", required=True, help="FILE.safetensors ('features' [N, C]; paths in metadata)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (logged)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_args(p)
+    p.set_defaults(func=_cmd_features)
+
+    p = sub.add_parser("bench", help="images/s: resnet_zoo eager, fast path, torchvision")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "both"), default="both",
+                   help="fast-path dtypes to time")
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-torchvision", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("export", help="ONNX or TorchScript file of a model")
+    p.add_argument("name")
+    p.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--opset", type=int, default=None)
+    _add_model_args(p, fast=False)
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("weights", help="the published weights manifest")
     wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
     w = wsub.add_parser("list", help="published weights with accuracy and preprocessing")
@@ -127,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or args.debug else logging.WARNING,
+                        format="resnet-zoo: %(levelname)s: %(message)s")
     try:
         return args.func(args)
     except ResNetZooError as e:

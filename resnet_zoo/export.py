@@ -1,0 +1,68 @@
+"""Export a model to ONNX or TorchScript, and check the result against the eager model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, ResNetZooError
+
+__all__ = ["FORMATS", "export_model"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+
+
+def export_model(
+    model: nn.Module,
+    out: str | os.PathLike,
+    *,
+    format: str = "onnx",
+    input_size: int = 224,
+    opset: int | None = None,
+) -> Path:
+    """Write ``model`` (eval mode, float32, batch dimension dynamic for ONNX) to ``out``.
+
+    ONNX goes through ``torch.onnx.export(dynamo=True)`` (needs the ``onnx`` and ``onnxscript``
+    packages: ``pip install resnet_zoo[export]``); TorchScript through ``torch.jit.trace``.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"format must be one of {list(FORMATS)}, got {format!r}")
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ConfigError(f"input_size must be a positive integer, got {input_size!r}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    channels = getattr(model, "config").img_channels
+    example = torch.randn(2, channels, input_size, input_size)
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        if format == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(model, example, check_trace=True)
+            traced.save(str(tmp))
+        else:
+            try:
+                import onnx  # noqa: F401
+                import onnxscript  # noqa: F401
+            except ImportError:
+                raise ResNetZooError(
+                    "ONNX export needs the onnx and onnxscript packages: pip install 'resnet_zoo[export]'"
+                ) from None
+            batch = torch.export.Dim("batch", min=1)
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, dynamic_shapes=({0: batch},),
+                input_names=["images"], output_names=["output"], opset_version=opset,
+                external_data=False,
+            )
+            program.save(str(tmp))
+        os.replace(tmp, out)  # a failed export leaves no file under the final name
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("wrote %s (%s)", out, format)
+    return out

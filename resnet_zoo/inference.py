@@ -1,0 +1,309 @@
+"""Inference: the folded fast path, batched feature extraction, top-k prediction.
+
+``optimize_for_inference`` folds every batch norm into the conv before it (torch's own
+``fuse_conv_bn_eval``), keeps activations channels-last, and optionally computes in bfloat16.
+For bfloat16 the convolutions run on oneDNN ("mkldnn") tensors with weights reordered once
+at build time: on CPUs with AMX that is ~1.5x faster than bfloat16 channels-last eager, whose
+convs reorder their weights on every call.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .blocks import ShortcutProjection, ZeroPadShortcut
+from .errors import ConfigError, InputError
+from .model import ResNet, ResNetBase, ResNetFeatures
+
+__all__ = [
+    "fold_batch_norm",
+    "InferenceModel",
+    "optimize_for_inference",
+    "extract_features",
+    "predict",
+    "Prediction",
+]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def fold_batch_norm(model: ResNetBase) -> ResNetBase:
+    """Fold every eval-mode batch norm into its conv, in place; the norms become Identity.
+
+    ``conv -> bn`` computes ``gamma * (W x + b - mean) / sqrt(var + eps) + beta``: one conv
+    with rescaled weights and a new bias does the same, one pass over the map fewer.
+    """
+    if model.training:
+        raise ConfigError("fold_batch_norm needs an eval-mode model (running statistics): call .eval()")
+
+    def fold(owner: nn.Module, conv_name: str, bn_name: str) -> None:
+        conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+        if isinstance(bn, nn.BatchNorm2d):
+            setattr(owner, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(owner, bn_name, nn.Identity())
+
+    fold(model, "conv", "bn")
+    for block in model.blocks:
+        for i in (1, 2, 3):
+            if hasattr(block, f"conv{i}"):
+                fold(block, f"conv{i}", f"bn{i}")
+        if isinstance(block.shortcut, ShortcutProjection):
+            fold(block.shortcut, "conv", "bn")
+    return model
+
+
+class InferenceModel(nn.Module):
+    """A folded, eval-only ResNet: float32 NCHW in, float32 out, computed in ``dtype``.
+
+    Outputs are inference tensors (made under ``torch.inference_mode``): they cannot enter
+    autograd. Build it with :func:`optimize_for_inference`.
+    """
+
+    def __init__(self, model: ResNetBase, *, dtype: torch.dtype, channels_last: bool,
+                 use_mkldnn: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.use_mkldnn = use_mkldnn
+        self.config = model.config
+        self.feature_info = model.feature_info
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
+        self.arch_name = getattr(model, "arch_name", None)
+
+    def train(self, mode: bool = True) -> "InferenceModel":
+        if mode:
+            raise ConfigError("an InferenceModel is for inference only; train the eager model")
+        return super().train(False)
+
+    def _pooled_mkldnn(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        y = x.contiguous().to_mkldnn(self.dtype)
+        y = m.blocks(m.pool(m.act(m.conv(y))))
+        return y.to_dense().float().mean(dim=(2, 3))
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.to(dtype=self.dtype, memory_format=fmt)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        """``[B, C, H, W]`` float32 -> float32 logits / features (a list for feature models)."""
+        self.model._check_input(x)
+        with torch.inference_mode():
+            if self.use_mkldnn:
+                pooled = self._pooled_mkldnn(x)
+                head = getattr(self.model, "fc", None)
+                return pooled if head is None else head(pooled)
+            out = self.model(self._prepare(x))
+            if isinstance(out, list):
+                return [t.float().contiguous() for t in out]
+            return out.float()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, n_channels[-1]]`` (float32), the head skipped."""
+        if isinstance(self.model, ResNetFeatures):
+            raise ConfigError("a features_only model has no pooled features; call it for its maps")
+        self.model._check_input(x)
+        with torch.inference_mode():
+            if self.use_mkldnn:
+                return self._pooled_mkldnn(x)
+            return ResNetBase.forward(self.model, self._prepare(x)).float()
+
+    def extra_repr(self) -> str:
+        path = "oneDNN" if self.use_mkldnn else ("channels_last" if self.channels_last else "NCHW")
+        return f"dtype={self.dtype}, path={path}"
+
+
+def optimize_for_inference(
+    model: ResNetBase, *, dtype: torch.dtype = torch.float32, channels_last: bool = True
+) -> InferenceModel:
+    """An eval-mode copy of ``model`` for fast CPU inference (the original is untouched).
+
+    Batch norm folded into the convs, activations channels-last, optional bfloat16 compute.
+    Takes the same float32 NCHW input as ``model`` and returns float32 output.
+
+    Args:
+        model: a :class:`ResNet`, :class:`ResNetBase` or :class:`ResNetFeatures`.
+        dtype: ``torch.float32`` or ``torch.bfloat16`` (fast with AVX512-BF16 / AMX).
+        channels_last: keep activations NHWC, the layout oneDNN's CPU convolutions prefer.
+    """
+    if not isinstance(model, ResNetBase):
+        raise ConfigError(f"optimize_for_inference takes a resnet_zoo model, got {type(model).__name__}")
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype must be one of {[str(d) for d in _DTYPES]}, got {dtype!r}")
+    device = next(model.parameters()).device
+    fast = fold_batch_norm(copy.deepcopy(model).eval())
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    has_zero_pad = any(isinstance(b.shortcut, ZeroPadShortcut) for b in fast.blocks)
+    use_mkldnn = (
+        dtype == torch.bfloat16
+        and device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and not isinstance(fast, ResNetFeatures)
+        and not has_zero_pad  # strided slicing and padding do not run on oneDNN tensors
+    )
+    if use_mkldnn:
+        from torch.utils import mkldnn as mkldnn_utils
+
+        head = getattr(fast, "fc", None)
+        if head is not None:
+            fast.fc = nn.Identity()
+        with warnings.catch_warnings():  # its modules are ScriptModules, which warn on 2.x
+            warnings.simplefilter("ignore", FutureWarning)
+            fast = mkldnn_utils.to_mkldnn(fast, dtype)  # reorders conv weights once, here
+        if head is not None:
+            fast.fc = head  # the head runs on dense float32 features
+    else:
+        fast = fast.to(dtype=dtype)
+        if channels_last:
+            fast = fast.to(memory_format=torch.channels_last)
+    return InferenceModel(fast, dtype=dtype, channels_last=channels_last, use_mkldnn=use_mkldnn).eval()
+
+
+# --- Features and predictions for image files -------------------------------------------------
+
+def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers: int):
+    from torch.utils.data import DataLoader
+
+    from .data import ImageFiles, collate_images
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    return DataLoader(ImageFiles(paths, transform), batch_size=batch_size, shuffle=False,
+                      num_workers=num_workers, collate_fn=collate_images)
+
+
+def _run_over_images(
+    model: nn.Module, inputs: Iterable[str | os.PathLike], *, batch_size: int, num_workers: int,
+    skip_bad: bool, progress: bool, desc: str,
+):
+    from tqdm.auto import tqdm
+
+    from .data import find_images
+    from .transforms import Preprocess, preprocessing_for
+
+    paths = find_images(inputs)
+    config = getattr(model, "config")
+    transform = Preprocess(preprocessing_for(model), channels=config.img_channels)
+    was_training = model.training
+    model.eval()
+    kept: list[int] = []
+    outputs: list[torch.Tensor] = []
+    bad: list[tuple[int, str]] = []
+    try:
+        with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
+            for indices, batch, errors in _loader(paths, transform, batch_size, num_workers):
+                bad.extend(errors)
+                if batch is not None:
+                    with torch.inference_mode():
+                        outputs.append(model(batch).float())
+                    kept.extend(indices)
+                bar.update(len(indices) + len(errors))
+    finally:
+        model.train(was_training)
+    if bad:
+        listed = "; ".join(msg for _, msg in bad[:10]) + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else "")
+        if not skip_bad:
+            raise InputError(f"{len(bad)} unreadable image(s): {listed}. Fix or remove them, or skip them")
+        log.warning("skipped %d unreadable image(s): %s", len(bad), listed)
+    if not kept:
+        raise InputError("none of the images could be read")
+    return [paths[i] for i in kept], torch.cat(outputs)
+
+
+def extract_features(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> tuple[torch.Tensor, list[Path]]:
+    """Pooled features ``[N, C]`` for image files and directories, in a deterministic order.
+
+    Images are prepared with the model's weights' preprocessing (``model.pretrained_cfg``),
+    batched by a DataLoader (``num_workers`` processes). A headed :class:`ResNet` gives its
+    pooled features, not its logits. Unreadable images raise :class:`InputError` naming every
+    one of them, or are skipped (and logged) with ``skip_bad=True``.
+
+    Returns:
+        ``(features, paths)``: row ``i`` of ``features`` belongs to ``paths[i]``.
+    """
+    features_model = _FeaturesOf(model)
+    paths, feats = _run_over_images(features_model, inputs, batch_size=batch_size,
+                                    num_workers=num_workers, skip_bad=skip_bad,
+                                    progress=progress, desc="features")
+    return feats, paths
+
+
+class _FeaturesOf(nn.Module):
+    """A view of a model that returns pooled features (the head is skipped)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.config = getattr(model, "config")
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
+        self.arch_name = getattr(model, "arch_name", None)
+        if isinstance(model, ResNetFeatures):
+            raise ConfigError("extract_features gives pooled features: pass a ResNet, not features_only")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.inner
+        if isinstance(m, (ResNet, InferenceModel)):
+            return m.forward_features(x)
+        return m(x)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: Path
+    topk: list[tuple[int, str, float]]  # (class index, label, probability)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path),
+                "topk": [{"class": c, "label": label, "score": s} for c, label, s in self.topk]}
+
+
+def predict(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    top: int = 5,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Top-``top`` classes with softmax probabilities for each image."""
+    num_classes = getattr(model, "config").num_classes
+    if not num_classes:
+        raise ConfigError("this model has no classifier head (num_classes=0): use extract_features")
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= num_classes:
+        raise ConfigError(f"top must be between 1 and the number of classes ({num_classes}), got {top!r}")
+    info = getattr(model, "pretrained_cfg", None)
+    labels = list(info.labels) if info is not None and info.labels else None
+    paths, logits = _run_over_images(model, inputs, batch_size=batch_size, num_workers=num_workers,
+                                     skip_bad=skip_bad, progress=progress, desc="predict")
+    probs = logits.softmax(dim=1)
+    scores, classes = probs.topk(top, dim=1)
+    out = []
+    for path, row_s, row_c in zip(paths, scores.tolist(), classes.tolist()):
+        out.append(Prediction(path, [(c, labels[c] if labels else str(c), s) for c, s in zip(row_c, row_s)]))
+    return out

@@ -1,0 +1,158 @@
+"""Image preprocessing that matches each weights' config, with Pillow and torch only.
+
+The evaluation pipeline of torchvision and timm: resize the shorter side to
+``floor(input_size / crop_pct)`` (Pillow's resampling, as torchvision uses for PIL images),
+centre-crop ``input_size``, scale to [0, 1], normalise. Loading handles what real files bring:
+EXIF orientation, palette and alpha images (composited on white), 16-bit and float greys.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import InputError
+from .manifest import Preprocessing
+
+__all__ = ["Preprocess", "load_image", "to_tensor", "preprocessing_for", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def _pil() -> Any:
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        raise InputError("reading images needs Pillow: pip install pillow") from None
+    return Image, ImageOps
+
+
+def _to_8bit(img: Any) -> Any:
+    """16-bit ('I;16*', 'I') and float ('F') greys to 8-bit 'L', keeping the full range."""
+    Image, _ = _pil()
+    if img.mode.startswith("I;16") or img.mode == "I":
+        img = img.convert("I")
+        lo, hi = img.getextrema()
+        scale = 1 / 257 if hi > 255 else 1.0  # 16-bit data: 65535 -> 255
+        return img.point(lambda v: v * scale).convert("L")
+    if img.mode == "F":
+        lo, hi = img.getextrema()
+        scale = 255.0 if hi <= 1.0 else 1.0  # [0, 1] floats, or already 0..255
+        return img.point(lambda v: v * scale).convert("L")
+    return img
+
+
+def load_image(source: str | os.PathLike | Any, channels: int = 3) -> Any:
+    """Open an image as a Pillow image of ``channels`` (3: RGB, 1: L), upright per its EXIF.
+
+    Transparent pixels are composited on white (a transparent PNG shows its drawing on paper,
+    not on whatever colour hides under the alpha). Raises :class:`InputError` naming the file
+    when it cannot be read as an image.
+    """
+    Image, ImageOps = _pil()
+    if isinstance(source, Image.Image):
+        img, name = source, "<PIL image>"
+    else:
+        name = os.fspath(source)
+        try:
+            img = Image.open(name)
+            img.load()
+        except FileNotFoundError:
+            raise InputError(f"image {name} does not exist") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise InputError(f"cannot read {name} as an image: {e}") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not make a readable image unreadable
+        pass
+    img = _to_8bit(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if channels == 1:
+        return img.convert("L")
+    if channels == 3:
+        return img.convert("RGB")
+    raise InputError(f"images are read with 1 or 3 channels, not {channels}")
+
+
+def to_tensor(img: Any) -> torch.Tensor:
+    """A Pillow image (L or RGB) to a float tensor ``[C, H, W]`` in [0, 1]."""
+    w, h = img.size
+    channels = len(img.getbands())
+    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    return data.view(h, w, channels).permute(2, 0, 1).float().div_(255)
+
+
+class Preprocess:
+    """Callable: image (path or Pillow image) -> normalised tensor ``[C, input_size, input_size]``."""
+
+    def __init__(self, config: Preprocessing, channels: int = 3) -> None:
+        if len(config.mean) not in (1, channels):
+            raise InputError(
+                f"preprocessing has {len(config.mean)} mean values for a {channels}-channel model"
+            )
+        self.config = config
+        self.channels = channels
+        self.resize_to = math.floor(config.input_size / config.crop_pct)
+        self.mean = torch.tensor(config.mean).view(-1, 1, 1)
+        self.std = torch.tensor(config.std).view(-1, 1, 1)
+
+    def resize_and_crop(self, img: Any) -> Any:
+        """Shorter side to ``resize_to`` (torchvision's rounding), then a centre crop."""
+        Image, _ = _pil()
+        resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR,
+                    "bicubic": Image.BICUBIC}[self.config.interpolation]
+        w, h = img.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = self.resize_to, int(self.resize_to * long / short)
+        size = (new_short, new_long) if w <= h else (new_long, new_short)
+        if size != (w, h):
+            img = img.resize(size, resample)
+        crop = self.config.input_size
+        w, h = img.size
+        if w < crop or h < crop:  # pad as torchvision's CenterCrop does
+            padded = Image.new(img.mode, (max(w, crop), max(h, crop)))
+            padded.paste(img, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
+            img, (w, h) = padded, padded.size
+        top = int(round((h - crop) / 2.0))
+        left = int(round((w - crop) / 2.0))
+        return img.crop((left, top, left + crop, top + crop))
+
+    def __call__(self, image: str | os.PathLike | Any) -> torch.Tensor:
+        img = self.resize_and_crop(load_image(image, self.channels))
+        return (to_tensor(img) - self.mean) / self.std
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Preprocess(resize={self.resize_to}, crop={c.input_size}, {c.interpolation}, "
+                f"mean={list(c.mean)}, std={list(c.std)})")
+
+
+def preprocessing_for(model: Any) -> Preprocessing:
+    """The preprocessing of a model's weights, or a default for its architecture's input size."""
+    info = getattr(model, "pretrained_cfg", None)
+    if info is not None and getattr(info, "preprocessing", None) is not None:
+        return info.preprocessing
+    config = getattr(model, "full_config", None) or model.config
+    size = 224
+    arch = getattr(model, "arch_name", None)
+    if arch:
+        from .registry import get_entry
+
+        size = get_entry(arch).input_size
+    if config.img_channels == 3:
+        return Preprocessing(input_size=size, crop_pct=0.875 if size > 64 else 1.0)
+    return Preprocessing(input_size=size, crop_pct=0.875 if size > 64 else 1.0,
+                         mean=(0.5,) * config.img_channels, std=(0.5,) * config.img_channels)
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
