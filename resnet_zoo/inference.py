@@ -263,6 +263,7 @@ class _FeaturesOf(nn.Module):
         self.arch_name = getattr(model, "arch_name", None)
         if isinstance(model, ResNetFeatures):
             raise ConfigError("extract_features gives pooled features: pass a ResNet, not features_only")
+        self.training = model.training  # so that restoring the mode restores the caller's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.inner
@@ -299,6 +300,11 @@ def predict(
         raise ConfigError(f"top must be between 1 and the number of classes ({num_classes}), got {top!r}")
     info = getattr(model, "pretrained_cfg", None)
     labels = list(info.labels) if info is not None and info.labels else None
+    if labels is None and num_classes == 1000:
+        from .manifest import read_labels
+
+        labels = read_labels("imagenet_classes.txt")  # a 1000-class ResNet is an ImageNet one
+        log.info("weights carry no class names: using ImageNet's 1000")
     paths, logits = _run_over_images(model, inputs, batch_size=batch_size, num_workers=num_workers,
                                      skip_bad=skip_bad, progress=progress, desc="predict")
     probs = logits.softmax(dim=1)

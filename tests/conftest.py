@@ -43,3 +43,18 @@ def perturb_bn(model: torch.nn.Module, generator: torch.Generator | None = None)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=generator) + 0.5)
                 m.weight.copy_(torch.rand(m.weight.shape, generator=generator) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=generator) * 0.1)
+
+
+def calibrate_bn(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
+    """Set every batch norm's running statistics from ``x`` (as after training), then eval()."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.1
+    return model.eval()
