@@ -1,0 +1,149 @@
+"""resnet-zoo predict / features / export / bench, end to end in subprocesses."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import resnet_zoo
+from resnet_zoo.inference import extract_features
+
+from images import sample_photos
+
+
+def run(*args, timeout=600, env=None):
+    return subprocess.run([sys.executable, "-m", "resnet_zoo", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """resnet18 weights in torchvision's layout as a local .safetensors file."""
+    tvm = pytest.importorskip("torchvision.models")
+    path = tmp_path_factory.mktemp("w") / "resnet18.safetensors"
+    torch.manual_seed(0)
+    save_file(tvm.resnet18().state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    for name, path in sample_photos().items():
+        shutil.copy(path, d / name)
+    return d
+
+
+def test_predict_json(weights, photos):
+    images = sorted(str(p) for p in photos.iterdir())[:3]
+    result = run("predict", "resnet18", *images, "--top", "3", "--json", "--pretrained", str(weights))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert [e["path"] for e in out] == images
+    labels = resnet_zoo.manifest.read_labels("imagenet_classes.txt")
+    for entry in out:
+        assert len(entry["topk"]) == 3
+        for k in entry["topk"]:
+            assert set(k) == {"class", "label", "score"}
+            assert k["label"] == labels[k["class"]] and 0 <= k["score"] <= 1
+
+
+def test_predict_text_and_bad_image(weights, photos, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"<html>404</html>")
+    result = run("predict", "resnet18", str(bad), "--pretrained", str(weights))
+    assert result.returncode == 1 and "bad.png" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    good = sorted(photos.iterdir())[0]
+    result = run("predict", "resnet18", str(good), "--top", "2", "--pretrained", str(weights), "--fast")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == str(good) and len(result.stdout.splitlines()) == 3
+
+
+def test_features_file_has_rows_in_path_order(weights, photos, tmp_path):
+    out = tmp_path / "feats.safetensors"
+    result = run("features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights),
+                 "--batch-size", "2", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "img" in result.stderr  # the tqdm bar
+    with safe_open(str(out), framework="pt") as f:
+        feats = f.get_tensor("features")
+        meta = f.metadata()
+    paths = json.loads(meta["paths"])
+    assert paths == [str(p) for p in sorted(photos.iterdir())]
+    assert feats.shape == (len(paths), 512)
+    model = resnet_zoo.create("resnet18", pretrained=weights).eval()
+    expected, _ = extract_features(model, [photos], progress=False)
+    torch.testing.assert_close(feats, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_features_bad_images_named_or_skipped(weights, photos, tmp_path):
+    (photos / "zzz_truncated.jpg").write_bytes(sample_photos()["china.jpg"].read_bytes()[:200])
+    out = tmp_path / "f.safetensors"
+    result = run("features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights))
+    assert result.returncode == 1 and "zzz_truncated.jpg" in result.stderr and not out.exists()
+    result = run("features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights),
+                 "--skip-bad", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "zzz_truncated.jpg" in result.stderr  # logged, never silent
+    with safe_open(str(out), framework="pt") as f:
+        assert all("zzz" not in p for p in json.loads(f.metadata()["paths"]))
+
+
+def test_export_onnx_matches_onnxruntime(tmp_path, weights):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    out = tmp_path / "r18.onnx"
+    result = run("export", "resnet18", "--format", "onnx", "--out", str(out), "--pretrained",
+                 str(weights), "--input-size", "64")
+    assert result.returncode == 0, result.stderr
+    assert onnx.load(str(out)).graph.input[0].name == "images"
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    model = resnet_zoo.create("resnet18", pretrained=weights).eval()
+    for batch, size in ((3, 64), (1, 64)):  # the batch dimension is dynamic
+        x = torch.randn(batch, 3, size, size)
+        y = session.run(None, {"images": x.numpy()})[0]
+        with torch.no_grad():
+            ref = model(x).numpy()
+        assert y.shape == (batch, 1000)
+        assert abs(y - ref).max() <= 1e-4
+
+
+def test_export_torchscript_reloads_and_matches(tmp_path, weights):
+    out = tmp_path / "r18.pt"
+    result = run("export", "resnet18", "--format", "torchscript", "--out", str(out), "--pretrained",
+                 str(weights), "--input-size", "64")
+    assert result.returncode == 0, result.stderr
+    loaded = torch.jit.load(str(out))
+    model = resnet_zoo.create("resnet18", pretrained=weights).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_bench_json_and_plot(tmp_path):
+    plot = tmp_path / "bench.png"
+    result = run("bench", "cifar_resnet20", "--batch-size", "4", "--iters", "1", "--repeats", "1",
+                 "--json", "--plot", str(plot), "--no-torchvision")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert "cores" in data["machine"]
+    paths = [r["path"] for r in data["results"]]
+    assert paths == ["resnet_zoo eager fp32", "resnet_zoo fast fp32", "resnet_zoo fast bf16"]
+    assert all(r["images_per_s"] > 0 for r in data["results"])
+    from PIL import Image
+
+    assert Image.open(plot).size == (900, 480)
+
+
+def test_features_out_must_be_safetensors(weights, photos):
+    result = run("features", "resnet18", str(photos), "--out", "x.npy", "--pretrained", str(weights))
+    assert result.returncode == 1 and ".safetensors" in result.stderr
