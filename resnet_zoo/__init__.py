@@ -17,6 +17,7 @@ from .errors import (
     UnknownModelError,
 )
 from .factory import create
+from .inference import InferenceModel, extract_features, optimize_for_inference, predict
 from .model import FeatureInfo, ResNet, ResNetBase, ResNetFeatures
 from .registry import get_config, list_models, register_model
 
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DownloadError",
     "FeatureInfo",
+    "InferenceModel",
     "InputError",
     "IntegrityError",
     "ResNet",
@@ -42,7 +44,10 @@ __all__ = [
     "convert_state_dict",
     "create",
     "detect_layout",
+    "extract_features",
     "get_config",
     "list_models",
+    "optimize_for_inference",
+    "predict",
     "register_model",
 ]

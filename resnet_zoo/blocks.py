@@ -135,11 +135,10 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
-        shortcut = self.shortcut(x)
-        x = self.act1(self.bn1(self.conv1(x)))
-        x = self.bn2(self.conv2(x))
-        x += shortcut  # in place: x is this block's own fresh tensor, so nothing else sees it
-        return self.act2(x)
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)  # in place: out is this block's own fresh tensor
+        return self.act2(out)
 
 
 class BottleneckResidualBlock(nn.Module):
@@ -191,9 +190,8 @@ class BottleneckResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
-        shortcut = self.shortcut(x)
-        x = self.act1(self.bn1(self.conv1(x)))
-        x = self.act2(self.bn2(self.conv2(x)))
-        x = self.bn3(self.conv3(x))
-        x += shortcut  # in place: x is this block's own fresh tensor, so nothing else sees it
-        return self.act3(x)
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += self.shortcut(x)  # in place: out is this block's own fresh tensor
+        return self.act3(out)

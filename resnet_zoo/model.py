@@ -144,6 +144,8 @@ class ResNetBase(nn.Module):
 
     def init_weights(self) -> None:
         """He (kaiming) normal init for convs, BN weight 1 / bias 0, optional zero-init residual."""
+        if self.conv.weight.is_meta:
+            return  # built to receive loaded weights: there is nothing to initialise
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 # fan_out keeps the backward signal's variance through ReLU (He et al. 2015).

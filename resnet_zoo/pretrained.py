@@ -271,10 +271,20 @@ def _fit_state_dict(
 
 
 def _check_finite(model: nn.Module, what: str) -> None:
-    for name, t in model.state_dict().items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            bad = (~torch.isfinite(t)).sum().item()
-            raise CheckpointError(f"{what}: {name} has {bad} NaN/Inf values; the file is corrupt")
+    """Refuse NaN/Inf anywhere. A tensor's sum is finite when all its values are (NaN and Inf
+    propagate), so one reduction per tensor replaces a full boolean mask; only a non-finite
+    sum (or an overflowing one) is looked at element by element."""
+    tensors = [(k, t) for k, t in model.state_dict().items() if t.is_floating_point()]
+    if not tensors:
+        return
+    sums = torch.stack([t.sum(dtype=torch.float32) for _, t in tensors])
+    if bool(torch.isfinite(sums).all()):
+        return
+    for (name, t), total in zip(tensors, sums.tolist()):
+        if total != total or abs(total) == float("inf"):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise CheckpointError(f"{what}: {name} has {bad} NaN/Inf values; the file is corrupt")
 
 
 def load_into_new_model(

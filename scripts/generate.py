@@ -20,6 +20,8 @@ from resnet_zoo.summary import model_table_markdown, summarize  # noqa: E402
 TABLES = {
     "model-table": lambda: model_table_markdown(),
     "weights-table": lambda: weights_table_markdown(),
+    # Written by benchmarks/run.py on a real machine; copied, never computed here.
+    "benchmarks": lambda: (ROOT / "benchmarks" / "RESULTS.md").read_text(),
 }
 
 HUBCONF_HEAD = '''"""torch.hub entry points: one function per registered resnet_zoo model.
