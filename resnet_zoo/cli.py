@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -66,14 +67,16 @@ def _cmd_weights_list(args: argparse.Namespace) -> int:
 
     specs = load_manifest()
     if args.json:
-        print(json.dumps({name: {"hf_hub_id": s.hf_hub_id, "top1": s.top1, "default": s.default,
+        print(json.dumps({name: {"hf_hub_id": s.hf_hub_id, "path": s.path, "top1": s.top1,
+                                 "default": s.default,
                                  "pinned": s.pinned, "preprocessing": s.preprocessing.to_dict()}
                           for name, s in specs.items()}, indent=2))
         return 0
     for name, s in specs.items():
         p = s.preprocessing
         top1 = f"{s.top1:.3f}" if s.top1 is not None else "-"
-        print(f"{name:<28} {'default' if s.default else '':<8} top-1 {top1:<7} {s.hf_hub_id:<32} "
+        where = s.hf_hub_id or f"shipped: weights/{s.path}"
+        print(f"{name:<28} {'default' if s.default else '':<8} top-1 {top1:<7} {where:<32} "
               f"{p.input_size}px crop {p.crop_pct} {p.interpolation}{'' if s.pinned else '  (unpinned)'}")
     return 0
 
@@ -117,6 +120,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps([p.to_dict() for p in preds]))
         return 0
     for p in preds:
+        if args.top == 1:
+            c, label, score = p.topk[0]
+            print(f"{p.path}: {label} (class {c}, p={score:.4f})")
+            continue
         print(p.path)
         for c, label, score in p.topk:
             print(f"  {score:7.4f}  {label} ({c})")
@@ -190,6 +197,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     size = args.input_size or get_entry(args.name).input_size
     out = export_model(model, args.out, format=args.format, input_size=size, opset=args.opset)
     print(f"wrote {out} ({args.format}, input [N, {model.config.img_channels}, {size}, {size}])")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, command_line, train
+
+    cfg = TrainConfig(
+        arch=args.name, dataset=args.dataset, out=args.out, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, milestones=tuple(args.milestones), gamma=args.gamma,
+        pad=args.pad, flip=args.flip, seed=args.seed, workers=args.workers,
+        val_fraction=args.val_fraction, input_size=args.input_size, pretrained=args.pretrained,
+        resume=args.resume, limit_train=args.limit_train, label_smoothing=args.label_smoothing,
+        progress=not args.quiet, command=command_line(),
+    )
+    final = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {args.out}: held-out accuracy {final.get('val_acc', float('nan')):.4f} after "
+              f"{final.get('epoch')} epochs (load with resnet_zoo.create({args.name!r}, "
+              f"pretrained={args.out!r}))")
     return 0
 
 
@@ -275,6 +302,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=None)
     _add_model_args(p, fast=False)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("train", help="train a model (the paper's CIFAR recipe by default); torchrun-ready")
+    p.add_argument("name", help="architecture, e.g. cifar_resnet20")
+    p.add_argument("--dataset", required=True, choices=("digits", "cifar10", "cifar100", "folder"))
+    p.add_argument("--data", help="directory of the CIFAR binary files or of class folders")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--out", required=True, help="output directory (checkpoints, metrics, final model)")
+    p.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--milestones", type=float, nargs="+", default=[0.5, 0.75],
+                   help="fractions of training where the lr is multiplied by --gamma")
+    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--pad", type=int, default=4, help="random-crop padding in pixels (0: no crop)")
+    p.add_argument("--flip", dest="flip", action="store_true", default=None)
+    p.add_argument("--no-flip", dest="flip", action="store_false")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="held-out fraction where the dataset has no test split")
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--pretrained", default=None, help="fine-tune from these weights")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--limit-train", type=int, default=None, help="use only N training images")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("weights", help="the published weights manifest")
     wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -59,3 +60,149 @@ def collate_images(batch: list[tuple[int, torch.Tensor | None, str | None]]):
     errors = [(i, err) for i, t, err in batch if err is not None]
     tensor = torch.stack([t for _, t in good]) if good else None
     return [i for i, _ in good], tensor, errors
+
+
+# --- Training datasets: uint8 images in memory (CIFAR, digits) or files (folder) --------------
+
+@dataclass
+class ImageSet:
+    """Images as uint8 ``[N, C, H, W]`` (or lazily from files) with integer labels."""
+
+    images: torch.Tensor | None
+    labels: torch.Tensor
+    classes: list[str]
+    files: list[Path] | None = None
+    file_transform: Callable[[Path], torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        if self.images is not None:
+            return self.images.shape[1]
+        return self.file_transform(self.files[0]).shape[0]  # type: ignore[misc,index]
+
+    def subset(self, index: torch.Tensor) -> "ImageSet":
+        idx = index.tolist()
+        if self.images is not None:
+            return ImageSet(self.images[index], self.labels[index], self.classes)
+        return ImageSet(None, self.labels[index], self.classes, [self.files[i] for i in idx],  # type: ignore[index]
+                        self.file_transform)
+
+
+class ImageSetDataset(Dataset):
+    """``(uint8 image [C, H, W], label)`` pairs of an :class:`ImageSet`."""
+
+    def __init__(self, data: ImageSet) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        d = self.data
+        image = d.images[i] if d.images is not None else d.file_transform(d.files[i])  # type: ignore[index,misc]
+        return image, int(d.labels[i])
+
+
+_CIFAR = {
+    # kind: (record bytes, label byte offset, train files, test files, label-name file, classes)
+    "cifar10": (3073, 0, [f"data_batch_{i}.bin" for i in range(1, 6)], ["test_batch.bin"],
+                "batches.meta.txt", 10),
+    "cifar100": (3074, 1, ["train.bin"], ["test.bin"], "fine_label_names.txt", 100),
+}
+_CIFAR_SUBDIRS = {"cifar10": "cifar-10-batches-bin", "cifar100": "cifar-100-binary"}
+
+
+def _cifar_dir(root: Path, kind: str) -> Path:
+    sub = root / _CIFAR_SUBDIRS[kind]
+    return sub if sub.is_dir() else root
+
+
+def read_cifar(root: str | os.PathLike, kind: str, train: bool) -> ImageSet:
+    """CIFAR-10/100 from the published binary version (``*.bin`` records, no pickle).
+
+    CIFAR-10: records of 1 label byte + 3072 pixel bytes (1024 R, 1024 G, 1024 B, row-major).
+    CIFAR-100: 1 coarse + 1 fine label byte + 3072 pixel bytes; the fine label is used.
+    """
+    if kind not in _CIFAR:
+        raise InputError(f"unknown CIFAR kind {kind!r}; choose cifar10 or cifar100")
+    record, label_at, train_files, test_files, names_file, n_classes = _CIFAR[kind]
+    root = _cifar_dir(Path(root), kind)
+    chunks: list[torch.Tensor] = []
+    for name in train_files if train else test_files:
+        path = root / name
+        if not path.is_file():
+            raise InputError(
+                f"{path} not found: --data must be the directory of the CIFAR binary version "
+                f"({_CIFAR_SUBDIRS[kind]}/ with {', '.join(train_files + test_files)})"
+            )
+        raw = path.read_bytes()
+        if len(raw) == 0 or len(raw) % record:
+            raise InputError(
+                f"{path} is {len(raw)} bytes, not a whole number of {record}-byte {kind} records "
+                "(truncated, or the python/pickle version instead of the binary one?)"
+            )
+        chunks.append(torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, record))
+    rows = torch.cat(chunks)
+    labels = rows[:, label_at].long()
+    if int(labels.max()) >= n_classes:
+        raise InputError(f"{root}: label {int(labels.max())} is out of range for {kind} ({n_classes} classes)")
+    images = rows[:, record - 3072:].reshape(-1, 3, 32, 32).contiguous()
+    names_path = root / names_file
+    if names_path.is_file():
+        classes = [c for c in names_path.read_text().splitlines() if c.strip()][:n_classes]
+    else:
+        classes = [str(i) for i in range(n_classes)]
+    return ImageSet(images, labels, classes)
+
+
+def digits_image(values: Any) -> Any:
+    """An 8x8 scikit-learn digit (0 = paper .. 16 = ink) as an ordinary grey picture:
+    dark ink on white paper, as a scan or a drawing would be."""
+    from PIL import Image
+
+    pixels = bytes(int(round(255 - float(v) * 255 / 16)) for v in values)
+    return Image.frombytes("L", (8, 8), pixels)
+
+
+def read_digits(transform: Callable[[Any], torch.Tensor]) -> ImageSet:
+    """scikit-learn's 1,797 digits, each turned into a grey picture and through ``transform``
+    (which must return uint8 ``[1, H, W]``)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise InputError("the digits dataset comes from scikit-learn: pip install scikit-learn") from None
+    bunch = load_digits()
+    images = torch.stack([transform(digits_image(row)) for row in bunch.data])
+    labels = torch.as_tensor(bunch.target, dtype=torch.long)
+    return ImageSet(images, labels, [str(i) for i in range(10)])
+
+
+def read_folder(root: str | os.PathLike, transform: Callable[[Path], torch.Tensor]) -> ImageSet:
+    """An ImageFolder-style directory: ``root/<class name>/<image>``; classes sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a directory of class folders")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise InputError(f"{root} needs at least two class folders (root/<class>/<image>), found {classes}")
+    files, labels = [], []
+    for i, name in enumerate(classes):
+        found = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_path(p))
+        files += found
+        labels += [i] * len(found)
+    if not files:
+        raise InputError(f"no images under {root}/<class>/")
+    return ImageSet(None, torch.tensor(labels), classes, files, transform)
+
+
+def split_holdout(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """A fixed random split: the same ``seed`` always holds out the same images."""
+    if not 0 < fraction < 1:
+        raise InputError(f"held-out fraction must be in (0, 1), got {fraction}")
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data), generator=g)
+    n_val = max(1, int(round(len(data) * fraction)))
+    return data.subset(order[n_val:].sort().values), data.subset(order[:n_val].sort().values)

@@ -91,10 +91,10 @@ def _evict(path: Path) -> None:
             log.warning("could not delete %s: %s", p, e)
 
 
-def verify_file(path: Path, *, expected_sha256: str = "", what: str = "") -> str:
+def verify_file(path: Path, *, expected_sha256: str = "", what: str = "", evict: bool = True) -> str:
     """Check ``path`` against ``expected_sha256`` or, in the Hub's cache, its ETag (the blob name).
 
-    Returns the file's sha256. On a mismatch the cached copy is deleted and
+    Returns the file's sha256. On a mismatch the cached copy is deleted (``evict``) and
     :class:`IntegrityError` is raised.
     """
     path = Path(path)
@@ -103,6 +103,11 @@ def verify_file(path: Path, *, expected_sha256: str = "", what: str = "") -> str
     actual = sha256_file(path)
     if expected_sha256:
         if actual != expected_sha256:
+            if not evict:
+                raise IntegrityError(
+                    f"{what}: sha256 {actual} differs from the manifest's {expected_sha256}: the "
+                    "installed file was modified or damaged; reinstall resnet_zoo"
+                )
             _evict(path)
             raise IntegrityError(
                 f"{what}: sha256 {actual} differs from the pinned {expected_sha256}; the cached copy "

@@ -74,9 +74,10 @@ class WeightsSpec:
     """One published set of weights, ``arch.tag``."""
 
     name: str
-    hf_hub_id: str
+    hf_hub_id: str  # "owner/repo" on the Hub; empty for weights shipped in weights/
     filename: str
     source: str
+    path: str = ""  # a save_pretrained directory inside weights/, shipped with the package
     revision: str = ""
     sha256: str = ""
     size: int | None = None
@@ -124,9 +125,13 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsSpec:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: entry {name!r} has unknown field(s) {unknown}")
-    for required in ("hf_hub_id", "filename", "source"):
+    for required in ("filename", "source"):
         if not data.get(required):
             raise ConfigError(f"{where}: entry {name!r} needs {required!r}")
+    if bool(data.get("hf_hub_id")) == bool(data.get("path")):
+        raise ConfigError(f"{where}: entry {name!r} needs exactly one of 'hf_hub_id' and 'path'")
+    if data.get("path") and not data.get("sha256"):
+        raise ConfigError(f"{where}: shipped weights {name!r} need their sha256")
     if data.get("sha256") and not _SHA256.match(data["sha256"]):
         raise ConfigError(f"{where}: entry {name!r} sha256 must be 64 lowercase hex digits")
     if data.get("revision") and not _COMMIT.match(data["revision"]):

@@ -337,8 +337,9 @@ class _Resolved:
 
 def _info_from_spec(spec: WeightsSpec) -> PretrainedInfo:
     labels = tuple(read_labels(spec.labels)) if spec.labels else None
+    source = f"hf-hub:{spec.hf_hub_id}" if spec.hf_hub_id else f"resnet_zoo/weights/{spec.path}"
     return PretrainedInfo(
-        name=spec.name, source=f"hf-hub:{spec.hf_hub_id}", preprocessing=spec.preprocessing,
+        name=spec.name, source=source, preprocessing=spec.preprocessing,
         labels=labels, top1=spec.top1, license=spec.license, description=spec.description,
     )
 
@@ -440,6 +441,18 @@ def resolve(
 
 
 def _resolve_tag(spec: WeightsSpec, cache_dir: Any, revision: str | None, hub: Any) -> _Resolved:
+    if spec.path:  # shipped inside the package: no network, but the same sha256 check
+        from .manifest import data_path
+
+        directory = data_path(spec.path)
+        hub.verify_file(directory / spec.filename, expected_sha256=spec.sha256, what=spec.name,
+                        evict=False)
+        resolved = _resolve_directory(directory)
+        info = _info_from_spec(spec)
+        if resolved.info is not None:
+            info = replace(info, labels=info.labels or resolved.info.labels,
+                           extra={**resolved.info.extra, **info.extra})
+        return _Resolved(resolved.file, "resnet_zoo", spec.name, resolved.config, info)
     rev = revision or spec.revision or None
     file = hub.download(spec.hf_hub_id, spec.filename, revision=rev, cache_dir=cache_dir,
                         expected_sha256=spec.sha256 if not revision else "")
@@ -691,6 +704,9 @@ def pin_weights(tags: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         if name not in specs:
             raise UnknownModelError(f"unknown weights {name!r}; the manifest has: {', '.join(specs)}")
         spec = specs[name]
+        if spec.path:
+            log.info("%s is shipped in weights/ and pinned when it is shipped: skipped", name)
+            continue
         meta = hub.file_metadata(spec.hf_hub_id, spec.filename, revision="main")
         sha = meta["etag"] if meta["etag"] and len(meta["etag"]) == 64 else ""
         if not sha:  # not an LFS file: its ETag is not a content sha256, so hash the file

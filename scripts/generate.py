@@ -67,16 +67,22 @@ def render_hubconf() -> str:
     return "".join(parts)
 
 
+def where(spec) -> str:
+    if spec.hf_hub_id:
+        return f"[{spec.hf_hub_id}](https://huggingface.co/{spec.hf_hub_id})"
+    return f"shipped in `weights/{spec.path}`"
+
+
 def weights_table_markdown() -> str:
     rows = [
-        "| weights | Hub repo | top-1 % | input, crop_pct, interpolation | license | default | pinned |",
+        "| weights | where | top-1 % | input, crop_pct, interpolation | license | default | pinned |",
         "|---|---|---:|---|---|:---:|:---:|",
     ]
     for name, s in load_manifest().items():
         p = s.preprocessing
         top1 = f"{s.top1:.3f}" if s.top1 is not None else "-"
         rows.append(
-            f"| `{name}` | [{s.hf_hub_id}](https://huggingface.co/{s.hf_hub_id}) | {top1} | "
+            f"| `{name}` | {where(s)} | {top1} | "
             f"{p.input_size}, {p.crop_pct}, {p.interpolation} | {s.license} | "
             f"{'yes' if s.default else ''} | {'yes' if s.pinned else 'no'} |"
         )
