@@ -595,7 +595,13 @@ def model_card(model: ResNetBase, document: dict[str, Any]) -> str:
         if info.top1 is not None:
             lines.append(f"| reported top-1 | {info.top1:.3f}% |")
         for key, value in sorted(info.extra.items()):
-            if isinstance(value, (str, int, float)):
+            if key == "heldout_accuracy" and isinstance(value, float):
+                n = info.extra.get("heldout_images")
+                right = f" ({round(value * n)}/{n})" if isinstance(n, int) else ""
+                lines.append(f"| held-out accuracy | {100 * value:.2f}%{right} |")
+            elif key == "command":
+                lines.append(f"| command | `{value}` |")
+            elif isinstance(value, (str, int, float)):
                 lines.append(f"| {key} | {value} |")
         if info.preprocessing is not None:
             p = info.preprocessing

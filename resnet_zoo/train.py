@@ -441,8 +441,7 @@ def _python_command(cfg: TrainConfig) -> str:
 def command_line() -> str:
     """The command that started this process, for the model card."""
     argv = list(sys.argv)
-    if argv and argv[0].endswith(("__main__.py", "cli.py")):
-        argv[0] = "python -m resnet_zoo"
-    elif argv:
-        argv[0] = Path(argv[0]).name
-    return " ".join(shlex.quote(a) for a in argv)
+    if not argv:
+        return ""
+    program = "python -m resnet_zoo" if argv[0].endswith(("__main__.py", "cli.py")) else Path(argv[0]).name
+    return " ".join([program] + [shlex.quote(a) for a in argv[1:]])

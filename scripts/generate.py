@@ -22,7 +22,23 @@ TABLES = {
     "weights-table": lambda: weights_table_markdown(),
     # Written by benchmarks/run.py on a real machine; copied, never computed here.
     "benchmarks": lambda: (ROOT / "benchmarks" / "RESULTS.md").read_text(),
+    "train-scaling": lambda: train_scaling_markdown(),
 }
+
+
+def train_scaling_markdown() -> str:
+    """From benchmarks/train_scaling.json, written by benchmarks/train_scaling.py."""
+    import json
+
+    r = json.loads((ROOT / "benchmarks" / "train_scaling.json").read_text())
+    return (
+        f"Measured on this machine ({r['machine']}) by `benchmarks/train_scaling.py`: cifar_resnet20 "
+        f"on digits, global batch 128: 1 process (2 threads) {r['one_process_images_per_s']:.0f} "
+        f"images/s, 2 processes (1 thread each, DDP over gloo) {r['two_processes_images_per_s']:.0f} "
+        f"images/s, {r['speedup']:.2f}x. Both use the same 2 cores, so this measures the cost of "
+        "DDP's gradient all-reduce against intra-op threading, not a gain from more hardware: "
+        "the speed-up comes from more machines or GPUs, each process with its own.\n"
+    )
 
 HUBCONF_HEAD = '''"""torch.hub entry points: one function per registered resnet_zoo model.
 

@@ -50,7 +50,9 @@ def test_outputs(trained):
         "model.safetensors", "optimizer.safetensors", "state.json"]
     card = (out / "README.md").read_text()
     assert "resnet_zoo train cifar_resnet20 --dataset digits --epochs 2" in card
-    assert f"{metrics[-1]['val_acc']}" in card or f"{metrics[-1]['val_acc']:.4g}"[:4] in card
+    n_val = json.loads((out / "config.json").read_text())["pretrained"]["heldout_images"]
+    right = round(metrics[-1]["val_acc"] * n_val)
+    assert f"| held-out accuracy | {100 * metrics[-1]['val_acc']:.2f}% ({right}/{n_val}) |" in card
     document = json.loads((out / "config.json").read_text())
     assert document["pretrained"]["labels"] == [str(i) for i in range(10)]
     assert document["pretrained"]["heldout_accuracy"] == metrics[-1]["val_acc"]
