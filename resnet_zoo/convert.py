@@ -110,6 +110,9 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     keys = list(_strip_wrappers(state_dict))
     if not keys:
         raise CheckpointError("the state dict is empty: no tensors to load")
+    # Detection looks past a wrapper prefix that only some keys carry; conversion then names them.
+    for prefix in _WRAPPER_PREFIXES:
+        keys = [k[len(prefix):] if k.startswith(prefix) else k for k in keys]
     if any(re.match(rf"{_HF_PREFIX}embedder\.embedder\.", k) for k in keys):
         return "transformers"
     if any(k.startswith("blocks.") for k in keys):
@@ -188,9 +191,13 @@ def convert_state_dict(
     for key, tensor in sd.items():
         new = _rename(key, rules, offsets)
         if new is None:
+            hint = ""
+            if key.startswith(_WRAPPER_PREFIXES):
+                hint = (f" Only some keys carry the {key.split('.')[0]!r} prefix (DataParallel/DDP "
+                        "or torch.compile); strip it from every key, or save the inner model's state dict.")
             raise CheckpointError(
                 f"key {key!r} matches no rule of the {source} layout; is this a ResNet checkpoint "
-                f"of that layout? (source= one of {', '.join(SOURCES)})"
+                f"of that layout? (source= one of {', '.join(SOURCES)}).{hint}"
             )
         if new in out:
             raise CheckpointError(f"keys {origin[new]!r} and {key!r} both map to {new!r}")

@@ -43,6 +43,15 @@ def offline_mode() -> bool:
     return (os.environ.get("HF_HUB_OFFLINE") or "").strip().lower() in _TRUE
 
 
+def _sync_offline() -> bool:
+    """Read HF_HUB_OFFLINE now and tell huggingface_hub, whose own copy was read at its import."""
+    from huggingface_hub import constants
+
+    offline = offline_mode()
+    constants.HF_HUB_OFFLINE = offline
+    return offline
+
+
 def hub_endpoint() -> str | None:
     value = os.environ.get("HF_ENDPOINT")
     return value.rstrip("/") if value else None
@@ -153,7 +162,7 @@ def download(
     from huggingface_hub import errors as hf_errors
 
     cache = hub_cache_dir(cache_dir)
-    offline = offline_mode()
+    offline = _sync_offline()
     endpoint = hub_endpoint()
     what = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     try:
@@ -201,6 +210,11 @@ def download(
     except hf_errors.HfHubHTTPError as e:
         raise DownloadError(f"the Hub refused {what}: {e}") from None
     except OSError as e:
+        if getattr(e, "errno", None) == 30:  # EROFS
+            raise DownloadError(
+                f"cannot write to the Hub cache ({e.filename or _where(cache)}): read-only file "
+                "system. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory"
+            ) from None
         if getattr(e, "errno", None) == 28:  # ENOSPC
             raise DownloadError(
                 f"no space left on the device holding the Hub cache {_where(cache)} while fetching "
@@ -243,6 +257,7 @@ def file_metadata(repo_id: str, filename: str, *, revision: str | None = None) -
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub import errors as hf_errors
 
+    _sync_offline()
     endpoint = hub_endpoint()
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
     try:

@@ -177,6 +177,8 @@ class ResNetBase(nn.Module):
                 f"expected a floating-point input, got dtype {x.dtype}; "
                 "convert with x.float() (and normalise) first"
             )
+        if x.shape[2] == 0 or x.shape[3] == 0:
+            raise InputError(f"input has an empty spatial size {list(x.shape)}: height and width must be >= 1")
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, img_channels, H, W] -> [B, stem_channels, H / r, W / r]``, r = feature_info[0].reduction."""
@@ -188,7 +190,12 @@ class ResNetBase(nn.Module):
         return self.blocks(self.forward_stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``."""
+        """Pooled features: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``.
+
+        An empty batch (B = 0) gives an empty result. NaN or Inf in an input image propagates
+        to that image's output only (in eval mode; in training mode batch statistics mix the
+        images of a batch); inputs are not scanned for them, which would cost a pass over the data.
+        """
         # Global average pooling over height and width.
         return self.forward_body(x).mean(dim=(2, 3))
 

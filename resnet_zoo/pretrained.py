@@ -138,20 +138,26 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         raise CheckpointError(f"weights file {path} does not exist or is not a file")
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(64)  # enough to recognise what a non-safetensors file is
         _check_header(path, size, head)
         (n,) = struct.unpack("<Q", head[:8])
         f.seek(8)
         header_bytes = f.read(n)
+    declared = header_bytes.count(b'"data_offsets"')  # counted before any parsing
+    if declared > MAX_TENSORS:
+        raise CheckpointError(
+            f"{path}: header declares {declared} tensors, more than the {MAX_TENSORS} limit "
+            "(a ResNet has at most ~1,300)"
+        )
     try:
         header = json.loads(header_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
-    if len(header) > MAX_TENSORS + 1:
+    if len(header) - ("__metadata__" in header) > MAX_TENSORS:
         raise CheckpointError(
-            f"{path}: header declares {len(header) - 1} tensors, more than the {MAX_TENSORS} limit"
+            f"{path}: header declares {len(header)} entries, more than the {MAX_TENSORS} limit"
         )
     try:
         tensors: dict[str, torch.Tensor] = {}
