@@ -281,7 +281,7 @@ def _mixin_class() -> type:
     global _MIXIN_CLASS
     if _MIXIN_CLASS is not None:
         return _MIXIN_CLASS
-    from huggingface_hub import ModelCard, ModelHubMixin
+    from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin
 
     class ResNetZooHubModel(
         ModelHubMixin,
@@ -289,7 +289,7 @@ def _mixin_class() -> type:
         tags=["image-classification", "resnet", "resnet_zoo"],
         paper_url="https://arxiv.org/abs/1512.03385",
     ):
-        def __init__(self, model: Any, card: str) -> None:
+        def __init__(self, model: Any, card: tuple[dict[str, Any], str]) -> None:
             self.model = model
             self.card = card
 
@@ -300,7 +300,9 @@ def _mixin_class() -> type:
             save_file(tensors, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
 
         def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
-            return ModelCard(self.card)
+            metadata, text = self.card
+            data = ModelCardData(**{k: v for k, v in metadata.items() if v is not None})
+            return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}")
 
     _MIXIN_CLASS = ResNetZooHubModel
     return _MIXIN_CLASS
@@ -311,7 +313,7 @@ def save_pretrained(
     save_directory: str | os.PathLike,
     *,
     config: dict[str, Any],
-    card: str,
+    card: tuple[dict[str, Any], str],
     push_to_hub: bool = False,
     repo_id: str | None = None,
     **push_kwargs: Any,
@@ -325,6 +327,7 @@ def save_pretrained(
     )
 
 
-def push_to_hub(model: Any, repo_id: str, *, config: dict[str, Any], card: str, **kwargs: Any) -> str:
+def push_to_hub(model: Any, repo_id: str, *, config: dict[str, Any], card: tuple[dict[str, Any], str],
+                **kwargs: Any) -> str:
     """Upload a model to the Hub as config.json + model.safetensors + README.md."""
     return _mixin_class()(model, card).push_to_hub(repo_id, config=config, **kwargs)

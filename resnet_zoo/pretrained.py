@@ -569,21 +569,19 @@ def _config_document(model: ResNetBase) -> dict[str, Any]:
     }
 
 
-def model_card(model: ResNetBase, document: dict[str, Any]) -> str:
-    """A Hub model card: architecture, parameters, source, metrics, usage."""
-    from huggingface_hub import ModelCardData
-
+def model_card(model: ResNetBase, document: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A Hub model card: its metadata (YAML front matter) and its text (architecture,
+    parameters, source, metrics, usage)."""
     info: PretrainedInfo | None = getattr(model, "pretrained_cfg", None)
     arch = document.get("architecture") or "custom ResNet"
     params = sum(p.numel() for p in model.parameters())
-    data = ModelCardData(
-        library_name="resnet_zoo",
-        license=(info.license or None) if info else None,
-        tags=["image-classification", "resnet", "resnet_zoo"],
-        pipeline_tag="image-classification",
-    )
+    metadata = {
+        "library_name": "resnet_zoo",
+        "license": (info.license or None) if info else None,
+        "tags": ["image-classification", "resnet", "resnet_zoo"],
+        "pipeline_tag": "image-classification",
+    }
     lines = [
-        "---", data.to_yaml(), "---", "",
         f"# {arch} (resnet_zoo)", "",
         "A ResNet (He et al. 2016, https://arxiv.org/abs/1512.03385) saved by resnet_zoo: "
         "`config.json` describes the network completely, `model.safetensors` holds the weights.", "",
@@ -620,7 +618,7 @@ def model_card(model: ResNetBase, document: dict[str, Any]) -> str:
         'model = resnet_zoo.ResNet.from_pretrained("<this directory or owner/repo>").eval()',
         "```", "",
     ]
-    return "\n".join(lines)
+    return metadata, "\n".join(lines)
 
 
 def save_pretrained(

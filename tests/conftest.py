@@ -58,3 +58,14 @@ def calibrate_bn(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.momentum = 0.1
     return model.eval()
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local Hub (tests/hubserver.py) on 127.0.0.1, with HF_ENDPOINT pointed at it."""
+    from hubserver import HubServer
+
+    server = HubServer()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    yield server
+    server.stop()

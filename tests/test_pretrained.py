@@ -14,7 +14,6 @@ import resnet_zoo
 from resnet_zoo import CheckpointError, DownloadError, IntegrityError, UnknownModelError, create
 
 from conftest import REPO_ROOT, perturb_bn, rel_err
-from hubserver import HubServer
 
 tvm = pytest.importorskip("torchvision.models")
 
@@ -33,14 +32,6 @@ def tv_resnet18():
 @pytest.fixture(scope="module")
 def r18_bytes(tv_resnet18):
     return save(tv_resnet18.state_dict())
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    server = HubServer()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    yield server
-    server.stop()
 
 
 def _x():

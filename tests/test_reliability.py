@@ -23,7 +23,6 @@ from resnet_zoo import (CheckpointError, ConfigError, DownloadError, InputError,
 from resnet_zoo.pretrained import load_safetensors
 
 from conftest import REPO_ROOT, rel_err
-from hubserver import HubServer
 
 TINY = "test_tiny_reliability"
 TINY_CONFIG = resnet_zoo.ResNetConfig(n_blocks=(1, 1), n_channels=(4, 8), first_kernel_size=3,
@@ -202,14 +201,6 @@ def r18():
     torch.manual_seed(3)
     model = tvm.resnet18().eval()
     return model, save(model.state_dict())
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    server = HubServer()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    yield server
-    server.stop()
 
 
 def test_offline_with_a_cold_cache_names_the_variable(monkeypatch):
