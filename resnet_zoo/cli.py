@@ -357,6 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("resnet-zoo: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # anything else: still one line, the traceback behind --debug
+        if args.debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"resnet-zoo: error: {type(e).__name__}: {first} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,3 +49,14 @@ def test_debug_shows_the_traceback():
 def test_console_script_is_declared():
     text = (__import__("conftest").REPO_ROOT / "pyproject.toml").read_text()
     assert 'resnet-zoo = "resnet_zoo.cli:main"' in text
+
+
+def test_any_failure_is_one_line_without_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory is needed")
+    result = subprocess.run([sys.executable, "-m", "resnet_zoo", "export", "cifar_resnet20", "--format",
+                             "torchscript", "--out", str(blocker / "x.pt"), "--pretrained", "none"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "--debug" in result.stderr
