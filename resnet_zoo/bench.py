@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import ConfigError
+from .config import check_positive_int
 
 __all__ = ["BenchResult", "bench_models", "gemm_peak_gflops", "time_images_per_second"]
 
@@ -85,8 +85,7 @@ def bench_models(
     from .registry import get_entry
     from .summary import count_macs
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     results: list[BenchResult] = []
     peaks = gemm_peaks if gemm_peaks is not None else {d: gemm_peak_gflops(d) for d in dtypes}
     for name in names:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import check_positive_int
 from .errors import ConfigError, ResNetZooError
 
 __all__ = ["FORMATS", "export_model"]
@@ -33,8 +34,7 @@ def export_model(
     """
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {list(FORMATS)}, got {format!r}")
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise ConfigError(f"input_size must be a positive integer, got {input_size!r}")
+    check_positive_int("input_size", input_size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()

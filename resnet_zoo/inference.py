@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .blocks import ShortcutProjection, ZeroPadShortcut
+from .config import check_positive_int
 from .errors import ConfigError, InputError
 from .model import ResNet, ResNetBase, ResNetFeatures
 
@@ -180,8 +181,7 @@ def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers:
 
     from .data import ImageFiles, collate_images
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
     return DataLoader(ImageFiles(paths, transform), batch_size=batch_size, shuffle=False,

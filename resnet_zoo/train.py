@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import check_positive_int
 from .errors import CheckpointError, ConfigError
 from .manifest import Preprocessing
 
@@ -77,9 +78,7 @@ class TrainConfig:
         if self.dataset in ("cifar10", "cifar100", "folder") and not self.data:
             raise ConfigError(f"dataset {self.dataset!r} is read from local files: give --data DIR")
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ConfigError(
                 f"need lr > 0, 0 <= momentum < 1, weight_decay >= 0; got lr={self.lr}, "
@@ -141,17 +140,12 @@ def _barrier(dist: _Dist) -> None:
 
 # --- Data ------------------------------------------------------------------------------------
 
-def _uint8_tensor(img: Any) -> torch.Tensor:
-    w, h = img.size
-    c = len(img.getbands())
-    return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(h, w, c).permute(2, 0, 1).contiguous()
-
-
 def _load_data(cfg: TrainConfig, input_size: int, img_channels: int):
     from PIL import Image
 
     from .data import read_cifar, read_digits, read_folder, split_holdout
     from .transforms import Preprocess, load_image
+    from .transforms import to_uint8_tensor as _uint8_tensor
 
     if cfg.dataset == "digits":
         def digit(img: Any) -> torch.Tensor:

@@ -18,7 +18,8 @@ import torch
 from .errors import InputError
 from .manifest import Preprocessing
 
-__all__ = ["Preprocess", "load_image", "to_tensor", "preprocessing_for", "IMAGE_EXTENSIONS"]
+__all__ = ["Preprocess", "load_image", "to_tensor", "to_uint8_tensor", "preprocessing_for",
+           "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -83,12 +84,17 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3) -> Any:
     raise InputError(f"images are read with 1 or 3 channels, not {channels}")
 
 
-def to_tensor(img: Any) -> torch.Tensor:
-    """A Pillow image (L or RGB) to a float tensor ``[C, H, W]`` in [0, 1]."""
+def to_uint8_tensor(img: Any) -> torch.Tensor:
+    """A Pillow image (L or RGB) to a uint8 tensor ``[C, H, W]``."""
     w, h = img.size
     channels = len(img.getbands())
     data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    return data.view(h, w, channels).permute(2, 0, 1).float().div_(255)
+    return data.view(h, w, channels).permute(2, 0, 1).contiguous()
+
+
+def to_tensor(img: Any) -> torch.Tensor:
+    """A Pillow image (L or RGB) to a float tensor ``[C, H, W]`` in [0, 1]."""
+    return to_uint8_tensor(img).float().div_(255)
 
 
 class Preprocess:

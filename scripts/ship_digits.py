@@ -53,9 +53,9 @@ def main() -> None:
     accuracy = pretrained["heldout_accuracy"]
 
     # Held-out digits (never trained on), one per class, as ordinary grey PNGs.
-    import torch
+    from resnet_zoo.transforms import to_uint8_tensor
 
-    data = read_digits(lambda img: torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(1, 8, 8))
+    data = read_digits(to_uint8_tensor)
     _, held_out = split_holdout(data, 0.2, seed=0)
     samples = ROOT / "weights" / "samples"
     if samples.exists():

@@ -84,10 +84,9 @@ def test_folder_reader(tmp_path):
 def test_digits_and_fixed_holdout():
     pytest.importorskip("sklearn")
 
-    def tiny(img):
-        return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(1, 8, 8)
+    from resnet_zoo.transforms import to_uint8_tensor
 
-    data = read_digits(tiny)
+    data = read_digits(to_uint8_tensor)
     assert len(data) == 1797 and data.classes == [str(i) for i in range(10)]
     train, val = split_holdout(data, 0.2, seed=0)
     train2, val2 = split_holdout(data, 0.2, seed=0)
