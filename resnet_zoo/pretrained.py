@@ -487,18 +487,27 @@ def build_pretrained(
     resolved = resolve(entry, tag, pretrained, cache_dir=cache_dir, revision=revision)
     base = entry.config
     if resolved.config is not None:
-        if _architecture_fields(resolved.config) != _architecture_fields(entry.config):
-            diff = sorted(k for k, v in _architecture_fields(resolved.config).items()
-                          if _architecture_fields(entry.config)[k] != v)
+        theirs, ours = _architecture_fields(resolved.config), _architecture_fields(entry.config)
+        if theirs != ours:
+            diff = sorted(k for k, v in theirs.items() if ours[k] != v)
             raise CheckpointError(
                 f"{resolved.what} holds a different architecture than {entry.name!r} "
                 f"(differs in {', '.join(diff)}); load it with ResNet.from_pretrained"
             )
         base = resolved.config
-    config = base.replace(**changes)
+    model = _load_resolved(resolved, base, changes, features_only, out_indices)
+    model.arch_name = entry.name
+    return model
+
+
+def _load_resolved(
+    resolved: _Resolved, base: ResNetConfig, changes: dict[str, Any], features_only: bool,
+    out_indices: Sequence[int] | int | None,
+) -> ResNetBase:
+    """Read the resolved file into a model of ``base`` with ``changes``; attach where it came from."""
     state_dict, _ = load_safetensors(resolved.file)
     model = load_into_new_model(
-        config, state_dict, source=resolved.source, what=resolved.what,
+        base.replace(**changes), state_dict, source=resolved.source, what=resolved.what,
         features_only=features_only, out_indices=out_indices,
         num_classes_requested="num_classes" in changes,
     )
@@ -506,7 +515,6 @@ def build_pretrained(
     if info is not None and info.labels is not None and getattr(model, "num_classes", 0) != len(info.labels):
         info = replace(info, labels=None)  # a new head: the old class names no longer apply
     model.pretrained_cfg = info
-    model.arch_name = entry.name
     return model
 
 
@@ -539,15 +547,7 @@ def from_pretrained(
                 f"{resolved.what} has no resnet_zoo config.json; load it with "
                 "resnet_zoo.create(ARCH, pretrained='hf-hub:...') naming the architecture"
             )
-    config = resolved.config.replace(**changes)
-    state_dict, _ = load_safetensors(resolved.file)
-    model = load_into_new_model(
-        config, state_dict, source=resolved.source, what=resolved.what,
-        features_only=features_only, out_indices=out_indices,
-        num_classes_requested="num_classes" in changes,
-    )
-    model.pretrained_cfg = resolved.info
-    return model
+    return _load_resolved(resolved, resolved.config, changes, features_only, out_indices)
 
 
 # --- Saving -------------------------------------------------------------------------------------

@@ -119,3 +119,10 @@ def test_offline_from_an_installed_wheel(tmp_path):
     origin, labels = result.stdout.splitlines()[-2:]
     assert origin.startswith(str(site)), origin
     assert labels == "0 1 2 3 4 5 6 7 8 9"
+
+
+def test_a_new_head_drops_the_old_class_names():
+    for model in (resnet_zoo.ResNet.from_pretrained(data_path(TAG), num_classes=3),
+                  resnet_zoo.create(TAG, pretrained=True, num_classes=3)):
+        assert model.fc.out_features == 3 and model.pretrained_cfg.labels is None
+    assert resnet_zoo.ResNet.from_pretrained(data_path(TAG)).pretrained_cfg.labels[7] == "7"
