@@ -1,9 +1,9 @@
 """Throughput of resnet_zoo (eager and fast path) beside torchvision, in one process.
 
 Speed does not depend on the weights' values, so models are randomly initialised: no download.
-Each path is timed over ``iters`` batches after a warm-up batch, in ``repeats`` rounds that
-alternate between the paths; the best round of each is kept (the least disturbed by the rest
-of the machine).
+Each path is warmed up with one batch, then timed over ``iters`` batches in ``repeats`` rounds
+that alternate between the paths; the best round of each is kept (the least disturbed by the
+rest of the machine). Only dtypes this CPU runs fast are timed (:mod:`resnet_zoo.cpu`).
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
+from . import cpu
 from .config import check_positive_int
 
-__all__ = ["BenchResult", "bench_models", "gemm_peak_gflops", "time_images_per_second"]
+__all__ = ["BenchResult", "bench_models", "gemm_peak_gflops", "iter_bench", "machine_description",
+           "time_images_per_second"]
 
 log = logging.getLogger(__name__)
 
@@ -51,45 +53,74 @@ def time_images_per_second(fn: Callable[[torch.Tensor], object], x: torch.Tensor
     return best
 
 
-def gemm_peak_gflops(dtype: torch.dtype, n: int = 2048, iters: int = 10) -> float:
-    """Best matmul throughput of this machine (GFLOP/s) for square ``n x n`` products."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+def gemm_peak_gflops(dtype: torch.dtype, *, budget_s: float = 2.0, max_n: int = 2048) -> float:
+    """Best matmul throughput of this machine (GFLOP/s) for square products, within ``budget_s``.
+
+    The size grows from 256 while the next (8x longer) product still fits the budget, then the
+    rest of the budget repeats the largest size: about ``budget_s`` seconds on any CPU, even
+    where the dtype is emulated and one 1024x1024 product takes seconds.
+    """
+    deadline = time.perf_counter() + budget_s
+    best, n = 0.0, 256
     with torch.inference_mode():
-        for _ in range(2):
-            a @ b
-        best = 0.0
-        for _ in range(3):
+        while True:
+            a = torch.randn(n, n).to(dtype)
+            b = torch.randn(n, n).to(dtype)
+            a @ b  # warm-up: first-call packing and thread start
             start = time.perf_counter()
-            for _ in range(iters):
-                a @ b
-            best = max(best, iters * 2 * n**3 / (time.perf_counter() - start))
+            a @ b
+            took = time.perf_counter() - start
+            best = max(best, 2 * n**3 / took)
+            # The next size costs ~8x: a warm-up and one timed product.
+            if n >= max_n or time.perf_counter() + 16 * took > deadline:
+                break
+            n *= 2
+        while time.perf_counter() + took < deadline:
+            start = time.perf_counter()
+            a @ b
+            took = time.perf_counter() - start
+            best = max(best, 2 * n**3 / took)
     return best / 1e9
 
 
-def bench_models(
+def iter_bench(
     names: Sequence[str],
     *,
     batch_size: int = 16,
-    dtypes: Sequence[torch.dtype] = (torch.float32, torch.bfloat16),
+    dtypes: Sequence[torch.dtype | str] | None = None,
     input_size: int | None = None,
-    iters: int = 3,
+    iters: int = 2,
     repeats: int = 3,
     with_torchvision: bool = True,
     gemm_peaks: dict[torch.dtype, float] | None = None,
-) -> list[BenchResult]:
-    """Images/s of each model: torchvision eager (when it has the name), resnet_zoo eager and
-    resnet_zoo ``optimize_for_inference`` for each dtype."""
+    progress: bool = False,
+) -> Iterator[list[BenchResult]]:
+    """Images/s of each model, one list of rows per model as soon as it is measured:
+    torchvision eager (when it has the name), resnet_zoo eager and resnet_zoo
+    ``optimize_for_inference`` for each dtype.
+
+    ``dtypes=None`` times every dtype this CPU runs fast (:func:`resnet_zoo.cpu.supported_dtypes`);
+    naming one it does not raises :class:`ConfigError` before anything is timed.
+    ``progress`` shows a tqdm bar (stderr) over each model's warm-up and rounds.
+    """
+    from tqdm.auto import tqdm
+
     from .factory import create
     from .inference import optimize_for_inference
     from .registry import get_entry
     from .summary import count_macs
 
     check_positive_int("batch_size", batch_size)
-    results: list[BenchResult] = []
-    peaks = gemm_peaks if gemm_peaks is not None else {d: gemm_peak_gflops(d) for d in dtypes}
-    for name in names:
-        entry = get_entry(name)
+    check_positive_int("iters", iters)
+    check_positive_int("repeats", repeats)
+    chosen = cpu.supported_dtypes() if dtypes is None else tuple(dict.fromkeys(
+        cpu.resolve_dtype(d) for d in dtypes))
+    entries = [get_entry(name) for name in names]  # unknown names fail before any timing
+    peaks = dict(gemm_peaks) if gemm_peaks is not None else {}
+    for dtype in chosen:
+        if dtype not in peaks:
+            peaks[dtype] = gemm_peak_gflops(dtype)
+    for name, entry in zip(names, entries):
         size = input_size or entry.input_size
         x = torch.randn(batch_size, entry.config.img_channels, size, size)
         model = create(name).eval()
@@ -105,50 +136,42 @@ def bench_models(
             if builder is not None:
                 paths.append(("torchvision eager fp32", builder().eval(), torch.float32))
         paths.append(("resnet_zoo eager fp32", model, torch.float32))
-        for dtype in dtypes:
+        for dtype in chosen:
             tag = "fp32" if dtype == torch.float32 else "bf16"
             paths.append((f"resnet_zoo fast {tag}", optimize_for_inference(model, dtype=dtype), dtype))
-        # Rounds alternate between the paths, so a slow spell of the machine hits them all.
         best = {label: 0.0 for label, _, _ in paths}
-        for _ in range(repeats):
-            for label, fn, _ in paths:
-                best[label] = max(best[label], time_images_per_second(
-                    fn, x, iters=iters, warmup=1, repeats=1))
+        with tqdm(total=len(paths) * (1 + repeats), desc=f"bench {name}", unit="run",
+                  disable=not progress, leave=False) as bar:
+            with torch.inference_mode():
+                for _, fn, _ in paths:  # warm-up once: first-call allocation and weight packing
+                    fn(x)
+                    bar.update()
+            # Rounds alternate between the paths, so a slow spell of the machine hits them all.
+            for _ in range(repeats):
+                for label, fn, _ in paths:
+                    best[label] = max(best[label], time_images_per_second(
+                        fn, x, iters=iters, warmup=0, repeats=1))
+                    bar.update()
         baseline = next((v for k, v in best.items() if k.startswith("torchvision")), None)
+        rows = []
         for label, fn, dtype in paths:
             ips = best[label]
             gflops = 2 * macs * ips / 1e9
             peak = peaks.get(dtype)
-            results.append(BenchResult(
+            rows.append(BenchResult(
                 model=name, path=label, batch_size=batch_size, input_size=size, images_per_s=ips,
                 ratio_vs_torchvision=(ips / baseline) if baseline else None, gflops_per_s=gflops,
                 fraction_of_gemm_peak=(gflops / peak) if peak else None,
             ))
             log.info("%s %s: %.2f images/s", name, label, ips)
-    return results
+        yield rows
+
+
+def bench_models(names: Sequence[str], **kwargs) -> list[BenchResult]:
+    """Every row of :func:`iter_bench` in one list (same arguments)."""
+    return [row for rows in iter_bench(names, **kwargs) for row in rows]
 
 
 def machine_description() -> str:
-    """CPU model, cores and torch version, for the record next to the figures."""
-    import os
-    import platform
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-        feats = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f" {f}" in text]
-        flags = " ".join(feats)
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores ({flags}), torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+    """CPU model, cores, torch's ISA and fast dtypes, torch version: the record beside a figure."""
+    return cpu.cpu_capabilities().describe()

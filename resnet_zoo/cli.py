@@ -23,10 +23,31 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cpu(args: argparse.Namespace) -> int:
+    from .cpu import cpu_capabilities
+
+    caps = cpu_capabilities()
+    if args.json:
+        print(json.dumps(caps.to_dict(), indent=2))
+        return 0
+    print(f"cpu          {caps.model_name}" + (f" ({caps.family_model})" if caps.family_model else "")
+          + f", {caps.cores} cores, {caps.threads} torch threads")
+    print(f"torch ISA    {caps.isa} (torch {caps.torch_version}, oneDNN "
+          f"{'yes' if caps.onednn else 'no'})")
+    for dtype in ("float32", "bfloat16", "int8"):
+        print(f"{dtype:<12} {'fast' if caps.is_fast(dtype) else 'slow':<5} {caps.why(dtype)}")
+    print(f"auto dtype   {caps.to_dict()['auto_dtype']} (what --dtype auto and dtype='auto' pick)")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from .registry import get_config
     from .summary import summarize
 
+    if args.cpu:
+        return _cmd_cpu(args)
+    if args.name is None:
+        raise ConfigError("info needs a model name (see `resnet-zoo list`), or --cpu")
     s = summarize(args.name)
     config = get_config(args.name)
     if args.json:
@@ -97,17 +118,17 @@ def _pretrained_arg(value: str | None):
 
 
 def _load(args: argparse.Namespace):
+    """The model, on the fast path in ``--dtype`` unless ``--eager`` (or the command has no fast path)."""
     from .factory import create
 
-    model = create(args.name, pretrained=_pretrained_arg(args.pretrained))
-    if getattr(args, "fast", False) or getattr(args, "dtype", "float32") != "float32":
-        import torch
+    model = create(args.name, pretrained=_pretrained_arg(args.pretrained)).eval()
+    if getattr(args, "dtype", None) is None or args.eager:
+        return model
+    from .inference import optimize_for_inference
 
-        from .inference import optimize_for_inference
-
-        dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-        return optimize_for_inference(model.eval(), dtype=dtype)
-    return model.eval()
+    fast = optimize_for_inference(model, dtype=args.dtype)
+    logging.getLogger(__name__).info("fast path in %s", str(fast.dtype).replace("torch.", ""))
+    return fast
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -160,26 +181,29 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import torch
+    from .bench import iter_bench, machine_description
 
-    from .bench import bench_models, machine_description
-
-    dtypes = {"float32": (torch.float32,), "bfloat16": (torch.bfloat16,),
-              "both": (torch.float32, torch.bfloat16)}[args.dtype]
-    results = bench_models(args.names, batch_size=args.batch_size, dtypes=dtypes,
-                           input_size=args.input_size, iters=args.iters, repeats=args.repeats,
-                           with_torchvision=not args.no_torchvision)
+    dtypes = None if args.dtype == "all" else (args.dtype,)  # None: every dtype fast here
+    rows = iter_bench(args.names, batch_size=args.batch_size, dtypes=dtypes,
+                      input_size=args.input_size, iters=args.iters, repeats=args.repeats,
+                      with_torchvision=not args.no_torchvision, progress=not args.quiet)
     machine = machine_description()
-    if args.json:
-        print(json.dumps({"machine": machine, "results": [r.to_dict() for r in results]}, indent=2))
-    else:
+    results = []
+    if not args.json:
         print(f"machine: {machine}")
-        print(f"{'model':<18} {'path':<24} {'images/s':>9} {'vs tv':>7} {'GFLOP/s':>9} {'of peak':>8}")
-        for r in results:
+        print(f"{'model':<18} {'path':<24} {'images/s':>9} {'vs tv':>7} {'GFLOP/s':>9} {'of peak':>8}",
+              flush=True)
+    for model_rows in rows:  # each model's rows as soon as it is measured
+        results.extend(model_rows)
+        if args.json:
+            continue
+        for r in model_rows:
             ratio = f"{r.ratio_vs_torchvision:.2f}x" if r.ratio_vs_torchvision else "-"
             peak = f"{100 * r.fraction_of_gemm_peak:.0f}%" if r.fraction_of_gemm_peak else "-"
             print(f"{r.model:<18} {r.path:<24} {r.images_per_s:9.2f} {ratio:>7} "
-                  f"{r.gflops_per_s:9.1f} {peak:>8}")
+                  f"{r.gflops_per_s:9.1f} {peak:>8}", flush=True)
+    if args.json:
+        print(json.dumps({"machine": machine, "results": [r.to_dict() for r in results]}, indent=2))
     if args.plot:
         from .plot import bar_chart
 
@@ -225,9 +249,11 @@ def _add_model_args(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
                    help="weights: a tag, hf-hub:owner/repo, a .safetensors file or a directory; "
                         "'none' for random init (default: the architecture's default weights)")
     if fast:
-        p.add_argument("--fast", action="store_true", help="use optimize_for_inference (float32)")
-        p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                       help="compute dtype of the fast path (bfloat16 implies --fast)")
+        p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                       help="compute dtype of the fast path (optimize_for_inference); auto: the "
+                            "fastest this CPU supports, see `resnet-zoo info --cpu` (default: auto)")
+        p.add_argument("--eager", action="store_true",
+                       help="run the plain float32 model instead of the fast path")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", action="store_true", help="list arch.tag names with weights")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("info", help="config, parameters, GMACs and feature maps of a model")
-    p.add_argument("name")
+    p = sub.add_parser("info", help="config, parameters, GMACs and feature maps of a model; "
+                                    "or --cpu: what this CPU computes fast")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--cpu", action="store_true",
+                   help="this CPU: torch's ISA, which dtypes are fast, what dtype 'auto' picks")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_info)
 
@@ -284,12 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="images/s: resnet_zoo eager, fast path, torchvision")
     p.add_argument("names", nargs="+")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "both"), default="both",
-                   help="fast-path dtypes to time")
+    p.add_argument("--dtype", choices=("all", "auto", "float32", "bfloat16"), default="all",
+                   help="fast-path dtypes to time (default all: every dtype this CPU runs fast)")
     p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--iters", type=int, default=2, help="batches timed per round (default 2)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds alternating between the paths; the best is kept (default 3)")
     p.add_argument("--no-torchvision", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")
     p.set_defaults(func=_cmd_bench)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from . import cpu
 from .blocks import ShortcutProjection, ZeroPadShortcut
 from .config import check_positive_int
 from .errors import ConfigError, InputError
@@ -36,9 +37,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_DTYPES = (torch.float32, torch.bfloat16)
-
 
 def fold_batch_norm(model: ResNetBase) -> ResNetBase:
     """Fold every eval-mode batch norm into its conv, in place; the norms become Identity.
@@ -128,7 +126,7 @@ class InferenceModel(nn.Module):
 
 
 def optimize_for_inference(
-    model: ResNetBase, *, dtype: torch.dtype = torch.float32, channels_last: bool = True
+    model: ResNetBase, *, dtype: torch.dtype | str = torch.float32, channels_last: bool = True
 ) -> InferenceModel:
     """An eval-mode copy of ``model`` for fast CPU inference (the original is untouched).
 
@@ -137,14 +135,15 @@ def optimize_for_inference(
 
     Args:
         model: a :class:`ResNet`, :class:`ResNetBase` or :class:`ResNetFeatures`.
-        dtype: ``torch.float32`` or ``torch.bfloat16`` (fast with AVX512-BF16 / AMX).
+        dtype: ``torch.float32``; ``torch.bfloat16`` (CPUs with AVX512-BF16 or AMX only: elsewhere
+            a :class:`ConfigError` says so at once); or ``"auto"``, the fastest of the two on
+            this CPU (see :func:`resnet_zoo.cpu.cpu_capabilities`).
         channels_last: keep activations NHWC, the layout oneDNN's CPU convolutions prefer.
     """
     if not isinstance(model, ResNetBase):
         raise ConfigError(f"optimize_for_inference takes a resnet_zoo model, got {type(model).__name__}")
-    if dtype not in _DTYPES:
-        raise ConfigError(f"dtype must be one of {[str(d) for d in _DTYPES]}, got {dtype!r}")
     device = next(model.parameters()).device
+    dtype = cpu.resolve_dtype(dtype, on_cpu=device.type == "cpu")
     fast = fold_batch_norm(copy.deepcopy(model).eval())
     for p in fast.parameters():
         p.requires_grad_(False)

@@ -14,7 +14,7 @@ import resnet_zoo
 from resnet_zoo.manifest import data_path, get_weights
 from resnet_zoo.transforms import Preprocess
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, needs_fast_bf16
 
 TAG = "cifar_resnet20.digits"
 SAMPLES = sorted(data_path("samples").glob("digit_*.png"))
@@ -54,6 +54,7 @@ def test_held_out_accuracy_is_at_least_98_and_as_recorded(model, held_out):
     assert "resnet_zoo train cifar_resnet20 --dataset digits" in card
 
 
+@needs_fast_bf16
 def test_bf16_fast_path_on_trained_weights(model, held_out):
     x, y = held_out
     with torch.no_grad():
