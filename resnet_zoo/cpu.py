@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -115,6 +116,13 @@ class CpuCapabilities:
         elif self.avx512_bf16:
             units.append("AVX512-BF16")
         return f"{self.model_name} ({', '.join(units)})"
+
+    @property
+    def slug(self) -> str:
+        """A file-name key of the CPU kind, e.g. "amd-epyc_avx512-bf16", "intel-xeon-processor_amx"."""
+        name = re.sub(r"\((r|tm)\)", "", self.model_name.lower())
+        tier = "amx" if self.amx else ("avx512-bf16" if self.avx512_bf16 else self.isa.lower())
+        return re.sub(r"[^a-z0-9]+", "-", name).strip("-") + "_" + tier
 
     def describe(self) -> str:
         """One line for the record next to a measured figure."""

@@ -32,7 +32,7 @@ def train_scaling_markdown() -> str:
 
     r = json.loads((ROOT / "benchmarks" / "train_scaling.json").read_text())
     return (
-        f"Measured on this machine ({r['machine']}) by `benchmarks/train_scaling.py`: cifar_resnet20 "
+        f"Measured on {r['machine']} by `benchmarks/train_scaling.py`: cifar_resnet20 "
         f"on digits, global batch 128: 1 process (2 threads) {r['one_process_images_per_s']:.0f} "
         f"images/s, 2 processes (1 thread each, DDP over gloo) {r['two_processes_images_per_s']:.0f} "
         f"images/s, {r['speedup']:.2f}x. Both use the same 2 cores, so this measures the cost of "
