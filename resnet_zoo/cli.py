@@ -89,16 +89,22 @@ def _cmd_weights_list(args: argparse.Namespace) -> int:
     specs = load_manifest()
     if args.json:
         print(json.dumps({name: {"hf_hub_id": s.hf_hub_id, "path": s.path, "top1": s.top1,
-                                 "default": s.default,
-                                 "pinned": s.pinned, "preprocessing": s.preprocessing.to_dict()}
+                                 "top1_source": s.top1_source, "evaluations": list(s.evaluations),
+                                 "license": s.license, "default": s.default, "pinned": s.pinned,
+                                 "preprocessing": s.preprocessing.to_dict()}
                           for name, s in specs.items()}, indent=2))
         return 0
+    print(f"{'weights':<28} {'':<8} {'top-1':<7} {'ours':<7} {'licence':<13} {'where':<34} preprocessing")
     for name, s in specs.items():
         p = s.preprocessing
-        top1 = f"{s.top1:.3f}" if s.top1 is not None else "-"
+        top1 = f"{s.top1:.2f}" if s.top1 is not None else "-"
+        ours = f"{s.evaluations[0]['top1']:.2f}" if s.evaluations else "-"
         where = s.hf_hub_id or f"shipped: weights/{s.path}"
-        print(f"{name:<28} {'default' if s.default else '':<8} top-1 {top1:<7} {where:<32} "
-              f"{p.input_size}px crop {p.crop_pct} {p.interpolation}{'' if s.pinned else '  (unpinned)'}")
+        print(f"{name:<28} {'default' if s.default else '':<8} {top1:<7} {ours:<7} {s.license:<13} "
+              f"{where:<34} {p.input_size}px crop {p.crop_pct} {p.interpolation}"
+              f"{'' if s.pinned else '  (unpinned)'}")
+    print("top-1: the publisher's figure; ours: measured by this project (`weights list --json` "
+          "names the data of each)")
     return 0
 
 
@@ -231,6 +237,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         arch=args.name, dataset=args.dataset, out=args.out, data=args.data, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, milestones=tuple(args.milestones), gamma=args.gamma,
+        schedule=args.schedule, warmup_epochs=args.warmup_epochs, nesterov=args.nesterov,
+        precision=args.precision,
         pad=args.pad, flip=args.flip, seed=args.seed, workers=args.workers,
         val_fraction=args.val_fraction, input_size=args.input_size, pretrained=args.pretrained,
         resume=args.resume, limit_train=args.limit_train, label_smoothing=args.label_smoothing,
@@ -347,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--milestones", type=float, nargs="+", default=[0.5, 0.75],
                    help="fractions of training where the lr is multiplied by --gamma")
     p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--schedule", choices=("step", "cosine"), default="step",
+                   help="step: the paper's drops at --milestones; cosine: cosine decay to 0")
+    p.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="linear learning-rate warm-up from lr/10, in epochs (default 0)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="auto: bfloat16 autocast where this CPU has fast bf16 (AVX512-BF16/AMX), "
+                        "else float32 (see `resnet-zoo info --cpu`)")
     p.add_argument("--pad", type=int, default=4, help="random-crop padding in pixels (0: no crop)")
     p.add_argument("--flip", dest="flip", action="store_true", default=None)
     p.add_argument("--no-flip", dest="flip", action="store_false")

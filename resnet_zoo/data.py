@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,9 @@ from torch.utils.data import Dataset
 from .errors import InputError
 from .transforms import is_image_path
 
-__all__ = ["find_images", "ImageFiles"]
+__all__ = ["find_images", "ImageFiles", "folder_splits", "materialize"]
+
+log = logging.getLogger(__name__)
 
 
 def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -196,6 +199,85 @@ def read_folder(root: str | os.PathLike, transform: Callable[[Path], torch.Tenso
     if not files:
         raise InputError(f"no images under {root}/<class>/")
     return ImageSet(None, torch.tensor(labels), classes, files, transform)
+
+
+# Folder names that say "this is a split of a data set", not a class.
+TRAIN_SPLITS = ("train", "training")
+HELDOUT_SPLITS = ("val", "valid", "validation", "test", "testing", "eval", "dev")
+
+
+def folder_splits(root: str | os.PathLike) -> tuple[Path, Path] | None:
+    """``(train, held-out)`` directories of a split layout, or None for a plain class folder.
+
+    ``root/train`` with ``root/val`` (or ``valid``/``validation``) or ``root/test``: a split
+    layout (``val`` is preferred when both are there). A root whose sub-folders look like splits
+    in any other way (``train`` alone, ``test`` + ``val``, ``training`` + ``classes``...) would
+    otherwise be read as classes named after the splits: that is an error that says so.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a directory of class folders")
+    subdirs = {p.name for p in root.iterdir() if p.is_dir()}
+    lower = {name.lower(): name for name in subdirs}
+    train = next((lower[n] for n in TRAIN_SPLITS if n in lower), None)
+    held = next((lower[n] for n in HELDOUT_SPLITS if n in lower), None)
+    if train is not None and held is not None:
+        extra = sorted(subdirs - {train, held} - {lower[n] for n in HELDOUT_SPLITS if n in lower})
+        if extra:
+            raise InputError(
+                f"{root} holds the splits {train}/ and {held}/ and also {extra}: a split layout "
+                "holds only root/train/<class>/ and root/val/<class>/ (or root/test/<class>/)")
+        return root / train, root / held
+    split_like = sorted(n for n in subdirs if n.lower() in TRAIN_SPLITS + HELDOUT_SPLITS)
+    if split_like:
+        raise InputError(
+            f"{root} has sub-folders named like data-set splits ({', '.join(split_like)}) but not a "
+            "recognised pair, so they cannot be read as classes: use root/train/<class>/ with "
+            "root/val/<class>/ or root/test/<class>/, or point --data at a folder of class folders")
+    return None
+
+
+def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
+                progress: bool = False, desc: str = "decoding") -> ImageSet:
+    """Decode a file-backed set once into a uint8 tensor, when it fits in ``max_bytes``.
+
+    Training then indexes memory instead of decoding every image every epoch. A set too large
+    for the budget is returned as it is (decoded per batch by a DataLoader).
+    """
+    if data.images is not None or not data.files:
+        return data
+    first = data.file_transform(data.files[0])  # type: ignore[misc]
+    need = first.numel() * first.element_size() * len(data.files)
+    if need > max_bytes:
+        log.info("%d images need %.1f GB decoded (> %.1f GB): decoding them per batch instead",
+                 len(data.files), need / 1e9, max_bytes / 1e9)
+        return data
+    from tqdm.auto import tqdm
+
+    images = torch.empty((len(data.files), *first.shape), dtype=torch.uint8)
+    loader = torch.utils.data.DataLoader(_FileImages(data.files, data.file_transform), batch_size=256,
+                                         num_workers=workers, collate_fn=torch.stack)
+    at = 0
+    with tqdm(total=len(data.files), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for batch in loader:
+            images[at:at + len(batch)] = batch
+            at += len(batch)
+            bar.update(len(batch))
+    return ImageSet(images, data.labels, data.classes)
+
+
+class _FileImages(Dataset):
+    def __init__(self, files: Sequence[Path], transform: Callable[[Path], torch.Tensor]) -> None:
+        self.files, self.transform = files, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        image = self.transform(self.files[i])
+        if image.dtype != torch.uint8:
+            raise InputError(f"{self.files[i]}: expected a uint8 image, got {image.dtype}")
+        return image
 
 
 def split_holdout(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:

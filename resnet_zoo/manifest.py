@@ -84,8 +84,10 @@ class WeightsSpec:
     default: bool = False
     num_classes: int = 1000
     labels: str | None = None
-    top1: float | None = None
-    top1_source: str = ""
+    top1: float | None = None  # the publisher's figure
+    top1_source: str = ""  # where it comes from, and on which data
+    # Our own measurements: {"top1": %, "data": what it was measured on, "by": the script}.
+    evaluations: tuple[dict[str, Any], ...] = ()
     license: str = ""
     description: str = ""
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
@@ -137,6 +139,13 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsSpec:
     if data.get("revision") and not _COMMIT.match(data["revision"]):
         raise ConfigError(f"{where}: entry {name!r} revision must be a full 40-digit commit hash")
     data["preprocessing"] = Preprocessing(**data.get("preprocessing", {}))
+    evaluations = data.get("evaluations", [])
+    if not isinstance(evaluations, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("top1"), (int, float)) and e.get("data") and e.get("by")
+            for e in evaluations):
+        raise ConfigError(f"{where}: entry {name!r} evaluations must be a list of "
+                          "{{'top1': number, 'data': str, 'by': str}} objects")
+    data["evaluations"] = tuple(evaluations)
     return WeightsSpec(name=name, **data)
 
 

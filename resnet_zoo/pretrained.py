@@ -605,6 +605,8 @@ def model_card(model: ResNetBase, document: dict[str, Any]) -> tuple[dict[str, A
                 lines.append(f"| held-out accuracy | {100 * value:.2f}%{right} |")
             elif key == "command":
                 lines.append(f"| command | `{value}` |")
+            elif key == "license_notice":
+                continue  # its own section below: a notice is reproduced whole
             elif isinstance(value, (str, int, float)):
                 lines.append(f"| {key} | {value} |")
         if info.preprocessing is not None:
@@ -613,6 +615,10 @@ def model_card(model: ResNetBase, document: dict[str, Any]) -> tuple[dict[str, A
                 f"| preprocessing | {p.input_size}px, crop_pct {p.crop_pct}, {p.interpolation}, "
                 f"mean {list(p.mean)}, std {list(p.std)} |"
             )
+    notice = info.extra.get("license_notice") if info is not None else None
+    if isinstance(notice, str) and notice.strip():
+        lines += ["", "## Licence", "", f"Licence: {info.license or 'see below'}. The original "
+                  "notice, reproduced as it asks:", "", "```", notice.strip(), "```"]
     lines += [
         "", "## Use", "", "```python", "import resnet_zoo",
         'model = resnet_zoo.ResNet.from_pretrained("<this directory or owner/repo>").eval()',

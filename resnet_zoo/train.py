@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import check_positive_int
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, InputError
 from .manifest import Preprocessing
 
 __all__ = ["TrainConfig", "train", "DATASETS"]
@@ -39,6 +39,8 @@ __all__ = ["TrainConfig", "train", "DATASETS"]
 log = logging.getLogger(__name__)
 
 DATASETS = ("digits", "cifar10", "cifar100", "folder")
+SCHEDULES = ("step", "cosine")
+PRECISIONS = ("auto", "float32", "bfloat16")
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -57,6 +59,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training where lr *= gamma
     gamma: float = 0.1
+    schedule: str = "step"  # "step": the paper's drops at milestones; "cosine": cosine decay to 0
+    warmup_epochs: float = 0.0  # linear warm-up from lr/10, in epochs (before the schedule)
+    nesterov: bool = False
     pad: int = 4  # random-crop padding, pixels
     flip: bool | None = None  # horizontal flips; None = yes, except for digits (a flipped 2 is no 2)
     seed: int = 0
@@ -67,6 +72,8 @@ class TrainConfig:
     resume: bool = False
     limit_train: int | None = None  # use only the first N training images (smoke tests)
     label_smoothing: float = 0.0
+    # "auto": bfloat16 autocast where the CPU has fast bf16 (AVX512-BF16 / AMX), else float32.
+    precision: str = "auto"
     progress: bool = True
     command: str = ""  # recorded in the model card
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,14 +93,20 @@ class TrainConfig:
             )
         if any(not 0 < m < 1 for m in self.milestones):
             raise ConfigError(f"milestones are fractions of training in (0, 1), got {list(self.milestones)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.pad < 0 or self.workers < 0:
             raise ConfigError(f"pad and workers must be >= 0, got pad={self.pad}, workers={self.workers}")
 
     def recipe(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed."""
         keep = ("arch", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-                "milestones", "gamma", "pad", "flip", "seed", "val_fraction", "input_size",
-                "limit_train", "label_smoothing")
+                "milestones", "gamma", "schedule", "warmup_epochs", "nesterov", "pad", "flip",
+                "seed", "val_fraction", "input_size", "limit_train", "label_smoothing", "precision")
         d = asdict(self)
         return {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keep}
 
@@ -143,7 +156,7 @@ def _barrier(dist: _Dist) -> None:
 def _load_data(cfg: TrainConfig, input_size: int, img_channels: int):
     from PIL import Image
 
-    from .data import read_cifar, read_digits, read_folder, split_holdout
+    from .data import folder_splits, materialize, read_cifar, read_digits, read_folder, split_holdout
     from .transforms import Preprocess, load_image
     from .transforms import to_uint8_tensor as _uint8_tensor
 
@@ -164,14 +177,20 @@ def _load_data(cfg: TrainConfig, input_size: int, img_channels: int):
         def from_file(path: Path) -> torch.Tensor:
             return _uint8_tensor(sizer.resize_and_crop(load_image(path, img_channels)))
 
-        root = Path(cfg.data)
-        if (root / "train").is_dir() and (root / "val").is_dir():
-            train, val = read_folder(root / "train", from_file), read_folder(root / "val", from_file)
+        splits = folder_splits(cfg.data)
+        if splits is not None:
+            train, val = read_folder(splits[0], from_file), read_folder(splits[1], from_file)
+            if train.classes != val.classes:
+                raise InputError(f"{splits[0]} and {splits[1]} hold different classes: "
+                                 f"{train.classes} vs {val.classes}")
         else:
-            train, val = split_holdout(read_folder(root, from_file), cfg.val_fraction, cfg.seed)
+            train, val = split_holdout(read_folder(cfg.data, from_file), cfg.val_fraction, cfg.seed)
         interpolation = "bilinear"
     if cfg.limit_train is not None:
         train = train.subset(torch.arange(min(cfg.limit_train, len(train))))
+    # File-backed sets are decoded once into memory where they fit: no decoding inside the epochs.
+    train = materialize(train, workers=cfg.workers, progress=cfg.progress, desc="decoding train")
+    val = materialize(val, workers=cfg.workers, progress=cfg.progress, desc="decoding held-out")
     return train, val, interpolation
 
 
@@ -190,17 +209,41 @@ def _channel_stats(data: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def _augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
-    """Zero-pad ``pad`` pixels, crop back at a random offset, flip half of the images."""
-    b, _, h, w = x.shape
+    """Zero-pad ``pad`` pixels, crop back at a random offset, flip half of the images.
+
+    Works on uint8 (or float) batches ``[B, C, H, W]`` with one gather for the whole batch:
+    no per-image Python.
+    """
+    b, c, h, w = x.shape
     if pad:
         padded = F.pad(x, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (b,), generator=g).tolist()
-        dx = torch.randint(0, 2 * pad + 1, (b,), generator=g).tolist()
-        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+        dy = torch.randint(0, 2 * pad + 1, (b, 1, 1, 1), generator=g)
+        dx = torch.randint(0, 2 * pad + 1, (b, 1, 1, 1), generator=g)
+        rows = dy + torch.arange(h).view(1, 1, h, 1)
+        cols = dx + torch.arange(w).view(1, 1, 1, w)
+        x = padded[torch.arange(b).view(b, 1, 1, 1), torch.arange(c).view(1, c, 1, 1), rows, cols]
     if flip:
         mask = torch.rand(b, generator=g) < 0.5
         x = torch.where(mask.view(b, 1, 1, 1), x.flip(-1), x)
     return x
+
+
+def _batches(data: Any, indices: list[int], batch_size: int, workers: int):
+    """uint8 ``[B, C, H, W]`` images and labels, ``batch_size`` of ``indices`` at a time.
+
+    In-memory sets are indexed directly; file-backed ones are decoded by a DataLoader.
+    """
+    if data.images is not None:
+        index = torch.tensor(indices, dtype=torch.long)
+        for start in range(0, len(index), batch_size):
+            i = index[start:start + batch_size]
+            yield data.images[i], data.labels[i]
+        return
+    from .data import ImageSetDataset
+
+    chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    yield from torch.utils.data.DataLoader(ImageSetDataset(data), batch_sampler=chunks,
+                                           num_workers=workers)
 
 
 # --- Checkpoints --------------------------------------------------------------------------------
@@ -273,28 +316,43 @@ def _load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.O
 # --- The loop -------------------------------------------------------------------------------------
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    warmup = round(cfg.warmup_epochs * total / cfg.epochs)
+    if step < warmup:  # linear from lr/10 to lr
+        return cfg.lr * (0.1 + 0.9 * step / warmup)
+    if cfg.schedule == "cosine":
+        t = (step - warmup) / max(1, total - warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
     drops = sum(1 for m in cfg.milestones if step >= math.floor(m * total))
     return cfg.lr * cfg.gamma ** drops
 
 
-def _evaluate(model: nn.Module, data: Any, mean: torch.Tensor, std: torch.Tensor,
-              device: torch.device, batch_size: int = 256) -> tuple[float, float]:
-    from .data import ImageSetDataset
-
-    ds = ImageSetDataset(data)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+def _evaluate(model: nn.Module, data: Any, normalize: Any, device: torch.device,
+              workers: int = 0, batch_size: int = 256) -> tuple[float, float]:
+    """Held-out loss and accuracy, in float32 (no autocast: the figure a user will reproduce)."""
     was = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
-        for x, y in loader:
-            x = (x.to(device).float().div_(255) - mean) / std
+        for x, y in _batches(data, list(range(len(data))), batch_size, workers):
             y = y.to(device)
-            logits = model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            logits = model(normalize(x.to(device)))
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
     model.train(was)
-    return loss_sum / len(ds), correct / len(ds)
+    return loss_sum / len(data), correct / len(data)
+
+
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bfloat16 for autocast, or None for plain float32."""
+    if cfg.precision == "float32":
+        return None
+    if device.type != "cpu":
+        return torch.bfloat16 if cfg.precision == "bfloat16" else None
+    from . import cpu
+
+    if cfg.precision == "bfloat16":
+        return cpu.resolve_dtype(torch.bfloat16)  # refused at once where bf16 is not fast
+    return torch.bfloat16 if cpu.cpu_capabilities().fast_bf16 else None
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -316,8 +374,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     img_channels = 1 if cfg.dataset == "digits" else 3
     train_set, val_set, interpolation = _load_data(cfg, input_size, img_channels)
     mean_t, std_t = _channel_stats(train_set)
-    mean = torch.tensor(mean_t, device=dist.device).view(1, -1, 1, 1)
-    std = torch.tensor(std_t, device=dist.device).view(1, -1, 1, 1)
+    # uint8 [0, 255] -> normalised float, channels-last (oneDNN's preferred layout), in one pass.
+    scale = (1 / (255 * torch.tensor(std_t, device=dist.device))).view(1, -1, 1, 1)
+    shift = (-torch.tensor(mean_t, device=dist.device) / torch.tensor(std_t, device=dist.device)).view(1, -1, 1, 1)
+
+    def normalize(x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        return torch.addcmul(shift, x.float(), scale).contiguous(memory_format=torch.channels_last)
+
+    autocast = _autocast_dtype(cfg, dist.device)
     flip = cfg.flip if cfg.flip is not None else cfg.dataset != "digits"
     if cfg.batch_size % dist.world:
         raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {dist.world} processes")
@@ -325,10 +390,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     model = create(cfg.arch, pretrained=cfg.pretrained or False, num_classes=len(train_set.classes),
-                   img_channels=img_channels).to(dist.device)
+                   img_channels=img_channels).to(dist.device, memory_format=torch.channels_last)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     out = Path(cfg.out)
     ckpt_dir = out / CHECKPOINT_DIR
     start_epoch, history = 0, []
@@ -345,46 +410,49 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     from .data import ImageSetDataset
 
-    dataset = ImageSetDataset(train_set)
-    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=dist.world, rank=dist.rank,
-                                                  shuffle=True, seed=cfg.seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=sampler,
-                                         num_workers=cfg.workers, drop_last=False)
-    steps_per_epoch = len(loader)
+    sampler = torch.utils.data.DistributedSampler(ImageSetDataset(train_set), num_replicas=dist.world,
+                                                  rank=dist.rank, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = math.ceil(len(sampler) / per_rank)
     total_steps = steps_per_epoch * cfg.epochs
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
-        log.info("%s on %s: %d train / %d held-out images, %d classes, %d process(es), %d steps",
+        log.info("%s on %s: %d train / %d held-out images, %d classes, %d process(es), %d steps, %s",
                  cfg.arch, cfg.dataset, len(train_set), len(val_set), len(train_set.classes),
-                 dist.world, total_steps)
+                 dist.world, total_steps, f"{autocast} autocast" if autocast else "float32")
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + dist.rank)
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
+        correct = torch.zeros((), dtype=torch.long, device=dist.device)
+        seen = 0
         start = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+        batches = _batches(train_set, list(sampler), per_rank, cfg.workers)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not (cfg.progress and dist.main), leave=False)
         for i, (x, y) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             lr = _lr_at(step, total_steps, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = _augment(x.float().div_(255), cfg.pad, flip, g).to(dist.device)
-            x = (x - mean) / std
+            x = normalize(_augment(x, cfg.pad, flip, g).to(dist.device))
             y = y.to(dist.device)
-            logits = wrapped(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            with torch.autocast(dist.device.type, dtype=autocast or torch.bfloat16,
+                                enabled=autocast is not None):
+                logits = wrapped(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+        loss_sum, correct = loss_sum.item(), correct.item()
         elapsed = time.perf_counter() - start
         loss_sum, correct, seen = _all_reduce_sum([loss_sum, correct, seen], dist)
         if dist.main:
-            val_loss, val_acc = _evaluate(model, val_set, mean, std, dist.device)
+            val_loss, val_acc = _evaluate(model, val_set, normalize, dist.device, cfg.workers)
             record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen,
                       "train_acc": correct / seen, "val_loss": val_loss, "val_acc": val_acc,
                       "seconds": elapsed, "images_per_s": seen / elapsed}
@@ -408,6 +476,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                    "command": cfg.command or _python_command(cfg), "recipe": cfg.recipe(), **cfg.extra},
         )
         model.arch_name = entry.name
+        model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
         model.eval().save_pretrained(out)
     _barrier(dist)
     if dist.world > 1:

@@ -91,18 +91,32 @@ def where(spec) -> str:
 
 def weights_table_markdown() -> str:
     rows = [
-        "| weights | where | top-1 % | input, crop_pct, interpolation | license | default | pinned |",
-        "|---|---|---:|---|---|:---:|:---:|",
+        "| weights | where | top-1 % (publisher) | top-1 % (measured here) | input, crop_pct, interpolation | license | default | pinned |",
+        "|---|---|---:|---:|---|---|:---:|:---:|",
     ]
+    notes: list[str] = []
     for name, s in load_manifest().items():
         p = s.preprocessing
         top1 = f"{s.top1:.3f}" if s.top1 is not None else "-"
+        ours = "; ".join(f"{e['top1']:.2f} [{_note(notes, e['data'] + ', by `' + e['by'] + '`')}]"
+                         for e in s.evaluations) or "-"
+        if s.top1 is not None and s.top1_source:
+            top1 += f" [{_note(notes, s.top1_source)}]"
         rows.append(
-            f"| `{name}` | {where(s)} | {top1} | "
+            f"| `{name}` | {where(s)} | {top1} | {ours} | "
             f"{p.input_size}, {p.crop_pct}, {p.interpolation} | {s.license} | "
             f"{'yes' if s.default else ''} | {'yes' if s.pinned else 'no'} |"
         )
-    return "\n".join(rows) + "\n"
+    rows.append("")
+    rows += [f"[{i + 1}] {text}  " for i, text in enumerate(notes)]
+    return "\n".join(rows).rstrip() + "\n"
+
+
+def _note(notes: list[str], text: str) -> int:
+    """The number of a footnote (added once)."""
+    if text not in notes:
+        notes.append(text)
+    return notes.index(text) + 1
 
 
 def render_readme(current: str) -> str:
