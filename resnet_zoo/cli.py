@@ -239,7 +239,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, milestones=tuple(args.milestones), gamma=args.gamma,
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, nesterov=args.nesterov,
         precision=args.precision,
-        pad=args.pad, flip=args.flip, seed=args.seed, workers=args.workers,
+        pad=args.pad, flip=args.flip, invert=args.invert, seed=args.seed, workers=args.workers,
         val_fraction=args.val_fraction, input_size=args.input_size, pretrained=args.pretrained,
         resume=args.resume, limit_train=args.limit_train, label_smoothing=args.label_smoothing,
         progress=not args.quiet, command=command_line(),
@@ -366,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad", type=int, default=4, help="random-crop padding in pixels (0: no crop)")
     p.add_argument("--flip", dest="flip", action="store_true", default=None)
     p.add_argument("--no-flip", dest="flip", action="store_false")
+    p.add_argument("--invert", type=float, default=0.0, metavar="P",
+                   help="invert a share P of the training images (both polarities, e.g. digits)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.2,

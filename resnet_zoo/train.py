@@ -64,6 +64,7 @@ class TrainConfig:
     nesterov: bool = False
     pad: int = 4  # random-crop padding, pixels
     flip: bool | None = None  # horizontal flips; None = yes, except for digits (a flipped 2 is no 2)
+    invert: float = 0.0  # probability of inverting an image (255 - x): teaches both polarities
     seed: int = 0
     workers: int = 0
     val_fraction: float = 0.2  # held out when the dataset has no test split of its own
@@ -99,13 +100,15 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if not 0 <= self.invert <= 1:
+            raise ConfigError(f"invert is a probability in [0, 1], got {self.invert}")
         if self.pad < 0 or self.workers < 0:
             raise ConfigError(f"pad and workers must be >= 0, got pad={self.pad}, workers={self.workers}")
 
     def recipe(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed."""
         keep = ("arch", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-                "milestones", "gamma", "schedule", "warmup_epochs", "nesterov", "pad", "flip",
+                "milestones", "gamma", "schedule", "warmup_epochs", "nesterov", "pad", "flip", "invert",
                 "seed", "val_fraction", "input_size", "limit_train", "label_smoothing", "precision")
         d = asdict(self)
         return {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keep}
@@ -194,8 +197,9 @@ def _load_data(cfg: TrainConfig, input_size: int, img_channels: int):
     return train, val, interpolation
 
 
-def _channel_stats(data: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of the training images in [0, 1] (the normalisation)."""
+def _channel_stats(data: Any, invert: float = 0.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the training images in [0, 1] (the normalisation), as the
+    network sees them: a share ``invert`` of them inverted."""
     from .data import ImageSetDataset
 
     if data.images is not None:
@@ -204,12 +208,18 @@ def _channel_stats(data: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
         ds = ImageSetDataset(data)
         x = torch.stack([ds[i][0] for i in range(min(len(ds), 2000))]).float().div_(255)
     mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    var = x.var(dim=(0, 2, 3))
+    if invert:  # a mixture of x and 1 - x: same variance, means m and 1 - m
+        var = var + invert * (1 - invert) * (1 - 2 * mean) ** 2
+        mean = invert * (1 - mean) + (1 - invert) * mean
+    std = var.sqrt().clamp_min(1e-3)
     return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
 
 
-def _augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
-    """Zero-pad ``pad`` pixels, crop back at a random offset, flip half of the images.
+def _augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator,
+             invert: float = 0.0) -> torch.Tensor:
+    """Zero-pad ``pad`` pixels, crop back at a random offset, flip half of the images, invert
+    (uint8: ``255 - x``) a share ``invert`` of them.
 
     Works on uint8 (or float) batches ``[B, C, H, W]`` with one gather for the whole batch:
     no per-image Python.
@@ -225,6 +235,9 @@ def _augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch
     if flip:
         mask = torch.rand(b, generator=g) < 0.5
         x = torch.where(mask.view(b, 1, 1, 1), x.flip(-1), x)
+    if invert:
+        mask = torch.rand(b, generator=g) < invert
+        x = torch.where(mask.view(b, 1, 1, 1), (255 if x.dtype == torch.uint8 else 1) - x, x)
     return x
 
 
@@ -373,7 +386,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     input_size = cfg.input_size or entry.input_size
     img_channels = 1 if cfg.dataset == "digits" else 3
     train_set, val_set, interpolation = _load_data(cfg, input_size, img_channels)
-    mean_t, std_t = _channel_stats(train_set)
+    mean_t, std_t = _channel_stats(train_set, cfg.invert)
     # uint8 [0, 255] -> normalised float, channels-last (oneDNN's preferred layout), in one pass.
     scale = (1 / (255 * torch.tensor(std_t, device=dist.device))).view(1, -1, 1, 1)
     shift = (-torch.tensor(mean_t, device=dist.device) / torch.tensor(std_t, device=dist.device)).view(1, -1, 1, 1)
@@ -434,7 +447,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             lr = _lr_at(step, total_steps, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = normalize(_augment(x, cfg.pad, flip, g).to(dist.device))
+            x = normalize(_augment(x, cfg.pad, flip, g, cfg.invert).to(dist.device))
             y = y.to(dist.device)
             with torch.autocast(dist.device.type, dtype=autocast or torch.bfloat16,
                                 enabled=autocast is not None):

@@ -10,7 +10,8 @@ reproduces the BSD licence notice, and LICENSE), measures its top-1 on the CIFAR
 test split with scripts/eval_cifar10.py, and records in weights/manifest.json: sha256, size,
 the publisher's top-1 on the original test set and ours on the JPEG copy, the preprocessing
 (32x32, no resize, their mean and std) and the CIFAR-10 class names. The four become the
-default weights of their architectures; other tags (digits) stay as they are.
+default weights of their architectures; other tags (digits) stay as they are. Last, the first
+test image of each class is copied to weights/samples/cifar10/<class>.jpg (the main command's).
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ def ship(depth: int, checkpoint: Path, notice: str) -> dict:
     }
 
 
+def write_samples() -> None:
+    """weights/samples/cifar10/<class>.jpg: the first test image of each class (by file name),
+    bytes unchanged, for the README's main command."""
+    from eval_cifar10 import cifar_jpeg_dir
+
+    test = cifar_jpeg_dir() / "test"
+    out = ROOT / "weights" / "samples" / "cifar10"
+    out.mkdir(parents=True, exist_ok=True)
+    for class_dir in sorted(p for p in test.iterdir() if p.is_dir()):
+        first = sorted(class_dir.glob("*.jpg"))[0]
+        shutil.copyfile(first, out / f"{class_dir.name}.jpg")
+
+
 def main() -> None:
     if not SOURCE.is_dir():
         raise SystemExit(f"{SOURCE} is absent: this script converts the akamaster checkpoints found "
@@ -102,7 +116,8 @@ def main() -> None:
                 other["default"] = False
         manifest["weights"][f"cifar_resnet{depth}.cifar10"] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"wrote {manifest_path.relative_to(ROOT)}; accuracy on the {DATA_NAME}")
+    write_samples()
+    print(f"wrote {manifest_path.relative_to(ROOT)} and weights/samples/cifar10/; accuracy on the {DATA_NAME}")
 
 
 if __name__ == "__main__":
