@@ -23,7 +23,24 @@ TABLES = {
     # Written by benchmarks/run.py on a real machine; copied, never computed here.
     "benchmarks": lambda: (ROOT / "benchmarks" / "RESULTS.md").read_text(),
     "train-scaling": lambda: train_scaling_markdown(),
+    "train-speed": lambda: train_speed_markdown(),
 }
+
+
+def train_speed_markdown() -> str:
+    """From benchmarks/train_speed/<cpu>.json, written by benchmarks/train_speed.py (one per CPU)."""
+    import json
+
+    parts = []
+    for path in sorted((ROOT / "benchmarks" / "train_speed").glob("*.json")):
+        r = json.loads(path.read_text())
+        parts += [f"{r['cpu_kind']}: {r['machine']} ({r['date']}); cifar_resnet20, batch "
+                  f"{r['batch_size']}, {r['images']:,} CIFAR-10 (JPEG copy) training images per path.", "",
+                  "| training loop | images/s | vs the faster plain loop |", "|---|---:|---:|"]
+        for name, ips in r["images_per_s"].items():
+            parts.append(f"| {name} | {ips:.0f} | {r['ratio_vs_best_plain'][name]:.2f}x |")
+        parts.append("")
+    return "\n".join(parts)
 
 
 def train_scaling_markdown() -> str:

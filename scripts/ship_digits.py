@@ -86,10 +86,10 @@ def main() -> None:
 
     data = read_digits(to_uint8_tensor)
     _, held_out = split_holdout(data, 0.2, seed=0)
-    samples = ROOT / "weights" / "samples"
-    if samples.exists():
-        shutil.rmtree(samples)
-    samples.mkdir()
+    samples = ROOT / "weights" / "samples"  # also holds cifar10/ (scripts/ship_cifar10.py)
+    samples.mkdir(exist_ok=True)
+    for old in samples.glob("digit_*.png"):
+        old.unlink()
     for digit in range(10):
         i = int((held_out.labels == digit).nonzero()[0])
         pixels = held_out.images[i, 0].flatten().tolist()  # dark ink on white, 0..255

@@ -146,8 +146,7 @@ def test_predict_features_and_bench_with_auto_on_this_cpu(tmp_path):
     for entry in json.loads(result.stdout):
         assert entry["topk"][0]["label"] == entry["path"].rsplit("_", 1)[1][0]
     out = tmp_path / "f.safetensors"
-    result = run("features", "cifar_resnet20.digits", str(samples[0].parent), "--out", str(out),
-                 "--quiet")
+    result = run("features", "cifar_resnet20.digits", *map(str, samples), "--out", str(out), "--quiet")
     assert result.returncode == 0 and not result.stderr, result.stderr
     from safetensors.torch import load_file
 
