@@ -246,7 +246,7 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
     """
     if data.images is not None or not data.files:
         return data
-    first = data.file_transform(data.files[0])  # type: ignore[misc]
+    first = _FileImages(data.files[:1], data.file_transform)[0]  # type: ignore[arg-type]
     need = first.numel() * first.element_size() * len(data.files)
     if need > max_bytes:
         log.info("%d images need %.1f GB decoded (> %.1f GB): decoding them per batch instead",
@@ -255,10 +255,12 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
     from tqdm.auto import tqdm
 
     images = torch.empty((len(data.files), *first.shape), dtype=torch.uint8)
-    loader = torch.utils.data.DataLoader(_FileImages(data.files, data.file_transform), batch_size=256,
+    images[0] = first
+    loader = torch.utils.data.DataLoader(_FileImages(data.files[1:], data.file_transform), batch_size=256,
                                          num_workers=workers, collate_fn=torch.stack)
-    at = 0
-    with tqdm(total=len(data.files), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    at = 1
+    with tqdm(total=len(data.files), initial=1, desc=desc, unit="img", disable=not progress,
+              leave=False) as bar:
         for batch in loader:
             images[at:at + len(batch)] = batch
             at += len(batch)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_cifar10 import DATA_NAME, evaluate  # noqa: E402
+from shipping import MANIFEST, shipped_entry, update_manifest  # noqa: E402
 
 SOURCE = ROOT.parent / "shared" / "data" / "akamaster-cifar10"
 # The publisher's test errors on the original CIFAR-10 test set (10,000 images), from the
@@ -38,8 +39,6 @@ UPSTREAM = "https://github.com/akamaster/pytorch_resnet_cifar10"
 
 
 def ship(depth: int, checkpoint: Path, notice: str) -> dict:
-    import resnet_zoo
-    from resnet_zoo.hub import sha256_file
     from resnet_zoo.manifest import Preprocessing
     from resnet_zoo.pretrained import PretrainedInfo, convert_checkpoint
 
@@ -63,27 +62,17 @@ def ship(depth: int, checkpoint: Path, notice: str) -> dict:
     measured = evaluate(arch, pretrained=str(dest))
     print(f"{tag}: publisher {top1:.2f}% (original test set), ours {measured['top1']:.2f}% "
           f"({measured['correct']}/{measured['images']}, {measured['data']})")
-    return {
-        "hf_hub_id": "",
-        "path": tag,
-        "filename": "model.safetensors",
-        "source": "resnet_zoo",
-        "revision": "",
-        "sha256": sha256_file(dest / "model.safetensors"),
-        "size": (dest / "model.safetensors").stat().st_size,
-        "default": True,
-        "num_classes": 10,
-        "labels": "cifar10_classes.txt",
-        "top1": top1,
-        "top1_source": f"the publisher ({UPSTREAM}): original CIFAR-10 test set, 10,000 images",
-        "evaluations": [{"top1": measured["top1"], "data": measured["data"],
-                         "by": f"python scripts/eval_cifar10.py {tag}"}],
-        "license": "bsd-2-clause",
-        "description": f"He et al. 2016 CIFAR ResNet-{depth} (option A), CIFAR-10, by akamaster "
-                       "(Yerlan Idelbayev), converted",
-        "preprocessing": {"input_size": 32, "crop_pct": 1.0, "interpolation": "bilinear",
-                          "mean": list(MEAN), "std": list(STD)},
-    }
+    return shipped_entry(
+        tag, default=True, num_classes=10, labels="cifar10_classes.txt", top1=top1,
+        top1_source=f"the publisher ({UPSTREAM}): original CIFAR-10 test set, 10,000 images",
+        evaluations=[{"top1": measured["top1"], "data": measured["data"],
+                      "by": f"python scripts/eval_cifar10.py {tag}"}],
+        license="bsd-2-clause",
+        description=f"He et al. 2016 CIFAR ResNet-{depth} (option A), CIFAR-10, by akamaster "
+                    "(Yerlan Idelbayev), converted",
+        preprocessing={"input_size": 32, "crop_pct": 1.0, "interpolation": "bilinear",
+                       "mean": list(MEAN), "std": list(STD)},
+    )
 
 
 def write_samples() -> None:
@@ -104,20 +93,14 @@ def main() -> None:
         raise SystemExit(f"{SOURCE} is absent: this script converts the akamaster checkpoints found "
                          "in ../shared/data beside the clone; nothing was changed")
     notice = (SOURCE / "LICENSE").read_text()
-    manifest_path = ROOT / "weights" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
     for depth in PUBLISHED_ERROR:
         found = sorted(SOURCE.glob(f"resnet{depth}-*.th"))
         if len(found) != 1:
             raise SystemExit(f"expected one {SOURCE}/resnet{depth}-*.th, found {found}")
         entry = ship(depth, found[0], notice)
-        for name, other in manifest["weights"].items():  # one default per architecture
-            if name.split(".")[0] == f"cifar_resnet{depth}":
-                other["default"] = False
-        manifest["weights"][f"cifar_resnet{depth}.cifar10"] = entry
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        update_manifest({f"cifar_resnet{depth}.cifar10": entry}, default_for=f"cifar_resnet{depth}")
     write_samples()
-    print(f"wrote {manifest_path.relative_to(ROOT)} and weights/samples/cifar10/; accuracy on the {DATA_NAME}")
+    print(f"wrote {MANIFEST.relative_to(ROOT)} and weights/samples/cifar10/; accuracy on the {DATA_NAME}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_cifar10 import cifar_jpeg_dir, evaluate  # noqa: E402
+from shipping import update_manifest, shipped_entry  # noqa: E402
 
 ARCH, TAG = "cifar_resnet20", "cifar10_jpeg"
 RUN = "build/r20-cifar10jpg"
@@ -42,7 +43,6 @@ def main() -> None:
     args = parser.parse_args()
     import resnet_zoo
     from resnet_zoo.cpu import cpu_capabilities
-    from resnet_zoo.hub import sha256_file
 
     src = Path(args.src) if args.src else ROOT / RUN
     if not args.src:
@@ -80,29 +80,16 @@ def main() -> None:
     card = dest / "README.md"
     card.write_text(card.read_text() + "\n## Training curves\n\n![curves](curves.png)\n")
     p = model.pretrained_cfg.preprocessing
-    manifest_path = ROOT / "weights" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["weights"][f"{ARCH}.{TAG}"] = {
-        "hf_hub_id": "",
-        "path": f"{ARCH}.{TAG}",
-        "filename": "model.safetensors",
-        "source": "resnet_zoo",
-        "revision": "",
-        "sha256": sha256_file(dest / "model.safetensors"),
-        "size": (dest / "model.safetensors").stat().st_size,
-        "default": False,
-        "num_classes": 10,
-        "labels": "cifar10_classes.txt",
-        "top1": None,
-        "top1_source": "",
-        "evaluations": [{"top1": measured["top1"], "data": measured["data"],
-                         "by": f"python scripts/eval_cifar10.py {ARCH}.{TAG}"}],
-        "license": "mit",
-        "description": "the paper's CIFAR ResNet-20 trained by resnet_zoo on CIFAR-10 (JPEG copy), "
-                       f"{len(metrics)} epochs",
-        "preprocessing": p.to_dict(),
-    }
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    update_manifest({f"{ARCH}.{TAG}": shipped_entry(
+        f"{ARCH}.{TAG}", default=False, num_classes=10, labels="cifar10_classes.txt", top1=None,
+        top1_source="",
+        evaluations=[{"top1": measured["top1"], "data": measured["data"],
+                      "by": f"python scripts/eval_cifar10.py {ARCH}.{TAG}"}],
+        license="mit",
+        description="the paper's CIFAR ResNet-20 trained by resnet_zoo on CIFAR-10 (JPEG copy), "
+                    f"{len(metrics)} epochs",
+        preprocessing=p.to_dict(),
+    )})
     print(f"shipped {ARCH}.{TAG}: top-1 {measured['top1']:.2f}% ({measured['correct']}/"
           f"{measured['images']}) on {measured['data']}; training {train_seconds / 60:.1f} min")
 

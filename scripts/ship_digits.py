@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from shipping import MANIFEST, shipped_entry, update_manifest  # noqa: E402
 
 TAG = "cifar_resnet20.digits"
 # The paper's recipe, but weight decay 5e-4: with 1e-4 one run reached 98.05% held-out
@@ -60,7 +63,6 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "resnet_zoo", *COMMAND, "--out", "build/digits-run",
                         "--quiet"], check=True, cwd=ROOT)
     from resnet_zoo.data import digits_image, read_digits, split_holdout
-    from resnet_zoo.hub import sha256_file
 
     dest = ROOT / "weights" / TAG
     if dest.exists():
@@ -98,32 +100,19 @@ def main() -> None:
         Image.frombytes("L", (8, 8), bytes(pixels)).save(samples / f"digit_{digit}.png")
     assert digits_image([0] * 64).getpixel((0, 0)) == 255
 
-    manifest_path = ROOT / "weights" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(MANIFEST.read_text())
     default = not any(s.get("default") for name, s in manifest["weights"].items()
                       if name.startswith("cifar_resnet20.") and name != TAG)
-    manifest["weights"][TAG] = {
-        "hf_hub_id": "",
-        "path": TAG,
-        "filename": "model.safetensors",
-        "source": "resnet_zoo",
-        "revision": "",
-        "sha256": sha256_file(dest / "model.safetensors"),
-        "size": (dest / "model.safetensors").stat().st_size,
-        "default": default,  # the CIFAR-10 weights are the default where they are shipped
-        "num_classes": 10,
-        "labels": None,
-        "top1": None,
-        "top1_source": "",
-        "evaluations": evaluations,
-        "license": "mit",
-        "description": "the paper's CIFAR ResNet-20 trained on scikit-learn's 8x8 digits, drawn in "
-                       "both polarities (dark on white, white on black), resized to 32x32 grey",
-        "preprocessing": pretrained["preprocessing"],
-    }
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    entry = shipped_entry(
+        TAG, default=default,  # the CIFAR-10 weights are the default where they are shipped
+        num_classes=10, labels=None, top1=None, top1_source="", evaluations=evaluations,
+        license="mit",
+        description="the paper's CIFAR ResNet-20 trained on scikit-learn's 8x8 digits, drawn in "
+                    "both polarities (dark on white, white on black), resized to 32x32 grey",
+        preprocessing=pretrained["preprocessing"])
+    update_manifest({TAG: entry})
     print(f"shipped {TAG}: held-out accuracy " + ", ".join(f"{e['top1']:.2f}% ({e['data']})" for e in evaluations)
-          + f"; sha256 {manifest['weights'][TAG]['sha256']}")
+          + f"; sha256 {entry['sha256']}")
 
 
 if __name__ == "__main__":

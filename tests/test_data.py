@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from resnet_zoo import InputError
-from resnet_zoo.data import digits_image, read_cifar, read_digits, read_folder, split_holdout
+from resnet_zoo.data import (digits_image, folder_splits, materialize, read_cifar, read_digits,
+                             read_folder, split_holdout)
 
 
 def _write_cifar(root, kind, n_train=(3, 2, 2, 2, 2), n_test=4, seed=0):
@@ -97,3 +98,44 @@ def test_digits_and_fixed_holdout():
     # Dark ink on white paper: the corners of a digit are paper.
     img = digits_image([0] * 64)
     assert img.getpixel((0, 0)) == 255 and digits_image([16] * 64).getpixel((3, 3)) == 0
+
+
+def _classes(root, names=("cat", "dog"), n=2):
+    for cls in names:
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(root / cls / f"{i}.png")
+
+
+@pytest.mark.parametrize("held", ["val", "test", "validation"])
+def test_split_layouts_are_recognised(tmp_path, held):
+    _classes(tmp_path / "train")
+    _classes(tmp_path / held)
+    assert folder_splits(tmp_path) == (tmp_path / "train", tmp_path / held)
+    assert folder_splits(tmp_path / "train") is None  # a plain folder of classes
+
+
+@pytest.mark.parametrize("folders", [("train",), ("test", "val"), ("training", "cats"),
+                                     ("train", "test", "extra")])
+def test_split_like_folders_without_a_recognised_pair_are_refused(tmp_path, folders):
+    for name in folders:
+        _classes(tmp_path / name)
+    with pytest.raises(InputError, match="split"):
+        folder_splits(tmp_path)
+
+
+def test_materialize_decodes_once_into_uint8_and_respects_its_budget(tmp_path):
+    _classes(tmp_path, n=3)
+    calls = []
+
+    def transform(path):
+        calls.append(path)
+        return torch.full((3, 8, 8), int(path.stem), dtype=torch.uint8)
+
+    lazy = read_folder(tmp_path, transform)
+    assert materialize(lazy, max_bytes=10) is lazy  # over budget: left to decode per batch
+    calls.clear()
+    data = materialize(lazy)
+    assert data.images.shape == (6, 3, 8, 8) and data.images.dtype == torch.uint8
+    assert data.images[:, 0, 0, 0].tolist() == [0, 1, 2, 0, 1, 2] and len(calls) == 6
+    assert data.labels.tolist() == lazy.labels.tolist() and data.classes == lazy.classes

@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import resnet_zoo
-from resnet_zoo import CheckpointError
+from resnet_zoo import CheckpointError, InputError
 from resnet_zoo.train import TrainConfig, train
 
 from conftest import REPO_ROOT
@@ -145,6 +145,40 @@ def test_cifar10_binary_end_to_end(tmp_path):
     assert 0 <= final["val_acc"] <= 1
     model = resnet_zoo.create("cifar_resnet20", pretrained=out)
     assert model.pretrained_cfg.labels[0] == "class0" and model.config.img_channels == 3
+
+
+def test_folder_with_train_and_test_splits(tmp_path):
+    root = tmp_path / "shapes"
+    for split, n in (("train", 6), ("test", 3)):
+        for cls, colour in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (36 + i, 40), colour).save(root / split / cls / f"{i}.png")
+    out = tmp_path / "split"
+    final = train(TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(root), out=str(out),
+                              epochs=1, batch_size=4, invert=0.5, progress=False))
+    card = json.loads((out / "config.json").read_text())["pretrained"]
+    assert card["labels"] == ["blue", "red"]  # not "test" and "train"
+    assert card["heldout_images"] == 6 and card["train_images"] == 12 and 0 <= final["val_acc"] <= 1
+    (root / "extra").mkdir()
+    with pytest.raises(InputError, match="split layout"):
+        train(TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(root), out=str(out),
+                          epochs=1, progress=False))
+
+
+def test_uint8_augmentation_in_one_gather():
+    from resnet_zoo.train import _augment
+
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    out = _augment(x, pad=1, flip=False, g=g)
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    for i in range(2):  # each image is a 4x4 window of its own zero-padded self
+        padded = torch.nn.functional.pad(x[i, 0], (1, 1, 1, 1))
+        windows = [padded[dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)]
+        assert any(torch.equal(out[i, 0], w) for w in windows)
+    flipped = _augment(x, pad=0, flip=False, g=g, invert=1.0)
+    assert torch.equal(flipped, 255 - x)
 
 
 def test_folder_training_and_fine_tuning(tmp_path, trained):
