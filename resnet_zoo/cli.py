@@ -94,14 +94,14 @@ def _cmd_weights_list(args: argparse.Namespace) -> int:
                                  "preprocessing": s.preprocessing.to_dict()}
                           for name, s in specs.items()}, indent=2))
         return 0
-    print(f"{'weights':<28} {'':<8} {'top-1':<7} {'ours':<7} {'licence':<13} {'where':<34} preprocessing")
+    print(f"{'weights':<28} {'':<8} {'top-1':<7} {'ours':<12} {'licence':<13} {'where':<40} preprocessing")
     for name, s in specs.items():
         p = s.preprocessing
         top1 = f"{s.top1:.2f}" if s.top1 is not None else "-"
-        ours = f"{s.evaluations[0]['top1']:.2f}" if s.evaluations else "-"
+        ours = "/".join(f"{e['top1']:.2f}" for e in s.evaluations) or "-"
         where = s.hf_hub_id or f"shipped: weights/{s.path}"
-        print(f"{name:<28} {'default' if s.default else '':<8} {top1:<7} {ours:<7} {s.license:<13} "
-              f"{where:<34} {p.input_size}px crop {p.crop_pct} {p.interpolation}"
+        print(f"{name:<28} {'default' if s.default else '':<8} {top1:<7} {ours:<12} {s.license:<13} "
+              f"{where:<40} {p.input_size}px crop {p.crop_pct} {p.interpolation}"
               f"{'' if s.pinned else '  (unpinned)'}")
     print("top-1: the publisher's figure; ours: measured by this project (`weights list --json` "
           "names the data of each)")
