@@ -137,6 +137,7 @@ def main() -> None:
         "cpu_kind": caps.kind, "machine": caps.describe(), "date": time.strftime("%Y-%m-%d"),
         "auto_precision": "bfloat16 autocast" if caps.fast_bf16 else "float32",
         "images": args.images, "batch_size": BATCH,
+        "note": "resnet_zoo: its second epoch (the first warms up); plain: after 3 warm-up batches.",
         "images_per_s": results, "ratio_vs_best_plain": {k: v / baseline for k, v in results.items()},
     }
     out = ROOT / "benchmarks" / "train_speed"

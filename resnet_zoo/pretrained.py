@@ -607,6 +607,8 @@ def model_card(model: ResNetBase, document: dict[str, Any]) -> tuple[dict[str, A
                 lines.append(f"| command | `{value}` |")
             elif key == "license_notice":
                 continue  # its own section below: a notice is reproduced whole
+            elif key == "recipe" and isinstance(value, dict):
+                lines.append("| recipe | " + ", ".join(f"{k}={v}" for k, v in value.items()) + " |")
             elif isinstance(value, (str, int, float)):
                 lines.append(f"| {key} | {value} |")
         if info.preprocessing is not None:

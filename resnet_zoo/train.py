@@ -32,6 +32,7 @@ from torch import nn
 
 from .config import check_positive_int
 from .errors import CheckpointError, ConfigError, InputError
+from .cpu import cpu_capabilities
 from .manifest import Preprocessing
 
 __all__ = ["TrainConfig", "train", "DATASETS"]
@@ -486,7 +487,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             description=f"{cfg.arch} trained on {cfg.dataset}",
             extra={"dataset": cfg.dataset, "epochs": cfg.epochs, "train_images": len(train_set),
                    "heldout_images": len(val_set), "heldout_accuracy": final.get("val_acc"),
-                   "command": cfg.command or _python_command(cfg), "recipe": cfg.recipe(), **cfg.extra},
+                   "command": cfg.command or _python_command(cfg), "recipe": cfg.recipe(),
+                   "autocast": str(autocast).replace("torch.", "") if autocast else "none",
+                   "cpu": cpu_capabilities().describe(), **cfg.extra},
         )
         model.arch_name = entry.name
         model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors

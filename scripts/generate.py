@@ -40,6 +40,8 @@ def train_speed_markdown() -> str:
         for name, ips in r["images_per_s"].items():
             parts.append(f"| {name} | {ips:.0f} | {r['ratio_vs_best_plain'][name]:.2f}x |")
         parts.append("")
+        if r.get("note"):
+            parts += [r["note"], ""]
     return "\n".join(parts)
 
 

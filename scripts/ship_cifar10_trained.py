@@ -62,6 +62,8 @@ def main() -> None:
                          f"({len(metrics)} epochs, {sum(m['seconds'] for m in metrics[-5:]) / 5:.0f} s "
                          "per epoch at the end; decoding and evaluation not counted)",
         "cpu": cpu_capabilities().describe(),
+        # Runs made before train() recorded it: the same CPU's choice (precision auto).
+        "autocast": extra.get("autocast") or ("bfloat16" if cpu_capabilities().fast_bf16 else "none"),
         "command": "resnet-zoo " + " ".join(COMMAND) + f" --out {RUN}",
     })
     from dataclasses import replace
