@@ -246,7 +246,10 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
     """
     if data.images is not None or not data.files:
         return data
-    first = _FileImages(data.files[:1], data.file_transform)[0]  # type: ignore[arg-type]
+    dataset = ImageSetDataset(data)  # the same per-file decoding as training without this step
+    first = dataset[0][0]
+    if first.dtype != torch.uint8:
+        raise InputError(f"{data.files[0]}: expected a uint8 image, got {first.dtype}")
     need = first.numel() * first.element_size() * len(data.files)
     if need > max_bytes:
         log.info("%d images need %.1f GB decoded (> %.1f GB): decoding them per batch instead",
@@ -256,30 +259,18 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
 
     images = torch.empty((len(data.files), *first.shape), dtype=torch.uint8)
     images[0] = first
-    loader = torch.utils.data.DataLoader(_FileImages(data.files[1:], data.file_transform), batch_size=256,
-                                         num_workers=workers, collate_fn=torch.stack)
+    rest = torch.utils.data.Subset(dataset, range(1, len(dataset)))
+    loader = torch.utils.data.DataLoader(rest, batch_size=256, num_workers=workers)
     at = 1
     with tqdm(total=len(data.files), initial=1, desc=desc, unit="img", disable=not progress,
               leave=False) as bar:
-        for batch in loader:
+        for batch, _ in loader:  # the labels stay data.labels
+            if batch.dtype != torch.uint8:
+                raise InputError(f"{data.files[at]}...: expected uint8 images, got {batch.dtype}")
             images[at:at + len(batch)] = batch
             at += len(batch)
             bar.update(len(batch))
     return ImageSet(images, data.labels, data.classes)
-
-
-class _FileImages(Dataset):
-    def __init__(self, files: Sequence[Path], transform: Callable[[Path], torch.Tensor]) -> None:
-        self.files, self.transform = files, transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        image = self.transform(self.files[i])
-        if image.dtype != torch.uint8:
-            raise InputError(f"{self.files[i]}: expected a uint8 image, got {image.dtype}")
-        return image
 
 
 def split_holdout(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
