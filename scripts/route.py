@@ -1,0 +1,132 @@
+"""The route of a name through the package: which modules a call visits, and how often it
+comes back.
+
+Traces ``create(NAME, pretrained=True)`` against a local Hub (tests/hubserver.py on
+127.0.0.1, torchvision-layout weights for ``resnet18.tv_in1k``) and a shipped tag, and counts:
+
+- steps: distinct resnet_zoo functions called (the network's leaf modules, ``config`` and ``blocks``,
+  are construction detail and not counted);
+- crossings: the steps that go from one module into another;
+- modules: distinct resnet_zoo modules visited;
+- revisits: crossings into a module the route had already entered and left (going back);
+- repeated: resnet_zoo functions called more than once on the route (the same lookup twice).
+
+    python scripts/route.py [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import resnet_zoo  # noqa: E402
+
+PKG = str(Path(resnet_zoo.__file__).parent)
+LEAVES = {"config", "blocks", "errors"}
+
+
+def _module(code) -> str | None:
+    f = code.co_filename
+    if not f.startswith(PKG):
+        return None
+    rel = os.path.relpath(f, PKG)[:-3].replace(os.sep, ".")
+    return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
+
+
+def trace(fn) -> dict:
+    stack: list[str | None] = []
+    steps: list[str] = []
+    crossings: list[str] = []
+    revisits: list[str] = []
+    entered: set[str] = set()
+    calls: collections.Counter = collections.Counter()
+    modules: set[str] = set()
+
+    def prof(frame, event, arg):
+        if event == "call":
+            mod = _module(frame.f_code)
+            caller = next((m for m in reversed(stack) if m is not None), None)
+            name = frame.f_code.co_qualname
+            if mod is not None:
+                modules.add(mod)
+            if (mod is not None and mod not in LEAVES and caller is not None
+                    and not frame.f_code.co_name.startswith(("__", "<"))):
+                step = f"{mod}.{name}"
+                steps.append(step)
+                calls[step] += 1
+                if caller != mod:
+                    crossings.append(f"{caller} -> {step}")
+                    if mod in entered:
+                        revisits.append(crossings[-1])
+                    entered.add(mod)
+            stack.append(mod)
+        elif event == "return" and stack:
+            stack.pop()
+
+    sys.setprofile(prof)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return {
+        "steps": len(calls),  # distinct functions: per-key loops count once
+        "crossings": len(crossings),
+        "modules": sorted(modules),
+        "revisits": revisits,
+        "repeated": {k: v for k, v in calls.items() if v > 1},
+        "route": crossings,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--route", action="store_true", help="print every step")
+    args = parser.parse_args()
+
+    import torch
+    import torchvision
+    from safetensors.torch import save
+
+    from hubserver import HubServer
+
+    server = HubServer()
+    cache = tempfile.mkdtemp(prefix="route-cache-")
+    os.environ.update(HF_ENDPOINT=server.url, HF_HUB_CACHE=cache)
+    torch.manual_seed(0)
+    server.add_file("timm/resnet18.tv_in1k", "model.safetensors",
+                    save(torchvision.models.resnet18().state_dict()))
+    resnet_zoo.create("cifar_resnet20", pretrained=True)  # first imports happen outside the trace
+    results = {
+        "resnet18.tv_in1k (Hub)": trace(lambda: resnet_zoo.create("resnet18.tv_in1k", pretrained=True)),
+        "cifar_resnet20 (shipped)": trace(lambda: resnet_zoo.create("cifar_resnet20", pretrained=True)),
+    }
+    server.stop()
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for what, r in results.items():
+        print(f"{what}: {r['steps']} steps, {r['crossings']} between modules, through "
+              f"{len(r['modules'])} modules; {len(r['revisits'])} revisits; "
+              f"{len(r['repeated'])} functions called twice or more")
+        print(f"  modules: {', '.join(r['modules'])}")
+        for step in r["revisits"]:
+            print(f"  revisit: {step}")
+        for name, n in sorted(r["repeated"].items()):
+            print(f"  repeated: {name} x{n}")
+        if args.route:
+            for step in r["route"]:
+                print(f"    {step}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
