@@ -21,7 +21,7 @@ from .inference import InferenceModel, extract_features, optimize_for_inference,
 from .model import FeatureInfo, ResNet, ResNetBase, ResNetFeatures
 from .registry import get_config, list_models, register_model
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "BottleneckResidualBlock",

@@ -7,9 +7,10 @@ import json
 import logging
 import os
 import sys
+from dataclasses import MISSING, fields
 from typing import Sequence
 
-from . import __version__
+from ._version import __version__
 from .errors import ConfigError, ResNetZooError
 
 __all__ = ["main"]
@@ -73,7 +74,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .pretrained import convert_checkpoint
+    from .factory import convert_checkpoint
 
     model = convert_checkpoint(args.src, args.arch, args.out, source=args.source,
                                num_classes=args.num_classes)
@@ -85,31 +86,21 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_weights_list(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
+    from .summary import weights_table
 
-    specs = load_manifest()
     if args.json:
         print(json.dumps({name: {"hf_hub_id": s.hf_hub_id, "path": s.path, "top1": s.top1,
                                  "top1_source": s.top1_source, "evaluations": list(s.evaluations),
                                  "license": s.license, "default": s.default, "pinned": s.pinned,
                                  "preprocessing": s.preprocessing.to_dict()}
-                          for name, s in specs.items()}, indent=2))
+                          for name, s in load_manifest().items()}, indent=2))
         return 0
-    print(f"{'weights':<28} {'':<8} {'top-1':<7} {'ours':<12} {'licence':<13} {'where':<40} preprocessing")
-    for name, s in specs.items():
-        p = s.preprocessing
-        top1 = f"{s.top1:.2f}" if s.top1 is not None else "-"
-        ours = "/".join(f"{e['top1']:.2f}" for e in s.evaluations) or "-"
-        where = s.hf_hub_id or f"shipped: weights/{s.path}"
-        print(f"{name:<28} {'default' if s.default else '':<8} {top1:<7} {ours:<12} {s.license:<13} "
-              f"{where:<40} {p.input_size}px crop {p.crop_pct} {p.interpolation}"
-              f"{'' if s.pinned else '  (unpinned)'}")
-    print("top-1: the publisher's figure; ours: measured by this project (`weights list --json` "
-          "names the data of each)")
+    print(weights_table("text"), end="")
     return 0
 
 
 def _cmd_weights_pin(args: argparse.Namespace) -> int:
-    from .pretrained import pin_weights
+    from .pretrained.hub import pin_weights
 
     for name, pin in pin_weights(args.tags or None).items():
         print(f"{name}: revision {pin['revision']} sha256 {pin['sha256']} size {pin['size']}")
@@ -158,31 +149,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    from .inference import extract_features
+    from .features import write_features
 
     if not args.out.endswith(".safetensors"):
         raise ConfigError(f"--out must name a .safetensors file, got {args.out!r}")
     model = _load(args)
-    feats, paths = extract_features(model, args.inputs, batch_size=args.batch_size,
-                                    num_workers=args.workers, skip_bad=args.skip_bad,
-                                    progress=not args.quiet)
-    info = getattr(model, "pretrained_cfg", None)
-    metadata = {
-        "paths": json.dumps([str(p) for p in paths]),
-        "model": args.name,
-        "weights": (info.name or info.source) if info is not None else "random init",
-        "shape": json.dumps(list(feats.shape)),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    save_file({"features": feats.contiguous()}, str(tmp), metadata=metadata)
-    tmp.replace(out)
-    print(f"wrote {out}: {feats.shape[0]} images x {feats.shape[1]} features")
+    written = write_features(model, args.inputs, args.out, batch_size=args.batch_size,
+                             num_workers=args.workers, skip_bad=args.skip_bad,
+                             progress=not args.quiet, model_name=args.name)
+    n, c = written.features.shape
+    print(f"wrote {written.path}: {n} images x {c} features")
     return 0
 
 
@@ -232,24 +208,48 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, command_line, train
+    from .train.config import NOT_FLAGS
 
-    cfg = TrainConfig(
-        arch=args.name, dataset=args.dataset, out=args.out, data=args.data, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, milestones=tuple(args.milestones), gamma=args.gamma,
-        schedule=args.schedule, warmup_epochs=args.warmup_epochs, nesterov=args.nesterov,
-        precision=args.precision,
-        pad=args.pad, flip=args.flip, invert=args.invert, seed=args.seed, workers=args.workers,
-        val_fraction=args.val_fraction, input_size=args.input_size, pretrained=args.pretrained,
-        resume=args.resume, limit_train=args.limit_train, label_smoothing=args.label_smoothing,
-        progress=not args.quiet, command=command_line(),
-    )
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in NOT_FLAGS}
+    cfg = TrainConfig(arch=args.name, progress=not args.quiet, command=command_line(), **values)
     final = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"wrote {args.out}: held-out accuracy {final.get('val_acc', float('nan')):.4f} after "
+        print(f"wrote {cfg.out}: held-out accuracy {final.get('val_acc', float('nan')):.4f} after "
               f"{final.get('epoch')} epochs (load with resnet_zoo.create({args.name!r}, "
-              f"pretrained={args.out!r}))")
+              f"pretrained={cfg.out!r}))")
     return 0
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, with the field's type, default, help and choices."""
+    import typing
+
+    from .train import TrainConfig
+    from .train.config import NOT_FLAGS
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        if f.name in NOT_FLAGS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        args = typing.get_args(kind)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), kind) if optional else kind
+        extra = {k: v for k, v in f.metadata.items() if k != "help"}
+        required = f.default is MISSING and f.default_factory is MISSING
+        default = None if required else f.default
+        if base is bool and optional:  # --flip / --no-flip, absent = None (the field decides)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                           help=f.metadata.get("help"))
+        elif base is bool:
+            p.add_argument(flag, action="store_true", help=f.metadata.get("help"))
+        elif typing.get_origin(base) is tuple:
+            p.add_argument(flag, type=typing.get_args(base)[0], nargs="+", default=default,
+                           help=f.metadata.get("help"), **extra)
+        else:
+            p.add_argument(flag, type=base, default=default, required=required,
+                           help=f.metadata.get("help"), **extra)
 
 
 def _add_model_args(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
@@ -344,39 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (the paper's CIFAR recipe by default); torchrun-ready")
     p.add_argument("name", help="architecture, e.g. cifar_resnet20")
-    p.add_argument("--dataset", required=True, choices=("digits", "cifar10", "cifar100", "folder"))
-    p.add_argument("--data", help="directory of the CIFAR binary files or of class folders")
-    p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--out", required=True, help="output directory (checkpoints, metrics, final model)")
-    p.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--milestones", type=float, nargs="+", default=[0.5, 0.75],
-                   help="fractions of training where the lr is multiplied by --gamma")
-    p.add_argument("--gamma", type=float, default=0.1)
-    p.add_argument("--schedule", choices=("step", "cosine"), default="step",
-                   help="step: the paper's drops at --milestones; cosine: cosine decay to 0")
-    p.add_argument("--warmup-epochs", type=float, default=0.0,
-                   help="linear learning-rate warm-up from lr/10, in epochs (default 0)")
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="auto: bfloat16 autocast where this CPU has fast bf16 (AVX512-BF16/AMX), "
-                        "else float32 (see `resnet-zoo info --cpu`)")
-    p.add_argument("--pad", type=int, default=4, help="random-crop padding in pixels (0: no crop)")
-    p.add_argument("--flip", dest="flip", action="store_true", default=None)
-    p.add_argument("--no-flip", dest="flip", action="store_false")
-    p.add_argument("--invert", type=float, default=0.0, metavar="P",
-                   help="invert a share P of the training images (both polarities, e.g. digits)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="held-out fraction where the dataset has no test split")
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--pretrained", default=None, help="fine-tune from these weights")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    p.add_argument("--limit-train", type=int, default=None, help="use only N training images")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    _add_train_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

@@ -257,6 +257,8 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
         return data
     from tqdm.auto import tqdm
 
+    from .progress import advance
+
     images = torch.empty((len(data.files), *first.shape), dtype=torch.uint8)
     images[0] = first
     rest = torch.utils.data.Subset(dataset, range(1, len(dataset)))
@@ -269,7 +271,7 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
                 raise InputError(f"{data.files[at]}...: expected uint8 images, got {batch.dtype}")
             images[at:at + len(batch)] = batch
             at += len(batch)
-            bar.update(len(batch))
+            advance(bar, len(batch))
     return ImageSet(images, data.labels, data.classes)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .config import check_positive_int
 from .errors import ConfigError, ResNetZooError
 
@@ -36,12 +37,10 @@ def export_model(
         raise ConfigError(f"format must be one of {list(FORMATS)}, got {format!r}")
     check_positive_int("input_size", input_size)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    channels = getattr(model, "config").img_channels
+    channels = model.config.img_channels
     example = torch.randn(2, channels, input_size, input_size)
-    tmp = out.with_name(out.name + ".partial")
-    try:
+    with atomic_write(out) as tmp:  # a failed export leaves no file under the final name
         if format == "torchscript":
             with torch.no_grad():
                 traced = torch.jit.trace(model, example, check_trace=True)
@@ -61,8 +60,5 @@ def export_model(
                 external_data=False,
             )
             program.save(str(tmp))
-        os.replace(tmp, out)  # a failed export leaves no file under the final name
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("wrote %s (%s)", out, format)
     return out

@@ -1,18 +1,27 @@
-"""create(): name -> config -> module (-> weights) -> features."""
+"""create(): a name, resolved once, to a config, built once, with its weights fitted.
+
+    name -> registry (entry, tag) -> pretrained.resolve (one WeightsSource) -> config
+         -> build (meta when weights follow) -> pretrained.load (fit, strict, finite)
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Sequence
 
 from torch import nn
 
-from .errors import ConfigError
-from .manifest import get_weights
-from .model import ResNet, ResNetBase, ResNetFeatures
-from .registry import get_entry, split_name
+from .errors import CheckpointError, ConfigError
+from .model import ResNet, ResNetBase
+from .registry import get_entry, resolve_name
 
-__all__ = ["create"]
+__all__ = ["create", "convert_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+# Fields a caller may change on pretrained weights without changing the architecture.
+_HEAD_AND_INPUT = ("num_classes", "img_channels", "zero_init_residual")
 
 
 def create(
@@ -49,29 +58,64 @@ def create(
         a :class:`ResNet` (or :class:`ResNetFeatures`) in training mode, like torchvision's
         builders: call ``.eval()`` before inference.
     """
-    entry = get_entry(name)
-    _, tag = split_name(name)
+    entry, tag = resolve_name(name)
     changes = dict(overrides)
     if num_classes is not None:
         changes["num_classes"] = num_classes
     if img_channels is not None:
         changes["img_channels"] = img_channels
     config = entry.config.replace(**changes)  # validates every override, weights or not
-    if out_indices is not None and not features_only:
-        raise ConfigError("out_indices only applies with features_only=True")
-    if tag is not None:
-        get_weights(entry.name, tag)  # an unknown tag fails even without weights
-        if isinstance(pretrained, str) and pretrained != tag:
-            raise ConfigError(
-                f"{name!r} names the tag {tag!r} but pretrained={pretrained!r}; give one of them"
-            )
-    if pretrained is not False and pretrained is not None:
-        from .pretrained import build_pretrained  # weights code is only imported when used
+    build = ResNet.builder(features_only=features_only, out_indices=out_indices, arch_name=entry.name)
+    wants_weights = pretrained is not False and pretrained is not None
+    if tag is not None and isinstance(pretrained, str) and pretrained != tag:
+        raise ConfigError(f"{name!r} names the tag {tag!r} but pretrained={pretrained!r}; give one of them")
+    if not wants_weights:
+        if tag is not None:
+            from .manifest import get_weights
 
-        return build_pretrained(
-            entry, tag, changes, pretrained, features_only=features_only,
-            out_indices=out_indices, cache_dir=cache_dir, revision=revision,
-        )
-    model: ResNetBase = ResNetFeatures(config, out_indices) if features_only else ResNet.from_config(config)
-    model.arch_name = entry.name
-    return model
+            get_weights(entry.name, tag)  # an unknown tag fails even without weights
+        return build(config)
+
+    from .pretrained import load, resolve  # weights code is only imported when used
+
+    source = resolve(entry.name, tag, pretrained, cache_dir=cache_dir, revision=revision)
+    if source.config is not None:  # saved with its full config: it must be this architecture
+        theirs, ours = _architecture(source.config), _architecture(entry.config)
+        if theirs != ours:
+            diff = sorted(k for k, v in theirs.items() if ours[k] != v)
+            raise CheckpointError(
+                f"{source.what} holds a different architecture than {entry.name!r} "
+                f"(differs in {', '.join(diff)})"
+                + (f": it was saved as {source.architecture!r}" if source.architecture else "")
+                + "; load it with ResNet.from_pretrained"
+            )
+        config = source.config.replace(**changes)
+    return load(source, build, config, num_classes_requested="num_classes" in changes, arch=entry.name)
+
+
+def _architecture(config: Any) -> dict[str, Any]:
+    d = config.to_dict()
+    for k in _HEAD_AND_INPUT:
+        d.pop(k)
+    return d
+
+
+def convert_checkpoint(
+    src: str | os.PathLike, arch: str, out: str | os.PathLike, *, source: str = "auto",
+    num_classes: int | None = None,
+) -> ResNetBase:
+    """Turn a foreign checkpoint (``.pth`` read with ``weights_only=True``, or ``.safetensors``)
+    into a ``save_pretrained`` directory that ``create(arch, pretrained=out)`` loads."""
+    from .convert import detect_layout
+    from .manifest import PretrainedInfo
+    from .pretrained import fit, read_checkpoint
+
+    entry = get_entry(arch)
+    state_dict = read_checkpoint(src)
+    config = entry.config if num_classes is None else entry.config.replace(num_classes=num_classes)
+    model = fit(ResNet.builder(arch_name=entry.name), config, state_dict, layout=source, what=str(src),
+                num_classes_requested=num_classes is not None, arch=entry.name)
+    layout = detect_layout(state_dict) if source == "auto" else source
+    model.pretrained_cfg = PretrainedInfo(source=str(src), extra={"converted_from": layout})
+    model.save_pretrained(out)
+    return model  # type: ignore[return-value]

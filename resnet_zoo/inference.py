@@ -23,9 +23,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from . import cpu
 from .blocks import ShortcutProjection, ZeroPadShortcut
-from .config import check_positive_int
+from .config import ResNetConfig, check_positive_int
 from .errors import ConfigError, InputError
-from .model import ResNet, ResNetBase, ResNetFeatures
+from .manifest import PretrainedInfo
+from .model import FeatureInfo, ResNet, ResNetBase, ResNetFeatures
 
 __all__ = [
     "fold_batch_norm",
@@ -63,7 +64,35 @@ def fold_batch_norm(model: ResNetBase) -> ResNetBase:
     return model
 
 
-class InferenceModel(nn.Module):
+class _Wrapper(nn.Module):
+    """A module around a resnet_zoo model that reads the model's metadata through: its
+    config, feature maps, registered name and weights info are the wrapped model's own."""
+
+    def _wrapped(self) -> ResNetBase:
+        raise NotImplementedError
+
+    @property
+    def config(self) -> ResNetConfig:
+        return self._wrapped().config
+
+    @property
+    def full_config(self) -> ResNetConfig:
+        return self._wrapped().full_config
+
+    @property
+    def feature_info(self) -> list[FeatureInfo]:
+        return self._wrapped().feature_info
+
+    @property
+    def arch_name(self) -> str | None:
+        return self._wrapped().arch_name
+
+    @property
+    def pretrained_cfg(self) -> PretrainedInfo | None:
+        return self._wrapped().pretrained_cfg
+
+
+class InferenceModel(_Wrapper):
     """A folded, eval-only ResNet: float32 NCHW in, float32 out, computed in ``dtype``.
 
     Outputs are inference tensors (made under ``torch.inference_mode``): they cannot enter
@@ -77,10 +106,9 @@ class InferenceModel(nn.Module):
         self.dtype = dtype
         self.channels_last = channels_last
         self.use_mkldnn = use_mkldnn
-        self.config = model.config
-        self.feature_info = model.feature_info
-        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
-        self.arch_name = getattr(model, "arch_name", None)
+
+    def _wrapped(self) -> ResNetBase:
+        return self.model
 
     def train(self, mode: bool = True) -> "InferenceModel":
         if mode:
@@ -194,10 +222,11 @@ def _run_over_images(
     from tqdm.auto import tqdm
 
     from .data import find_images
+    from .progress import advance
     from .transforms import Preprocess, preprocessing_for
 
     paths = find_images(inputs)
-    config = getattr(model, "config")
+    config = model.config
     transform = Preprocess(preprocessing_for(model), channels=config.img_channels)
     was_training = model.training
     model.eval()
@@ -212,7 +241,7 @@ def _run_over_images(
                     with torch.inference_mode():
                         outputs.append(model(batch).float())
                     kept.extend(indices)
-                bar.update(len(indices) + len(errors))
+                advance(bar, len(indices) + len(errors))
     finally:
         model.train(was_training)
     if bad:
@@ -251,18 +280,18 @@ def extract_features(
     return feats, paths
 
 
-class _FeaturesOf(nn.Module):
+class _FeaturesOf(_Wrapper):
     """A view of a model that returns pooled features (the head is skipped)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.inner = model
-        self.config = getattr(model, "config")
-        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
-        self.arch_name = getattr(model, "arch_name", None)
         if isinstance(model, ResNetFeatures):
             raise ConfigError("extract_features gives pooled features: pass a ResNet, not features_only")
         self.training = model.training  # so that restoring the mode restores the caller's
+
+    def _wrapped(self) -> ResNetBase:
+        return self.inner  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.inner
@@ -292,12 +321,12 @@ def predict(
     progress: bool = False,
 ) -> list[Prediction]:
     """Top-``top`` classes with softmax probabilities for each image."""
-    num_classes = getattr(model, "config").num_classes
+    num_classes = model.config.num_classes
     if not num_classes:
         raise ConfigError("this model has no classifier head (num_classes=0): use extract_features")
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= num_classes:
         raise ConfigError(f"top must be between 1 and the number of classes ({num_classes}), got {top!r}")
-    info = getattr(model, "pretrained_cfg", None)
+    info = model.pretrained_cfg
     labels = list(info.labels) if info is not None and info.labels else None
     if labels is None and num_classes == 1000:
         from .manifest import read_labels

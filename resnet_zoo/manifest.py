@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, UnknownModelError
+from .atomic import write_text_atomic
+from .errors import CheckpointError, ConfigError, UnknownModelError
 
 __all__ = [
     "Preprocessing",
+    "PretrainedInfo",
     "WeightsSpec",
     "data_path",
     "load_manifest",
@@ -103,6 +105,71 @@ class WeightsSpec:
     @property
     def pinned(self) -> bool:
         return bool(self.sha256)
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    """Where a model's weights came from and how its inputs must be prepared.
+
+    A model carries one as ``model.pretrained_cfg`` (``None`` for random init); the loaders set
+    it, ``save_pretrained`` writes it into config.json and the model card, and the inference
+    wrappers, ``predict`` and the transforms read it.
+    """
+
+    name: str | None = None  # "arch.tag" when the weights are a published tag
+    source: str = ""  # repo id, file or directory the weights were read from
+    preprocessing: Preprocessing | None = None
+    labels: tuple[str, ...] | None = None
+    top1: float | None = None
+    license: str = ""
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_spec(cls, spec: WeightsSpec) -> "PretrainedInfo":
+        """The info of a published tag: its name, where it lives, preprocessing and class names."""
+        labels = tuple(read_labels(spec.labels)) if spec.labels else None
+        source = f"hf-hub:{spec.hf_hub_id}" if spec.hf_hub_id else f"resnet_zoo/weights/{spec.path}"
+        return cls(name=spec.name, source=source, preprocessing=spec.preprocessing, labels=labels,
+                   top1=spec.top1, license=spec.license, description=spec.description)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
+            "labels": None if self.labels is None else list(self.labels),
+            "top1": self.top1,
+            "license": self.license,
+            "description": self.description,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "config.json") -> "PretrainedInfo | None":
+        """Read the ``pretrained`` object of a config.json; a malformed one is a CheckpointError."""
+        if not data:
+            return None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{where}: 'pretrained' must be an object, got {type(data).__name__}")
+        data = dict(data)
+        known = {k: data.pop(k) for k in ("name", "source", "top1", "license", "description") if k in data}
+        pre = data.pop("preprocessing", None)
+        labels = data.pop("labels", None)
+        try:
+            if pre is not None and not isinstance(pre, dict):
+                raise TypeError("'preprocessing' must be an object")
+            if labels is not None and (not isinstance(labels, list)
+                                       or not all(isinstance(x, str) for x in labels)):
+                raise TypeError("'labels' must be a list of strings")
+            return cls(
+                preprocessing=Preprocessing(**pre) if pre else None,
+                labels=tuple(labels) if labels else None,
+                extra=data,
+                **known,
+            )
+        except (TypeError, ValueError, ConfigError) as e:
+            raise CheckpointError(f"{where}: malformed 'pretrained' object: {e}") from None
 
 
 def data_path(name: str = "") -> Path:
@@ -233,7 +300,5 @@ def write_pins(path: Path, pins: dict[str, dict[str, Any]]) -> None:
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     for name, values in pins.items():
         raw["weights"][name].update(values)
-    tmp = Path(path).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(raw, indent=2) + "\n")
     _load.cache_clear()

@@ -9,8 +9,9 @@ CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ from torch import nn
 from .blocks import BottleneckResidualBlock, ResidualBlock
 from .config import ResNetConfig
 from .errors import ConfigError, InputError
+from .manifest import PretrainedInfo
 
 __all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures", "resolve_out_indices"]
 
@@ -34,6 +36,9 @@ class FeatureInfo:
     def num_chs(self) -> int:
         """timm's name for :attr:`channels`."""
         return self.channels
+
+
+_BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 
 
 def _layout_kwargs(config: ResNetConfig) -> dict[str, Any]:
@@ -125,22 +130,49 @@ class ResNetBase(nn.Module):
         self.stage_ends: tuple[int, ...] = tuple(stage_ends)
         self.feature_info: list[FeatureInfo] = feature_info
         self.num_features = config.num_features
-        # Set by create() and the weights loader: the registered name, and where the weights
-        # came from with their preprocessing and class names (None for random init).
+        # The registered name this model was built as (create() and the loaders give it), and
+        # where its weights came from with their preprocessing and class names (None: random
+        # init). Inference wrappers delegate to both.
         self.arch_name: str | None = None
-        self.pretrained_cfg: Any = None
+        self.pretrained_cfg: PretrainedInfo | None = None
         self.init_weights()
 
     @classmethod
-    def from_config(cls, config: ResNetConfig) -> "ResNetBase":
+    def from_config(cls, config: ResNetConfig, *, arch_name: str | None = None) -> "ResNetBase":
         """Build from a config; for ResNetBase the config's head (``num_classes``) is dropped."""
         kwargs = _layout_kwargs(config)
         if cls is ResNetBase:
             kwargs["num_classes"] = 0
-        return cls(
+        model = cls(
             config.n_blocks, config.n_channels, config.bottlenecks, config.img_channels,
             config.first_kernel_size, **kwargs,
         )
+        model.arch_name = arch_name
+        return model
+
+    @classmethod
+    def builder(
+        cls, *, features_only: bool = False, out_indices: Sequence[int] | int | None = None,
+        arch_name: str | None = None,
+    ) -> Callable[[ResNetConfig], "ResNetBase"]:
+        """``config -> model`` of this class (or a :class:`ResNetFeatures` with
+        ``features_only``): what the weights loaders build into."""
+        if out_indices is not None and not features_only and cls is not ResNetFeatures:
+            raise ConfigError("out_indices only applies with features_only=True")
+        if features_only or cls is ResNetFeatures:
+            return lambda config: ResNetFeatures(config, out_indices, arch_name=arch_name)
+        return lambda config: cls.from_config(config, arch_name=arch_name)
+
+    @property
+    def full_config(self) -> ResNetConfig:
+        """The config of the whole network this model was built from (a feature extractor
+        builds only part of it)."""
+        return self.config
+
+    def unbuilt_keys(self, keys: Iterable[str]) -> set[str]:
+        """The keys of a whole network's state dict that this model does not build: the head
+        of a model without one (and, for a feature extractor, the stages it stops before)."""
+        return {k for k in keys if k.startswith("fc.")}
 
     def init_weights(self) -> None:
         """He (kaiming) normal init for convs, BN weight 1 / bias 0, optional zero-init residual."""
@@ -236,29 +268,39 @@ class ResNetBase(nn.Module):
     ) -> str | None:
         """Write ``config.json`` (the full config), ``model.safetensors`` and a model card
         (``README.md``) to ``save_directory``; optionally push them to the Hub as ``repo_id``."""
-        from .pretrained import save_pretrained
+        from .pretrained.save import save_pretrained
 
         return save_pretrained(self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id,
                                **push_kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id``."""
-        from .pretrained import push_to_hub
+        from .pretrained.save import push_to_hub
 
         return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, directory_or_repo: str | os.PathLike, **kwargs: Any) -> "ResNetBase":
-        """Load a ``save_pretrained`` directory or a Hub repo (``owner/repo``) written by it.
+    def from_pretrained(
+        cls, directory_or_repo: str | os.PathLike, *, revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None, features_only: bool = False,
+        out_indices: Sequence[int] | int | None = None, **changes: Any,
+    ) -> "ResNetBase":
+        """Load a ``save_pretrained`` directory or a Hub repo (``owner/repo``) written by it,
+        as this class (a :class:`ResNetFeatures` with ``features_only``).
 
-        Keyword arguments: ``revision``, ``cache_dir``, ``features_only``, ``out_indices`` and
-        any config field (``num_classes=`` re-initialises the head).
+        ``changes``: any config field (``num_classes=`` re-initialises the head).
         """
-        from .pretrained import from_pretrained
+        from .pretrained.load import from_pretrained
 
-        if cls is ResNetBase:
-            kwargs.setdefault("num_classes", 0)
-        return from_pretrained(directory_or_repo, **kwargs)
+        if cls is ResNetBase and changes.get("num_classes"):
+            raise ConfigError(
+                f"ResNetBase has no classifier, so num_classes={changes['num_classes']!r} cannot "
+                "apply: use ResNet.from_pretrained for a head"
+            )
+        build = cls.builder(features_only=features_only, out_indices=out_indices)
+        model = from_pretrained(build, directory_or_repo, revision=revision, cache_dir=cache_dir,
+                                **changes)
+        return model  # type: ignore[return-value]
 
 
 def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tuple[int, ...]:
@@ -326,6 +368,9 @@ class ResNet(ResNetBase):
         ref = next(self.parameters())
         self.fc = self._make_head(num_classes).to(device=ref.device, dtype=ref.dtype)
 
+    def unbuilt_keys(self, keys: Iterable[str]) -> set[str]:
+        return set() if self.num_classes else super().unbuilt_keys(keys)
+
     def get_classifier(self) -> nn.Module:
         return self.fc
 
@@ -349,7 +394,8 @@ class ResNetFeatures(ResNetBase):
     maps; module and parameter names are those of :class:`ResNetBase`.
     """
 
-    def __init__(self, config: ResNetConfig, out_indices: Sequence[int] | int | None = None) -> None:
+    def __init__(self, config: ResNetConfig, out_indices: Sequence[int] | int | None = None, *,
+                 arch_name: str | None = None) -> None:
         config = config.replace(num_classes=0)
         full = len(config.n_blocks) + 1
         resolved = resolve_out_indices(out_indices, full)
@@ -371,8 +417,24 @@ class ResNetFeatures(ResNetBase):
             self.blocks = nn.Sequential()  # only the stem is wanted
             self.stage_ends = ()
         self.out_indices = resolved
-        self.full_config = config
+        self._full_config = config
+        self.arch_name = arch_name
         self.feature_info = [self.feature_info[i] for i in resolved]
+
+    @property
+    def full_config(self) -> ResNetConfig:
+        return self._full_config
+
+    def unbuilt_keys(self, keys: Iterable[str]) -> set[str]:
+        n = len(self.blocks)
+        return {k for k in keys if k.startswith("fc.")
+                or ((m := _BLOCK_KEY.match(k)) is not None and int(m.group(1)) >= n)}
+
+    def save_pretrained(self, *args: Any, **kwargs: Any) -> str | None:
+        raise ConfigError("save_pretrained saves whole models; save the model before features_only")
+
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> str:
+        raise ConfigError("push_to_hub uploads whole models; upload the model before features_only")
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         """``[B, img_channels, H, W] ->`` one ``[B, C_i, H / r_i, W / r_i]`` map per out index."""

@@ -63,6 +63,12 @@ def split_name(name: str) -> tuple[str, str | None]:
     return arch, (tag or None)
 
 
+def resolve_name(name: str) -> tuple[ModelEntry, str | None]:
+    """``"resnet50.tv_in1k" -> (resnet50's entry, "tv_in1k")``: the one lookup of a name."""
+    arch, tag = split_name(name)
+    return get_entry(arch), tag
+
+
 def get_entry(name: str) -> ModelEntry:
     """The registry entry of ``name`` (a weights tag after a dot is ignored here)."""
     arch, _ = split_name(name)
@@ -133,7 +139,7 @@ for _name, _blocks in [("resnet18", (2, 2, 2, 2)), ("resnet34", (3, 4, 6, 3))]:
     register_model(_name, _imagenet(_blocks, bottleneck=False),
                    description=f"{_PAPER}, basic blocks, torchvision layout")
 register_model("resnet26", _imagenet((2, 2, 2, 2), bottleneck=True),
-               description="seed 001 model2: bottleneck [2,2,2,2], torchvision layout")
+               description="ResNet-26: bottleneck blocks [2,2,2,2] (the labml reference's second model), torchvision layout")
 for _name, _blocks in [("resnet50", (3, 4, 6, 3)), ("resnet101", (3, 4, 23, 3)),
                        ("resnet152", (3, 8, 36, 3))]:
     register_model(_name, _imagenet(_blocks, bottleneck=True),
@@ -149,7 +155,7 @@ register_model(
     "cifar_resnet14",
     ResNetConfig(n_blocks=(2, 2, 2), shortcut="conv3x3", **_CIFAR),
     input_size=32,
-    description="seed 001 model1: CIFAR ResNet, 3x3 conv projection shortcuts",
+    description="CIFAR ResNet-14: basic blocks [2,2,2] with 3x3 conv projection shortcuts (the labml reference's first model)",
 )
 for _n in (3, 5, 7, 9, 18, 200):
     register_model(

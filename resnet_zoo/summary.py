@@ -90,3 +90,49 @@ def model_table_markdown(names: list[str] | None = None) -> str:
             f"| `{s.name}` | {s.params:,} | {s.gmacs:.2f} | {s.input_size} | {chans} | {s.description} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def weights_table(fmt: str = "text") -> str:
+    """The published weights (the manifest) as a table: ``fmt="text"`` for the terminal
+    (``resnet-zoo weights list``), ``"markdown"`` for the README (numbered footnotes name the
+    source and data of every accuracy figure)."""
+    from .manifest import load_manifest
+
+    if fmt not in ("text", "markdown"):
+        raise ValueError(f"fmt must be 'text' or 'markdown', got {fmt!r}")
+    md = fmt == "markdown"
+    notes: list[str] = []
+
+    def note(text: str) -> str:
+        if text not in notes:
+            notes.append(text)
+        return f" [{notes.index(text) + 1}]" if md else ""
+
+    header = ["weights", "where", "top-1 % (publisher)", "top-1 % (measured here)",
+              "input, crop_pct, interpolation", "license", "default", "pinned"]
+    rows = []
+    for name, s in load_manifest().items():
+        p = s.preprocessing
+        top1 = "-" if s.top1 is None else f"{s.top1:.3f}" + (note(s.top1_source) if s.top1_source else "")
+        ours = "; ".join(f"{e['top1']:.2f}" + note(f"{e['data']}, by `{e['by']}`")
+                         for e in s.evaluations) or "-"
+        if md:
+            where = (f"[{s.hf_hub_id}](https://huggingface.co/{s.hf_hub_id})" if s.hf_hub_id
+                     else f"shipped in `weights/{s.path}`")
+        else:
+            where = s.hf_hub_id or f"shipped: weights/{s.path}"
+        rows.append([f"`{name}`" if md else name, where, top1, ours,
+                     f"{p.input_size}, {p.crop_pct}, {p.interpolation}", s.license,
+                     "yes" if s.default else "", "yes" if s.pinned else "no"])
+    if md:
+        lines = ["| " + " | ".join(header) + " |", "|---|---|---:|---:|---|---|:---:|:---:|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+        lines += [f"[{i + 1}] {text}  " for i, text in enumerate(notes)]
+        return "\n".join(lines).rstrip() + "\n"
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append("publisher: the publisher's figure; measured here: by this project "
+                 "(`resnet-zoo weights list --json` names the data of each)")
+    return "\n".join(lines) + "\n"

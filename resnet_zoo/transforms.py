@@ -144,12 +144,12 @@ class Preprocess:
 
 def preprocessing_for(model: Any) -> Preprocessing:
     """The preprocessing of a model's weights, or a default for its architecture's input size."""
-    info = getattr(model, "pretrained_cfg", None)
-    if info is not None and getattr(info, "preprocessing", None) is not None:
+    info = model.pretrained_cfg
+    if info is not None and info.preprocessing is not None:
         return info.preprocessing
-    config = getattr(model, "full_config", None) or model.config
+    config = model.full_config
     size = 224
-    arch = getattr(model, "arch_name", None)
+    arch = model.arch_name
     if arch:
         from .registry import get_entry
 

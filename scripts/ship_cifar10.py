@@ -40,7 +40,8 @@ UPSTREAM = "https://github.com/akamaster/pytorch_resnet_cifar10"
 
 def ship(depth: int, checkpoint: Path, notice: str) -> dict:
     from resnet_zoo.manifest import Preprocessing
-    from resnet_zoo.pretrained import PretrainedInfo, convert_checkpoint
+    from resnet_zoo.factory import convert_checkpoint
+    from resnet_zoo.manifest import PretrainedInfo
 
     arch, tag = f"cifar_resnet{depth}", f"cifar_resnet{depth}.cifar10"
     top1 = round(100 - PUBLISHED_ERROR[depth], 2)

@@ -13,7 +13,7 @@ MANIFEST = ROOT / "weights" / "manifest.json"
 def shipped_entry(name: str, **fields: Any) -> dict[str, Any]:
     """The manifest entry of weights/<name>/model.safetensors: pinned to its sha256 and size,
     plus ``fields`` (default, num_classes, labels, top1, evaluations, license, ...)."""
-    from resnet_zoo.hub import sha256_file
+    from resnet_zoo.pretrained.hub import sha256_file
 
     weights = ROOT / "weights" / name / "model.safetensors"
     return {"hf_hub_id": "", "path": name, "filename": "model.safetensors", "source": "resnet_zoo",

@@ -12,7 +12,7 @@ from torch import nn
 
 import resnet_zoo
 from resnet_zoo.manifest import data_path, get_weights, load_manifest
-from resnet_zoo.pretrained import convert_checkpoint
+from resnet_zoo.factory import convert_checkpoint
 
 from conftest import REPO_ROOT, perturb_bn, rel_err
 from test_convert import _CifarResNet
@@ -55,7 +55,7 @@ def test_publishers_checkpoint_layout_converts_with_parity(tmp_path, depth):
 
 @pytest.mark.parametrize("tag", CIFAR10_TAGS)
 def test_shipped_file_matches_its_pin_and_carries_its_licence(tag):
-    from resnet_zoo.hub import sha256_file
+    from resnet_zoo.pretrained.hub import sha256_file
 
     spec = get_weights(*tag.split("."))
     directory = data_path(spec.path)

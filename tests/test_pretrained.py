@@ -131,7 +131,7 @@ def test_unknown_repo_file_revision_and_tag(hub, r18_bytes):
     with pytest.raises(UnknownModelError, match="revision 'v9'"):
         create("resnet18", pretrained="hf-hub:timm/resnet18.tv_in1k@v9")
     with pytest.raises(UnknownModelError, match="no file 'nothing.bin'"):
-        resnet_zoo.hub.download(R18, "nothing.bin")
+        resnet_zoo.pretrained.hub.download(R18, "nothing.bin")
     with pytest.raises(UnknownModelError, match="tv_in1k"):
         create("resnet18", pretrained="in22k")
     with pytest.raises(UnknownModelError, match="resnet26"):

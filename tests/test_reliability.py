@@ -110,7 +110,7 @@ def test_pickle_payload_through_every_entry_point_never_runs(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1), "evil": Payload(marker)}, pth)
     with pytest.raises(CheckpointError, match="resnet-zoo convert"):
         create(TINY, pretrained=pth)  # create reads safetensors only
-    from resnet_zoo.pretrained import convert_checkpoint
+    from resnet_zoo.factory import convert_checkpoint
 
     with pytest.raises(CheckpointError, match="weights_only=True"):
         convert_checkpoint(pth, TINY, tmp_path / "out")

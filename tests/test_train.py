@@ -72,7 +72,7 @@ def test_trained_directory_loads_through_create_and_torch_hub(trained):
 
 
 def test_lr_schedule_is_the_papers():
-    from resnet_zoo.train import _lr_at
+    from resnet_zoo.train.loop import lr_at as _lr_at
 
     cfg = TrainConfig(**SMALL, out="x", epochs=4)
     lrs = [_lr_at(s, 64000, cfg) for s in (0, 31999, 32000, 47999, 48000, 63999)]
@@ -167,7 +167,7 @@ def test_folder_with_train_and_test_splits(tmp_path):
 
 
 def test_uint8_augmentation_in_one_gather():
-    from resnet_zoo.train import _augment
+    from resnet_zoo.train.inputs import augment as _augment
 
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
     g = torch.Generator().manual_seed(0)

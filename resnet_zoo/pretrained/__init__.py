@@ -1,0 +1,40 @@
+"""Pretrained weights: what a spec means, reading it safely, fitting it to a model, saving.
+
+One room per job; imports point down (nothing here imports the model classes, ``factory`` or
+``cli``: the model classes pass a ``build(config)`` callable down instead):
+
+- :mod:`.files`: safe reading (safetensors; ``torch.load(weights_only=True)`` for conversion).
+- :mod:`.fit`: convert the layout, adapt the input conv, new head, strict load on meta.
+- :mod:`.resolve`: a spec (tag, ``hf-hub:``, file, directory) into one :class:`WeightsSource`.
+- :mod:`.load`: the loaders, ``WeightsSource`` + ``build`` -> model.
+- :mod:`.save`: ``config.json``, the weights and the model card.
+- :mod:`.hub`: huggingface_hub (download, sha256, offline, upload, pinning); the only room that
+  imports it.
+"""
+
+from ..manifest import PretrainedInfo
+from .files import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, read_checkpoint
+from .fit import adapt_input_conv, fit
+from .load import from_pretrained, load
+from .resolve import WeightsSource, parse_hf_hub, resolve, resolve_saved
+from .save import config_document, model_card, push_to_hub, save_pretrained
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "PretrainedInfo",
+    "WeightsSource",
+    "adapt_input_conv",
+    "config_document",
+    "fit",
+    "from_pretrained",
+    "load",
+    "load_safetensors",
+    "model_card",
+    "parse_hf_hub",
+    "push_to_hub",
+    "read_checkpoint",
+    "resolve",
+    "resolve_saved",
+    "save_pretrained",
+]

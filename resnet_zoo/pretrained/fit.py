@@ -1,0 +1,230 @@
+"""Fitting a state dict to a model: convert the layout, adapt the input conv, re-initialise a
+head of another size, load strictly into a model built on the meta device, refuse NaN/Inf.
+
+The model is made by a ``build(config)`` callable, so this module never imports the model
+classes and each loader returns the class it was called on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..config import ResNetConfig
+from ..convert import convert_state_dict
+from ..errors import CheckpointError
+
+__all__ = ["Build", "adapt_input_conv", "fit"]
+
+log = logging.getLogger(__name__)
+
+Build = Callable[[ResNetConfig], nn.Module]
+_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+
+
+def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """First-conv weights for ``in_channels`` inputs from RGB ones (timm's rule).
+
+    1 channel: the sum over RGB (a grey image then gives the response to the same grey in RGB).
+    More: RGB repeated, cut to ``in_channels`` and scaled by 3 / in_channels so the output's
+    scale is kept.
+    """
+    out_ch, have, kh, kw = weight.shape
+    if in_channels == have:
+        return weight
+    dtype = weight.dtype
+    w = weight.float()
+    if in_channels == 1:
+        if have > 3:  # sum the RGB part of a wider input, as timm does
+            w = w[:, :3]
+        w = w.sum(dim=1, keepdim=True)
+    elif have != 3:
+        raise CheckpointError(
+            f"cannot adapt a first conv with {have} input channels to {in_channels}; only RGB "
+            "(3-channel) weights are adapted"
+        )
+    else:
+        repeat = -(-in_channels // 3)
+        w = w.repeat(1, repeat, 1, 1)[:, :in_channels] * (3 / in_channels)
+    return w.to(dtype)
+
+
+def _describe_keys(keys: Sequence[str], limit: int = 8) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _n_blocks(keys) -> int:
+    indices = {int(m.group(1)) for k in keys if (m := _BLOCK.match(k))}
+    return max(indices) + 1 if indices else 0
+
+
+def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: ResNetConfig) -> list[str]:
+    """Registered architectures whose state dict has exactly ``sd``'s keys and shapes."""
+    from ..registry import get_entry, list_models
+
+    n = _n_blocks(sd)
+    ckpt_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 0
+    first = sd.get("conv.weight")
+    channels = first.shape[1] if first is not None and first.ndim == 4 else config.img_channels
+    found = []
+    for name in list_models():
+        candidate = get_entry(name).config
+        if sum(candidate.n_blocks) != n:
+            continue
+        with torch.device("meta"):
+            model = build(candidate.replace(num_classes=ckpt_classes, img_channels=channels))
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
+                    if not k.endswith("num_batches_tracked")}
+        keys = set(sd) - model.unbuilt_keys(sd) - {k for k in sd if k.endswith("num_batches_tracked")}
+        if keys == set(expected) and all(tuple(sd[k].shape) == shape for k, shape in expected.items()):
+            found.append(name)
+    return found
+
+
+def _check_against(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str, reinit_head: bool,
+                   build: Build, config: ResNetConfig, arch: str | None) -> dict[str, torch.Tensor]:
+    """Check ``sd`` against the (meta) model: names, shapes, dtypes; return what to load."""
+    expected = model.state_dict()
+    sd = dict(sd)
+    if reinit_head:
+        for k in ("fc.weight", "fc.bias"):
+            sd.pop(k, None)
+    for k in expected:
+        prefix = k[: -len("num_batches_tracked")]
+        if k.endswith("num_batches_tracked") and k not in sd and prefix + "running_mean" in sd:
+            sd[k] = torch.zeros((), dtype=torch.long)  # a counter, not a weight: timm omits it
+    head = {"fc.weight", "fc.bias"} if reinit_head else set()
+    missing = set(expected) - set(sd) - head
+    unexpected = set(sd) - set(expected)
+    mismatched = [k for k in expected if k in sd and k not in head and tuple(sd[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        _refuse(sd, missing, unexpected, mismatched, expected, what=what, build=build, config=config,
+                arch=arch, n_model_blocks=_n_blocks(expected))
+    out: dict[str, torch.Tensor] = {}
+    cast: set[torch.dtype] = set()
+    for k, ref in expected.items():
+        if k in head:
+            continue
+        t = sd[k]
+        if ref.is_floating_point():
+            if not t.is_floating_point():
+                raise CheckpointError(
+                    f"{what}: {k} has dtype {t.dtype} where floating-point weights belong; refusing it"
+                )
+            if t.dtype != ref.dtype:
+                cast.add(t.dtype)
+                t = t.to(ref.dtype)
+        elif t.dtype != ref.dtype:
+            if t.is_floating_point() or t.dtype == torch.bool:
+                raise CheckpointError(f"{what}: {k} has dtype {t.dtype}; expected {ref.dtype}")
+            t = t.to(ref.dtype)
+        out[k] = t
+    if cast:
+        log.info("%s: cast %s weights to %s", what, sorted(str(d) for d in cast),
+                 next(iter(expected.values())).dtype)
+    return out
+
+
+def _refuse(sd, missing, unexpected, mismatched, expected, *, what: str, build: Build,
+            config: ResNetConfig, arch: str | None, n_model_blocks: int) -> None:
+    """Raise the CheckpointError that says why ``sd`` does not fit, and what it fits instead."""
+    subject = f"this {arch} model" if arch else "this model"
+    if mismatched and not (missing or unexpected):
+        k = mismatched[0]
+        fits = _fitting_architectures(sd, build, config)
+        raise CheckpointError(
+            f"{what}: {k} has shape {list(sd[k].shape)} but this model needs "
+            f"{list(expected[k].shape)} (another architecture, width or number of classes?)"
+            + (f" This file fits {' and '.join(fits)}: create that architecture instead." if fits
+               else "")
+        )
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {_describe_keys(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {_describe_keys(unexpected)}")
+    hint = ""
+    ckpt_blocks = _n_blocks(sd)
+    fits = [] if any(k.startswith("module.") for k in unexpected) else \
+        _fitting_architectures(sd, build, config)
+    if any(k.startswith("module.") for k in unexpected):
+        hint = " The keys carry a 'module.' prefix (DataParallel): convert with source='auto'."
+    elif ckpt_blocks and ckpt_blocks > n_model_blocks:
+        hint = (f" The checkpoint has {ckpt_blocks} blocks, {subject} {n_model_blocks}: "
+                "it is a deeper architecture.")
+    elif ckpt_blocks and ckpt_blocks < n_model_blocks:
+        hint = (f" The checkpoint has {ckpt_blocks} blocks, {subject} {n_model_blocks}: "
+                "it is a shallower architecture.")
+    if fits:
+        hint += f" This file fits {' and '.join(fits)}: create that architecture instead."
+    raise CheckpointError(f"{what} does not fit {subject}: " + "; ".join(parts) + "." + hint)
+
+
+def check_finite(model: nn.Module, what: str) -> None:
+    """Refuse NaN/Inf anywhere. A tensor's sum is finite when all its values are (NaN and Inf
+    propagate), so one reduction per tensor replaces a full boolean mask; only a non-finite
+    sum (or an overflowing one) is looked at element by element."""
+    tensors = [(k, t) for k, t in model.state_dict().items() if t.is_floating_point()]
+    if not tensors:
+        return
+    sums = torch.stack([t.sum(dtype=torch.float32) for _, t in tensors])
+    if bool(torch.isfinite(sums).all()):
+        return
+    for (name, t), total in zip(tensors, sums.tolist()):
+        if total != total or abs(total) == float("inf"):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise CheckpointError(f"{what}: {name} has {bad} NaN/Inf values; the file is corrupt")
+
+
+def fit(
+    build: Build,
+    config: ResNetConfig,
+    state_dict: dict[str, torch.Tensor],
+    *,
+    layout: str = "auto",
+    what: str,
+    num_classes_requested: bool = True,
+    arch: str | None = None,
+) -> nn.Module:
+    """Convert ``state_dict`` from ``layout`` and load it strictly into ``build(config)``.
+
+    The model is built on the meta device (no random init thrown away) and receives the
+    tensors with ``assign=True``. Without ``num_classes_requested`` the head takes the
+    checkpoint's number of classes; with another number than the checkpoint's, the head is
+    re-initialised. Keys of parts the model does not build (``model.unbuilt_keys``: the head of
+    a ResNetBase, the stages after a feature extractor's last map) are dropped.
+    """
+    sd = convert_state_dict(state_dict, layout)
+    ckpt_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 0
+    if not num_classes_requested:
+        config = config.replace(num_classes=ckpt_classes)
+    first = sd.get("conv.weight")
+    if first is not None and first.ndim == 4 and first.shape[1] != config.img_channels:
+        log.info("%s: adapting the first conv from %d to %d input channels",
+                 what, first.shape[1], config.img_channels)
+        sd["conv.weight"] = adapt_input_conv(first, config.img_channels)
+    with torch.device("meta"):
+        model = build(config)
+    for k in model.unbuilt_keys(sd):
+        del sd[k]
+    has_head = "fc.weight" in dict(model.named_parameters())
+    reinit_head = has_head and config.num_classes != ckpt_classes
+    if reinit_head:
+        log.info("%s: checkpoint head has %d classes, model wants %d: the head is re-initialised",
+                 what, ckpt_classes, config.num_classes)
+    to_load = _check_against(model, sd, what=what, reinit_head=reinit_head, build=build,
+                             config=config, arch=arch)
+    if reinit_head:
+        model.fc = nn.Identity()
+    model.load_state_dict(to_load, strict=True, assign=True)
+    if reinit_head:
+        model.reset_classifier(config.num_classes)
+    check_finite(model, what)
+    return model

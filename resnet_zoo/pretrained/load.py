@@ -1,0 +1,41 @@
+"""The loaders: a resolved :class:`~.resolve.WeightsSource` into a model that ``build`` makes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any, cast
+
+from torch import nn
+
+from ..config import ResNetConfig
+from .files import load_safetensors
+from .fit import Build, fit
+from .resolve import WeightsSource, resolve_saved
+
+__all__ = ["load", "from_pretrained"]
+
+
+def load(source: WeightsSource, build: Build, config: ResNetConfig, *,
+         num_classes_requested: bool, arch: str | None = None) -> nn.Module:
+    """Read ``source`` into ``build(config)`` and attach where it came from (``pretrained_cfg``).
+
+    Without ``num_classes_requested`` the head takes the checkpoint's number of classes.
+    """
+    state_dict, _ = load_safetensors(source.file)
+    model = fit(build, config, state_dict, layout=source.layout, what=source.what,
+                num_classes_requested=num_classes_requested, arch=arch)
+    info = source.info
+    if info is not None and info.labels is not None and model.config.num_classes != len(info.labels):
+        info = replace(info, labels=None)  # a new head: the old class names no longer apply
+    model.pretrained_cfg = info
+    return model
+
+
+def from_pretrained(build: Build, directory_or_repo: str | os.PathLike, *, revision: str | None = None,
+                    cache_dir: Any = None, **changes: Any) -> nn.Module:
+    """A save_pretrained directory or Hub repo into ``build(saved config with changes)``."""
+    source = resolve_saved(directory_or_repo, revision=revision, cache_dir=cache_dir)
+    saved = cast(ResNetConfig, source.config)  # resolve_saved refuses a source without one
+    return load(source, build, saved.replace(**changes),
+                num_classes_requested="num_classes" in changes, arch=source.architecture)

@@ -1,0 +1,159 @@
+"""What a pretrained spec means: a published tag, ``hf-hub:owner/repo[@rev]``, a ``.safetensors``
+file or a ``save_pretrained`` directory, resolved once into a :class:`WeightsSource`: a verified
+local file, the config it was saved with (if any) and where it came from."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import ResNetConfig
+from ..errors import CheckpointError, ConfigError, UnknownModelError
+from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
+from . import hub
+from .files import CONFIG_NAME, WEIGHTS_NAME
+
+__all__ = ["WeightsSource", "resolve", "resolve_saved", "parse_hf_hub", "read_config_document"]
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """A resolved pretrained spec."""
+
+    file: Path  # a verified local .safetensors file
+    layout: str  # key layout for convert_state_dict: "resnet_zoo" for our own files, else "auto"
+    what: str  # how errors name it
+    config: ResNetConfig | None = None  # the full config saved beside the weights, if any
+    info: PretrainedInfo | None = None
+    architecture: str | None = None  # the registered name it was saved as, if any
+
+
+def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | None, str | None]:
+    """The config, pretrained info and architecture name of a save_pretrained config.json."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path} is not a readable JSON config: {e}") from None
+    if not isinstance(data, dict) or "config" not in data or data.get("library") != "resnet_zoo":
+        raise CheckpointError(
+            f"{path} is not a resnet_zoo config (written by save_pretrained): it needs "
+            "'library': 'resnet_zoo' and a 'config' object"
+        )
+    config = ResNetConfig.from_dict(data["config"])
+    info = PretrainedInfo.from_dict(data.get("pretrained"), where=str(path))
+    architecture = data.get("architecture")
+    return config, info, architecture if isinstance(architecture, str) else None
+
+
+def _from_directory(directory: Path) -> WeightsSource:
+    cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME} (expected a save_pretrained directory)")
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{directory} has no {CONFIG_NAME} (expected a save_pretrained directory)")
+    config, info, arch = read_config_document(cfg_path)
+    info = replace(info, source=str(directory)) if info else PretrainedInfo(source=str(directory))
+    return WeightsSource(weights, "resnet_zoo", str(directory), config, info, arch)
+
+
+def parse_hf_hub(spec: str) -> tuple[str, str | None]:
+    """``"hf-hub:owner/repo@rev" -> ("owner/repo", "rev")``."""
+    body = spec[len("hf-hub:"):]
+    repo, _, revision = body.partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ConfigError(f"{spec!r}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@revision'")
+    return repo, (revision or None)
+
+
+def _from_hf_hub(repo: str, revision: str | None, cache_dir: Any) -> WeightsSource:
+    weights = hub.download(repo, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir)
+    # A repo with weights only (torchvision's, uploaded by hand) has no config.json: the keys
+    # decide the layout. Offline, the absence the Hub reported is read from the cache.
+    cfg_path = hub.download_optional(repo, CONFIG_NAME, revision=revision, cache_dir=cache_dir)
+    config = info = arch = None
+    if cfg_path is not None:
+        try:
+            config, info, arch = read_config_document(cfg_path)
+        except (CheckpointError, ConfigError):
+            config = info = arch = None  # timm's or transformers' config.json: not ours, keys decide
+    what = f"hf-hub:{repo}" + (f"@{revision}" if revision else "")
+    info = replace(info, source=what) if info else PretrainedInfo(source=what)
+    return WeightsSource(weights, "resnet_zoo" if config is not None else "auto", what, config, info, arch)
+
+
+def _from_spec(spec: WeightsSpec, cache_dir: Any, revision: str | None) -> WeightsSource:
+    """A published tag: shipped in weights/ (no network, the same sha256 check) or on the Hub."""
+    info = PretrainedInfo.from_spec(spec)
+    if spec.path:
+        directory = data_path(spec.path)
+        hub.verify_file(directory / spec.filename, expected_sha256=spec.sha256, what=spec.name,
+                        evict=False)
+        saved = _from_directory(directory)
+        if saved.info is not None:
+            info = replace(info, labels=info.labels or saved.info.labels,
+                           extra={**saved.info.extra, **info.extra})
+        return WeightsSource(saved.file, "resnet_zoo", spec.name, saved.config, info, spec.arch)
+    rev = revision or spec.revision or None
+    file = hub.download(spec.hf_hub_id, spec.filename, revision=rev, cache_dir=cache_dir,
+                        expected_sha256=spec.sha256 if not revision else "")
+    return WeightsSource(file, spec.source, spec.name, None, info, spec.arch)
+
+
+def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = None,
+            revision: str | None = None) -> WeightsSource:
+    """``create()``'s ``pretrained`` for the registered ``arch`` (named with ``tag``, or not)."""
+    if pretrained is True or (isinstance(pretrained, str) and pretrained == tag):
+        return _from_spec(get_weights(arch, tag), cache_dir, revision)
+    if isinstance(pretrained, os.PathLike):
+        pretrained = os.fspath(pretrained)
+    if not isinstance(pretrained, str):
+        raise ConfigError(
+            f"pretrained must be False, True, a weights tag, 'hf-hub:owner/repo[@rev]', a "
+            f".safetensors file or a save_pretrained directory; got {pretrained!r}"
+        )
+    if pretrained.startswith("hf-hub:"):
+        repo, rev = parse_hf_hub(pretrained)
+        return _from_hf_hub(repo, revision or rev, cache_dir)
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        return _from_directory(path)
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise CheckpointError(
+                f"{path}: only .safetensors files are loaded (a pickle can run code). Convert a "
+                f".pth/.bin checkpoint first: resnet-zoo convert {path} --arch {arch} --out DIR"
+            )
+        return WeightsSource(path, "auto", str(path), None, PretrainedInfo(source=str(path)))
+    looks_like_path = os.sep in pretrained or pretrained.endswith((".safetensors", ".pth", ".pt", ".bin"))
+    if looks_like_path:
+        raise CheckpointError(f"pretrained path {pretrained!r} does not exist")
+    try:
+        spec = get_weights(arch, pretrained)
+    except UnknownModelError as e:
+        raise UnknownModelError(f"{e} (and no file or directory {pretrained!r} exists)") from None
+    return _from_spec(spec, cache_dir, revision)
+
+
+def resolve_saved(directory_or_repo: str | os.PathLike, *, revision: str | None = None,
+                  cache_dir: Any = None) -> WeightsSource:
+    """``from_pretrained``'s argument: a save_pretrained directory, or a Hub repo written by it."""
+    spec = os.fspath(directory_or_repo)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _from_directory(path)
+    if spec.startswith("hf-hub:"):
+        repo, rev = parse_hf_hub(spec)
+    else:
+        if spec.count("/") != 1 or spec.startswith((".", "/")):
+            raise CheckpointError(f"{spec!r} is neither a directory nor a Hub repo id ('owner/repo')")
+        repo, rev = spec, None
+    source = _from_hf_hub(repo, revision or rev, cache_dir)
+    if source.config is None:
+        raise CheckpointError(
+            f"{source.what} has no resnet_zoo config.json; load it with "
+            "resnet_zoo.create(ARCH, pretrained='hf-hub:...') naming the architecture"
+        )
+    return source

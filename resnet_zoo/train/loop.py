@@ -1,0 +1,275 @@
+"""The training loop: one process or many (torchrun + DDP), resumable.
+
+Determinism: the data order comes from a DistributedSampler seeded by ``seed`` and the epoch,
+the augmentation from a generator seeded by ``(seed, epoch, rank)``, and the learning rate is
+a function of the step; a checkpoint therefore needs only weights, optimizer state and the
+epoch, and a resumed run ends with the same weights as an uninterrupted one (CPU, same
+threads).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..atomic import atomic_write
+from ..cpu import cpu_capabilities
+from ..errors import ConfigError
+from ..manifest import PretrainedInfo, Preprocessing
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .config import TrainConfig
+from .dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
+from .inputs import Normalize, augment, batches, channel_stats, load_data
+
+__all__ = ["train", "train_one_epoch", "evaluate", "lr_at", "command_line"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """The learning rate at ``step`` of ``total``: warm-up, then the step or cosine schedule."""
+    warmup = round(cfg.warmup_epochs * total / cfg.epochs)
+    if step < warmup:  # linear from lr/10 to lr
+        return cfg.lr * (0.1 + 0.9 * step / warmup)
+    if cfg.schedule == "cosine":
+        t = (step - warmup) / max(1, total - warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+    drops = sum(1 for m in cfg.milestones if step >= math.floor(m * total))
+    return cfg.lr * cfg.gamma ** drops
+
+
+def evaluate(model: nn.Module, data: Any, normalize: Normalize, device: torch.device,
+             workers: int = 0, batch_size: int = 256) -> tuple[float, float]:
+    """Held-out loss and accuracy, in float32 (no autocast: the figure a user will reproduce)."""
+    was = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for x, y in batches(data, list(range(len(data))), batch_size, workers):
+            y = y.to(device)
+            logits = model(normalize(x.to(device)))
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+    model.train(was)
+    return loss_sum / len(data), correct / len(data)
+
+
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bfloat16 for autocast, or None for plain float32."""
+    if cfg.precision == "float32":
+        return None
+    if device.type != "cpu":
+        return torch.bfloat16 if cfg.precision == "bfloat16" else None
+    from .. import cpu
+
+    if cfg.precision == "bfloat16":
+        return cpu.resolve_dtype(torch.bfloat16)  # refused at once where bf16 is not fast
+    return torch.bfloat16 if cpu.cpu_capabilities().fast_bf16 else None
+
+
+@dataclass
+class _Run:
+    """What the epochs share: the data, the model and its optimizer, the schedule."""
+
+    cfg: TrainConfig
+    dist: Dist
+    train_set: Any
+    val_set: Any
+    interpolation: str
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    normalize: Normalize
+    model: nn.Module
+    wrapped: nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    sampler: Any
+    per_rank: int
+    steps_per_epoch: int
+    autocast: torch.dtype | None
+    flip: bool
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+
+def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
+    from ..data import ImageSetDataset
+    from ..factory import create
+    from ..registry import get_entry
+
+    entry = get_entry(cfg.arch)
+    input_size = cfg.input_size or entry.input_size
+    img_channels = 1 if cfg.dataset == "digits" else 3
+    train_set, val_set, interpolation = load_data(cfg, input_size, img_channels)
+    mean, std = channel_stats(train_set, cfg.invert)
+    if cfg.batch_size % dist.world:
+        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {dist.world} processes")
+    per_rank = cfg.batch_size // dist.world
+
+    torch.manual_seed(cfg.seed)
+    model = create(cfg.arch, pretrained=cfg.pretrained or False, num_classes=len(train_set.classes),
+                   img_channels=img_channels).to(dist.device, memory_format=torch.channels_last)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    wrapped: nn.Module = model
+    if dist.world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+    sampler = torch.utils.data.DistributedSampler(ImageSetDataset(train_set), num_replicas=dist.world,
+                                                  rank=dist.rank, shuffle=True, seed=cfg.seed)
+    return _Run(
+        cfg=cfg, dist=dist, train_set=train_set, val_set=val_set, interpolation=interpolation,
+        input_size=input_size, mean=mean, std=std, normalize=Normalize(mean, std, dist.device),
+        model=model, wrapped=wrapped, optimizer=optimizer, sampler=sampler, per_rank=per_rank,
+        steps_per_epoch=math.ceil(len(sampler) / per_rank), autocast=_autocast_dtype(cfg, dist.device),
+        flip=cfg.flip if cfg.flip is not None else cfg.dataset != "digits",
+    )
+
+
+def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
+    """One pass over this rank's share of the training set; returns the metrics of all ranks."""
+    from tqdm.auto import tqdm
+
+    cfg, dist = run.cfg, run.dist
+    run.sampler.set_epoch(epoch)
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + dist.rank)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
+    correct = torch.zeros((), dtype=torch.long, device=dist.device)
+    seen, lr = 0, cfg.lr
+    start = time.perf_counter()
+    bar = tqdm(batches(run.train_set, list(run.sampler), run.per_rank, cfg.workers),
+               total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+               disable=not (cfg.progress and dist.main), leave=False)
+    for i, (x, y) in enumerate(bar):
+        lr = lr_at(epoch * run.steps_per_epoch + i, run.total_steps, cfg)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        x = run.normalize(augment(x, cfg.pad, run.flip, g, cfg.invert).to(dist.device))
+        y = y.to(dist.device)
+        with torch.autocast(dist.device.type, dtype=run.autocast or torch.bfloat16,
+                            enabled=run.autocast is not None):
+            logits = run.wrapped(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if i % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+    elapsed = time.perf_counter() - start
+    total_loss, total_correct, total_seen = all_reduce_sum([loss_sum.item(), correct.item(), seen], dist)
+    return {"lr": lr, "train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen,
+            "seconds": elapsed, "images_per_s": total_seen / elapsed}
+
+
+def _end_of_epoch(run: _Run, epoch: int, metrics: dict[str, float], history: list[dict],
+                  out: Path) -> None:
+    """Rank 0: evaluate, log, write the metrics, the curves and the checkpoint."""
+    val_loss, val_acc = evaluate(run.model, run.val_set, run.normalize, run.dist.device, run.cfg.workers)
+    record = {"epoch": epoch + 1, "lr": metrics["lr"], "train_loss": metrics["train_loss"],
+              "train_acc": metrics["train_acc"], "val_loss": val_loss, "val_acc": val_acc,
+              "seconds": metrics["seconds"], "images_per_s": metrics["images_per_s"]}
+    history.append(record)
+    log.info("epoch %d: train loss %.4f acc %.4f | held-out loss %.4f acc %.4f | %.1f img/s",
+             epoch + 1, record["train_loss"], record["train_acc"], val_loss, val_acc,
+             record["images_per_s"])
+    write_json(out / "metrics.json", history)
+    _plot(history, out / "curves.png", run.cfg)
+    save_checkpoint(out / CHECKPOINT_DIR, run.model, run.optimizer, epoch + 1, history, run.cfg)
+
+
+def _save_final(run: _Run, final: dict[str, Any], out: Path) -> None:
+    """The final model as a save_pretrained directory, its card saying how it was made."""
+    cfg = run.cfg
+    run.model.pretrained_cfg = PretrainedInfo(
+        source=f"trained by resnet_zoo on {cfg.dataset}",
+        preprocessing=Preprocessing(run.input_size, 1.0, run.interpolation, mean=run.mean, std=run.std),
+        labels=tuple(run.train_set.classes),
+        description=f"{cfg.arch} trained on {cfg.dataset}",
+        extra={"dataset": cfg.dataset, "epochs": cfg.epochs, "train_images": len(run.train_set),
+               "heldout_images": len(run.val_set), "heldout_accuracy": final.get("val_acc"),
+               "command": cfg.command or _python_command(cfg), "recipe": cfg.recipe(),
+               "autocast": str(run.autocast).replace("torch.", "") if run.autocast else "none",
+               "cpu": cpu_capabilities().describe(), **cfg.extra},
+    )
+    run.model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
+    run.model.eval().save_pretrained(out)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run ``cfg``; returns the final metrics. Writes to ``cfg.out``:
+
+    ``metrics.json`` (one entry per epoch), ``curves.png``, ``checkpoint/`` (resumable), and
+    the final model as a ``save_pretrained`` directory (``config.json``, ``model.safetensors``,
+    ``README.md`` with the command and the held-out accuracy).
+    """
+    dist = setup_distributed()
+    run = _prepare(cfg, dist)
+    out = Path(cfg.out)
+    ckpt_dir = out / CHECKPOINT_DIR
+    start_epoch, history = 0, []
+    if cfg.resume and (ckpt_dir / "state.json").is_file():
+        start_epoch, history = load_checkpoint(ckpt_dir, run.model, run.optimizer, cfg)
+        if dist.main:
+            log.info("resuming %s after epoch %d", out, start_epoch)
+    elif cfg.resume and dist.main:
+        log.info("no checkpoint in %s: starting from scratch", ckpt_dir)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        log.info("%s on %s: %d train / %d held-out images, %d classes, %d process(es), %d steps, %s",
+                 cfg.arch, cfg.dataset, len(run.train_set), len(run.val_set),
+                 len(run.train_set.classes), dist.world, run.total_steps,
+                 f"{run.autocast} autocast" if run.autocast else "float32")
+    for epoch in range(start_epoch, cfg.epochs):
+        metrics = train_one_epoch(run, epoch)
+        if dist.main:
+            _end_of_epoch(run, epoch, metrics, history, out)
+        barrier(dist)
+    final = history[-1] if history else {}
+    if dist.main:
+        _save_final(run, final, out)
+    barrier(dist)
+    shutdown(dist)
+    return final
+
+
+def _plot(history: list[dict], path: Path, cfg: TrainConfig) -> None:
+    from ..plot import line_chart
+
+    with atomic_write(path) as tmp:
+        line_chart({"train loss": [h["train_loss"] for h in history],
+                    "held-out loss": [h["val_loss"] for h in history],
+                    "train acc": [h["train_acc"] for h in history],
+                    "held-out acc": [h["val_acc"] for h in history]},
+                   tmp, title=f"{cfg.arch} on {cfg.dataset}")
+
+
+def _python_command(cfg: TrainConfig) -> str:
+    args = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("command", "extra", "progress")}
+    return "resnet_zoo.train.train(TrainConfig(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + "))"
+
+
+def command_line() -> str:
+    """The command that started this process, for the model card."""
+    argv = list(sys.argv)
+    if not argv:
+        return ""
+    program = "python -m resnet_zoo" if argv[0].endswith(("__main__.py", "cli.py")) else Path(argv[0]).name
+    return " ".join([program] + [shlex.quote(a) for a in argv[1:]])
