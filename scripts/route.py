@@ -9,6 +9,8 @@ Traces ``create(NAME, pretrained=True)`` against a local Hub (tests/hubserver.py
 - crossings: the steps that go from one module into another;
 - modules: distinct resnet_zoo modules visited;
 - revisits: crossings into a module the route had already entered and left (going back);
+- climbs: crossings against the import direction, into a module that imports the caller's
+  (statically or lazily): a cycle, or a callback the caller was handed (``build``);
 - repeated: resnet_zoo functions called more than once on the route (the same lookup twice).
 
     python scripts/route.py [--json]
@@ -41,11 +43,70 @@ def _module(code) -> str | None:
     return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
 
 
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the resnet_zoo modules it imports, at the top or inside functions."""
+    import ast
+
+    names = {}
+    for path in Path(PKG).rglob("*.py"):
+        rel = os.path.relpath(path, PKG)[:-3].replace(os.sep, ".")
+        mod = rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
+        names["(package)" if mod == "__init__" else mod] = path
+    graph: dict[str, set[str]] = {}
+    for mod, path in names.items():
+        package = ("" if mod == "(package)" else mod) if path.name == "__init__.py" else mod.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".") if package else []
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}".strip(".")
+                    deps.add(sub if sub in names else (target or "(package)"))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                full = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for f in full:
+                    if f.startswith("resnet_zoo."):
+                        deps.add(f[len("resnet_zoo."):])
+        graph[mod] = {d for d in deps if d in names and d != mod and d != ""}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or through others."""
+    reach = _closure(graph)
+    cycles, seen = [], set()
+    for mod in sorted(graph):
+        group = sorted({mod} | {m for m in reach[mod] if mod in reach[m]})
+        if len(group) > 1 and group[0] not in seen:
+            seen.update(group)
+            cycles.append(group)
+    return cycles
+
+
+def _closure(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    out = {}
+    for start in graph:
+        seen, todo = set(), [start]
+        while todo:
+            for d in graph.get(todo.pop(), ()):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        out[start] = seen
+    return out
+
+
+REACH = _closure(import_graph())
+
+
 def trace(fn) -> dict:
     stack: list[str | None] = []
     steps: list[str] = []
     crossings: list[str] = []
     revisits: list[str] = []
+    climbs: list[str] = []
     entered: set[str] = set()
     calls: collections.Counter = collections.Counter()
     modules: set[str] = set()
@@ -64,6 +125,8 @@ def trace(fn) -> dict:
                 calls[step] += 1
                 if caller != mod:
                     crossings.append(f"{caller} -> {step}")
+                    if caller in REACH.get(mod, ()):
+                        climbs.append(crossings[-1])
                     if mod in entered:
                         revisits.append(crossings[-1])
                     entered.add(mod)
@@ -81,6 +144,7 @@ def trace(fn) -> dict:
         "crossings": len(crossings),
         "modules": sorted(modules),
         "revisits": revisits,
+        "climbs": climbs,
         "repeated": {k: v for k, v in calls.items() if v > 1},
         "route": crossings,
     }
@@ -110,14 +174,18 @@ def main() -> int:
         "cifar_resnet20 (shipped)": trace(lambda: resnet_zoo.create("cifar_resnet20", pretrained=True)),
     }
     server.stop()
+    cycles = import_cycles(import_graph())
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"import_cycles": cycles, "routes": results}, indent=2))
         return 0
+    print(f"import cycles: {len(cycles)}" + "".join(f"\n  {' <-> '.join(c)}" for c in cycles))
     for what, r in results.items():
         print(f"{what}: {r['steps']} steps, {r['crossings']} between modules, through "
-              f"{len(r['modules'])} modules; {len(r['revisits'])} revisits; "
+              f"{len(r['modules'])} modules; {len(r['climbs'])} climbs; {len(r['revisits'])} revisits; "
               f"{len(r['repeated'])} functions called twice or more")
         print(f"  modules: {', '.join(r['modules'])}")
+        for step in r["climbs"]:
+            print(f"  climb: {step}")
         for step in r["revisits"]:
             print(f"  revisit: {step}")
         for name, n in sorted(r["repeated"].items()):
