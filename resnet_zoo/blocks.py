@@ -27,7 +27,7 @@ __all__ = [
 class ShortcutProjection(nn.Module):
     """The projection shortcut ``W_s x``: a conv with the block's stride, then batch norm.
 
-    ``kernel_size=1`` is the paper's option B; seed 001's model1 uses ``kernel_size=3``.
+    ``kernel_size=1`` is the paper's option B; the labml reference's CIFAR ResNet-14 uses ``kernel_size=3``.
     """
 
     def __init__(

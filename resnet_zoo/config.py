@@ -18,8 +18,8 @@ from .errors import ConfigError
 __all__ = ["ResNetConfig", "SHORTCUTS"]
 
 #: Shortcut kinds used where a block changes shape (identity is used where it does not).
-#: "projection": 1x1 conv with the block's stride + BN (paper's option B, the seed's W_s x).
-#: "conv3x3": 3x3 conv, padding 1, with the block's stride + BN (seed 001's model1).
+#: "projection": 1x1 conv with the block's stride + BN (paper's option B, the labml reference's W_s x).
+#: "conv3x3": 3x3 conv, padding 1, with the block's stride + BN (the labml reference's CIFAR ResNet-14).
 #: "zero_pad": strided identity with the new channels zero-filled, no parameters (paper's option A).
 SHORTCUTS = ("projection", "conv3x3", "zero_pad")
 
@@ -51,7 +51,7 @@ def _check_bool(field: str, value: Any) -> None:
 class ResNetConfig:
     """Everything needed to build a ResNet; one entry per stage in the tuple fields.
 
-    The defaults are the seed's bare ``ResNetBase``: conv biases, no stem ReLU or max-pool,
+    The defaults are the labml reference's bare ``ResNetBase``: conv biases, no stem ReLU or max-pool,
     projection shortcuts, and the map halved at the first block of every stage after the first.
     """
 
@@ -65,7 +65,7 @@ class ResNetConfig:
     img_channels: int = 3
     # Kernel of the stem conv; its padding is first_kernel_size // 2, as in the seed.
     first_kernel_size: int = 7
-    # Stride of each stage's first block; None = (1, 2, 2, ...), the seed's description.
+    # Stride of each stage's first block; None = (1, 2, 2, ...), the labml reference's description.
     # (2, 1, 1, ...) reproduces the labml reference code, which halves the map only once.
     stage_strides: tuple[int, ...] | None = None
     # Channels out of the stem; None = n_channels[0] as in the seed (torchvision: 64).
@@ -82,7 +82,7 @@ class ResNetConfig:
     groups: int = 1
     # Shortcut where a block changes shape; one of SHORTCUTS.
     shortcut: str = "projection"
-    # Classes of the linear head of ResNet; 0 means no head (the seed's ResNetBase).
+    # Classes of the linear head of ResNet; 0 means no head (the labml reference's ResNetBase).
     num_classes: int = 0
     # Start each residual branch's last batch norm at zero, so every block starts as identity
     # (Goyal et al. 2017); an initialisation choice, not a change of architecture.

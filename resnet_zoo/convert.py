@@ -50,7 +50,7 @@ _TORCHVISION: list[Rule] = [
 ]
 
 # Common CIFAR checkpoints: kuangliu/akamaster style ("conv1", "shortcut.0/1", "linear") and
-# seed 001's model1 ("conv"/"bn" stem, "downsample.0/1", "fc").
+# the labml reference's CIFAR ResNet-14 ("conv"/"bn" stem, "downsample.0/1", "fc").
 _CIFAR: list[Rule] = [
     (rf"conv1?\.{_PARAM}", r"conv.{1}"),
     (rf"bn1?\.{_PARAM}", r"bn.{1}"),

@@ -76,7 +76,8 @@ def create(
             get_weights(entry.name, tag)  # an unknown tag fails even without weights
         return build(config)
 
-    from .pretrained import load, resolve  # weights code is only imported when used
+    from .pretrained.load import load  # weights code is only imported when used
+    from .pretrained.resolve import resolve
 
     source = resolve(entry.name, tag, pretrained, cache_dir=cache_dir, revision=revision)
     if source.config is not None:  # saved with its full config: it must be this architecture
@@ -108,7 +109,8 @@ def convert_checkpoint(
     into a ``save_pretrained`` directory that ``create(arch, pretrained=out)`` loads."""
     from .convert import detect_layout
     from .manifest import PretrainedInfo
-    from .pretrained import fit, read_checkpoint
+    from .pretrained.files import read_checkpoint
+    from .pretrained.fit import fit
 
     entry = get_entry(arch)
     state_dict = read_checkpoint(src)

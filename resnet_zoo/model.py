@@ -2,7 +2,7 @@
 
 He et al. 2016: a stem conv, stages of residual blocks whose first block may halve the map
 (and widen it), then global average pooling to a vector. One :class:`ResNetBase` expresses the
-seed's reference network, torchvision's ImageNet ResNets, wide ResNets, ResNeXt and the paper's
+reference network (labml_nn.resnet), torchvision's ImageNet ResNets, wide ResNets, ResNeXt and the paper's
 CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which.
 """
 
@@ -375,7 +375,7 @@ class ResNet(ResNetBase):
         return self.fc
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``[B, n_channels[-1]]`` (the seed's ResNetBase output)."""
+        """Pooled features ``[B, n_channels[-1]]`` (the labml reference's ResNetBase output)."""
         return super().forward(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -98,6 +98,43 @@ def _closure(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     return out
 
 
+def layers(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Modules by layer: layer 0 imports no other module, layer k only modules below k."""
+    level: dict[str, int] = {}
+
+    def depth(mod: str, stack: tuple = ()) -> int:
+        if mod not in level:
+            if mod in stack:
+                raise ValueError(f"import cycle through {mod}")
+            level[mod] = 1 + max((depth(d, stack + (mod,)) for d in graph[mod]), default=-1)
+        return level[mod]
+
+    for mod in graph:
+        depth(mod)
+    out: list[list[str]] = [[] for _ in range(max(level.values()) + 1)]
+    for mod, k in level.items():
+        out[k].append(mod)
+    return [sorted(group) for group in out]
+
+
+def import_picture() -> str:
+    """Markdown: the modules layer by layer, and a mermaid graph of the direct imports that
+    are not implied by others (the transitive reduction)."""
+    graph = {m: d for m, d in import_graph().items() if m not in ("(package)", "__main__")}
+    graph = {m: d & set(graph) for m, d in graph.items()}
+    reach = _closure(graph)
+    lines = ["```", "layer  modules (each imports only modules in lower layers)"]
+    for k, group in reversed(list(enumerate(layers(graph)))):
+        lines.append(f"{k:>5}  {', '.join(group)}")
+    lines += ["```", "", "```mermaid", "flowchart TD"]
+    for mod in sorted(graph):
+        for dep in sorted(graph[mod]):
+            if not any(dep in reach[other] for other in graph[mod] if other != dep):
+                lines.append(f"    {mod.replace('.', '_')}[{mod}] --> {dep.replace('.', '_')}[{dep}]")
+    lines.append("```")
+    return "\n".join(lines) + "\n"
+
+
 REACH = _closure(import_graph())
 
 

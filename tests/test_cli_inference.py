@@ -1,6 +1,7 @@
 """resnet-zoo predict / features / export / bench, end to end in subprocesses."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -148,3 +149,27 @@ def test_bench_json_and_plot(tmp_path):
 def test_features_out_must_be_safetensors(weights, photos):
     result = run("features", "resnet18", str(photos), "--out", "x.npy", "--pretrained", str(weights))
     assert result.returncode == 1 and ".safetensors" in result.stderr
+
+
+def test_features_progress_bar_draws_its_last_line_once(weights, photos, tmp_path):
+    """Every update drawn (TQDM_MININTERVAL=0): the 100% state appears once, from close()."""
+    out = tmp_path / "feats.safetensors"
+    result = run("features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights),
+                 "--batch-size", "2", env=dict(os.environ, TQDM_MININTERVAL="0", TQDM_MINITERS="1"))
+    assert result.returncode == 0, result.stderr
+    states = [s.strip() for s in result.stderr.replace("\r", "\n").splitlines() if s.startswith("features")]
+    n = len(list(photos.iterdir()))
+    assert len(states) >= 3 and sum(f"{n}/{n}" in s for s in states) == 1, states
+
+
+def test_write_and_read_features_from_python(weights, photos, tmp_path):
+    from resnet_zoo.features import read_features, write_features
+
+    model = resnet_zoo.create("resnet18", pretrained=weights).eval()
+    written = write_features(model, [photos], tmp_path / "f.safetensors", batch_size=3, progress=False)
+    back = read_features(tmp_path / "f.safetensors")
+    assert torch.equal(back.features, written.features) and back.paths == written.paths
+    assert back.model == "resnet18" and back.weights == str(weights)
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]  # no temporary left
+    with pytest.raises(resnet_zoo.ConfigError, match="safetensors"):
+        write_features(model, [photos], tmp_path / "f.npy", progress=False)

@@ -321,3 +321,69 @@ def test_unknown_tag_in_the_name_fails_without_weights():
         create("resnet18.tv_in22k")
     model = create("resnet18.tv_in1k")  # timm's rule: a tag without pretrained=True builds untrained
     assert model.pretrained_cfg is None
+
+
+# --- One route through the weights wing (issue: weights-only repos, other architectures, classes)
+
+def test_weights_only_hub_repo_reloads_offline(hub, r18_bytes, tv_resnet18, monkeypatch):
+    """A repo with model.safetensors and no config.json: the Hub's 404 for config.json is
+    recorded in the cache, and an offline load reads that absence instead of failing."""
+    hub.add_file("someone/r18-weights-only", FILE, r18_bytes)
+    online = create("resnet18", pretrained="hf-hub:someone/r18-weights-only")
+    assert _same(online, tv_resnet18) <= 1e-5
+    hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = create("resnet18", pretrained="hf-hub:someone/r18-weights-only")
+    assert _same(offline, tv_resnet18) <= 1e-5
+    assert offline.pretrained_cfg.source == "hf-hub:someone/r18-weights-only"
+    # A repo never fetched is still a clear offline error, not a silent absence.
+    with pytest.raises(DownloadError, match="HF_HUB_OFFLINE"):
+        create("resnet18", pretrained="hf-hub:someone/never-fetched")
+
+
+def test_weights_of_another_architecture_name_the_one_they_fit(tmp_path, tv_resnet18):
+    path = tmp_path / "resnet18_weights.safetensors"
+    save_file(tv_resnet18.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"this resnet34 model.*This file fits resnet18"):
+        create("resnet34", pretrained=path)
+    wide = tmp_path / "wide.safetensors"
+    save_file(tvm.wide_resnet50_2().state_dict(), wide)
+    with pytest.raises(CheckpointError, match=r"has shape .*This file fits wide_resnet50_2"):
+        create("resnet50", pretrained=wide)
+
+
+@pytest.mark.parametrize("cls_name, kwargs, expected", [
+    ("ResNetBase", {}, "ResNetBase"),
+    ("ResNet", {}, "ResNet"),
+    ("ResNet", {"features_only": True, "out_indices": (1, 2)}, "ResNetFeatures"),
+    ("ResNetFeatures", {"out_indices": 2}, "ResNetFeatures"),
+])
+def test_from_pretrained_returns_its_own_class(tmp_path, tv_resnet18, cls_name, kwargs, expected):
+    model = create("resnet18", pretrained=_saved_r18(tmp_path, tv_resnet18))
+    model.save_pretrained(tmp_path / "saved")
+    cls = getattr(resnet_zoo, cls_name)
+    loaded = cls.from_pretrained(tmp_path / "saved", **kwargs).eval()
+    assert type(loaded).__name__ == expected
+    assert loaded.arch_name == "resnet18" and loaded.pretrained_cfg is not None
+    x = _x()
+    with torch.no_grad():
+        if expected == "ResNetBase":
+            assert rel_err(loaded(x), model.eval().forward_features(x)) <= 1e-6
+            assert not hasattr(loaded, "fc")
+        elif expected == "ResNet":
+            assert rel_err(loaded(x), model.eval()(x)) <= 1e-6
+        else:
+            maps = model.eval().forward_intermediates(x)
+            assert all(rel_err(a, maps[i]) <= 1e-6 for a, i in zip(loaded(x), loaded.out_indices))
+
+
+def test_resnetbase_from_pretrained_refuses_a_head(tmp_path, tv_resnet18):
+    create("resnet18", pretrained=_saved_r18(tmp_path, tv_resnet18)).save_pretrained(tmp_path / "saved")
+    with pytest.raises(resnet_zoo.ConfigError, match="ResNetBase has no classifier"):
+        resnet_zoo.ResNetBase.from_pretrained(tmp_path / "saved", num_classes=5)
+
+
+def _saved_r18(tmp_path, tv_resnet18) -> Path:
+    path = tmp_path / "r18.safetensors"
+    save_file(tv_resnet18.state_dict(), path)
+    return path

@@ -372,13 +372,39 @@ def test_any_valid_config_builds_and_gives_the_right_shape(cfg, batch, size):
     assert [t.shape[1] for t in maps] == [i.channels for i in model.feature_info]
 
 
-def _load_bytes(tmp_path: Path, data: bytes) -> None:
+_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+              "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _header(blob: bytes) -> tuple[int, dict]:
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    header.pop("__metadata__", None)  # free-form strings: not weights
+    return n, header
+
+
+def _load_bytes(tmp_path: Path, data: bytes, reference: bytes) -> None:
+    """Loading ``data`` either raises a ResNetZooError, or yields exactly what the bytes say:
+    the reference's header (names, dtypes, shapes, offsets) and, for every tensor, the values
+    decoded here from the file's own data region, bit for bit. Corrupt bytes never load as
+    something else silently."""
     path = tmp_path / "fuzz.safetensors"
     path.write_bytes(data)
     try:
-        create(TINY, pretrained=path)
+        model = create(TINY, pretrained=path)
     except ResNetZooError:
-        pass
+        return
+    n, header = _header(data)
+    assert header == _header(reference)[1], "a file with another header loaded without an error"
+    state = model.state_dict()
+    assert set(state) == set(header)
+    body = data[8 + n:]
+    for name, entry in header.items():
+        start, end = entry["data_offsets"]
+        raw = torch.frombuffer(bytearray(body[start:end]), dtype=torch.uint8)
+        expected = raw.view(_ST_DTYPES[entry["dtype"]]).reshape(entry["shape"])
+        assert torch.equal(state[name].view(torch.uint8) if state[name].ndim else state[name],
+                           expected.view(torch.uint8) if expected.ndim else expected), name
 
 
 @settings(max_examples=1500, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -397,13 +423,13 @@ def test_mutated_safetensors_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, 
             blob += data.draw(st.binary(max_size=64))
         elif len(blob) >= 8:
             blob[:8] = struct.pack("<Q", data.draw(st.integers(0, 2**64 - 1)))
-    _load_bytes(tmp_path, bytes(blob))
+    _load_bytes(tmp_path, bytes(blob), tiny_bytes)
 
 
 @settings(max_examples=1000, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(max_size=300))
-def test_random_bytes_only_raise_resnet_zoo_errors(tmp_path, raw):
-    _load_bytes(tmp_path, raw)
+def test_random_bytes_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, raw):
+    _load_bytes(tmp_path, raw, tiny_bytes)
 
 
 @settings(max_examples=800, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -414,5 +440,19 @@ def test_random_bytes_only_raise_resnet_zoo_errors(tmp_path, raw):
         "shape": st.lists(st.integers(-2, 2**40), max_size=4),
         "data_offsets": st.lists(st.integers(-1, 2**40), min_size=0, max_size=3),
     }), max_size=4), data=st.binary(max_size=128))
-def test_structured_bad_headers_only_raise_resnet_zoo_errors(tmp_path, header, data):
-    _load_bytes(tmp_path, _raw_safetensors(header, data))
+def test_structured_bad_headers_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, header, data):
+    _load_bytes(tmp_path, _raw_safetensors(header, data), tiny_bytes)
+
+
+def test_the_fuzz_check_fails_on_a_silent_misread(tmp_path, tiny_bytes, monkeypatch):
+    """_load_bytes is not vacuous: a loader that returned other values would fail it."""
+    _load_bytes(tmp_path, tiny_bytes, tiny_bytes)  # the intact file loads as itself
+    real = resnet_zoo.pretrained.load.load_safetensors
+
+    def misread(path):
+        tensors, meta = real(path)
+        return {k: (v + 1 if v.is_floating_point() else v) for k, v in tensors.items()}, meta
+
+    monkeypatch.setattr("resnet_zoo.pretrained.load.load_safetensors", misread)
+    with pytest.raises(AssertionError):
+        _load_bytes(tmp_path, tiny_bytes, tiny_bytes)

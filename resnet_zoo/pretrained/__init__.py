@@ -10,12 +10,15 @@ One room per job; imports point down (nothing here imports the model classes, ``
 - :mod:`.save`: ``config.json``, the weights and the model card.
 - :mod:`.hub`: huggingface_hub (download, sha256, offline, upload, pinning); the only room that
   imports it.
+
+The submodules ``fit`` and ``load`` are named after their main function; import those from
+the submodule (``from resnet_zoo.pretrained.load import load``).
 """
 
 from ..manifest import PretrainedInfo
 from .files import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, read_checkpoint
-from .fit import adapt_input_conv, fit
-from .load import from_pretrained, load
+from .fit import adapt_input_conv
+from .load import from_pretrained
 from .resolve import WeightsSource, parse_hf_hub, resolve, resolve_saved
 from .save import config_document, model_card, push_to_hub, save_pretrained
 
@@ -26,9 +29,7 @@ __all__ = [
     "WeightsSource",
     "adapt_input_conv",
     "config_document",
-    "fit",
     "from_pretrained",
-    "load",
     "load_safetensors",
     "model_card",
     "parse_hf_hub",

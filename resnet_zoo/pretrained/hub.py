@@ -175,7 +175,10 @@ def download(
         if not offline and not force_download and not _cached(repo_id, filename, revision, cache):
             # huggingface_hub retries a failed first download with backoff for ~20 s; one quick
             # HEAD first makes "server down, cold cache" a fast, clear error.
-            _probe(repo_id, filename, revision, endpoint)
+            try:
+                _probe(repo_id, filename, revision, endpoint)
+            except hf_errors.RemoteEntryNotFoundError:
+                pass  # hf_hub_download asks again and records the absence in the cache (offline use)
         path = hf_hub_download(
             repo_id,
             filename,

@@ -29,6 +29,8 @@ def load(source: WeightsSource, build: Build, config: ResNetConfig, *,
     if info is not None and info.labels is not None and model.config.num_classes != len(info.labels):
         info = replace(info, labels=None)  # a new head: the old class names no longer apply
     model.pretrained_cfg = info
+    if model.arch_name is None:
+        model.arch_name = arch  # the registered name the weights were saved as
     return model
 
 

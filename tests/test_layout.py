@@ -1,0 +1,99 @@
+"""The package's shape: imports point one way, each job has one room, user-facing text is
+self-contained."""
+
+import importlib.util
+import re
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+
+import resnet_zoo
+from resnet_zoo.atomic import atomic_write
+
+from conftest import REPO_ROOT
+
+_spec = importlib.util.spec_from_file_location("route", REPO_ROOT / "scripts" / "route.py")
+route = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(route)
+GRAPH = route.import_graph()
+
+
+def test_no_import_cycles():
+    assert route.import_cycles(GRAPH) == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("pretrained")))
+def test_the_weights_wing_never_imports_the_model_or_what_uses_it(module):
+    above = {"model", "factory", "inference", "features", "cli", "summary", "bench", "export", "(package)"}
+    assert not (GRAPH[module] & above) and not any(d.startswith("train") for d in GRAPH[module])
+
+
+def test_nothing_imports_the_cli_and_only_the_hub_room_imports_huggingface_hub():
+    assert not [m for m, deps in GRAPH.items() if "cli" in deps and m != "__main__"]
+    users = [p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
+             if re.search(r"^\s*(from|import) huggingface_hub", p.read_text(), re.M)]
+    assert users == ["resnet_zoo/pretrained/hub.py"]
+
+
+def test_one_atomic_write():
+    """Every write-to-a-temporary-name-then-rename goes through atomic_write."""
+    offenders = [p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
+                 if p.name != "atomic.py" and re.search(r"os\.replace\(|\.replace\(out\)|\.rename\(", p.read_text())]
+    assert offenders == []
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+    with atomic_write(target) as tmp:
+        assert tmp.suffix == ".json" and tmp.parent == tmp_path
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_train_flags_are_generated_from_trainconfig():
+    from resnet_zoo.cli import build_parser
+    from resnet_zoo.train import TrainConfig
+    from resnet_zoo.train.config import NOT_FLAGS
+
+    args = build_parser().parse_args(["train", "cifar_resnet20", "--dataset", "digits", "--out", "o"])
+    for f in fields(TrainConfig):
+        if f.name in NOT_FLAGS:
+            continue
+        default = f.default if f.default is not MISSING else None
+        assert hasattr(args, f.name), f"no --{f.name.replace('_', '-')} flag"
+        if f.name not in ("dataset", "out"):
+            assert getattr(args, f.name) == default, f.name
+    # Choices come from the config's own tuples.
+    from resnet_zoo.train.config import DATASETS
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "x", "--dataset", "mnist", "--out", "o"])
+    assert len(DATASETS) == 4
+
+
+def test_user_facing_text_is_self_contained():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "../shared" not in readme and "ARCHITECTURE.md" not in readme
+    for p in list((REPO_ROOT / "docs").rglob("*.md")) + [REPO_ROOT / "hubconf.py"]:
+        assert "../shared" not in p.read_text(), p
+    assert "<owner>" not in (REPO_ROOT / "hubconf.py").read_text()
+    for name in resnet_zoo.list_models():
+        description = resnet_zoo.registry.get_entry(name).description
+        assert not re.search(r"\bseed\b|model[12]\b", description), (name, description)
+
+
+def test_the_architecture_doc_names_every_room():
+    doc = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    rooms = {p.relative_to(REPO_ROOT / "resnet_zoo").with_suffix("").as_posix()
+             for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
+             if not p.name.startswith("_") and p.name != "py.typed"}
+    missing = sorted(r for r in rooms if f"{r}.py" not in doc and f"{r.split('/')[-1]}.py" not in doc)
+    assert missing == []
+
