@@ -34,13 +34,25 @@ def run(prefix: list[str], threads: int) -> float:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--force", action="store_true",
+                        help="replace a record measured on another CPU (kept by default)")
+    args = parser.parse_args()
+    path = ROOT / "benchmarks" / "train_scaling.json"
+    if path.is_file() and not args.force:
+        recorded = json.loads(path.read_text()).get("machine", "")
+        if recorded.split(",")[0] != machine_description().split(",")[0]:
+            raise SystemExit(f"{path} holds figures of another CPU ({recorded}); "
+                             "keep them, or pass --force to replace them")
     cores = os.cpu_count() or 1
     one = run([sys.executable], threads=cores)
     two = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
               threads=max(1, cores // 2))
     record = {"machine": machine_description(), "one_process_images_per_s": one,
               "two_processes_images_per_s": two, "speedup": two / one}
-    (ROOT / "benchmarks" / "train_scaling.json").write_text(json.dumps(record, indent=2) + "\n")
+    path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
 
