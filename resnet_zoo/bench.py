@@ -34,6 +34,7 @@ class BenchResult:
     ratio_vs_torchvision: float | None  # against torchvision's eager fp32 in the same run
     gflops_per_s: float  # 2 * MACs * images/s
     fraction_of_gemm_peak: float | None  # against the matmul peak of the same dtype
+    note: str = ""  # "not installed", compile time, what backend="auto" chose
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +95,8 @@ def iter_bench(
     with_torchvision: bool = True,
     gemm_peaks: dict[torch.dtype, float] | None = None,
     progress: bool = False,
+    peers: bool = False,
+    int8: bool = False,
 ) -> Iterator[list[BenchResult]]:
     """Images/s of each model, one list of rows per model as soon as it is measured:
     torchvision eager (when it has the name), resnet_zoo eager and resnet_zoo
@@ -102,6 +105,13 @@ def iter_bench(
     ``dtypes=None`` times every dtype this CPU runs fast (:func:`resnet_zoo.cpu.supported_dtypes`);
     naming one it does not raises :class:`ConfigError` before anything is timed.
     ``progress`` shows a tqdm bar (stderr) over each model's warm-up and rounds.
+
+    ``peers=True`` adds what a user would pick instead, each used as its documentation shows:
+    onnxruntime and OpenVINO running the torchvision model exported to ONNX (default session /
+    compile settings), and ``torch.compile`` of it (its compile time in the row's note); and
+    resnet_zoo's own runtime backends and ``backend="auto"``. A peer that is not installed gets
+    a row saying so. ``int8=True`` adds resnet_zoo's int8 paths (calibrated on random images:
+    speed does not depend on the values).
     """
     from tqdm.auto import tqdm
 
@@ -139,6 +149,12 @@ def iter_bench(
         for dtype in chosen:
             tag = "fp32" if dtype == torch.float32 else "bf16"
             paths.append((f"resnet_zoo fast {tag}", optimize_for_inference(model, dtype=dtype), dtype))
+        notes: dict[str, str] = {}
+        missing: list[str] = []
+        if peers or int8:
+            _add_runtime_paths(paths, notes, missing, model, paths[0][1] if with_torchvision and
+                               paths[0][0].startswith("torchvision") else model, x, chosen,
+                               peers=peers, int8=int8)
         best = {label: 0.0 for label, _, _ in paths}
         with tqdm(total=len(paths) * (1 + repeats), desc=f"bench {name}", unit="run",
                   disable=not progress, leave=False) as bar:
@@ -161,10 +177,86 @@ def iter_bench(
             rows.append(BenchResult(
                 model=name, path=label, batch_size=batch_size, input_size=size, images_per_s=ips,
                 ratio_vs_torchvision=(ips / baseline) if baseline else None, gflops_per_s=gflops,
-                fraction_of_gemm_peak=(gflops / peak) if peak else None,
+                fraction_of_gemm_peak=(gflops / peak) if peak and isinstance(dtype, torch.dtype) else None,
+                note=notes.get(label, ""),
             ))
             log.info("%s %s: %.2f images/s", name, label, ips)
+        for label in missing:
+            rows.append(BenchResult(model=name, path=label, batch_size=batch_size, input_size=size,
+                                    images_per_s=0.0, ratio_vs_torchvision=None, gflops_per_s=0.0,
+                                    fraction_of_gemm_peak=None, note="not installed"))
         yield rows
+
+
+def _tag(dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+
+
+def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], model, reference,
+                       x: torch.Tensor, chosen: Sequence[torch.dtype], *, peers: bool, int8: bool) -> None:
+    """Append the peers' and resnet_zoo's runtime paths to ``paths`` (label, callable, dtype)."""
+    import importlib.util
+    import tempfile
+    from pathlib import Path
+
+    from . import runtimes
+    from .inference import optimize_for_inference
+
+    have = {name: importlib.util.find_spec(name) is not None for name in ("onnxruntime", "openvino")}
+    workdir = Path(tempfile.mkdtemp(prefix="resnet_zoo-bench-"))
+    onnx_path = None
+    if peers and (have["onnxruntime"] or have["openvino"]):
+        from .export import export_model
+
+        onnx_path = export_model(reference.eval(), workdir / "peer.onnx", format="onnx",
+                                 input_size=x.shape[-1])
+    if peers:
+        if have["onnxruntime"]:
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            paths.append(("onnxruntime fp32 (peer)",
+                          lambda t, s=session: s.run(None, {"images": t.numpy()})[0], torch.float32))
+        else:
+            missing.append("onnxruntime (peer)")
+        if have["openvino"]:
+            import openvino as ov
+
+            compiled = ov.Core().compile_model(str(onnx_path), "CPU")
+            precision = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+            label = f"openvino {'bf16' if 'bf16' in precision else 'fp32'} (peer)"
+            request = compiled.create_infer_request()
+            paths.append((label, lambda t, r=request: r.infer({0: t.numpy()}),
+                          torch.bfloat16 if "bf16" in precision else torch.float32))
+        else:
+            missing.append("openvino (peer)")
+        start = time.perf_counter()
+        compiled_model = torch.compile(reference.eval())
+        with torch.inference_mode():
+            compiled_model(x)
+        label = "torch.compile fp32 (peer)"
+        notes[label] = f"compile {time.perf_counter() - start:.0f} s"
+        paths.append((label, compiled_model, torch.float32))
+        for dtype in chosen:
+            for backend in ("onnxruntime", "openvino"):
+                if not have[backend] or (backend == "onnxruntime" and dtype == torch.bfloat16):
+                    continue
+                try:
+                    fast = runtimes.build_runtime(model, backend, dtype)
+                except Exception as e:  # a runtime that cannot run this model here: say so
+                    log.warning("resnet_zoo %s %s: %s", backend, _tag(dtype), e)
+                    continue
+                paths.append((f"resnet_zoo {backend} {_tag(dtype)}", fast, dtype))
+            auto = optimize_for_inference(model, dtype=dtype, backend="auto", batch_size=x.shape[0])
+            label = f"resnet_zoo auto {_tag(dtype)}"
+            notes[label] = f"backend {auto.backend}"
+            paths.append((label, auto, dtype))
+    if int8 and have["onnxruntime"]:
+        calibration = torch.randn(64, *x.shape[1:], generator=torch.Generator().manual_seed(0))
+        for backend in ("onnxruntime", "openvino"):
+            if have[backend]:
+                fast = runtimes.build_runtime(model, backend, "int8", calibration=calibration, check=False)
+                paths.append((f"resnet_zoo {backend} int8", fast, "int8"))
 
 
 def bench_models(names: Sequence[str], **kwargs) -> list[BenchResult]:

@@ -123,8 +123,11 @@ def _load(args: argparse.Namespace):
         return model
     from .inference import optimize_for_inference
 
-    fast = optimize_for_inference(model, dtype=args.dtype)
-    logging.getLogger(__name__).info("fast path in %s", str(fast.dtype).replace("torch.", ""))
+    if args.dtype == "int8" and not args.calibration:
+        raise ConfigError("--dtype int8 needs --calibration DIR (up to 512 training images)")
+    fast = optimize_for_inference(model, dtype=args.dtype, backend=args.backend,
+                                  batch_size=args.batch_size, calibration=args.calibration)
+    logging.getLogger(__name__).info("fast path: %s, %s", fast.backend, str(fast.dtype).replace("torch.", ""))
     return fast
 
 
@@ -168,12 +171,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     dtypes = None if args.dtype == "all" else (args.dtype,)  # None: every dtype fast here
     rows = iter_bench(args.names, batch_size=args.batch_size, dtypes=dtypes,
                       input_size=args.input_size, iters=args.iters, repeats=args.repeats,
-                      with_torchvision=not args.no_torchvision, progress=not args.quiet)
+                      with_torchvision=not args.no_torchvision, progress=not args.quiet,
+                      peers=args.peers, int8=args.int8)
     machine = machine_description()
     results = []
     if not args.json:
         print(f"machine: {machine}")
-        print(f"{'model':<18} {'path':<24} {'images/s':>9} {'vs tv':>7} {'GFLOP/s':>9} {'of peak':>8}",
+        print(f"{'model':<18} {'path':<30} {'images/s':>9} {'vs tv':>7} {'GFLOP/s':>9} {'of peak':>8}  note",
               flush=True)
     for model_rows in rows:  # each model's rows as soon as it is measured
         results.extend(model_rows)
@@ -182,8 +186,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for r in model_rows:
             ratio = f"{r.ratio_vs_torchvision:.2f}x" if r.ratio_vs_torchvision else "-"
             peak = f"{100 * r.fraction_of_gemm_peak:.0f}%" if r.fraction_of_gemm_peak else "-"
-            print(f"{r.model:<18} {r.path:<24} {r.images_per_s:9.2f} {ratio:>7} "
-                  f"{r.gflops_per_s:9.1f} {peak:>8}", flush=True)
+            print(f"{r.model:<18} {r.path:<30} {r.images_per_s:9.2f} {ratio:>7} "
+                  f"{r.gflops_per_s:9.1f} {peak:>8}  {r.note}".rstrip(), flush=True)
     if args.json:
         print(json.dumps({"machine": machine, "results": [r.to_dict() for r in results]}, indent=2))
     if args.plot:
@@ -201,6 +205,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     model = _load(args)
     size = args.input_size or get_entry(args.name).input_size
+    if args.int8:
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from .runtimes import export_onnx, images_to_tensor, quantize_int8
+
+        if args.format != "onnx" or not args.calibration:
+            raise ConfigError("--int8 exports ONNX (--format onnx) and needs --calibration DIR "
+                              "(up to 512 training images)")
+        with tempfile.TemporaryDirectory() as d:
+            path, _ = export_onnx(model, Path(d), size)
+            path = quantize_int8(path, images_to_tensor([args.calibration], model))
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, args.out)
+        print(f"wrote {args.out} (onnx, int8 QDQ, input [N, {model.config.img_channels}, {size}, {size}])")
+        return 0
     out = export_model(model, args.out, format=args.format, input_size=size, opset=args.opset)
     print(f"wrote {out} ({args.format}, input [N, {model.config.img_channels}, {size}, {size}])")
     return 0
@@ -257,9 +278,15 @@ def _add_model_args(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
                    help="weights: a tag, hf-hub:owner/repo, a .safetensors file or a directory; "
                         "'none' for random init (default: the architecture's default weights)")
     if fast:
-        p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+        p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
                        help="compute dtype of the fast path (optimize_for_inference); auto: the "
-                            "fastest this CPU supports, see `resnet-zoo info --cpu` (default: auto)")
+                            "fastest float dtype this CPU supports, see `resnet-zoo info --cpu` "
+                            "(default: auto); int8 needs --calibration")
+        p.add_argument("--backend", choices=("torch", "auto", "onnxruntime", "openvino"), default="torch",
+                       help="what runs the fast path: torch (default), onnxruntime or openvino "
+                            "(pip install 'resnet_zoo[runtimes]'), or auto: the fastest here, "
+                            "timed once and cached")
+        p.add_argument("--calibration", metavar="DIR", help="up to 512 training images for --dtype int8")
         p.add_argument("--eager", action="store_true",
                        help="run the plain float32 model instead of the fast path")
 
@@ -328,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3,
                    help="rounds alternating between the paths; the best is kept (default 3)")
     p.add_argument("--no-torchvision", action="store_true")
+    p.add_argument("--peers", action="store_true",
+                   help="also time onnxruntime, OpenVINO and torch.compile as users run them, and "
+                        "resnet_zoo's runtime backends and backend='auto'")
+    p.add_argument("--int8", action="store_true", help="also time resnet_zoo's int8 paths")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")
@@ -339,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--opset", type=int, default=None)
+    p.add_argument("--int8", action="store_true",
+                   help="static int8 quantization (ONNX QDQ), calibrated on --calibration images")
+    p.add_argument("--calibration", metavar="DIR", help="up to 512 training images for --int8")
     _add_model_args(p, fast=False)
     p.set_defaults(func=_cmd_export)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ def export_model(
     format: str = "onnx",
     input_size: int = 224,
     opset: int | None = None,
+    output_names: Sequence[str] = ("output",),
 ) -> Path:
     """Write ``model`` (eval mode, float32, batch dimension dynamic for ONNX) to ``out``.
 
@@ -56,7 +58,7 @@ def export_model(
             batch = torch.export.Dim("batch", min=1)
             program = torch.onnx.export(
                 model, (example,), dynamo=True, dynamic_shapes=({0: batch},),
-                input_names=["images"], output_names=["output"], opset_version=opset,
+                input_names=["images"], output_names=list(output_names), opset_version=opset, verbose=False,
                 external_data=False,
             )
             program.save(str(tmp))

@@ -22,6 +22,7 @@ os.environ.pop("RESNET_ZOO_MANIFEST", None)
 @pytest.fixture(autouse=True)
 def _isolated_hub_cache(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf_cache")))
+    monkeypatch.setenv("RESNET_ZOO_CACHE", str(tmp_path_factory.mktemp("resnet_zoo_cache")))
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,0 +1,379 @@
+"""onnxruntime and OpenVINO as backends of :func:`~resnet_zoo.optimize_for_inference`.
+
+The model is exported to ONNX by :func:`resnet_zoo.export.export_model` (logits and pooled
+features as two outputs, dynamic batch), run by the runtime, and wrapped so that it takes the
+same float32 NCHW tensor and returns the same float32 tensor as the torch path. Every backend is
+checked against the eager model when it is built: float32 relative error <= 1e-4, bfloat16
+cosine >= 0.999, int8 cosine >= 0.98 (int8 accuracy is measured on real data by
+``scripts/eval_cifar10.py``).
+
+``backend="auto"`` times the candidates on this CPU at the batch size asked for, keeps the
+fastest, and caches the choice per CPU, architecture, input size, batch and dtype (a JSON file in
+``RESNET_ZOO_CACHE``, default ``~/.cache/resnet_zoo``), so the calibration runs once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from . import cpu
+from .atomic import write_text_atomic
+from .errors import ConfigError, ResNetZooError
+from .model import ResNet, ResNetBase, ResNetFeatures
+from .view import ModelView
+
+__all__ = ["BACKENDS", "RuntimeModel", "available_backends", "build_runtime", "choose_backend",
+           "check_parity", "calibration_cache_path"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+_MODULE = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+CACHE_ENV = "RESNET_ZOO_CACHE"
+# Parity when a backend is built: float32 relative error, bf16 / int8 cosine similarity.
+FP32_TOL = 1e-4
+COSINE_MIN = {torch.bfloat16: 0.999, "int8": 0.98}
+
+
+def available_backends() -> list[str]:
+    """The backends that can run here: torch, and each runtime that is installed."""
+    return ["torch"] + [b for b, mod in _MODULE.items() if importlib.util.find_spec(mod) is not None]
+
+
+def _require(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {list(BACKENDS) + ['auto']}, got {backend!r}")
+    if backend != "torch" and importlib.util.find_spec(_MODULE[backend]) is None:
+        raise ConfigError(f"backend {backend!r} needs the {_MODULE[backend]} package: "
+                          "pip install 'resnet_zoo[runtimes]'")
+
+
+class _ExportView(nn.Module):
+    """What is exported: ``(logits, features)`` for a model with a head, ``features`` without."""
+
+    def __init__(self, model: ResNetBase) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.has_head = isinstance(model, ResNet) and model.num_classes > 0
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.has_head:
+            feats = self.model.forward_features(x)
+            return self.model.fc(feats), feats
+        return self.model(x)
+
+
+def export_onnx(model: ResNetBase, directory: Path, input_size: int) -> tuple[Path, list[str]]:
+    """The model as ONNX in ``directory``; returns the file and its output names."""
+    from .export import export_model
+
+    view = _ExportView(copy_eval(model))
+    names = ["logits", "features"] if view.has_head else ["features"]
+    path = export_model(view, directory / "model.onnx", format="onnx", input_size=input_size,
+                        output_names=names)
+    return path, names
+
+
+def copy_eval(model: ResNetBase) -> ResNetBase:
+    import copy
+
+    return copy.deepcopy(model).float().eval()
+
+
+class _Ort:
+    def __init__(self, path: Path, names: list[str], dtype: Any) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.names = names
+
+    def __call__(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        (out,) = self.session.run([output], {"images": x.numpy()})
+        return torch.from_numpy(out)
+
+
+class _OpenVino:
+    def __init__(self, path: Path, names: list[str], dtype: Any) -> None:
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(path))
+        precision = "bf16" if dtype == torch.bfloat16 else "f32"
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+                       "INFERENCE_PRECISION_HINT": precision}
+        self.names = names
+        self.compiled: dict[tuple[int, ...], Any] = {}
+
+    def _request(self, shape: tuple[int, ...]) -> Any:
+        # A static shape per batch size: OpenVINO plans faster kernels than for a dynamic one.
+        if shape not in self.compiled:
+            model = self.model.clone()
+            model.reshape({model.inputs[0]: list(shape)})
+            compiled = self.core.compile_model(model, "CPU", self.config)
+            self.compiled[shape] = (compiled, compiled.create_infer_request())
+        return self.compiled[shape]
+
+    def __call__(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        compiled, request = self._request(tuple(x.shape))
+        request.infer({0: x.numpy()})
+        out = request.get_tensor(compiled.outputs[self.names.index(output)]).data
+        return torch.from_numpy(out.copy())
+
+
+_RUNNERS: dict[str, Callable[..., Any]] = {"onnxruntime": _Ort, "openvino": _OpenVino}
+
+
+class RuntimeModel(ModelView):
+    """A model run by onnxruntime or OpenVINO: float32 NCHW in, float32 out (logits, or pooled
+    features for a model without a head); ``forward_features`` gives the pooled features."""
+
+    def __init__(self, model: ResNetBase, backend: str, dtype: Any, runner: Any, onnx_path: Path) -> None:
+        super().__init__()
+        # Not a submodule: the runtime holds the weights; the eager model gives the metadata
+        # and the input checks (and keeps the repr short).
+        self.__dict__["model"] = model
+        self.backend = backend
+        self.dtype = dtype
+        self.onnx_path = onnx_path
+        self._runner = runner
+        self._has_head = "logits" in runner.names
+
+    def _wrapped(self) -> ResNetBase:
+        return self.model
+
+    def train(self, mode: bool = True) -> "RuntimeModel":
+        if mode:
+            raise ConfigError(f"a model run by {self.backend} is for inference only; train the eager model")
+        return super().train(False)
+
+    def _run(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        self.model._check_input(x)
+        if x.shape[0] == 0:
+            width = self.model.num_classes if output == "logits" else self.model.num_features
+            return torch.empty(0, width)
+        return self._runner(x.detach().float().contiguous().cpu(), output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` float32 -> float32 logits (pooled features without a head)."""
+        return self._run(x, "logits" if self._has_head else "features")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, "features")
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend}, dtype={self.dtype}"
+
+
+def _input_size(model: ResNetBase) -> int:
+    from .transforms import preprocessing_for
+
+    return preprocessing_for(model).input_size
+
+
+def build_runtime(model: ResNetBase, backend: str, dtype: Any = torch.float32, *,
+                  calibration: torch.Tensor | None = None, workdir: str | os.PathLike | None = None,
+                  check: bool = True) -> RuntimeModel:
+    """``model`` exported to ONNX and run by ``backend`` ("onnxruntime" or "openvino") in
+    ``dtype`` (float32; bfloat16 on OpenVINO; "int8": static post-training quantization
+    calibrated on ``calibration`` images, a float32 ``[N, C, H, W]`` tensor, N <= 512)."""
+    _require(backend)
+    if backend == "torch":
+        raise ConfigError("build_runtime builds onnxruntime or OpenVINO models; use optimize_for_inference")
+    if isinstance(model, ResNetFeatures):
+        raise ConfigError(f"backend {backend!r} runs pooled features and logits; per-stage feature "
+                          "maps (features_only) run on backend='torch'")
+    if dtype == torch.bfloat16 and backend == "onnxruntime":
+        raise ConfigError("onnxruntime has no fast bfloat16 path on CPUs; use backend='openvino' "
+                          "or 'torch' for bfloat16, or dtype=torch.float32")
+    directory = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="resnet_zoo-onnx-"))
+    size = _input_size(model)
+    path, names = export_onnx(model, directory, size)
+    if dtype == "int8":
+        if calibration is None:
+            raise ConfigError("dtype='int8' needs calibration images: a float32 [N, C, H, W] tensor of "
+                              "up to 512 preprocessed training images")
+        path = quantize_int8(path, calibration)
+    runner = _RUNNERS[backend](path, names, dtype)
+    runtime = RuntimeModel(copy_eval(model), backend, dtype, runner, path).eval()
+    if check:
+        check_parity(model, runtime, dtype, size)
+    return runtime
+
+
+def check_parity(model: nn.Module, fast: nn.Module, dtype: Any, input_size: int) -> float:
+    """Compare ``fast`` with the eager ``model`` on a fixed random batch; raise if they differ
+    beyond the dtype's tolerance. Returns the relative error (float32) or the cosine."""
+    channels = model.config.img_channels
+    x = torch.randn(4, channels, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    was = model.training
+    model.eval()
+    with torch.inference_mode():
+        ref = model(x).float()
+        out = fast(x).float()
+    model.train(was)
+    if dtype == torch.float32:
+        err = float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+        if not err <= FP32_TOL:
+            raise ResNetZooError(f"{getattr(fast, 'backend', 'torch')} float32 output differs from the "
+                                 f"eager model: relative error {err:.2e} > {FP32_TOL:.0e}")
+        return err
+    cos = float(torch.nn.functional.cosine_similarity(out.flatten(1), ref.flatten(1)).min())
+    if not cos >= COSINE_MIN[dtype]:
+        raise ResNetZooError(f"{getattr(fast, 'backend', 'torch')} {dtype} output differs from the "
+                             f"eager model: cosine {cos:.5f} < {COSINE_MIN[dtype]}")
+    return cos
+
+
+def quantize_int8(path: Path, calibration: torch.Tensor) -> Path:
+    """Static post-training quantization with onnxruntime (QDQ, per-channel int8 weights, uint8
+    activations, min-max ranges from ``calibration``); onnxruntime and OpenVINO both run it."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not isinstance(calibration, torch.Tensor) or calibration.ndim != 4 or not 1 <= len(calibration) <= 512:
+        raise ConfigError("calibration must be a float32 [N, C, H, W] tensor with 1 <= N <= 512, got "
+                          + (f"shape {list(calibration.shape)}" if isinstance(calibration, torch.Tensor)
+                             else type(calibration).__name__))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration.float().split(32))
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch.contiguous().numpy()}
+
+    prepared = path.with_name("model.pre.onnx")
+    quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
+    out = path.with_name("model.int8.onnx")
+    caps = cpu.cpu_capabilities()
+    quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    # Without VNNI/AMX, u8*s8 products can saturate int16 accumulators: 7-bit weights.
+                    reduce_range=not caps.fast_int8)
+    return out
+
+
+# --- Choosing the fastest backend -------------------------------------------------------------
+
+def calibration_cache_path() -> Path:
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "resnet_zoo")
+    return Path(root) / "backends.json"
+
+
+def _key(model: ResNetBase, batch_size: int, dtype: Any) -> str:
+    arch = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    name = "int8" if dtype == "int8" else str(dtype).replace("torch.", "")
+    return f"{cpu.cpu_capabilities().slug}|{model.arch_name or 'custom'}-{arch}|{_input_size(model)}|b{batch_size}|{name}"
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(calibration_cache_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def time_backend(fast: nn.Module, x: torch.Tensor, *, rounds: int = 3, iters: int = 2) -> float:
+    """Images/s: one warm-up batch, then the best of ``rounds`` rounds of ``iters`` batches."""
+    with torch.inference_mode():
+        fast(x)
+        best = 0.0
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(iters):
+                fast(x)
+            best = max(best, iters * x.shape[0] / (time.perf_counter() - start))
+    return best
+
+
+def choose_backend(model: ResNetBase, candidates: dict[str, Callable[[], nn.Module]], *,
+                   batch_size: int, dtype: Any, timer: Callable[[nn.Module, torch.Tensor], float] | None = None,
+                   use_cache: bool = True) -> tuple[str, nn.Module, dict[str, float]]:
+    """Build each candidate, time it at ``batch_size`` and keep the fastest. The choice is cached
+    per CPU, architecture, input size, batch and dtype; a cached choice builds only the winner."""
+    key = _key(model, batch_size, dtype)
+    timer = timer or time_backend
+    if use_cache:
+        cached = _read_cache().get(key)
+        if isinstance(cached, dict) and cached.get("backend") in candidates:
+            log.info("backend for %s: %s (cached calibration)", key, cached["backend"])
+            return cached["backend"], candidates[cached["backend"]](), dict(cached.get("images_per_s", {}))
+    size = _input_size(model)
+    x = torch.randn(batch_size, model.config.img_channels, size, size,
+                    generator=torch.Generator().manual_seed(0))
+    speeds: dict[str, float] = {}
+    built: dict[str, nn.Module] = {}
+    for name, build in candidates.items():
+        try:
+            built[name] = build()
+        except ResNetZooError as e:
+            log.warning("backend %s skipped: %s", name, e)
+            continue
+        speeds[name] = timer(built[name], x)
+        log.info("calibration %s: %s %.1f images/s", key, name, speeds[name])
+    if not speeds:
+        raise ConfigError(f"no backend could run {model.arch_name or 'this model'} in {dtype}")
+    best = max(speeds, key=speeds.get)
+    if use_cache:
+        data = _read_cache()
+        data[key] = {"backend": best, "images_per_s": speeds}
+        try:
+            write_text_atomic(calibration_cache_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
+        except OSError as e:
+            log.warning("could not cache the backend calibration in %s: %s", calibration_cache_path(), e)
+    return best, built[best], speeds
+
+
+def candidates_for(model: ResNetBase, dtype: Any, backends: Sequence[str] | None,
+                   torch_build: Callable[[], nn.Module] | None,
+                   calibration: torch.Tensor | None) -> dict[str, Callable[[], nn.Module]]:
+    """The backends that can run ``model`` in ``dtype`` here, each as a builder."""
+    names = list(backends) if backends is not None else available_backends()
+    out: dict[str, Callable[[], nn.Module]] = {}
+    for name in names:
+        if name == "torch":
+            if torch_build is not None:
+                out[name] = torch_build
+            continue
+        if importlib.util.find_spec(_MODULE[name]) is None:
+            continue
+        if dtype == torch.bfloat16 and name == "onnxruntime":
+            continue
+        if dtype == "int8" and importlib.util.find_spec("onnxruntime") is None:
+            continue
+        out[name] = (lambda n=name: build_runtime(model, n, dtype, calibration=calibration))
+    return out
+
+
+def images_to_tensor(images: Iterable[Any] | torch.Tensor, model: ResNetBase, limit: int = 512) -> torch.Tensor:
+    """Calibration images as the model sees them: a tensor as is, or image files preprocessed
+    with the model's weights' preprocessing (at most ``limit``)."""
+    if isinstance(images, torch.Tensor):
+        return images[:limit]
+    from .data import find_images
+    from .transforms import Preprocess, preprocessing_for
+
+    prep = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
+    paths = find_images(images)[:limit]
+    return torch.stack([prep(p) for p in paths])

@@ -1,0 +1,136 @@
+"""onnxruntime and OpenVINO backends: parity when built, the same tensors in and out, and the
+choice of backend="auto" (with a faked calibration: no timed tests)."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import resnet_zoo
+from resnet_zoo import ConfigError, optimize_for_inference
+from resnet_zoo import runtimes
+
+from conftest import REPO_ROOT, perturb_bn, rel_err
+
+SAMPLES = REPO_ROOT / "weights" / "samples" / "cifar10"
+
+
+@pytest.fixture(scope="module")
+def r20():
+    torch.manual_seed(0)
+    model = resnet_zoo.create("cifar_resnet20")
+    perturb_bn(model)
+    return model.eval()
+
+
+def _x(n=3, size=32):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_runtime_backend_matches_eager_in_float32(r20, backend):
+    pytest.importorskip(backend)
+    pytest.importorskip("onnxscript")
+    fast = optimize_for_inference(r20, backend=backend, dtype=torch.float32)
+    assert fast.backend == backend and fast.dtype == torch.float32
+    x = _x()
+    with torch.no_grad():
+        assert rel_err(fast(x), r20(x)) <= 1e-4
+        assert rel_err(fast.forward_features(x), r20.forward_features(x)) <= 1e-4
+        assert rel_err(fast(_x(1)), r20(_x(1))) <= 1e-4  # another batch size
+    assert fast(_x(0)).shape == (0, 10)
+    assert fast.arch_name == "cifar_resnet20" and fast.config == r20.config
+    feats, paths = resnet_zoo.extract_features(fast, [SAMPLES], progress=False)
+    ref, _ = resnet_zoo.extract_features(r20, [SAMPLES], progress=False)
+    assert rel_err(feats, ref) <= 1e-4 and len(paths) == 10
+    with pytest.raises(ConfigError, match="inference only"):
+        fast.train()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_backend_keeps_the_shipped_models_predictions(backend):
+    pytest.importorskip(backend)
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+    fast = optimize_for_inference(model, backend=backend, dtype="int8", calibration=[SAMPLES])
+    assert fast.backend == backend and fast.dtype == "int8"
+    ours = resnet_zoo.predict(fast, [SAMPLES], top=1)
+    eager = resnet_zoo.predict(model, [SAMPLES], top=1)
+    assert [p.topk[0][0] for p in ours] == [p.topk[0][0] for p in eager]
+
+
+def test_backend_arguments_are_checked(r20):
+    with pytest.raises(ConfigError, match="backend must be"):
+        optimize_for_inference(r20, backend="tensorrt")
+    with pytest.raises(ConfigError, match="int8 runs on the onnxruntime or openvino"):
+        optimize_for_inference(r20, dtype="int8")
+    assert optimize_for_inference(r20).backend == "torch"
+    if "onnxruntime" in runtimes.available_backends():
+        with pytest.raises(ConfigError, match="bfloat16"):
+            runtimes.build_runtime(r20, "onnxruntime", torch.bfloat16)
+        with pytest.raises(ConfigError, match="calibration"):
+            runtimes.build_runtime(r20, "onnxruntime", "int8")
+        features = resnet_zoo.create("cifar_resnet20", features_only=True)
+        with pytest.raises(ConfigError, match="features_only"):
+            optimize_for_inference(features, backend="onnxruntime")
+    # backend="auto" on per-stage maps stays on torch, which runs them.
+    features = resnet_zoo.create("cifar_resnet20", features_only=True)
+    assert optimize_for_inference(features, backend="auto").backend == "torch"
+
+
+class _Fake(nn.Module):
+    def __init__(self, name):
+        super().__init__()
+        self.backend = name
+
+    def forward(self, x):
+        return x
+
+
+def test_auto_keeps_the_fastest_and_caches_the_choice(r20, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_ZOO_CACHE", str(tmp_path))
+    built = []
+    speeds = {"torch": 100.0, "onnxruntime": 180.0, "openvino": 150.0}
+
+    def candidate(name):
+        def build():
+            built.append(name)
+            return _Fake(name)
+        return build
+
+    candidates = {name: candidate(name) for name in speeds}
+    timer = lambda fast, x: speeds[fast.backend]  # noqa: E731
+    name, fast, measured = runtimes.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32,
+                                                   timer=timer)
+    assert name == "onnxruntime" and fast.backend == "onnxruntime" and measured == speeds
+    assert sorted(built) == sorted(speeds)
+    cache = json.loads((tmp_path / "backends.json").read_text())
+    (key, entry), = cache.items()
+    assert entry["backend"] == "onnxruntime" and "|b16|float32" in key and "cifar_resnet20" in key
+    # The cached choice builds only the winner, without timing anything.
+    built.clear()
+    name, fast, _ = runtimes.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32,
+                                            timer=lambda f, x: pytest.fail("timed again"))
+    assert name == "onnxruntime" and built == ["onnxruntime"]
+    # Another batch size is another calibration, and a backend that fails to build is skipped.
+    speeds["onnxruntime"] = 50.0
+
+    def broken():
+        raise resnet_zoo.ResNetZooError("cannot export")
+
+    name, _, measured = runtimes.choose_backend(r20, {**candidates, "openvino": broken}, batch_size=1,
+                                                dtype=torch.float32, timer=timer)
+    assert name == "torch" and set(measured) == {"torch", "onnxruntime"}
+    assert len(json.loads((tmp_path / "backends.json").read_text())) == 2
+
+
+def test_auto_through_optimize_for_inference_reports_what_runs(r20, monkeypatch):
+    """With the timing faked, auto returns the candidate it measured fastest."""
+    monkeypatch.setattr(runtimes, "time_backend", lambda fast, x: 1e9 if fast.backend == "torch" else 1.0)
+    fast = optimize_for_inference(r20, backend="auto", batch_size=4)
+    assert fast.backend == "torch"
+    x = _x()
+    with torch.no_grad():
+        assert rel_err(fast(x), r20(x)) <= 1e-4
