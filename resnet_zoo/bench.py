@@ -95,7 +95,7 @@ def iter_bench(
     with_torchvision: bool = True,
     gemm_peaks: dict[torch.dtype, float] | None = None,
     progress: bool = False,
-    peers: bool = False,
+    peers: bool | Sequence[str] = False,
     int8: bool = False,
 ) -> Iterator[list[BenchResult]]:
     """Images/s of each model, one list of rows per model as soon as it is measured:
@@ -111,7 +111,8 @@ def iter_bench(
     compile settings), and ``torch.compile`` of it (its compile time in the row's note); and
     resnet_zoo's own runtime backends and ``backend="auto"``. A peer that is not installed gets
     a row saying so. ``int8=True`` adds resnet_zoo's int8 paths (calibrated on random images:
-    speed does not depend on the values).
+    speed does not depend on the values). ``peers`` may name some of them:
+    ``("onnxruntime", "openvino", "torch.compile")``.
     """
     from tqdm.auto import tqdm
 
@@ -192,26 +193,36 @@ def _tag(dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
 
 
+PEERS = ("onnxruntime", "openvino", "torch.compile")
+
+
 def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], model, reference,
-                       x: torch.Tensor, chosen: Sequence[torch.dtype], *, peers: bool, int8: bool) -> None:
+                       x: torch.Tensor, chosen: Sequence[torch.dtype], *, peers: bool | Sequence[str],
+                       int8: bool) -> None:
     """Append the peers' and resnet_zoo's runtime paths to ``paths`` (label, callable, dtype)."""
     import importlib.util
     import tempfile
     from pathlib import Path
 
     from . import runtimes
+    from .errors import ConfigError
     from .inference import optimize_for_inference
 
+    wanted = set(PEERS if peers is True else (peers or ()))
+    if wanted - set(PEERS):
+        raise ConfigError(f"peers must be True or some of {list(PEERS)}, got {sorted(wanted)}")
     have = {name: importlib.util.find_spec(name) is not None for name in ("onnxruntime", "openvino")}
     workdir = Path(tempfile.mkdtemp(prefix="resnet_zoo-bench-"))
     onnx_path = None
-    if peers and (have["onnxruntime"] or have["openvino"]):
+    if wanted & {"onnxruntime", "openvino"} and (have["onnxruntime"] or have["openvino"]):
         from .export import export_model
 
         onnx_path = export_model(reference.eval(), workdir / "peer.onnx", format="onnx",
-                                 input_size=x.shape[-1])
-    if peers:
-        if have["onnxruntime"]:
+                                 input_size=x.shape[-1], img_channels=x.shape[1])
+    if wanted:
+        if "onnxruntime" not in wanted:
+            pass
+        elif have["onnxruntime"]:
             import onnxruntime as ort
 
             session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -219,24 +230,34 @@ def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], m
                           lambda t, s=session: s.run(None, {"images": t.numpy()})[0], torch.float32))
         else:
             missing.append("onnxruntime (peer)")
-        if have["openvino"]:
+        if "openvino" not in wanted:
+            pass
+        elif have["openvino"]:
             import openvino as ov
 
             compiled = ov.Core().compile_model(str(onnx_path), "CPU")
+            # OpenVINO picks its precision itself (bf16 where the CPU has it): label what ran.
             precision = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-            label = f"openvino {'bf16' if 'bf16' in precision else 'fp32'} (peer)"
+            bf16 = "bf16" in precision or "bfloat16" in precision
+            label = f"openvino {'bf16' if bf16 else 'fp32'} (peer)"
             request = compiled.create_infer_request()
             paths.append((label, lambda t, r=request: r.infer({0: t.numpy()}),
-                          torch.bfloat16 if "bf16" in precision else torch.float32))
+                          torch.bfloat16 if bf16 else torch.float32))
+            if bf16 and torch.float32 in chosen:  # and as a user asking for float32 runs it
+                compiled32 = ov.Core().compile_model(str(onnx_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                request32 = compiled32.create_infer_request()
+                paths.append(("openvino fp32 (peer)", lambda t, r=request32: r.infer({0: t.numpy()}),
+                              torch.float32))
         else:
             missing.append("openvino (peer)")
-        start = time.perf_counter()
-        compiled_model = torch.compile(reference.eval())
-        with torch.inference_mode():
-            compiled_model(x)
-        label = "torch.compile fp32 (peer)"
-        notes[label] = f"compile {time.perf_counter() - start:.0f} s"
-        paths.append((label, compiled_model, torch.float32))
+        if "torch.compile" in wanted:
+            start = time.perf_counter()
+            compiled_model = torch.compile(reference.eval())
+            with torch.inference_mode():
+                compiled_model(x)
+            label = "torch.compile fp32 (peer)"
+            notes[label] = f"compile {time.perf_counter() - start:.0f} s"
+            paths.append((label, compiled_model, torch.float32))
         for dtype in chosen:
             for backend in ("onnxruntime", "openvino"):
                 if not have[backend] or (backend == "onnxruntime" and dtype == torch.bfloat16):

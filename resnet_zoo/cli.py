@@ -152,16 +152,36 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .features import write_features
+    from .features import write_feature_set, write_features
 
-    if not args.out.endswith(".safetensors"):
-        raise ConfigError(f"--out must name a .safetensors file, got {args.out!r}")
+    from pathlib import Path
+
+    out = Path(args.out)
+    if out.suffix and out.suffix != ".safetensors" and not out.is_dir():
+        raise ConfigError(f"--out must be a directory (a feature set) or a .safetensors file, got {args.out!r}")
     model = _load(args)
-    written = write_features(model, args.inputs, args.out, batch_size=args.batch_size,
-                             num_workers=args.workers, skip_bad=args.skip_bad,
-                             progress=not args.quiet, model_name=args.name)
-    n, c = written.features.shape
-    print(f"wrote {written.path}: {n} images x {c} features")
+    if args.out.endswith(".safetensors"):  # one file: small jobs
+        written = write_features(model, args.inputs, args.out, batch_size=args.batch_size,
+                                 num_workers=args.workers, skip_bad=args.skip_bad,
+                                 progress=not args.quiet, model_name=args.name)
+        n, c = written.features.shape
+        if args.json:
+            print(json.dumps({"file": str(written.path), "images": n, "features": c}))
+        else:
+            print(f"wrote {written.path}: {n} images x {c} features")
+        return 0
+    summary = write_feature_set(model, args.inputs, args.out, shard_size=args.shard_size,
+                                batch_size=args.batch_size, num_workers=args.workers,
+                                store_dtype=args.store_dtype, skip_bad=args.skip_bad,
+                                overwrite=args.overwrite, progress=not args.quiet, model_name=args.name)
+    if summary["rank"] != 0:
+        return 0
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {summary['directory']}: {summary['images']} images in {summary['shards']} shards "
+              f"({summary['written_shards']} written, {summary['skipped_shards']} already complete); "
+              "read it with resnet_zoo.features.read_feature_set")
     return 0
 
 
@@ -334,14 +354,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("features", help="pooled features of images into a .safetensors file")
+    p = sub.add_parser("features", help="pooled features of images: a directory of shards (or one .safetensors file)")
     p.add_argument("name")
     p.add_argument("inputs", nargs="+", help="image files or directories (searched recursively)")
-    p.add_argument("--out", required=True, help="FILE.safetensors ('features' [N, C]; paths in metadata)")
+    p.add_argument("--out", required=True,
+                   help="DIR: shards + index.json, resumable, torchrun-ready; or FILE.safetensors for "
+                        "small jobs ('features' [N, C]; paths in metadata)")
+    p.add_argument("--shard-size", type=int, default=4096, help="images per shard (default 4096)")
+    p.add_argument("--store-dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                   help="dtype the features are stored in (default float32)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over when DIR holds features of other inputs, model or settings")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (logged)")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images (listed in the index with their error)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     _add_model_args(p)
     p.set_defaults(func=_cmd_features)
 

@@ -29,6 +29,7 @@ def export_model(
     input_size: int = 224,
     opset: int | None = None,
     output_names: Sequence[str] = ("output",),
+    img_channels: int | None = None,
 ) -> Path:
     """Write ``model`` (eval mode, float32, batch dimension dynamic for ONNX) to ``out``.
 
@@ -40,7 +41,8 @@ def export_model(
     check_positive_int("input_size", input_size)
     out = Path(out)
     model = model.eval()
-    channels = model.config.img_channels
+    # A resnet_zoo model knows its input channels; any other module (a peer's) is told.
+    channels = img_channels if img_channels is not None else model.config.img_channels
     example = torch.randn(2, channels, input_size, input_size)
     with atomic_write(out) as tmp:  # a failed export leaves no file under the final name
         if format == "torchscript":

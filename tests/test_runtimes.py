@@ -134,3 +134,43 @@ def test_auto_through_optimize_for_inference_reports_what_runs(r20, monkeypatch)
     x = _x()
     with torch.no_grad():
         assert rel_err(fast(x), r20(x)) <= 1e-4
+
+
+def test_bench_says_which_peers_are_not_installed(monkeypatch):
+    import importlib.util
+
+    from resnet_zoo.bench import iter_bench
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("onnxruntime", "openvino") else real(name, *a))
+    (rows,) = list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), iters=1, repeats=1,
+                              peers=("onnxruntime", "openvino"), gemm_peaks={torch.float32: 1.0}))
+    by_path = {r.path: r for r in rows}
+    assert by_path["onnxruntime (peer)"].note == "not installed" and by_path["openvino (peer)"].note == "not installed"
+    assert by_path["resnet_zoo auto fp32"].note == "backend torch"  # the only backend left
+    assert by_path["resnet_zoo auto fp32"].images_per_s > 0
+    with pytest.raises(ConfigError, match="peers must be"):
+        list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), peers=("tensorrt",),
+                        gemm_peaks={torch.float32: 1.0}))
+
+
+def test_cli_predict_on_a_runtime_backend_matches_torch():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from resnet_zoo.cli import main
+
+    import io
+    from contextlib import redirect_stdout
+
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            assert main(["predict", "cifar_resnet20", str(SAMPLES), "--top", "1", "--json",
+                         "--dtype", "float32", "--backend", backend]) == 0
+        outputs[backend] = json.loads(buffer.getvalue())
+    assert [e["topk"][0]["label"] for e in outputs["onnxruntime"]] == \
+        [e["topk"][0]["label"] for e in outputs["torch"]]
+    assert [e["path"].rsplit("/", 1)[-1].split(".")[0] for e in outputs["torch"]] == \
+        [e["topk"][0]["label"] for e in outputs["torch"]]  # the shipped samples are named by class
