@@ -16,10 +16,11 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .atomic import atomic_write
-from .errors import CheckpointError, ConfigError
+from .atomic import atomic_write, write_text_atomic
+from .errors import CheckpointError, ConfigError, ResNetZooError
 
-__all__ = ["FeaturesFile", "write_features", "read_features"]
+__all__ = ["FeaturesFile", "FeatureSet", "write_features", "read_features", "write_feature_set",
+           "read_feature_set"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,266 @@ def read_features(path: str | os.PathLike) -> FeaturesFile:
                               f"{len(paths) if isinstance(paths, list) else 'no'} paths")
     return FeaturesFile(Path(path), feats, [str(p) for p in paths], metadata.get("model", ""),
                         metadata.get("weights", ""))
+
+
+# --- Feature sets: a directory of shards, resumable, shared between processes -----------------
+
+SET_FORMAT = "resnet_zoo.features/1"
+RUN_FILE = "run.json"
+INDEX_FILE = "index.json"
+STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _shard_name(i: int) -> str:
+    return f"shard-{i:05d}.safetensors"
+
+
+def _record_name(i: int) -> str:
+    return f"shard-{i:05d}.json"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A directory written by :func:`write_feature_set`: ``index.json`` and numbered shards."""
+
+    directory: Path
+    index: dict
+
+    @property
+    def num_images(self) -> int:
+        return sum(s["rows"] for s in self.index["shards"])
+
+    def shards(self, verify: bool = True):
+        """``(features [n, C], paths)`` of each shard in order; ``verify`` checks its sha256."""
+        from .pretrained.files import load_safetensors
+
+        for shard in self.index["shards"]:
+            path = self.directory / shard["file"]
+            if verify and _sha256(path) != shard["sha256"]:
+                raise CheckpointError(f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
+                                      "the shard was modified or damaged: re-run the command to rewrite it")
+            tensors, _ = load_safetensors(path)
+            yield tensors["features"], _decode_paths(tensors["paths"])
+
+    def load(self, verify: bool = True) -> tuple[torch.Tensor, list[str]]:
+        """Every feature as one ``[N, C]`` tensor, and the image of each row."""
+        feats, paths = [], []
+        for f, p in self.shards(verify):
+            feats.append(f)
+            paths += p
+        if not feats:
+            return torch.empty(0, self.index["num_features"]), []
+        return torch.cat(feats), paths
+
+    @property
+    def bad(self) -> list[dict]:
+        """Images that could not be read (with ``--skip-bad``): path and error."""
+        return [b for s in self.index["shards"] for b in s["bad"]]
+
+
+def _encode_paths(paths: list[str]) -> torch.Tensor:
+    data = json.dumps(paths).encode("utf-8")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+
+
+def _decode_paths(t: torch.Tensor) -> list[str]:
+    return json.loads(bytes(t.numpy().tobytes()).decode("utf-8"))
+
+
+def read_feature_set(directory: str | os.PathLike) -> FeatureSet:
+    """The feature set in ``directory`` (complete: its ``index.json`` written)."""
+    directory = Path(directory)
+    try:
+        index = json.loads((directory / INDEX_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{directory} holds no complete feature set ({INDEX_FILE}: {e}); "
+                              "run `resnet-zoo features` to write or finish it") from None
+    if not isinstance(index, dict) or index.get("format") != SET_FORMAT:
+        raise CheckpointError(f"{directory / INDEX_FILE} is not a resnet_zoo feature set index")
+    return FeatureSet(directory, index)
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="gloo")
+    return rank, world
+
+
+def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
+    """Refuse to resume a directory written for other inputs, model or settings."""
+    path = directory / RUN_FILE
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        old = {}
+    if old == run:
+        return
+    if not overwrite:
+        changed = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
+        what = ("the input list (files added or removed)" if changed == ["inputs_sha256"] or
+                "inputs_sha256" in changed and "num_images" in changed else ", ".join(changed))
+        raise ConfigError(f"{directory} holds features of another run: {what} changed. Use another "
+                          "--out, or --overwrite to start over")
+    for p in list(directory.glob("shard-*")) + [directory / INDEX_FILE, path]:
+        p.unlink(missing_ok=True)
+
+
+def _done(directory: Path, i: int) -> dict | None:
+    """The record of shard ``i`` if the shard is complete and matches it."""
+    try:
+        record = json.loads((directory / _record_name(i)).read_text())
+        if _sha256(directory / record["file"]) == record["sha256"]:
+            return record
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def write_feature_set(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    shard_size: int = 4096,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    store_dtype: str = "float32",
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    model_name: str | None = None,
+) -> dict:
+    """Pooled features of every image in ``inputs`` into the directory ``out``, in shards of
+    ``shard_size`` images; memory is bounded by one shard.
+
+    The sorted image list is cut into shards; shard ``i`` is written by process ``i % world``
+    (one process, or each rank under torchrun), to a temporary name then renamed, and recorded
+    with its sha256. Re-running the same command skips every shard already complete and
+    verified, so a run killed at any moment ends, once re-run, with the same bytes as an
+    uninterrupted one. Rank 0 writes ``index.json`` when all are done. Returns a summary.
+    """
+    import time
+
+    from torch.utils.data import DataLoader
+
+    from .config import check_positive_int
+    from .data import ImageFiles, collate_images, find_images
+    from .errors import InputError
+    from .inference import _FeaturesOf
+    from .progress import advance
+    from .transforms import Preprocess, preprocessing_for
+
+    check_positive_int("shard_size", shard_size)
+    check_positive_int("batch_size", batch_size)
+    if store_dtype not in STORE_DTYPES:
+        raise ConfigError(f"store_dtype must be one of {list(STORE_DTYPES)}, got {store_dtype!r}")
+    out = Path(out)
+    if out.suffix == ".safetensors":
+        raise ConfigError(f"{out} names a file: a feature set is a directory (or use write_features)")
+    rank, world = _dist()
+    paths = sorted({str(p) for p in find_images(inputs)})
+    info = model.pretrained_cfg
+    run = {"format": SET_FORMAT, "model": model_name or model.arch_name or "custom",
+           "weights": (info.name or info.source) if info is not None else "random init",
+           "store_dtype": store_dtype, "shard_size": shard_size, "num_images": len(paths),
+           "inputs_sha256": hashlib_sha256("\n".join(paths))}
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run(out, run, overwrite)
+    if rank == 0:
+        write_text_atomic(out / RUN_FILE, json.dumps(run, indent=1) + "\n")
+    n_shards = -(-len(paths) // shard_size)
+    mine = [i for i in range(n_shards) if i % world == rank]
+    todo = [i for i in mine if _done(out, i) is None]
+    features_model = _FeaturesOf(model)
+    features_model.eval()
+    transform = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
+    batches, owner = [], []
+    for i in todo:
+        for start in range(i * shard_size, min((i + 1) * shard_size, len(paths)), batch_size):
+            batches.append(list(range(start, min(start + batch_size, (i + 1) * shard_size, len(paths)))))
+            owner.append(i)
+    started, images = time.perf_counter(), sum(len(b) for b in batches)
+    from tqdm.auto import tqdm
+
+    if batches:
+        loader = DataLoader(ImageFiles([Path(p) for p in paths], transform), batch_sampler=batches,
+                            num_workers=num_workers, collate_fn=collate_images)
+        current, rows, kept, bad = None, [], [], []
+        with tqdm(total=images, desc=f"features{f' rank {rank}' if world > 1 else ''}", unit="img",
+                  disable=not progress) as bar, torch.inference_mode():
+            for b, (indices, batch, errors) in enumerate(loader):
+                if owner[b] != current:
+                    current, rows, kept, bad = owner[b], [], [], []
+                if errors and not skip_bad:
+                    i, message = errors[0]
+                    raise InputError(f"{message} (shards already complete stay valid; fix or remove "
+                                     "the file, or pass --skip-bad, and re-run to resume)")
+                bad += [{"path": paths[i], "error": message} for i, message in errors]
+                if batch is not None:
+                    rows.append(features_model(batch).float().to(STORE_DTYPES[store_dtype]))
+                    kept += [paths[i] for i in indices]
+                advance(bar, len(indices) + len(errors))
+                if b + 1 == len(batches) or owner[b + 1] != current:
+                    _write_shard(out, current, rows, kept, bad, model)
+    elapsed = time.perf_counter() - started
+    if world > 1:
+        torch.distributed.barrier()
+    if rank == 0:
+        _write_index(out, run, n_shards)
+    if world > 1:
+        torch.distributed.barrier()
+    return {"directory": str(out), "images": len(paths), "shards": n_shards, "rank": rank,
+            "world_size": world, "written_shards": len(todo), "skipped_shards": len(mine) - len(todo),
+            "images_this_run": images, "seconds": round(elapsed, 3),
+            "images_per_s": round(images / elapsed, 2) if elapsed > 0 and images else None}
+
+
+def hashlib_sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _write_shard(out: Path, i: int, rows: list[torch.Tensor], kept: list[str], bad: list[dict],
+                 model: nn.Module) -> None:
+    from safetensors.torch import save_file
+
+    width = model.config.num_features
+    feats = torch.cat(rows) if rows else torch.empty(0, width)
+    with atomic_write(out / _shard_name(i)) as tmp:
+        save_file({"features": feats.contiguous(), "paths": _encode_paths(kept)}, str(tmp))
+    record = {"file": _shard_name(i), "rows": len(kept), "sha256": _sha256(out / _shard_name(i)), "bad": bad}
+    write_text_atomic(out / _record_name(i), json.dumps(record, indent=1) + "\n")
+
+
+def _write_index(out: Path, run: dict, n_shards: int) -> None:
+    records = []
+    for i in range(n_shards):
+        record = _done(out, i)
+        if record is None:
+            raise ResNetZooError(f"{out / _shard_name(i)} is missing or damaged after every process "
+                                 "finished; re-run the command to write it")
+        records.append(record)
+    num_features = None
+    if records:
+        from safetensors import safe_open
+
+        with safe_open(str(out / records[0]["file"]), framework="pt") as f:
+            num_features = f.get_slice("features").get_shape()[1]
+    index = {**run, "num_features": num_features, "shards": records,
+             "num_bad": sum(len(r["bad"]) for r in records)}
+    write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")

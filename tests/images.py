@@ -33,3 +33,23 @@ def sample_photos() -> dict[str, Path]:
     if len(found) < 4:
         pytest.skip("scikit-learn / scikit-image sample images are not installed")
     return found
+
+
+def large_photos(directory: Path, n: int = 8, size: tuple[int, int] = (1200, 900)) -> list[Path]:
+    """``n`` large JPEGs (at least 1000x750) made from the real RGB sample photos: each photo
+    upscaled (bicubic) to ``size`` in a few crops, saved at quality 90."""
+    from PIL import Image
+
+    rgb = [p for name, p in sample_photos().items() if name.endswith((".jpg", ".png"))
+           and name not in ("camera.png", "logo.png")]
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        img = Image.open(rgb[i % len(rgb)]).convert("RGB")
+        w, h = img.size
+        k = i // len(rgb)
+        box = (k * w // 16, k * h // 16, w - k * w // 16, h - k * h // 16)  # another crop per round
+        path = directory / f"large_{i:03d}.jpg"
+        img.crop(box).resize(size, Image.BICUBIC).save(path, quality=90)
+        out.append(path)
+    return out

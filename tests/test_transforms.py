@@ -105,3 +105,24 @@ def test_single_channel_preprocessing():
     p = Preprocess(Preprocessing(28, 1.0, "bilinear", mean=(0.5,), std=(0.5,)), channels=1)
     t = p(photos["chelsea.png"])
     assert t.shape == (1, 28, 28) and -1.0 <= t.min() and t.max() <= 1.0
+
+
+def test_draft_decoding_of_large_jpegs_stays_within_1_255_of_the_full_decode(tmp_path):
+    from images import large_photos
+
+    from resnet_zoo.transforms import DRAFT_FACTOR
+
+    prep = Preprocess(Preprocessing())
+    for path in large_photos(tmp_path, n=3, size=(4000, 3000)):
+        with Image.open(path) as img:
+            full_img = img.convert("RGB")
+            full_img.load()
+        full = to_tensor(prep.resize_and_crop(full_img))
+        draft_img = load_image(path, min_size=DRAFT_FACTOR * prep.resize_to)
+        assert min(draft_img.size) < 3000  # decoded at a reduced scale
+        assert min(draft_img.size) >= DRAFT_FACTOR * prep.resize_to
+        draft = to_tensor(prep.resize_and_crop(draft_img))
+        assert (full - draft).abs().max().item() <= 1 / 255 + 1e-6
+        # Preprocess uses it.
+        x = prep(path)
+        assert ((x * prep.std + prep.mean) - full).abs().max().item() <= 1 / 255 + 1e-6

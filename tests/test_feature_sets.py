@@ -1,0 +1,156 @@
+"""Feature sets: shards + index, resumable to the same bytes after SIGKILL, torchrun ranks,
+bad files at scale."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import resnet_zoo
+from resnet_zoo import ConfigError, InputError
+from resnet_zoo.features import read_feature_set, write_feature_set
+
+from conftest import REPO_ROOT
+
+SAMPLES = REPO_ROOT / "weights" / "samples" / "cifar10"
+
+
+def _images(directory: Path, n: int) -> Path:
+    """``n`` distinct 32x32 JPEGs: the shipped CIFAR samples, shifted and flipped."""
+    directory.mkdir(parents=True, exist_ok=True)
+    samples = sorted(SAMPLES.glob("*.jpg"))
+    for i in range(n):
+        img = Image.open(samples[i % len(samples)]).convert("RGB")
+        img = img.rotate(3 * (i // len(samples)))
+        if i % 2:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        img.save(directory / f"img_{i:04d}.jpg", quality=92)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def model():
+    return resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_shards_index_and_reading_back(tmp_path, model):
+    data = _images(tmp_path / "imgs", 23)
+    summary = write_feature_set(model, [data], tmp_path / "set", shard_size=10, batch_size=4, progress=False)
+    assert summary["shards"] == 3 and summary["written_shards"] == 3 and summary["images"] == 23
+    fs = read_feature_set(tmp_path / "set")
+    feats, paths = fs.load()
+    ref, ref_paths = resnet_zoo.extract_features(model, [data], progress=False)
+    assert paths == [str(p) for p in ref_paths] and torch.allclose(feats, ref, atol=1e-5)
+    assert [len(p) for _, p in fs.shards()] == [10, 10, 3]
+    index = json.loads((tmp_path / "set" / "index.json").read_text())
+    assert index["num_features"] == 64 and index["num_images"] == 23 and index["num_bad"] == 0
+    # The header holds no paths: they are a tensor of the shard.
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "set" / "shard-00000.safetensors"), framework="pt") as f:
+        assert not (f.metadata() or {}) and set(f.keys()) == {"features", "paths"}
+    # float16 storage
+    write_feature_set(model, [data], tmp_path / "half", shard_size=10, store_dtype="float16", progress=False)
+    half, _ = read_feature_set(tmp_path / "half").load()
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), ref, atol=1e-2, rtol=1e-2)
+
+
+def test_resume_skips_complete_shards_and_refuses_another_run(tmp_path, model):
+    data = _images(tmp_path / "imgs", 25)
+    out = tmp_path / "set"
+    write_feature_set(model, [data], out, shard_size=10, progress=False)
+    before = _files(out)
+    again = write_feature_set(model, [data], out, shard_size=10, progress=False)
+    assert again["written_shards"] == 0 and again["skipped_shards"] == 3
+    (out / "shard-00001.safetensors").write_bytes(b"damaged")  # a damaged shard is rewritten
+    again = write_feature_set(model, [data], out, shard_size=10, progress=False)
+    assert again["written_shards"] == 1 and _files(out) == before
+    _images(tmp_path / "imgs", 26)  # one file added
+    with pytest.raises(ConfigError, match="input list"):
+        write_feature_set(model, [data], out, shard_size=10, progress=False)
+    other = resnet_zoo.create("cifar_resnet32", pretrained=True).eval()
+    (data / "img_0025.jpg").unlink()
+    with pytest.raises(ConfigError, match="model"):
+        write_feature_set(other, [data], out, shard_size=10, progress=False)
+    summary = write_feature_set(other, [data], out, shard_size=10, progress=False, overwrite=True)
+    assert summary["written_shards"] == 3 and read_feature_set(out).index["model"] == "cifar_resnet32"
+
+
+def test_bad_files_listed_with_skip_bad_else_stop_with_the_path(tmp_path, model):
+    data = _images(tmp_path / "imgs", 25)
+    bad = data / "img_0022.jpg"
+    good_bytes = bad.read_bytes()
+    bad.write_bytes(b"not a jpeg")
+    out = tmp_path / "set"
+    with pytest.raises(InputError, match="img_0022.jpg"):
+        write_feature_set(model, [data], out, shard_size=10, progress=False)
+    assert (out / "shard-00000.json").is_file() and (out / "shard-00001.json").is_file()
+    bad.write_bytes(good_bytes)  # fixed: the resume writes only the last shard
+    assert write_feature_set(model, [data], out, shard_size=10, progress=False)["written_shards"] == 1
+    bad.write_bytes(b"not a jpeg")
+    skipped = write_feature_set(model, [data], tmp_path / "skip", shard_size=10, skip_bad=True, progress=False)
+    fs = read_feature_set(tmp_path / "skip")
+    assert skipped["images"] == 25 and fs.num_images == 24
+    assert [b["path"] for b in fs.bad] == [str(bad)] and "cannot read" in fs.bad[0]["error"]
+
+
+def _features_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["features", "cifar_resnet20", str(data), "--out", str(out), "--shard-size", "40",
+            "--batch-size", "8", "--quiet", "--eager", *extra]
+
+
+def test_sigkill_then_resume_gives_the_same_bytes(tmp_path):
+    data = _images(tmp_path / "imgs", 400)
+    ref = tmp_path / "ref"
+    done = subprocess.run([sys.executable, "-m", "resnet_zoo", *_features_cmd(data, ref)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "killed"
+    for kill_after in (2, 6):  # shard records present when killed
+        proc = subprocess.Popen([sys.executable, "-m", "resnet_zoo", *_features_cmd(data, out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while len(list(out.glob("shard-*.json"))) < kill_after and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (out / "index.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "resnet_zoo", *_features_cmd(data, out), "--json"],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["skipped_shards"] >= 6 and summary["written_shards"] == 10 - summary["skipped_shards"]
+    leftovers = [p.name for p in out.iterdir() if "partial" in p.name]
+    for name in leftovers:  # a kill between write and rename leaves a temporary, never a shard
+        (out / name).unlink()
+    assert _files(out) == _files(ref)
+
+
+def test_two_processes_under_torchrun_write_the_same_features(tmp_path):
+    data = _images(tmp_path / "imgs", 100)
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r1 = subprocess.run([sys.executable, "-m", "resnet_zoo", *_features_cmd(data, one)],
+                        capture_output=True, text=True, timeout=600, env=env)
+    assert r1.returncode == 0, r1.stderr
+    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                         "-m", "resnet_zoo", *_features_cmd(data, two)],
+                        capture_output=True, text=True, timeout=600, env=env)
+    assert r2.returncode == 0, r2.stderr
+    a, pa = read_feature_set(one).load()
+    b, pb = read_feature_set(two).load()
+    assert pa == pb and torch.equal(a, b)
+    assert json.loads((one / "index.json").read_text()) == json.loads((two / "index.json").read_text())
