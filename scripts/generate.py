@@ -22,6 +22,7 @@ TABLES = {
     "weights-table": lambda: weights_table("markdown"),
     # Written by benchmarks/run.py on a real machine; copied, never computed here.
     "benchmarks": lambda: (ROOT / "benchmarks" / "RESULTS.md").read_text(),
+    "features": lambda: (ROOT / "benchmarks" / "FEATURES.md").read_text(),
     "peers": lambda: (ROOT / "benchmarks" / "PEERS.md").read_text().replace(
         "](benchmarks/peers/", "](benchmarks/peers/"),
     "train-scaling": lambda: train_scaling_markdown(),

@@ -47,7 +47,7 @@ def large_photos(directory: Path, n: int = 8, size: tuple[int, int] = (1200, 900
     for i in range(n):
         img = Image.open(rgb[i % len(rgb)]).convert("RGB")
         w, h = img.size
-        k = i // len(rgb)
+        k = (i // len(rgb)) % 6
         box = (k * w // 16, k * h // 16, w - k * w // 16, h - k * h // 16)  # another crop per round
         path = directory / f"large_{i:03d}.jpg"
         img.crop(box).resize(size, Image.BICUBIC).save(path, quality=90)
