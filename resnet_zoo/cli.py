@@ -125,8 +125,11 @@ def _load(args: argparse.Namespace):
 
     if args.dtype == "int8" and not args.calibration:
         raise ConfigError("--dtype int8 needs --calibration DIR (up to 512 training images)")
-    fast = optimize_for_inference(model, dtype=args.dtype, backend=args.backend,
-                                  batch_size=args.batch_size, calibration=args.calibration)
+    if args.backend == "torch" and args.dtype != "int8":
+        fast = optimize_for_inference(model, dtype=args.dtype)
+    else:
+        fast = optimize_for_inference(model, dtype=args.dtype, backend=args.backend,
+                                      batch_size=args.batch_size, calibration=args.calibration)
     logging.getLogger(__name__).info("fast path: %s, %s", fast.backend, str(fast.dtype).replace("torch.", ""))
     return fast
 

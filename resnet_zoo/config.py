@@ -24,6 +24,11 @@ __all__ = ["ResNetConfig", "SHORTCUTS"]
 SHORTCUTS = ("projection", "conv3x3", "zero_pad")
 
 
+# Bounds that no real ResNet reaches but that keep a hostile config.json from allocating for
+# minutes: ResNet-1202 has 600 blocks; hyperspectral inputs have a few hundred channels.
+MAX_IMG_CHANNELS = 4096
+
+
 def check_positive_int(field: str, value: Any) -> int:
     """Return ``value`` if it is an int >= 1, else raise :class:`ConfigError` naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -110,6 +115,9 @@ class ResNetConfig:
                 )
             set_(self, name, value)
         check_positive_int("img_channels", self.img_channels)
+        if self.img_channels > MAX_IMG_CHANNELS:
+            raise ConfigError(f"img_channels={self.img_channels} is more than {MAX_IMG_CHANNELS}: "
+                              "images have 1 (grey), 3 (RGB) or a few more channels")
         check_positive_int("first_kernel_size", self.first_kernel_size)
         if self.stem_channels is not None:
             check_positive_int("stem_channels", self.stem_channels)

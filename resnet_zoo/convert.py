@@ -131,14 +131,22 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 def _block_offsets(keys: list[str], pattern: re.Pattern[str], source: str) -> dict[tuple[int, int], int]:
     """(stage, index) -> position in the flat block sequence, from the keys themselves."""
-    counts: dict[int, int] = {}
+    seen: dict[int, set[int]] = {}
     for k in keys:
         m = pattern.match(k)
         if m:
-            stage, idx = int(m.group(1)), int(m.group(2))
-            counts[stage] = max(counts.get(stage, 0), idx + 1)
-    if not counts:
+            seen.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    if not seen:
         return {}
+    # Block indices must be exactly 0..n-1 in every stage (n is then bounded by the number of
+    # keys): a key like layer1.999999999.conv1.weight must not make us build 10^9 entries.
+    for stage, indices in sorted(seen.items()):
+        if len(indices) != max(indices) + 1:
+            missing = sorted(set(range(min(len(indices) + 1, max(indices)))) - indices)[:3]
+            raise CheckpointError(
+                f"{source} checkpoint: stage {stage} has block indices up to {max(indices)} but only "
+                f"{len(indices)} blocks (missing {missing}...); block indices must be 0..n-1")
+    counts = {stage: len(indices) for stage, indices in seen.items()}
     first = 0 if source == "transformers" else 1
     expected = list(range(first, first + len(counts)))
     if sorted(counts) != expected:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class Preprocessing:
                 f"preprocessing.interpolation must be one of {list(INTERPOLATIONS)}, "
                 f"got {self.interpolation!r}"
             )
+        if not all(math.isfinite(v) for v in self.mean + self.std):
+            raise ConfigError(f"preprocessing mean {list(self.mean)} and std {list(self.std)} must be finite")
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise ConfigError(
                 f"preprocessing mean {list(self.mean)} and std {list(self.std)} need one entry per "

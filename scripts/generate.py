@@ -24,7 +24,7 @@ TABLES = {
     "benchmarks": lambda: (ROOT / "benchmarks" / "RESULTS.md").read_text(),
     "features": lambda: (ROOT / "benchmarks" / "FEATURES.md").read_text(),
     "peers": lambda: (ROOT / "benchmarks" / "PEERS.md").read_text().replace(
-        "](benchmarks/peers/", "](benchmarks/peers/"),
+        "](peers/", "](benchmarks/peers/"),  # the chart, relative to the README
     "train-scaling": lambda: train_scaling_markdown(),
     "train-speed": lambda: train_speed_markdown(),
 }

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 Build = Callable[[ResNetConfig], nn.Module]
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
+# Above this many blocks a config that the weights cannot fill is refused before building
+# (below it, building on meta is quick and the full key comparison gives the better message).
+MAX_PRECHECK_BLOCKS = 1000
 
 
 def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -174,6 +177,10 @@ def check_finite(model: nn.Module, what: str) -> None:
     if not tensors:
         return
     sums = torch.stack([t.sum(dtype=torch.float32) for _, t in tensors])
+    for name, t in tensors:  # finite but impossible: a negative variance makes NaN at inference
+        if name.endswith("running_var") and bool((t < 0).any()):
+            raise CheckpointError(f"{what}: {name} has {int((t < 0).sum())} negative variances; "
+                                  "the file is corrupt")
     if bool(torch.isfinite(sums).all()):
         return
     for (name, t), total in zip(tensors, sums.tolist()):
@@ -202,6 +209,12 @@ def fit(
     a ResNetBase, the stages after a feature extractor's last map) are dropped.
     """
     sd = convert_state_dict(state_dict, layout)
+    ckpt_blocks, wanted = _n_blocks(sd), sum(config.n_blocks)
+    if ckpt_blocks and wanted > ckpt_blocks and wanted > MAX_PRECHECK_BLOCKS:
+        # Checked before building: a config.json asking for 30,000 blocks would otherwise spend
+        # minutes and gigabytes building what the file cannot fill.
+        raise CheckpointError(f"{what} does not fit: its config asks for {wanted} blocks but the "
+                              f"weights hold {ckpt_blocks}")
     ckpt_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 0
     if not num_classes_requested:
         config = config.replace(num_classes=ckpt_classes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ from . import hub
 from .files import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = ["WeightsSource", "resolve", "resolve_saved", "parse_hf_hub", "read_config_document"]
+
+
+# The Hub's own rules for repo ids (huggingface_hub validates them after we would have used them).
+_REPO_ID = re.compile(r"^[A-Za-z0-9_.-]{1,96}/[A-Za-z0-9_.-]{1,96}$")
+_REVISION = re.compile(r"^[A-Za-z0-9_./-]{1,255}$")
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,12 @@ def parse_hf_hub(spec: str) -> tuple[str, str | None]:
     """``"hf-hub:owner/repo@rev" -> ("owner/repo", "rev")``."""
     body = spec[len("hf-hub:"):]
     repo, _, revision = body.partition("@")
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise ConfigError(f"{spec!r}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@revision'")
+    if not _REPO_ID.match(repo) or ".." in repo or "--" in repo or repo.endswith((".", "-")):
+        raise ConfigError(f"{spec[:120]!r}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@revision', "
+                          "owner and repo made of letters, digits, '-', '_' and '.' (at most 96 each)")
+    if revision and not _REVISION.match(revision):
+        raise ConfigError(f"{spec[:120]!r}: the revision must be a branch, tag or commit name "
+                          "(letters, digits, '-', '_', '.', '/'; at most 255)")
     return repo, (revision or None)
 
 
@@ -117,6 +127,9 @@ def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = Non
     if pretrained.startswith("hf-hub:"):
         repo, rev = parse_hf_hub(pretrained)
         return _from_hf_hub(repo, revision or rev, cache_dir)
+    if not pretrained.strip():
+        raise ConfigError("pretrained='' names nothing: give True, a weights tag, 'hf-hub:owner/repo', "
+                          "a .safetensors file or a save_pretrained directory (False: random init)")
     path = Path(pretrained).expanduser()
     if path.is_dir():
         return _from_directory(path)

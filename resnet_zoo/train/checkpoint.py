@@ -47,6 +47,30 @@ def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
     })
 
 
+def _check_state(state: Any, path: Path) -> None:
+    """The structure save_checkpoint writes; anything else is a damaged or foreign checkpoint."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"cannot resume: {path} is damaged or not a resnet_zoo checkpoint ({what}); "
+                               "delete the checkpoint directory to start over")
+
+    if not isinstance(state, dict):
+        raise bad("not a JSON object")
+    for key in ("epoch", "recipe", "sha256", "param_groups", "metrics"):
+        if key not in state:
+            raise bad(f"no {key!r}")
+    if isinstance(state["epoch"], bool) or not isinstance(state["epoch"], int) or state["epoch"] < 0:
+        raise bad(f"epoch {state['epoch']!r} is not a count")
+    digests = state["sha256"]
+    if not isinstance(digests, dict) or set(digests) != {"model.safetensors", "optimizer.safetensors"} or \
+            not all(isinstance(v, str) and len(v) == 64 for v in digests.values()):
+        raise bad("it must record the sha256 of model.safetensors and optimizer.safetensors")
+    if not isinstance(state["recipe"], dict) or not isinstance(state["metrics"], list):
+        raise bad("recipe or metrics malformed")
+    groups = state["param_groups"]
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise bad("param_groups malformed")
+
+
 def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                     cfg: TrainConfig) -> tuple[int, list[dict]]:
     """Restore ``model`` and ``optimizer``; returns the epochs done and the metrics so far."""
@@ -57,6 +81,7 @@ def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
         state = json.loads(state_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot resume: {state_path} is unreadable ({e})") from None
+    _check_state(state, state_path)
     for name, digest in state["sha256"].items():
         path = directory / name
         if not path.is_file() or sha256_file(path) != digest:
@@ -67,11 +92,15 @@ def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
     if state["recipe"] != cfg.recipe():
         diff = sorted(k for k in cfg.recipe() if state["recipe"].get(k) != cfg.recipe()[k])
         raise CheckpointError(f"cannot resume {directory}: the run's settings differ in {diff}")
-    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
-    buffers = load_file(str(directory / "optimizer.safetensors"))
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in buffers.items():
-        i, name = key.split(".", 1)
-        opt_state.setdefault(int(i), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    try:
+        model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+        buffers = load_file(str(directory / "optimizer.safetensors"))
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in buffers.items():
+            i, name = key.split(".", 1)
+            opt_state.setdefault(int(i), {})[name] = value
+        optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"cannot resume from {directory}: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}; delete it to start over") from None
     return int(state["epoch"]), list(state["metrics"])

@@ -6,6 +6,7 @@ from :func:`dataclasses.fields`, so a new training option is one edit here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -79,6 +80,24 @@ class TrainConfig:
             raise ConfigError(f"dataset {self.dataset!r} is read from local files: give --data DIR")
         for name in ("epochs", "batch_size"):
             check_positive_int(name, getattr(self, name))
+        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_epochs", "invert", "val_fraction",
+                     "label_smoothing"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        if not all(math.isfinite(m) for m in self.milestones):
+            raise ConfigError(f"milestones must be finite fractions, got {list(self.milestones)}")
+        if self.gamma <= 0:
+            raise ConfigError(f"gamma must be > 0, got {self.gamma}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("input_size", "limit_train"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ConfigError(
                 f"need lr > 0, 0 <= momentum < 1, weight_decay >= 0; got lr={self.lr}, "

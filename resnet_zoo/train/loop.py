@@ -24,7 +24,7 @@ from torch import nn
 
 from ..atomic import atomic_write
 from ..cpu import cpu_capabilities
-from ..errors import ConfigError
+from ..errors import ConfigError, ResNetZooError
 from ..manifest import PretrainedInfo, Preprocessing
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
@@ -165,6 +165,10 @@ def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
                             enabled=run.autocast is not None):
             logits = run.wrapped(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        if not bool(torch.isfinite(loss)):
+            raise ResNetZooError(
+                f"the training loss is {loss.item()} at epoch {epoch + 1}, step {i + 1} (lr {lr:.3g}): "
+                "training diverged; lower --lr or check the data. Nothing of this epoch was saved")
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()

@@ -1,0 +1,151 @@
+"""Hostile input: small files, configs and flags that once crashed with foreign errors,
+exhausted memory or answered NaN. Each must be a ResNetZooError with one clear line."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import resnet_zoo
+from resnet_zoo import CheckpointError, ConfigError, ResNetZooError, create
+from resnet_zoo.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def r20_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("r20")
+    create("cifar_resnet20", pretrained=True).save_pretrained(d)
+    return d
+
+
+def _edit_config(src: Path, dst: Path, edit) -> Path:
+    dst.mkdir()
+    (dst / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes())
+    doc = json.loads((src / "config.json").read_text())
+    edit(doc)
+    (dst / "config.json").write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    return dst
+
+
+def test_a_huge_block_index_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "huge.safetensors"
+    save_file({"conv1.weight": torch.zeros(64, 3, 7, 7), "layer1.999999999.conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="block indices must be 0..n-1"):
+        create("resnet18", pretrained=path)
+    with pytest.raises(CheckpointError, match="block indices"):
+        resnet_zoo.convert_state_dict({"conv1.weight": torch.zeros(1), "layer1.5.conv1.weight": torch.zeros(1)},
+                                      source="torchvision")
+
+
+def test_a_config_asking_for_more_blocks_than_the_weights_hold_is_refused_before_building(r20_dir, tmp_path):
+    d = _edit_config(r20_dir, tmp_path / "deep", lambda doc: doc["config"].update(n_blocks=[30000, 3, 3]))
+    with pytest.raises(CheckpointError, match="asks for 30006 blocks but the weights hold 9"):
+        resnet_zoo.ResNet.from_pretrained(d)
+    with pytest.raises(ConfigError, match="img_channels=100000000"):
+        create("cifar_resnet20", pretrained=True, img_channels=100_000_000)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda doc: doc.update(pretrained={"labels": 5}),
+    lambda doc: doc.update(pretrained=[1, 2]),
+    lambda doc: doc["pretrained"]["preprocessing"].update(mean=["a", "b", "c"]),
+    lambda doc: doc["pretrained"]["preprocessing"].update(std=[float("nan")] * 3),
+    lambda doc: doc["pretrained"]["preprocessing"].update(std=[0.0, 1.0, 1.0]),
+], ids=["labels-int", "pretrained-list", "mean-text", "std-nan", "std-zero"])
+def test_malformed_side_fields_of_config_json_are_checkpoint_errors(r20_dir, tmp_path, edit):
+    d = _edit_config(r20_dir, tmp_path / "bad", edit)
+    with pytest.raises(CheckpointError):
+        resnet_zoo.ResNet.from_pretrained(d)
+    with pytest.raises(CheckpointError):
+        create("cifar_resnet20", pretrained=d)
+
+
+def test_deeply_nested_config_json_is_a_checkpoint_error(r20_dir, tmp_path):
+    d = _edit_config(r20_dir, tmp_path / "deep", lambda doc: None)
+    (d / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError):
+        resnet_zoo.ResNet.from_pretrained(d)
+
+
+def test_negative_running_variance_is_refused(tmp_path):
+    model = create("cifar_resnet20")
+    sd = model.state_dict()
+    sd["blocks.0.bn1.running_var"] = -torch.ones_like(sd["blocks.0.bn1.running_var"])
+    save_file(sd, tmp_path / "neg.safetensors")
+    with pytest.raises(CheckpointError, match="negative variances"):
+        create("cifar_resnet20", pretrained=tmp_path / "neg.safetensors")
+
+
+@pytest.mark.parametrize("spec", ["hf-hub:../etc", "hf-hub:a b/c", "hf-hub:\u00e9t\u00e9/x", "hf-hub:" + "a" * 300 + "/b",
+                                  "hf-hub:a/b@bad rev", "hf-hub:a--b/c"])
+def test_malformed_hub_ids_are_config_errors(spec):
+    with pytest.raises(ConfigError, match="hf-hub:owner/repo|revision"):
+        create("resnet18", pretrained=spec)
+
+
+def test_an_empty_pretrained_spec_is_refused():
+    with pytest.raises(ConfigError, match="names nothing"):
+        create("cifar_resnet20", pretrained="")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("lr", math.nan), ("weight_decay", math.nan), ("lr", math.inf), ("label_smoothing", 5.0),
+    ("input_size", -5), ("input_size", 0), ("limit_train", 0), ("limit_train", -1), ("seed", 2**70),
+    ("gamma", 0.0), ("val_fraction", 1.5),
+])
+def test_every_numeric_training_setting_is_checked(field, value, tmp_path):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(tmp_path), **{field: value})
+
+
+def test_cli_training_flags_fail_in_one_line(tmp_path, capsys):
+    from resnet_zoo.cli import main
+
+    assert main(["train", "cifar_resnet20", "--dataset", "digits", "--out", str(tmp_path), "--limit-train", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "limit_train" in err[0]
+
+
+def test_a_diverging_loss_stops_training(tmp_path):
+    from resnet_zoo.train import train
+
+    cfg = TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(tmp_path / "run"), epochs=1,
+                      limit_train=64, batch_size=32, lr=1e30, progress=False)
+    with pytest.raises(ResNetZooError, match="not finite|diverged"):
+        train(cfg)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from resnet_zoo.train import train
+
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    train(TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(out), epochs=1, limit_train=64,
+                      batch_size=32, progress=False))
+    return out
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: {"epoch": 1},
+    lambda s: {**s, "sha256": {}},
+    lambda s: {**s, "epoch": "one"},
+    lambda s: {**s, "param_groups": []},
+    lambda s: [1, 2],
+], ids=["epoch-only", "no-digests", "epoch-text", "no-param-groups", "list"])
+def test_a_damaged_or_foreign_state_json_is_a_checkpoint_error(checkpoint, tmp_path, edit):
+    import shutil
+
+    from resnet_zoo.train import train
+
+    out = tmp_path / "run"
+    shutil.copytree(checkpoint, out)
+    state_path = out / "checkpoint" / "state.json"
+    state_path.write_text(json.dumps(edit(json.loads(state_path.read_text()))))
+    cfg = TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(out), epochs=1, limit_train=64,
+                      batch_size=32, progress=False, resume=True)  # the same recipe: only state.json differs
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(cfg)
