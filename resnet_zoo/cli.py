@@ -11,6 +11,7 @@ from dataclasses import MISSING, fields
 from typing import Sequence
 
 from ._version import __version__
+from .config import check_positive_int
 from .errors import ConfigError, ResNetZooError
 
 __all__ = ["main"]
@@ -191,6 +192,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import iter_bench, machine_description
 
+    if args.input_size is not None:
+        check_positive_int("--input-size", args.input_size)
     dtypes = None if args.dtype == "all" else (args.dtype,)  # None: every dtype fast here
     rows = iter_bench(args.names, batch_size=args.batch_size, dtypes=dtypes,
                       input_size=args.input_size, iters=args.iters, repeats=args.repeats,
@@ -226,6 +229,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model
     from .registry import get_entry
 
+    if args.input_size is not None:
+        check_positive_int("--input-size", args.input_size)
     model = _load(args)
     size = args.input_size or get_entry(args.name).input_size
     if args.int8:
@@ -314,14 +319,21 @@ def _add_model_args(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
                        help="run the plain float32 model instead of the fast path")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 1, like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="resnet-zoo", description="ResNets of He et al. 2016: list, inspect, run."
     )
     parser.add_argument("--version", action="version", version=f"resnet_zoo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the library does")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("list", help="registered model names")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
@@ -415,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("weights", help="the published weights manifest")
-    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION", parser_class=_Parser)
     w = wsub.add_parser("list", help="published weights with accuracy and preprocessing")
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=_cmd_weights_list)

@@ -208,7 +208,13 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsSpec:
         raise ConfigError(f"{where}: entry {name!r} sha256 must be 64 lowercase hex digits")
     if data.get("revision") and not _COMMIT.match(data["revision"]):
         raise ConfigError(f"{where}: entry {name!r} revision must be a full 40-digit commit hash")
-    data["preprocessing"] = Preprocessing(**data.get("preprocessing", {}))
+    pre = data.get("preprocessing", {})
+    try:
+        if not isinstance(pre, dict):
+            raise TypeError("it must be an object")
+        data["preprocessing"] = Preprocessing(**pre)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: entry {name!r} has malformed preprocessing: {e}") from None
     evaluations = data.get("evaluations", [])
     if not isinstance(evaluations, list) or not all(
             isinstance(e, dict) and isinstance(e.get("top1"), (int, float)) and e.get("data") and e.get("by")
@@ -225,8 +231,10 @@ def _load(path: str) -> dict[str, WeightsSpec]:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"weights manifest {path} does not exist; unset {MANIFEST_ENV}?") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"weights manifest {path} is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"weights manifest {path} is not valid UTF-8 JSON: {e}") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise ConfigError(f"weights manifest {path} cannot be read: {e.strerror or e}") from None
     entries = raw.get("weights") if isinstance(raw, dict) else None
     if not isinstance(entries, dict):
         raise ConfigError(f"weights manifest {path} needs a top-level 'weights' object")
@@ -295,7 +303,12 @@ def get_weights(arch: str, tag: str | None) -> WeightsSpec:
 
 def read_labels(filename: str) -> list[str]:
     """Class names, one per line, from ``weights/<filename>``."""
-    return data_path(filename).read_text(encoding="utf-8").splitlines()
+    path = data_path(filename)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"class names file {path} (named by the weights manifest) cannot be read: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
 
 
 def write_pins(path: Path, pins: dict[str, dict[str, Any]]) -> None:

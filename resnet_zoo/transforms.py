@@ -47,6 +47,10 @@ def _to_8bit(img: Any) -> Any:
     return img
 
 
+# What Image.open may decode: image formats only (EPS would reach Ghostscript, PDF and others
+# are not images to classify). Multi-picture camera JPEGs (MPO) open through the JPEG plugin.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+
 # Draft-mode decoding keeps the shorter side >= DRAFT_FACTOR x the resize target; measured on
 # real photos upscaled to 4000x3000: max 1/255 from the full decode after the resize (2x: 3/255).
 DRAFT_FACTOR = 4
@@ -69,7 +73,7 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: 
     else:
         name = os.fspath(source)
         try:
-            img = Image.open(name)
+            img = Image.open(name, formats=IMAGE_FORMATS)
             if min_size and img.format == "JPEG" and min(img.size) > min_size:
                 w, h = img.size
                 scale = min_size / min(w, h)

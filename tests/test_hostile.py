@@ -149,3 +149,79 @@ def test_a_damaged_or_foreign_state_json_is_a_checkpoint_error(checkpoint, tmp_p
                       batch_size=32, progress=False, resume=True)  # the same recipe: only state.json differs
     with pytest.raises(CheckpointError, match="cannot resume"):
         train(cfg)
+
+
+@pytest.mark.parametrize("write", [
+    lambda p: p.mkdir(),
+    lambda p: p.write_bytes(b"\xff\xfe{\x00"),
+    lambda p: p.write_text(json.dumps({"weights": {"cifar_resnet20.x": {
+        "filename": "model.safetensors", "source": "resnet_zoo", "hf_hub_id": "a/b",
+        "preprocessing": {"input_size": "big"}}}})),
+    lambda p: p.write_text(json.dumps({"weights": {"cifar_resnet20.x": {
+        "filename": "model.safetensors", "source": "resnet_zoo", "hf_hub_id": "a/b",
+        "preprocessing": [1, 2]}}})),
+], ids=["directory", "not-utf8", "input-size-text", "preprocessing-list"])
+def test_a_broken_manifest_is_a_config_error(tmp_path, monkeypatch, write):
+    from resnet_zoo import manifest
+
+    path = tmp_path / "manifest.json"
+    write(path)
+    monkeypatch.setenv("RESNET_ZOO_MANIFEST", str(path))
+    manifest._load.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="manifest|preprocessing"):
+            manifest.load_manifest()
+    finally:
+        manifest._load.cache_clear()
+
+
+def test_a_missing_labels_file_is_a_config_error():
+    from resnet_zoo.manifest import read_labels
+
+    with pytest.raises(ConfigError, match="class names file"):
+        read_labels("no_such_labels.txt")
+
+
+def test_train_and_held_out_folders_with_other_classes_are_refused(tmp_path):
+    from PIL import Image
+
+    from resnet_zoo.errors import InputError
+    from resnet_zoo.train import train
+
+    for split, classes in (("train", ("cat", "dog")), ("val", ("ant", "cat"))):
+        for c in classes:
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "data" / split / c / f"{i}.png")
+    cfg = TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(tmp_path / "data"),
+                      out=str(tmp_path / "run"), epochs=1, batch_size=2, progress=False)
+    with pytest.raises(InputError, match="different classes"):
+        train(cfg)
+
+
+def test_usage_errors_are_one_line_and_exit_1(capsys):
+    from resnet_zoo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["predict"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("resnet-zoo predict: error:")
+    assert main(["export", "cifar_resnet20", "--format", "onnx", "--out", "x.onnx", "--input-size", "0"]) == 1
+    assert "--input-size" in capsys.readouterr().err
+
+
+def test_a_newer_format_version_is_refused(r20_dir, tmp_path):
+    d = _edit_config(r20_dir, tmp_path / "v9", lambda doc: doc.update(format_version=9))
+    with pytest.raises(CheckpointError, match="format_version 9"):
+        resnet_zoo.ResNet.from_pretrained(d)
+
+
+def test_non_image_formats_never_reach_their_decoders(tmp_path):
+    from resnet_zoo.errors import InputError
+    from resnet_zoo.transforms import load_image
+
+    eps = tmp_path / "drawing.jpg"  # an EPS under an image name: Pillow would call Ghostscript
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(InputError, match="cannot read"):
+        load_image(eps)

@@ -16,6 +16,7 @@ from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
 from . import hub
 from .files import CONFIG_NAME, WEIGHTS_NAME
+from .save import FORMAT_VERSION
 
 __all__ = ["WeightsSource", "resolve", "resolve_saved", "parse_hf_hub", "read_config_document"]
 
@@ -48,6 +49,10 @@ def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | Non
             f"{path} is not a resnet_zoo config (written by save_pretrained): it needs "
             "'library': 'resnet_zoo' and a 'config' object"
         )
+    version = data.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r} is not one this resnet_zoo reads "
+                              f"(<= {FORMAT_VERSION}); upgrade resnet_zoo")
     config = ResNetConfig.from_dict(data["config"])
     info = PretrainedInfo.from_dict(data.get("pretrained"), where=str(path))
     architecture = data.get("architecture")
