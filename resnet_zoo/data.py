@@ -55,6 +55,8 @@ class ImageFiles(Dataset):
             return index, self.transform(self.paths[index]), None
         except InputError as e:
             return index, None, str(e)
+        except (OSError, ValueError, TypeError, MemoryError, RuntimeError) as e:  # a decoder or transform failing
+            return index, None, f"cannot read {self.paths[index]} as an image: {type(e).__name__}: {e}"
 
 
 def collate_images(batch: list[tuple[int, torch.Tensor | None, str | None]]):

@@ -51,6 +51,10 @@ def _to_8bit(img: Any) -> Any:
 # are not images to classify). Multi-picture camera JPEGs (MPO) open through the JPEG plugin.
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 
+# Longest side / shortest side of an accepted image: a 2,000,000x1 PNG of 4 KB would otherwise
+# resize to 256x512,000,000.
+MAX_ASPECT = 100
+
 # Draft-mode decoding keeps the shorter side >= DRAFT_FACTOR x the resize target; measured on
 # real photos upscaled to 4000x3000: max 1/255 from the full decode after the resize (2x: 3/255).
 DRAFT_FACTOR = 4
@@ -78,6 +82,10 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: 
                 w, h = img.size
                 scale = min_size / min(w, h)
                 img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
+            w, h = img.size
+            if max(w, h) > MAX_ASPECT * max(1, min(w, h)):
+                raise InputError(f"{name} is {w}x{h} pixels: an aspect ratio above {MAX_ASPECT}:1 is "
+                                 "not a photo (its resize would allocate without bound)")
             img.load()
         except FileNotFoundError:
             raise InputError(f"image {name} does not exist") from None
@@ -87,18 +95,20 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: 
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not make a readable image unreadable
         pass
-    img = _to_8bit(img)
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    if channels == 1:
-        return img.convert("L")
-    if channels == 3:
-        return img.convert("RGB")
-    raise InputError(f"images are read with 1 or 3 channels, not {channels}")
+    if channels not in (1, 3):
+        raise InputError(f"images are read with 1 or 3 channels, not {channels}")
+    try:
+        img = _to_8bit(img)
+        if img.mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        if img.mode in ("RGBA", "LA", "PA"):
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(background, rgba)
+        return img.convert("L" if channels == 1 else "RGB")
+    except (ValueError, OSError) as e:  # a mode Pillow cannot convert (LAB to L, ...)
+        raise InputError(f"cannot convert {name} (mode {img.mode}) to "
+                         f"{'grey' if channels == 1 else 'RGB'}: {e}") from None
 
 
 def to_uint8_tensor(img: Any) -> torch.Tensor:

@@ -225,3 +225,54 @@ def test_non_image_formats_never_reach_their_decoders(tmp_path):
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
     with pytest.raises(InputError, match="cannot read"):
         load_image(eps)
+
+
+@pytest.mark.parametrize("size", [(2_000_000, 1), (1, 10_000_000)])
+def test_image_bombs_by_shape_are_input_errors(tmp_path, size):
+    from PIL import Image
+
+    from resnet_zoo.errors import InputError
+    from resnet_zoo.transforms import Preprocess
+    from resnet_zoo.manifest import Preprocessing
+
+    path = tmp_path / "strip.png"
+    Image.new("L", size).save(path)
+    assert path.stat().st_size < 50_000
+    with pytest.raises(InputError, match="aspect ratio"):
+        Preprocess(Preprocessing())(path)
+    model = create("cifar_resnet20")
+    good = tmp_path / "good.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(good)
+    feats, paths = resnet_zoo.extract_features(model, [good, path], skip_bad=True, progress=False)
+    assert paths == [good] and feats.shape == (1, 64)
+
+
+def test_an_unconvertible_mode_is_an_input_error_and_skippable(tmp_path):
+    from PIL import Image
+
+    from resnet_zoo.errors import InputError
+    from resnet_zoo.transforms import load_image
+
+    path = tmp_path / "lab.tif"
+    Image.new("LAB", (16, 16)).save(path)
+    with pytest.raises(InputError, match="lab.tif"):
+        load_image(path, channels=1)
+
+
+def test_an_unverifiable_download_is_refused_unless_allowed(tmp_path, monkeypatch):
+    from resnet_zoo import IntegrityError
+    from resnet_zoo.pretrained.hub import ALLOW_UNVERIFIED_ENV, verify_file
+
+    blob = tmp_path / "blobs" / "not-a-hash-etag"
+    blob.parent.mkdir()
+    blob.write_bytes(b"weights")
+    link = tmp_path / "model.safetensors"
+    link.symlink_to(blob)
+    with pytest.raises(IntegrityError, match="cannot be verified"):
+        verify_file(link, evict=False)
+    monkeypatch.setenv(ALLOW_UNVERIFIED_ENV, "1")
+    assert len(verify_file(link, evict=False)) == 64
+    monkeypatch.delenv(ALLOW_UNVERIFIED_ENV)
+    with pytest.raises(IntegrityError):
+        verify_file(link)  # evicted: nothing left that a later load would trust
+    assert not blob.exists()

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "on", "yes", "true"}
+# Opt-in for servers whose ETags are not content hashes and whose files are not pinned.
+ALLOW_UNVERIFIED_ENV = "RESNET_ZOO_ALLOW_UNVERIFIED"
 
 
 class _NotOnHub(UnknownModelError):
@@ -144,8 +146,16 @@ def verify_file(path: Path, *, expected_sha256: str = "", what: str = "", evict:
                 f"{what}: git blob sha1 {blob_sha1} differs from the Hub's ETag {etag}; the cached "
                 "copy was deleted, retry the download"
             )
+    elif os.environ.get(ALLOW_UNVERIFIED_ENV, "").strip().lower() in _TRUE:
+        log.warning("%s: no pinned sha256 and no content ETag (a mirror or proxy?): loaded unverified "
+                    "because %s is set", what, ALLOW_UNVERIFIED_ENV)
     else:
-        log.warning("%s: no pinned sha256 and no content ETag to check against", what)
+        if evict:
+            _evict(path)
+        raise IntegrityError(
+            f"{what}: there is no pinned sha256 and the server's ETag {etag!r} is not a content hash "
+            f"(a mirror or proxy?), so the file cannot be verified; it was not kept. Pin it in the "
+            f"manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this server")
     return actual
 
 
