@@ -194,6 +194,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.input_size is not None:
         check_positive_int("--input-size", args.input_size)
+    if args.plot:
+        _check_out(args.plot, ".png", "--plot")
     dtypes = None if args.dtype == "all" else (args.dtype,)  # None: every dtype fast here
     rows = iter_bench(args.names, batch_size=args.batch_size, dtypes=dtypes,
                       input_size=args.input_size, iters=args.iters, repeats=args.repeats,
@@ -225,12 +227,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out(out: str, suffix: str, flag: str) -> None:
+    """Refuse an output path before any work: a directory, or a missing parent that cannot be made."""
+    from pathlib import Path
+
+    path = Path(out)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {out!r} is a directory; name a file, e.g. {path / ('out' + suffix)}")
+    parent = path.parent
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise ConfigError(f"{flag} {out!r}: the directory {parent} is not writable")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model
     from .registry import get_entry
 
     if args.input_size is not None:
         check_positive_int("--input-size", args.input_size)
+    _check_out(args.out, ".onnx" if args.format == "onnx" else ".pt", "--out")
     model = _load(args)
     size = args.input_size or get_entry(args.name).input_size
     if args.int8:

@@ -276,3 +276,13 @@ def test_an_unverifiable_download_is_refused_unless_allowed(tmp_path, monkeypatc
     with pytest.raises(IntegrityError):
         verify_file(link)  # evicted: nothing left that a later load would trust
     assert not blob.exists()
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
+    from resnet_zoo.cli import main
+
+    assert main(["export", "cifar_resnet20", "--format", "torchscript", "--out", str(tmp_path)]) == 1
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["bench", "cifar_resnet20", "--plot", str(tmp_path), "--quiet"]) == 1
+    assert "is a directory" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == []
