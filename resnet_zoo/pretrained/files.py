@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1  # of config.json, written by save_pretrained
 # A header this large would hold ~millions of tensors; the largest ResNet needs ~100 KB.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_TENSORS = 20_000

@@ -15,8 +15,7 @@ from ..config import ResNetConfig
 from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
 from . import hub
-from .files import CONFIG_NAME, WEIGHTS_NAME
-from .save import FORMAT_VERSION
+from .files import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME
 
 __all__ = ["WeightsSource", "resolve", "resolve_saved", "parse_hf_hub", "read_config_document"]
 

@@ -11,10 +11,10 @@ from .._version import __version__
 from ..config import ResNetConfig
 from ..manifest import PretrainedInfo
 from . import hub
+from .files import FORMAT_VERSION
 
 __all__ = ["config_document", "model_card", "save_pretrained", "push_to_hub"]
 
-FORMAT_VERSION = 1
 
 
 class SavedModel(Protocol):
