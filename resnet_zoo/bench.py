@@ -17,6 +17,7 @@ import torch
 
 from . import cpu
 from .config import check_positive_int
+from .timing import time_images_per_second
 
 __all__ = ["BenchResult", "bench_models", "gemm_peak_gflops", "iter_bench", "machine_description",
            "time_images_per_second"]
@@ -38,20 +39,6 @@ class BenchResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def time_images_per_second(fn: Callable[[torch.Tensor], object], x: torch.Tensor, *, iters: int = 3,
-                           warmup: int = 2, repeats: int = 3) -> float:
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn(x)
-        best = 0.0
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(iters):
-                fn(x)
-            best = max(best, iters * x.shape[0] / (time.perf_counter() - start))
-    return best
 
 
 def gemm_peak_gflops(dtype: torch.dtype, *, budget_s: float = 2.0, max_n: int = 2048) -> float:
@@ -219,20 +206,17 @@ def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], m
 
         onnx_path = export_model(reference.eval(), workdir / "peer.onnx", format="onnx",
                                  input_size=x.shape[-1], img_channels=x.shape[1])
+    for name in sorted(wanted & {"onnxruntime", "openvino"}):
+        if not have[name]:
+            missing.append(f"{name} (peer)")
     if wanted:
-        if "onnxruntime" not in wanted:
-            pass
-        elif have["onnxruntime"]:
+        if "onnxruntime" in wanted and have["onnxruntime"]:
             import onnxruntime as ort
 
             session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
             paths.append(("onnxruntime fp32 (peer)",
                           lambda t, s=session: s.run(None, {"images": t.numpy()})[0], torch.float32))
-        else:
-            missing.append("onnxruntime (peer)")
-        if "openvino" not in wanted:
-            pass
-        elif have["openvino"]:
+        if "openvino" in wanted and have["openvino"]:
             import openvino as ov
 
             compiled = ov.Core().compile_model(str(onnx_path), "CPU")
@@ -248,8 +232,6 @@ def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], m
                 request32 = compiled32.create_infer_request()
                 paths.append(("openvino fp32 (peer)", lambda t, r=request32: r.infer({0: t.numpy()}),
                               torch.float32))
-        else:
-            missing.append("openvino (peer)")
         if "torch.compile" in wanted:
             start = time.perf_counter()
             compiled_model = torch.compile(reference.eval())

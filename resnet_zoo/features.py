@@ -7,6 +7,7 @@ and renamed, so a reader never sees a partial file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from torch import nn
 
 from .atomic import atomic_write, write_text_atomic
 from .errors import CheckpointError, ConfigError, ResNetZooError
+from .pretrained.hub import sha256_file
 
 __all__ = ["FeaturesFile", "FeatureSet", "write_features", "read_features", "write_feature_set",
            "read_feature_set"]
@@ -99,16 +101,6 @@ def _record_name(i: int) -> str:
     return f"shard-{i:05d}.json"
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class FeatureSet:
     """A directory written by :func:`write_feature_set`: ``index.json`` and numbered shards."""
@@ -126,7 +118,7 @@ class FeatureSet:
 
         for shard in self.index["shards"]:
             path = self.directory / shard["file"]
-            if verify and _sha256(path) != shard["sha256"]:
+            if verify and sha256_file(path) != shard["sha256"]:
                 raise CheckpointError(f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
                                       "the shard was modified or damaged: re-run the command to rewrite it")
             tensors, _ = load_safetensors(path)
@@ -203,7 +195,7 @@ def _done(directory: Path, i: int) -> dict | None:
     """The record of shard ``i`` if the shard is complete and matches it."""
     try:
         record = json.loads((directory / _record_name(i)).read_text())
-        if _sha256(directory / record["file"]) == record["sha256"]:
+        if sha256_file(directory / record["file"]) == record["sha256"]:
             return record
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -257,7 +249,7 @@ def write_feature_set(
     run = {"format": SET_FORMAT, "model": model_name or model.arch_name or "custom",
            "weights": (info.name or info.source) if info is not None else "random init",
            "store_dtype": store_dtype, "shard_size": shard_size, "num_images": len(paths),
-           "inputs_sha256": hashlib_sha256("\n".join(paths))}
+           "inputs_sha256": hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()}
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, run, overwrite)
     if rank == 0:
@@ -309,12 +301,6 @@ def write_feature_set(
             "images_per_s": round(images / elapsed, 2) if elapsed > 0 and images else None}
 
 
-def hashlib_sha256(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _write_shard(out: Path, i: int, rows: list[torch.Tensor], kept: list[str], bad: list[dict],
                  model: nn.Module) -> None:
     from safetensors.torch import save_file
@@ -323,7 +309,7 @@ def _write_shard(out: Path, i: int, rows: list[torch.Tensor], kept: list[str], b
     feats = torch.cat(rows) if rows else torch.empty(0, width)
     with atomic_write(out / _shard_name(i)) as tmp:
         save_file({"features": feats.contiguous(), "paths": _encode_paths(kept)}, str(tmp))
-    record = {"file": _shard_name(i), "rows": len(kept), "sha256": _sha256(out / _shard_name(i)), "bad": bad}
+    record = {"file": _shard_name(i), "rows": len(kept), "sha256": sha256_file(out / _shard_name(i)), "bad": bad}
     write_text_atomic(out / _record_name(i), json.dumps(record, indent=1) + "\n")
 
 

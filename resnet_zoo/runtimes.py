@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -31,6 +30,7 @@ from . import cpu
 from .atomic import write_text_atomic
 from .errors import ConfigError, ResNetZooError
 from .model import ResNet, ResNetBase, ResNetFeatures
+from .timing import time_images_per_second
 from .view import ModelView
 
 __all__ = ["BACKENDS", "RuntimeModel", "available_backends", "build_runtime", "choose_backend",
@@ -76,10 +76,11 @@ class _ExportView(nn.Module):
 
 
 def export_onnx(model: ResNetBase, directory: Path, input_size: int) -> tuple[Path, list[str]]:
-    """The model as ONNX in ``directory``; returns the file and its output names."""
+    """The model (in eval mode: pass a copy if it must stay in training mode) as ONNX in
+    ``directory``; returns the file and its output names."""
     from .export import export_model
 
-    view = _ExportView(copy_eval(model))
+    view = _ExportView(model)
     names = ["logits", "features"] if view.has_head else ["features"]
     path = export_model(view, directory / "model.onnx", format="onnx", input_size=input_size,
                         output_names=names)
@@ -210,14 +211,15 @@ def build_runtime(model: ResNetBase, backend: str, dtype: Any = torch.float32, *
                           "or 'torch' for bfloat16, or dtype=torch.float32")
     directory = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="resnet_zoo-onnx-"))
     size = _input_size(model)
-    path, names = export_onnx(model, directory, size)
+    eager = copy_eval(model)  # one private copy: exported, then kept for metadata and input checks
+    path, names = export_onnx(eager, directory, size)
     if dtype == "int8":
         if calibration is None:
             raise ConfigError("dtype='int8' needs calibration images: a float32 [N, C, H, W] tensor of "
                               "up to 512 preprocessed training images")
         path = quantize_int8(path, calibration)
     runner = _RUNNERS[backend](path, names, dtype)
-    runtime = RuntimeModel(copy_eval(model), backend, dtype, runner, path).eval()
+    runtime = RuntimeModel(eager, backend, dtype, runner, path).eval()
     if check:
         check_parity(model, runtime, dtype, size)
     return runtime
@@ -300,17 +302,9 @@ def _read_cache() -> dict[str, Any]:
         return {}
 
 
-def time_backend(fast: nn.Module, x: torch.Tensor, *, rounds: int = 1, iters: int = 2) -> float:
-    """Images/s: one warm-up batch, then the best of ``rounds`` rounds of ``iters`` batches."""
-    with torch.inference_mode():
-        fast(x)
-        best = 0.0
-        for _ in range(rounds):
-            start = time.perf_counter()
-            for _ in range(iters):
-                fast(x)
-            best = max(best, iters * x.shape[0] / (time.perf_counter() - start))
-    return best
+def time_backend(fast: nn.Module, x: torch.Tensor) -> float:
+    """One calibration round: a warm-up batch, then images/s over 2 batches."""
+    return time_images_per_second(fast, x, iters=2, warmup=1, repeats=1)
 
 
 def choose_backend(model: ResNetBase, candidates: dict[str, Callable[[], nn.Module]], *,
