@@ -5,7 +5,9 @@ headers huggingface_hub reads: ``X-Repo-Commit``, ``ETag`` / ``X-Linked-Etag`` (
 LFS file), ``X-Linked-Size``, ``Content-Length``; 404s carry ``X-Error-Code`` (RepoNotFound,
 RevisionNotFound, EntryNotFound) as the Hub's do. Faults can be injected per file: ``"short"``
 (fewer bytes than announced, then close), ``"corrupt"`` (same size, wrong bytes), ``"drop"``
-(connection closed mid-body), ``"slow"`` (a pause before the body, for concurrency tests).
+(connection closed mid-body), ``"slow"`` (a pause before the body, for concurrency tests),
+``"drip"`` (the body one byte every ``drip_interval`` seconds: a link that never times out and
+never finishes).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class HubServer:
     def __init__(self) -> None:
         self.repos: dict[str, _Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        self.drip_interval = 0.2
         self._lock = threading.Lock()
         server = self
 
@@ -144,6 +147,15 @@ class HubServer:
             payload = payload[: len(payload) // 3]
         elif fault == "slow":
             time.sleep(0.5)
+        elif fault == "drip":
+            try:
+                for i in range(len(payload)):
+                    h.wfile.write(payload[i:i + 1])
+                    h.wfile.flush()
+                    time.sleep(self.drip_interval)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
         try:
             h.wfile.write(payload)
             h.wfile.flush()

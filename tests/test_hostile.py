@@ -286,3 +286,92 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
     assert main(["bench", "cifar_resnet20", "--plot", str(tmp_path), "--quiet"]) == 1
     assert "is a directory" in capsys.readouterr().err
     assert sorted(tmp_path.iterdir()) == []
+
+
+# --- 8. A slow-drip download -----------------------------------------------------------------
+
+DRIP_REPO = "drip/cifar_resnet20"
+
+
+@pytest.fixture
+def drip(hub):
+    """cifar_resnet20's weights on the local Hub, served one byte every 0.2 s."""
+    from safetensors.torch import save
+
+    torch.manual_seed(0)
+    model = create("cifar_resnet20").eval()
+    hub.add_file(DRIP_REPO, "model.safetensors", save(model.state_dict()), fault="drip")
+    return hub, model
+
+
+def _trusted_files(cache: Path) -> list[Path]:
+    return [p for p in cache.glob("models--*/snapshots/*/*") if p.resolve().is_file()]
+
+
+def test_a_slow_drip_download_stops_below_the_minimum_speed(drip, monkeypatch):
+    import os
+    import time
+
+    from resnet_zoo import DownloadError
+
+    hub, model = drip
+    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "1000")
+    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_SPEED_WINDOW", "1")
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"bytes/s over the last 1 s, below the minimum of 1,000"):
+        create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")
+    assert time.monotonic() - start < 10
+    cache = Path(os.environ["HF_HUB_CACHE"])
+    assert _trusted_files(cache) == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DownloadError, match="not in the cache"):
+        create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    hub.set_fault(DRIP_REPO, "model.safetensors", None)  # the link recovers: the next load works
+    loaded = create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_a_slow_drip_download_stops_at_the_deadline(drip, monkeypatch):
+    import time
+
+    from resnet_zoo import DownloadError
+
+    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "0")
+    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_DEADLINE", "1.5")
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"over the 1.5 s deadline set by RESNET_ZOO_DOWNLOAD_DEADLINE"):
+        create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")
+    assert time.monotonic() - start < 10
+
+
+def test_the_pace_only_applies_inside_resnet_zoo_downloads(drip, monkeypatch):
+    from huggingface_hub import get_session
+
+    from resnet_zoo import DownloadError
+
+    hub, _ = drip
+    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "1000")
+    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_SPEED_WINDOW", "0.1")
+    with pytest.raises(DownloadError):
+        create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")  # the hooks are installed now
+    url = f"{hub.url}/{DRIP_REPO}/resolve/main/model.safetensors"
+    with get_session().stream("GET", url) as response:  # the user's own use of the client
+        got = b""
+        for chunk in response.iter_raw():
+            got += chunk
+            if len(got) >= 3:
+                break
+    assert len(got) >= 3
+
+
+@pytest.mark.parametrize("name, value", [
+    ("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "fast"), ("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "-1"),
+    ("RESNET_ZOO_DOWNLOAD_DEADLINE", "nan"), ("RESNET_ZOO_DOWNLOAD_SPEED_WINDOW", "0"),
+])
+def test_bad_pace_settings_are_config_errors(hub, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name}={value!r} is not valid"):
+        create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")

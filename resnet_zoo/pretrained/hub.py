@@ -9,18 +9,31 @@ the cached copy before raising, so a later load never trusts it.
 
 ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE`` are read at call time (huggingface_hub
 reads them once, at import).
+
+A download is paced: huggingface_hub's own timeout is per socket read, so a server that sends
+one byte every few seconds never trips it. While :func:`download` runs, every chunk the HTTP
+client receives is counted (a response hook on huggingface_hub's shared client, inactive for
+everyone else); a transfer slower than ``RESNET_ZOO_DOWNLOAD_MIN_SPEED`` bytes/s over
+``RESNET_ZOO_DOWNLOAD_SPEED_WINDOW`` seconds, or longer than ``RESNET_ZOO_DOWNLOAD_DEADLINE``
+seconds in all, stops with a :class:`DownloadError`. What was received stays as
+huggingface_hub's ``.incomplete`` file, which it resumes and never serves as the file.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
+import math
 import os
 import re
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
-from ..errors import DownloadError, IntegrityError, UnknownModelError
+from ..errors import ConfigError, DownloadError, IntegrityError, ResNetZooError, UnknownModelError
 
 __all__ = [
     "download",
@@ -32,6 +45,7 @@ __all__ = [
     "offline_mode",
     "hub_cache_dir",
     "save_pretrained",
+    "DownloadPace",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +55,145 @@ _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "on", "yes", "true"}
 # Opt-in for servers whose ETags are not content hashes and whose files are not pinned.
 ALLOW_UNVERIFIED_ENV = "RESNET_ZOO_ALLOW_UNVERIFIED"
+
+
+# Pacing: a download slower than MIN_SPEED bytes/s over WINDOW seconds, or longer than DEADLINE
+# seconds in all, is stopped. 10 kB/s over 30 s never stops a working link (a 100 MB ResNet-50 at
+# 10 kB/s would take three hours) and stops a one-byte-every-5-s drip after 30 s.
+DEADLINE_ENV = "RESNET_ZOO_DOWNLOAD_DEADLINE"
+MIN_SPEED_ENV = "RESNET_ZOO_DOWNLOAD_MIN_SPEED"
+WINDOW_ENV = "RESNET_ZOO_DOWNLOAD_SPEED_WINDOW"
+DEFAULT_DEADLINE = 0.0  # none: a large file on a slow but steady link is not an error
+DEFAULT_MIN_SPEED = 10_240.0
+DEFAULT_WINDOW = 30.0
+
+
+def _env_seconds(name: str, default: float, *, allow_zero: bool) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        valid = "a number >= 0 (0 turns it off)" if allow_zero else "a number > 0"
+        raise ConfigError(f"{name}={raw!r} is not valid: expected {valid}")
+    return value
+
+
+@dataclass
+class DownloadPace:
+    """The limits one download must keep, and what it has received so far.
+
+    ``deadline``: seconds for the whole download (0: none). ``min_speed``: bytes per second,
+    averaged over each ``window`` seconds (0: no minimum).
+    """
+
+    deadline: float = DEFAULT_DEADLINE
+    min_speed: float = DEFAULT_MIN_SPEED
+    window: float = DEFAULT_WINDOW
+    what: str = "the download"
+    received: int = 0
+    _start: float = field(default_factory=time.monotonic, repr=False)
+    _mark: tuple[float, int] = (0.0, 0)
+
+    def __post_init__(self) -> None:
+        for name, value in (("deadline", self.deadline), ("min_speed", self.min_speed)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"download {name}={value!r} is not valid: expected a number >= 0 "
+                                  "(0 turns it off)")
+        if not (isinstance(self.window, (int, float)) and math.isfinite(self.window) and self.window > 0):
+            raise ConfigError(f"download speed window={self.window!r} is not valid: expected seconds > 0")
+        self._mark = (self._start, 0)
+
+    @classmethod
+    def from_env(cls, what: str = "the download") -> "DownloadPace":
+        return cls(deadline=_env_seconds(DEADLINE_ENV, DEFAULT_DEADLINE, allow_zero=True),
+                   min_speed=_env_seconds(MIN_SPEED_ENV, DEFAULT_MIN_SPEED, allow_zero=True),
+                   window=_env_seconds(WINDOW_ENV, DEFAULT_WINDOW, allow_zero=False), what=what)
+
+    def check(self, nbytes: int = 0) -> None:
+        """Count ``nbytes`` more; raise :class:`DownloadError` when a limit is broken."""
+        self.received += nbytes
+        now = time.monotonic()
+        elapsed = now - self._start
+        if self.deadline and elapsed > self.deadline:
+            raise DownloadError(
+                f"{self.what}: stopped after {elapsed:.0f} s ({self.received:,} bytes received), over "
+                f"the {self.deadline:g} s deadline set by {DEADLINE_ENV}. The part received is kept "
+                "and resumed by the next attempt; raise the deadline for a slow link")
+        mark_t, mark_bytes = self._mark
+        if self.min_speed and now - mark_t >= self.window:
+            speed = (self.received - mark_bytes) / (now - mark_t)
+            if speed < self.min_speed:
+                raise DownloadError(
+                    f"{self.what}: the server sent {speed:,.0f} bytes/s over the last "
+                    f"{now - mark_t:.0f} s, below the minimum of {self.min_speed:,.0f} bytes/s "
+                    f"({MIN_SPEED_ENV}, over {WINDOW_ENV}={self.window:g} s); stopped. The part "
+                    "received is kept and resumed by the next attempt; retry, or lower the minimum "
+                    "(0 turns it off) for a slow link")
+            self._mark = (now, self.received)
+
+
+_PACE: contextvars.ContextVar[DownloadPace | None] = contextvars.ContextVar("resnet_zoo_pace", default=None)
+_HOOK_LOCK = threading.Lock()
+_PACED_STREAM_TYPES: dict[type, type] = {}
+
+
+def _paced_stream_type(base: type) -> type:
+    """A subclass of the client's ``SyncByteStream`` that counts each chunk against the pace."""
+    cls = _PACED_STREAM_TYPES.get(base)
+    if cls is None:
+        def __init__(self: Any, inner: Any, pace: DownloadPace) -> None:
+            self._inner, self._pace = inner, pace
+
+        def __iter__(self: Any) -> Iterator[bytes]:
+            self._pace.check(0)
+            for chunk in self._inner:
+                self._pace.check(len(chunk))
+                yield chunk
+
+        def close(self: Any) -> None:
+            self._inner.close()
+
+        cls = type("PacedStream", (base,), {"__init__": __init__, "__iter__": __iter__, "close": close})
+        _PACED_STREAM_TYPES[base] = cls
+    return cls
+
+
+def _on_request(request: Any) -> None:
+    pace = _PACE.get()
+    if pace is not None:
+        pace.check(0)  # a retry after the deadline does not start
+
+
+def _on_response(response: Any) -> None:
+    pace = _PACE.get()
+    if pace is None:
+        return
+    stream = response.stream
+    base = next((c for c in type(stream).__mro__ if c.__name__ == "SyncByteStream"), None)
+    if base is not None:
+        response.stream = _paced_stream_type(base)(stream, pace)
+
+
+def _install_pacing() -> bool:
+    """Add the pacing hooks to huggingface_hub's shared HTTP client (once per client)."""
+    from huggingface_hub import get_session
+
+    session = get_session()
+    hooks = getattr(session, "event_hooks", None)
+    if not isinstance(hooks, dict):
+        return False
+    if _on_response in hooks.get("response", ()):
+        return True
+    with _HOOK_LOCK:
+        hooks = session.event_hooks
+        if _on_response not in hooks.get("response", ()):
+            session.event_hooks = {"request": [*hooks.get("request", ()), _on_request],
+                                   "response": [*hooks.get("response", ()), _on_response]}
+    return True
 
 
 class _NotOnHub(UnknownModelError):
@@ -168,19 +321,37 @@ def download(
     expected_sha256: str = "",
     force_download: bool = False,
     verify: bool = True,
+    pace: DownloadPace | None = None,
 ) -> Path:
     """Fetch ``filename`` of ``repo_id`` into the Hub cache (or find it there) and verify it.
 
     Honours ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE``. Every failure becomes a
-    :class:`~resnet_zoo.errors.ResNetZooError` saying what to do.
+    :class:`~resnet_zoo.errors.ResNetZooError` saying what to do. ``pace`` bounds a slow
+    transfer (default: :meth:`DownloadPace.from_env`).
     """
+    what = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+    if pace is None:
+        pace = DownloadPace.from_env(what)
+    if not _install_pacing():  # pragma: no cover - a client without httpx's event hooks
+        log.warning("%s: this huggingface_hub's HTTP client takes no hooks, so a slow download is "
+                    "bounded only by huggingface_hub's own read timeout", what)
+    token = _PACE.set(pace)
+    try:
+        return _download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                         expected_sha256=expected_sha256, force_download=force_download,
+                         verify=verify, what=what)
+    finally:
+        _PACE.reset(token)
+
+
+def _download(repo_id: str, filename: str, *, revision: str | None, cache_dir: Any,
+              expected_sha256: str, force_download: bool, verify: bool, what: str) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf_errors
 
     cache = hub_cache_dir(cache_dir)
     offline = _sync_offline()
     endpoint = hub_endpoint()
-    what = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     try:
         if not offline and not force_download and not _cached(repo_id, filename, revision, cache):
             # huggingface_hub retries a failed first download with backoff for ~20 s; one quick
@@ -198,6 +369,8 @@ def download(
             local_files_only=offline,
             force_download=force_download,
         )
+    except ResNetZooError:
+        raise  # the pace was broken (a DownloadError, also an OSError)
     except hf_errors.RevisionNotFoundError:
         raise UnknownModelError(
             f"revision {revision!r} of {repo_id!r} does not exist on the Hub ({endpoint or 'default endpoint'})"
