@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -100,20 +100,35 @@ def iter_bench(
     a row saying so. ``int8=True`` adds resnet_zoo's int8 paths (calibrated on random images:
     speed does not depend on the values). ``peers`` may name some of them:
     ``("onnxruntime", "openvino", "torch.compile")``.
-    """
-    from tqdm.auto import tqdm
 
-    from .factory import create
-    from .inference import optimize_for_inference
+    Every argument is checked when this is called, before anything is timed or printed.
+    """
     from .registry import get_entry
-    from .summary import count_macs
 
     check_positive_int("batch_size", batch_size)
     check_positive_int("iters", iters)
     check_positive_int("repeats", repeats)
+    if input_size is not None:
+        check_positive_int("input_size", input_size)
+    _wanted_peers(peers)
     chosen = cpu.supported_dtypes() if dtypes is None else tuple(dict.fromkeys(
         cpu.resolve_dtype(d) for d in dtypes))
     entries = [get_entry(name) for name in names]  # unknown names fail before any timing
+    return _bench_rows(names, entries, batch_size=batch_size, chosen=chosen, input_size=input_size,
+                       iters=iters, repeats=repeats, with_torchvision=with_torchvision,
+                       gemm_peaks=gemm_peaks, progress=progress, peers=peers, int8=int8)
+
+
+def _bench_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int,
+                chosen: Sequence[torch.dtype], input_size: int | None, iters: int, repeats: int,
+                with_torchvision: bool, gemm_peaks: dict[torch.dtype, float] | None, progress: bool,
+                peers: bool | Sequence[str], int8: bool) -> Iterator[list[BenchResult]]:
+    from tqdm.auto import tqdm
+
+    from .factory import create
+    from .inference import optimize_for_inference
+    from .summary import count_macs
+
     peaks = dict(gemm_peaks) if gemm_peaks is not None else {}
     for dtype in chosen:
         if dtype not in peaks:
@@ -183,6 +198,17 @@ def _tag(dtype) -> str:
 PEERS = ("onnxruntime", "openvino", "torch.compile")
 
 
+def _wanted_peers(peers: bool | Sequence[str]) -> set[str]:
+    from .errors import ConfigError
+
+    if isinstance(peers, str):
+        peers = (peers,)
+    wanted = set(PEERS if peers is True else (peers or ()))
+    if wanted - set(PEERS):
+        raise ConfigError(f"peers must be True or some of {list(PEERS)}, got {sorted(wanted)}")
+    return wanted
+
+
 def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], model, reference,
                        x: torch.Tensor, chosen: Sequence[torch.dtype], *, peers: bool | Sequence[str],
                        int8: bool) -> None:
@@ -192,12 +218,9 @@ def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], m
     from pathlib import Path
 
     from . import runtimes
-    from .errors import ConfigError
     from .inference import optimize_for_inference
 
-    wanted = set(PEERS if peers is True else (peers or ()))
-    if wanted - set(PEERS):
-        raise ConfigError(f"peers must be True or some of {list(PEERS)}, got {sorted(wanted)}")
+    wanted = _wanted_peers(peers)
     have = {name: importlib.util.find_spec(name) is not None for name in ("onnxruntime", "openvino")}
     workdir = Path(tempfile.mkdtemp(prefix="resnet_zoo-bench-"))
     onnx_path = None
