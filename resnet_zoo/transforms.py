@@ -17,6 +17,7 @@ import torch
 
 from .errors import InputError
 from .manifest import Preprocessing
+from .paths import not_a_regular_file
 
 __all__ = ["Preprocess", "load_image", "to_tensor", "to_uint8_tensor", "preprocessing_for",
            "IMAGE_EXTENSIONS"]
@@ -76,6 +77,8 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: 
         img, name = source, "<PIL image>"
     else:
         name = os.fspath(source)
+        if problem := not_a_regular_file(name):  # a FIFO would block open() until a writer came
+            raise InputError(f"image {name} {problem}")
         try:
             img = Image.open(name, formats=IMAGE_FORMATS)
             if min_size and img.format == "JPEG" and min(img.size) > min_size:

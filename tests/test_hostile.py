@@ -375,3 +375,38 @@ def test_bad_pace_settings_are_config_errors(hub, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"{name}={value!r} is not valid"):
         create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")
+
+
+def test_bench_settings_are_checked_before_anything_is_printed_or_timed(capsys):
+    from resnet_zoo.bench import iter_bench
+    from resnet_zoo.cli import main
+
+    for flag in ("--iters", "--repeats", "--batch-size"):
+        assert main(["bench", "cifar_resnet20", flag, "0", "--quiet"]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and f"{flag.lstrip('-').replace('-', '_')} must be a positive integer, got 0" in err
+    with pytest.raises(ConfigError, match="peers must be"):
+        iter_bench(["cifar_resnet20"], peers=("tensorrt",))  # at the call, not at the first row
+
+
+def test_devices_fifos_and_huge_configs_are_named_for_what_they_are(tmp_path, r20_dir):
+    import os
+
+    from resnet_zoo import InputError
+    from resnet_zoo.pretrained import read_checkpoint
+    from resnet_zoo.transforms import load_image
+
+    fifo = tmp_path / "weights.safetensors"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    for path, kind in (("/dev/zero", "is a character device"), (str(fifo), r"is a FIFO \(named pipe\)")):
+        with pytest.raises(CheckpointError, match=kind):
+            create("cifar_resnet20", pretrained=path)
+        with pytest.raises(CheckpointError, match=kind):
+            read_checkpoint(path)
+        with pytest.raises(InputError, match=kind):
+            load_image(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        create("cifar_resnet20", pretrained=str(tmp_path / "missing.safetensors"))
+    big = _edit_config(r20_dir, tmp_path / "big", lambda doc: doc.update(padding="x" * (2 << 20)))
+    with pytest.raises(CheckpointError, match="a config.json is a few kB"):
+        create("cifar_resnet20", pretrained=str(big))

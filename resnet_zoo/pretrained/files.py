@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..paths import not_a_regular_file
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_safetensors", "read_checkpoint"]
 
@@ -72,8 +73,8 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist or is not a file")
+    if problem := not_a_regular_file(path):
+        raise CheckpointError(f"weights file {path} {problem}")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(64)  # enough to recognise what a non-safetensors file is
@@ -133,8 +134,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     retry without ``weights_only``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    if problem := not_a_regular_file(path):
+        raise CheckpointError(f"checkpoint {path} {problem}")
     if path.suffix == ".safetensors":
         return load_safetensors(path)[0]
     try:

@@ -14,6 +14,7 @@ from typing import Any
 from ..config import ResNetConfig
 from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
+from ..paths import not_a_regular_file
 from . import hub
 from .files import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME
 
@@ -37,9 +38,15 @@ class WeightsSource:
     architecture: str | None = None  # the registered name it was saved as, if any
 
 
+MAX_CONFIG_BYTES = 1 << 20  # save_pretrained writes about 2 kB
+
+
 def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | None, str | None]:
     """The config, pretrained info and architecture name of a save_pretrained config.json."""
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{path} is {path.stat().st_size:,} bytes: a config.json is a few "
+                                  f"kB (the limit is {MAX_CONFIG_BYTES:,} bytes)")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path} is not a readable JSON config: {e}") from None
@@ -145,8 +152,9 @@ def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = Non
             )
         return WeightsSource(path, "auto", str(path), None, PretrainedInfo(source=str(path)))
     looks_like_path = os.sep in pretrained or pretrained.endswith((".safetensors", ".pth", ".pt", ".bin"))
-    if looks_like_path:
-        raise CheckpointError(f"pretrained path {pretrained!r} does not exist")
+    if looks_like_path or os.path.lexists(path):
+        raise CheckpointError(f"pretrained path {pretrained!r} {not_a_regular_file(path)}: give a "
+                              ".safetensors file or a save_pretrained directory")
     try:
         spec = get_weights(arch, pretrained)
     except UnknownModelError as e:
