@@ -1,6 +1,6 @@
 """Training throughput: one process against two (torchrun, DDP over gloo), on this machine.
 
-    python benchmarks/train_scaling.py   # ~1 minute; writes benchmarks/train_scaling.json
+    python benchmarks/train_scaling.py   # ~1 minute; writes benchmarks/train_scaling/<cpu>.json
 
 cifar_resnet20 on scikit-learn's digits (32x32 grey), global batch 128, 3 epochs; the figure is
 the median images/s of epochs 2-3 from metrics.json (epoch 1 includes start-up).
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from resnet_zoo.bench import machine_description  # noqa: E402
+from resnet_zoo.cpu import cpu_capabilities  # noqa: E402
 
 ARGS = ["train", "cifar_resnet20", "--dataset", "digits", "--epochs", "3", "--quiet"]
 
@@ -34,25 +35,22 @@ def run(prefix: list[str], threads: int) -> float:
 
 
 def main() -> None:
+    """Measure on this CPU and write its own record; another CPU's record is never touched."""
     import argparse
+    import time
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--force", action="store_true",
-                        help="replace a record measured on another CPU (kept by default)")
-    args = parser.parse_args()
-    path = ROOT / "benchmarks" / "train_scaling.json"
-    if path.is_file() and not args.force:
-        recorded = json.loads(path.read_text()).get("machine", "")
-        if recorded.split(",")[0] != machine_description().split(",")[0]:
-            raise SystemExit(f"{path} holds figures of another CPU ({recorded}); "
-                             "keep them, or pass --force to replace them")
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    caps = cpu_capabilities()
     cores = os.cpu_count() or 1
     one = run([sys.executable], threads=cores)
     two = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
               threads=max(1, cores // 2))
-    record = {"machine": machine_description(), "one_process_images_per_s": one,
+    record = {"cpu_kind": caps.kind, "cpu_slug": caps.slug, "machine": machine_description(),
+              "date": time.strftime("%Y-%m-%d"), "one_process_images_per_s": one,
               "two_processes_images_per_s": two, "speedup": two / one}
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    out = ROOT / "benchmarks" / "train_scaling"
+    out.mkdir(exist_ok=True)
+    (out / f"{caps.slug}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
 

@@ -119,10 +119,20 @@ class CpuCapabilities:
 
     @property
     def slug(self) -> str:
-        """A file-name key of the CPU kind, e.g. "amd-epyc_avx512-bf16", "intel-xeon-processor_amx"."""
+        """A file-name key of the CPU, e.g. "amd-epyc-f25m17_avx512-bf16" (Zen 4),
+        "amd-epyc-f26m2_avx512-bf16" (Zen 5), "intel-xeon-processor_amx".
+
+        Family and model are part of it when /proc/cpuinfo gives them: two CPUs of one brand and
+        instruction set (Zen 4 and Zen 5 both read "AMD EPYC" with AVX512-BF16) run at other
+        speeds, and one's figures must never overwrite the other's.
+        """
         name = re.sub(r"\((r|tm)\)", "", self.model_name.lower())
+        name = re.sub(r"[^a-z0-9]+", "-", name).strip("-")
+        fm = re.fullmatch(r"family (\d+) model (\d+)", self.family_model or "")
+        if fm:
+            name += f"-f{fm[1]}m{fm[2]}"
         tier = "amx" if self.amx else ("avx512-bf16" if self.avx512_bf16 else self.isa.lower())
-        return re.sub(r"[^a-z0-9]+", "-", name).strip("-") + "_" + tier
+        return name + "_" + tier
 
     def describe(self) -> str:
         """One line for the record next to a measured figure."""

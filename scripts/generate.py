@@ -49,18 +49,25 @@ def train_speed_markdown() -> str:
 
 
 def train_scaling_markdown() -> str:
-    """From benchmarks/train_scaling.json, written by benchmarks/train_scaling.py."""
+    """From benchmarks/train_scaling/<cpu>.json, written by benchmarks/train_scaling.py (one per CPU)."""
     import json
 
-    r = json.loads((ROOT / "benchmarks" / "train_scaling.json").read_text())
+    lines = []
+    for path in sorted((ROOT / "benchmarks" / "train_scaling").glob("*.json")):
+        r = json.loads(path.read_text())
+        when = f" ({r['date']})" if r.get("date") else ""
+        lines.append(f"- {r['machine']}{when}: 1 process (2 threads) {r['one_process_images_per_s']:.0f} "
+                     f"images/s, 2 processes (1 thread each) {r['two_processes_images_per_s']:.0f} "
+                     f"images/s, {r['speedup']:.2f}x.")
     return (
-        f"Measured on {r['machine']} by `benchmarks/train_scaling.py`: cifar_resnet20 "
-        f"on digits, global batch 128: 1 process (2 threads) {r['one_process_images_per_s']:.0f} "
-        f"images/s, 2 processes (1 thread each, DDP over gloo) {r['two_processes_images_per_s']:.0f} "
-        f"images/s, {r['speedup']:.2f}x. Both use the same 2 cores, so this measures the cost of "
-        "DDP's gradient all-reduce against intra-op threading, not a gain from more hardware: "
-        "the speed-up comes from more machines or GPUs, each process with its own.\n"
+        "Measured by `benchmarks/train_scaling.py`: cifar_resnet20 on digits, global batch 128, "
+        "one process against two (DDP over gloo), each CPU in its own record:\n\n"
+        + "\n".join(lines) + "\n\n"
+        "Both runs use the same 2 cores, so this measures the cost of DDP's gradient all-reduce "
+        "against intra-op threading, not a gain from more hardware: the speed-up comes from more "
+        "machines or GPUs, each process with its own.\n"
     )
+
 
 HUBCONF_HEAD = '''"""torch.hub entry points: one function per registered resnet_zoo model.
 

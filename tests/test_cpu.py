@@ -160,3 +160,26 @@ def test_predict_features_and_bench_with_auto_on_this_cpu(tmp_path):
     timed = [r["path"] for r in json.loads(result.stdout)["results"]]
     assert timed == ["resnet_zoo eager fp32", "resnet_zoo fast fp32"] + (
         ["resnet_zoo fast bf16"] if caps.fast_bf16 else [])
+
+
+def test_each_cpu_has_its_own_record_key():
+    """Zen 4 and Zen 5 both read "AMD EPYC" with AVX512-BF16: their figures must not share a file."""
+    common = dict(model_name="AMD EPYC", isa="AVX512", avx2=True, avx512=True, avx512_bf16=True,
+                  amx=False, vnni=True, onednn=True, onednn_bf16=True, cores=2, threads=2,
+                  torch_version=torch.__version__)
+    zen4 = cpu.CpuCapabilities(family_model="family 25 model 17", **common)
+    zen5 = cpu.CpuCapabilities(family_model="family 26 model 2", **common)
+    assert zen4.slug == "amd-epyc-f25m17_avx512-bf16"
+    assert zen5.slug == "amd-epyc-f26m2_avx512-bf16"
+    assert cpu.CpuCapabilities(family_model="", **common).slug == "amd-epyc_avx512-bf16"
+
+
+def test_every_benchmark_record_is_filed_under_its_own_cpu():
+    for path in sorted((REPO_ROOT / "benchmarks").glob("*/*.json")):
+        record = json.loads(path.read_text())
+        if "cpu_slug" in record:
+            assert record["cpu_slug"] == path.stem, path
+        machine = record.get("machine", "")
+        if "family" in machine:  # the family and model it was measured on name the file
+            fam, mod = machine.split("family ")[1].split(",")[0].split(" model ")
+            assert f"-f{fam}m{mod}_" in path.name, path
