@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +22,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{os.urandom(4).hex()}.partial{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -109,13 +109,15 @@ class CpuCapabilities:
 
     @property
     def kind(self) -> str:
-        """A short label of the CPU and its fastest units, e.g. "AMD EPYC (AVX512, AVX512-BF16)"."""
+        """A short label of the CPU and its fastest units, e.g. "AMD EPYC, family 26 model 2
+        (AVX512, AVX512-BF16)" (family and model when /proc/cpuinfo gives them)."""
         units = [self.isa]
         if self.amx:
             units.append("AMX")
         elif self.avx512_bf16:
             units.append("AVX512-BF16")
-        return f"{self.model_name} ({', '.join(units)})"
+        fm = f", {self.family_model}" if self.family_model else ""
+        return f"{self.model_name}{fm} ({', '.join(units)})"
 
     @property
     def slug(self) -> str:
