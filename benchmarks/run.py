@@ -10,7 +10,8 @@ figures; RESULTS.md shows every recorded CPU, each table under its CPU's name.
 Throughput: ResNet-50, batch 16, 224x224: torchvision eager fp32 (the baseline), resnet_zoo
 eager fp32, resnet_zoo optimize_for_inference in every dtype this CPU runs fast (bf16 only with
 AVX512-BF16 or AMX); each path's GFLOP/s as a fraction of this machine's matmul peak in the same
-dtype (ResNet-50 = 4.09 GMACs per image).
+dtype (ResNet-50 = 4.09 GMACs per image): the faster of torch.matmul and the same product as a
+1x1 convolution (resnet_zoo.bench.gemm_peak_gflops).
 Cold start: create("resnet50", pretrained=<local timm-layout .safetensors>) against
 torchvision.models.resnet50() + torch.load + load_state_dict, alternated, median of 5.
 Import: what `import resnet_zoo` adds to `import torch` (python -X importtime, median of 7).
@@ -119,7 +120,8 @@ def render_record(record: dict) -> list[str]:
     cs, imp = record["cold_start"], record["import"]
     lines += [
         "",
-        "Matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + ".",
+        "Matmul peak (the faster of `torch.matmul` and a 1x1 convolution): "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + ".",
         "",
         f"Cold start, ResNet-50 from a local file: resnet_zoo {1000 * cs['seconds']['resnet_zoo']:.0f} ms "
         f"(create from .safetensors) vs torchvision {1000 * cs['seconds']['torchvision']:.0f} ms "
