@@ -308,17 +308,23 @@ def _trusted_files(cache: Path) -> list[Path]:
     return [p for p in cache.glob("models--*/snapshots/*/*") if p.resolve().is_file()]
 
 
-def test_a_slow_drip_download_stops_below_the_minimum_speed(drip, monkeypatch):
+@pytest.mark.parametrize("limits, match", [
+    ({"RESNET_ZOO_DOWNLOAD_MIN_SPEED": "1000", "RESNET_ZOO_DOWNLOAD_SPEED_WINDOW": "1"},
+     r"bytes/s over the last 1 s, below the minimum of 1,000"),
+    ({"RESNET_ZOO_DOWNLOAD_MIN_SPEED": "0", "RESNET_ZOO_DOWNLOAD_DEADLINE": "1.5"},
+     r"over the 1.5 s deadline set by RESNET_ZOO_DOWNLOAD_DEADLINE"),
+], ids=["minimum-speed", "deadline"])
+def test_a_slow_drip_download_stops_and_leaves_nothing_trusted(drip, monkeypatch, limits, match):
     import os
     import time
 
     from resnet_zoo import DownloadError
 
     hub, model = drip
-    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "1000")
-    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_SPEED_WINDOW", "1")
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
     start = time.monotonic()
-    with pytest.raises(DownloadError, match=r"bytes/s over the last 1 s, below the minimum of 1,000"):
+    with pytest.raises(DownloadError, match=match):
         create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")
     assert time.monotonic() - start < 10
     cache = Path(os.environ["HF_HUB_CACHE"])
@@ -332,19 +338,6 @@ def test_a_slow_drip_download_stops_below_the_minimum_speed(drip, monkeypatch):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
-
-
-def test_a_slow_drip_download_stops_at_the_deadline(drip, monkeypatch):
-    import time
-
-    from resnet_zoo import DownloadError
-
-    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "0")
-    monkeypatch.setenv("RESNET_ZOO_DOWNLOAD_DEADLINE", "1.5")
-    start = time.monotonic()
-    with pytest.raises(DownloadError, match=r"over the 1.5 s deadline set by RESNET_ZOO_DOWNLOAD_DEADLINE"):
-        create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")
-    assert time.monotonic() - start < 10
 
 
 def test_the_pace_only_applies_inside_resnet_zoo_downloads(drip, monkeypatch):
