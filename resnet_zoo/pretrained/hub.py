@@ -128,7 +128,7 @@ class DownloadPace:
             speed = (self.received - mark_bytes) / (now - mark_t)
             if speed < self.min_speed:
                 raise DownloadError(
-                    f"{self.what}: the server sent {speed:,.0f} bytes/s over the last "
+                    f"{self.what}: the server sent {speed:,.{1 if speed < 10 else 0}f} bytes/s over the last "
                     f"{now - mark_t:.0f} s, below the minimum of {self.min_speed:,.0f} bytes/s "
                     f"({MIN_SPEED_ENV}, over {WINDOW_ENV}={self.window:g} s); stopped. The part "
                     "received is kept and resumed by the next attempt; retry, or lower the minimum "
