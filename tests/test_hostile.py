@@ -403,3 +403,21 @@ def test_devices_fifos_and_huge_configs_are_named_for_what_they_are(tmp_path, r2
     big = _edit_config(r20_dir, tmp_path / "big", lambda doc: doc.update(padding="x" * (2 << 20)))
     with pytest.raises(CheckpointError, match="a config.json is a few kB"):
         create("cifar_resnet20", pretrained=str(big))
+
+
+def test_the_speed_is_measured_from_the_first_body_not_from_a_lock_wait(monkeypatch):
+    import time
+
+    from resnet_zoo import DownloadError
+    from resnet_zoo.pretrained.hub import DownloadPace
+
+    pace = DownloadPace(min_speed=1000, window=0.2, what="w")
+    time.sleep(0.3)  # waiting for another process's file lock: no bytes, no fault
+    pace.body_started()
+    pace.check(500)
+    time.sleep(0.25)
+    pace.check(500)  # 1000 bytes in 0.25 s: 4,000 bytes/s
+    pace.body_started()  # a resumed retry does not restart the window
+    time.sleep(0.25)
+    with pytest.raises(DownloadError, match="below the minimum of 1,000 bytes/s"):
+        pace.check(1)

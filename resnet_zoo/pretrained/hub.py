@@ -97,6 +97,7 @@ class DownloadPace:
     received: int = 0
     _start: float = field(default_factory=time.monotonic, repr=False)
     _mark: tuple[float, int] = (0.0, 0)
+    _body_started: bool = False
 
     def __post_init__(self) -> None:
         for name, value in (("deadline", self.deadline), ("min_speed", self.min_speed)):
@@ -112,6 +113,14 @@ class DownloadPace:
         return cls(deadline=_env_seconds(DEADLINE_ENV, DEFAULT_DEADLINE, allow_zero=True),
                    min_speed=_env_seconds(MIN_SPEED_ENV, DEFAULT_MIN_SPEED, allow_zero=True),
                    window=_env_seconds(WINDOW_ENV, DEFAULT_WINDOW, allow_zero=False), what=what)
+
+    def body_started(self) -> None:
+        """The first body is coming: the speed is measured from here, not across the wait for
+        another process's file lock. (Later bodies, huggingface_hub's resumed retries, do not
+        restart it: a drip that outlasts each read timeout must still add up.)"""
+        if not self._body_started:
+            self._body_started = True
+            self._mark = (time.monotonic(), self.received)
 
     def check(self, nbytes: int = 0) -> None:
         """Count ``nbytes`` more; raise :class:`DownloadError` when a limit is broken."""
@@ -172,6 +181,8 @@ def _on_response(response: Any) -> None:
     pace = _PACE.get()
     if pace is None:
         return
+    if getattr(response.request, "method", "GET") == "GET":
+        pace.body_started()
     stream = response.stream
     base = next((c for c in type(stream).__mro__ if c.__name__ == "SyncByteStream"), None)
     if base is not None:
