@@ -116,12 +116,7 @@ class _OpenVino:
 
         self.core = ov.Core()
         self.model = self.core.read_model(str(path))
-        # int8 models keep a few layers in floating point (the residual adds, the pooling, the
-        # head): in bf16 where the CPU has native bf16 they run 7-17% faster than in f32
-        # (OpenVINO, measured on a Zen 5: CIFAR ResNet-56 batch 256, ResNet-50 batch 1 and 16),
-        # for the same CIFAR-10 accuracy (scripts/eval_cifar10.py).
-        fast_bf16 = dtype == "int8" and cpu.cpu_capabilities().fast_bf16
-        precision = "bf16" if dtype == torch.bfloat16 or fast_bf16 else "f32"
+        precision = "bf16" if dtype == torch.bfloat16 else "f32"
         self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
                        "INFERENCE_PRECISION_HINT": precision}
         self.names = names
