@@ -18,7 +18,7 @@ import torch
 
 from . import cpu
 from .config import check_positive_int
-from .timing import time_images_per_second
+from .timing import SETTLE_S, time_images_per_second
 
 __all__ = ["BenchResult", "bench_models", "gemm_peak_gflops", "iter_bench", "machine_description",
            "time_images_per_second"]
@@ -185,7 +185,7 @@ def _bench_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int
             for _ in range(repeats):
                 for label, fn, _ in paths:
                     best[label] = max(best[label], time_images_per_second(
-                        fn, x, iters=iters, warmup=0, repeats=1))
+                        fn, x, iters=iters, warmup=0, repeats=1, settle=SETTLE_S))
                     bar.update()
         baseline = next((v for k, v in best.items() if k.startswith("torchvision")), None)
         rows = []

@@ -30,7 +30,7 @@ from . import cpu
 from .atomic import write_text_atomic
 from .errors import ConfigError, ResNetZooError
 from .model import ResNet, ResNetBase, ResNetFeatures
-from .timing import time_images_per_second
+from .timing import SETTLE_S, time_images_per_second
 from .view import ModelView
 
 __all__ = ["BACKENDS", "RuntimeModel", "available_backends", "build_runtime", "choose_backend",
@@ -303,8 +303,9 @@ def _read_cache() -> dict[str, Any]:
 
 
 def time_backend(fast: nn.Module, x: torch.Tensor) -> float:
-    """One calibration round: a warm-up batch, then images/s over 2 batches."""
-    return time_images_per_second(fast, x, iters=2, warmup=1, repeats=1)
+    """One calibration round: a pause for the previous candidate's threads to go idle, a warm-up
+    batch, then images/s over 2 batches."""
+    return time_images_per_second(fast, x, iters=2, warmup=1, repeats=1, settle=SETTLE_S)
 
 
 def choose_backend(model: ResNetBase, candidates: dict[str, Callable[[], nn.Module]], *,
