@@ -105,6 +105,8 @@ def summary(record: dict) -> list[dict]:
 def render_record(record: dict) -> list[str]:
     lines = [f"### {record['cpu_kind']}", "", f"{record['machine']} ({record['date']})", "",
              f"![images/s](peers/{Path(record['chart']).name})" if record.get("chart") else "", ""]
+    if record.get("note"):
+        lines += [record["note"], ""]
     lines += ["resnet_zoo `backend=\"auto\"` against the fastest peer in the same dtype "
               "(ratio > 1: resnet_zoo is faster):", "",
               "| model | batch | dtype | resnet_zoo auto (backend) | fastest peer | ratio |", "|---|---:|---|---|---|---:|"]
