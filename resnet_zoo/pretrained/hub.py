@@ -16,7 +16,9 @@ client receives is counted (a response hook on huggingface_hub's shared client, 
 everyone else); a transfer slower than ``RESNET_ZOO_DOWNLOAD_MIN_SPEED`` bytes/s over
 ``RESNET_ZOO_DOWNLOAD_SPEED_WINDOW`` seconds, or longer than ``RESNET_ZOO_DOWNLOAD_DEADLINE``
 seconds in all, stops with a :class:`DownloadError`. What was received stays as
-huggingface_hub's ``.incomplete`` file, which it resumes and never serves as the file.
+huggingface_hub's ``.incomplete`` file, which it resumes and never serves as the file. A file
+huggingface_hub fetches through ``hf_xet`` (Xet-backed storage) does not pass through the HTTP
+client, so hf_xet's own timeouts apply to it (``HF_HUB_DISABLE_XET=1`` sends it over HTTP).
 """
 
 from __future__ import annotations
