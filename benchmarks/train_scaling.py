@@ -19,7 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from resnet_zoo.bench import machine_description  # noqa: E402
 from resnet_zoo.cpu import cpu_capabilities  # noqa: E402
 
 ARGS = ["train", "cifar_resnet20", "--dataset", "digits", "--epochs", "3", "--quiet"]
@@ -45,7 +44,7 @@ def main() -> None:
     one = run([sys.executable], threads=cores)
     two = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
               threads=max(1, cores // 2))
-    record = {"cpu_kind": caps.kind, "cpu_slug": caps.slug, "machine": machine_description(),
+    record = {"cpu_kind": caps.kind, "cpu_slug": caps.slug, "machine": caps.describe(),
               "date": time.strftime("%Y-%m-%d"), "one_process_images_per_s": one,
               "two_processes_images_per_s": two, "speedup": two / one}
     out = ROOT / "benchmarks" / "train_scaling"

@@ -126,19 +126,19 @@ def iter_bench(
     check_positive_int("repeats", repeats)
     if input_size is not None:
         check_positive_int("input_size", input_size)
-    _wanted_peers(peers)
+    wanted = _wanted_peers(peers)
     chosen = cpu.supported_dtypes() if dtypes is None else tuple(dict.fromkeys(
         cpu.resolve_dtype(d) for d in dtypes))
     entries = [get_entry(name) for name in names]  # unknown names fail before any timing
     return _bench_rows(names, entries, batch_size=batch_size, chosen=chosen, input_size=input_size,
                        iters=iters, repeats=repeats, with_torchvision=with_torchvision,
-                       gemm_peaks=gemm_peaks, progress=progress, peers=peers, int8=int8)
+                       gemm_peaks=gemm_peaks, progress=progress, peers=wanted, int8=int8)
 
 
 def _bench_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int,
                 chosen: Sequence[torch.dtype], input_size: int | None, iters: int, repeats: int,
                 with_torchvision: bool, gemm_peaks: dict[torch.dtype, float] | None, progress: bool,
-                peers: bool | Sequence[str], int8: bool) -> Iterator[list[BenchResult]]:
+                peers: set[str], int8: bool) -> Iterator[list[BenchResult]]:
     from tqdm.auto import tqdm
 
     from .factory import create
@@ -173,7 +173,7 @@ def _bench_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int
         if peers or int8:
             _add_runtime_paths(paths, notes, missing, model, paths[0][1] if with_torchvision and
                                paths[0][0].startswith("torchvision") else model, x, chosen,
-                               peers=peers, int8=int8)
+                               wanted=peers, int8=int8)
         best = {label: 0.0 for label, _, _ in paths}
         with tqdm(total=len(paths) * (1 + repeats), desc=f"bench {name}", unit="run",
                   disable=not progress, leave=False) as bar:
@@ -226,7 +226,7 @@ def _wanted_peers(peers: bool | Sequence[str]) -> set[str]:
 
 
 def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], model, reference,
-                       x: torch.Tensor, chosen: Sequence[torch.dtype], *, peers: bool | Sequence[str],
+                       x: torch.Tensor, chosen: Sequence[torch.dtype], *, wanted: set[str],
                        int8: bool) -> None:
     """Append the peers' and resnet_zoo's runtime paths to ``paths`` (label, callable, dtype)."""
     import importlib.util
@@ -236,7 +236,6 @@ def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], m
     from . import runtimes
     from .inference import optimize_for_inference
 
-    wanted = _wanted_peers(peers)
     have = {name: importlib.util.find_spec(name) is not None for name in ("onnxruntime", "openvino")}
     workdir = Path(tempfile.mkdtemp(prefix="resnet_zoo-bench-"))
     onnx_path = None

@@ -70,6 +70,13 @@ DEFAULT_MIN_SPEED = 10_240.0
 DEFAULT_WINDOW = 30.0
 
 
+def _limit_expected(value: Any, *, allow_zero: bool) -> str | None:
+    """``None`` when ``value`` is a valid pace limit, else what a valid one is."""
+    ok = (isinstance(value, (int, float)) and math.isfinite(value)
+          and (value >= 0 if allow_zero else value > 0))
+    return None if ok else ("a number >= 0 (0 turns it off)" if allow_zero else "a number > 0")
+
+
 def _env_seconds(name: str, default: float, *, allow_zero: bool) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -78,9 +85,8 @@ def _env_seconds(name: str, default: float, *, allow_zero: bool) -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        valid = "a number >= 0 (0 turns it off)" if allow_zero else "a number > 0"
-        raise ConfigError(f"{name}={raw!r} is not valid: expected {valid}")
+    if expected := _limit_expected(value, allow_zero=allow_zero):
+        raise ConfigError(f"{name}={raw!r} is not valid: expected {expected}")
     return value
 
 
@@ -102,12 +108,11 @@ class DownloadPace:
     _body_started: bool = False
 
     def __post_init__(self) -> None:
-        for name, value in (("deadline", self.deadline), ("min_speed", self.min_speed)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"download {name}={value!r} is not valid: expected a number >= 0 "
-                                  "(0 turns it off)")
-        if not (isinstance(self.window, (int, float)) and math.isfinite(self.window) and self.window > 0):
-            raise ConfigError(f"download speed window={self.window!r} is not valid: expected seconds > 0")
+        for name, value, allow_zero in (("deadline", self.deadline, True),
+                                        ("min_speed", self.min_speed, True),
+                                        ("window", self.window, False)):
+            if expected := _limit_expected(value, allow_zero=allow_zero):
+                raise ConfigError(f"download {name}={value!r} is not valid: expected {expected}")
         self._mark = (self._start, 0)
 
     @classmethod

@@ -44,8 +44,9 @@ MAX_CONFIG_BYTES = 1 << 20  # save_pretrained writes about 2 kB
 def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | None, str | None]:
     """The config, pretrained info and architecture name of a save_pretrained config.json."""
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise CheckpointError(f"{path} is {path.stat().st_size:,} bytes: a config.json is a few "
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{path} is {size:,} bytes: a config.json is a few "
                                   f"kB (the limit is {MAX_CONFIG_BYTES:,} bytes)")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
