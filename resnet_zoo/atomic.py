@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_write", "write_text_atomic"]
+__all__ = ["atomic_write", "write_text_atomic", "promote"]
 
 
 @contextlib.contextmanager
@@ -35,3 +35,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """``Path(path).write_text(text)`` (UTF-8), atomically."""
     with atomic_write(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def promote(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename a finished temporary file (one written under a name of its own, such as a resumable
+    download's ``.incomplete``) over ``path``, atomically."""
+    os.replace(tmp, path)

@@ -13,6 +13,7 @@ from typing import Sequence
 from ._version import __version__
 from .config import check_positive_int
 from .errors import ConfigError, ResNetZooError
+from .integrity import printable
 
 __all__ = ["main"]
 
@@ -101,7 +102,7 @@ def _cmd_weights_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_weights_pin(args: argparse.Namespace) -> int:
-    from .pretrained.hub import pin_weights
+    from .pretrained.pin import pin_weights
 
     for name, pin in pin_weights(args.tags or None).items():
         print(f"{name}: revision {pin['revision']} sha256 {pin['sha256']} size {pin['size']}")
@@ -147,11 +148,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for p in preds:
         if args.top == 1:
             c, label, score = p.topk[0]
-            print(f"{p.path}: {label} (class {c}, p={score:.4f})")
+            print(f"{printable(p.path)}: {printable(label)} (class {c}, p={score:.4f})")
             continue
-        print(p.path)
+        print(printable(p.path))
         for c, label, score in p.topk:
-            print(f"  {score:7.4f}  {label} ({c})")
+            print(f"  {score:7.4f}  {printable(label)} ({c})")
     return 0
 
 
@@ -452,17 +453,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log records as one terminal-safe line each: text from a server or a file (a label, an
+    ETag) cannot add lines or send escape sequences."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return printable(line) if record.exc_info is None else line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLineFormatter("resnet-zoo: %(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.INFO if args.verbose or args.debug else logging.WARNING,
-                        format="resnet-zoo: %(levelname)s: %(message)s")
+                        handlers=[handler])
     try:
         return args.func(args)
     except ResNetZooError as e:
         if args.debug:
             raise
-        print(f"resnet-zoo: error: {e}", file=sys.stderr)
+        print(f"resnet-zoo: error: {printable(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("resnet-zoo: interrupted", file=sys.stderr)
@@ -471,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"resnet-zoo: error: {type(e).__name__}: {first} (run with --debug for the traceback)",
+        print(f"resnet-zoo: error: {type(e).__name__}: {printable(first)} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
 

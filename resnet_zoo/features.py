@@ -19,7 +19,7 @@ from torch import nn
 
 from .atomic import atomic_write, write_text_atomic
 from .errors import CheckpointError, ConfigError, ResNetZooError
-from .pretrained.hub import sha256_file
+from .integrity import is_sha256, not_a_regular_file, printable, sha256_file
 
 __all__ = ["FeaturesFile", "FeatureSet", "write_features", "read_features", "write_feature_set",
            "read_feature_set"]
@@ -113,16 +113,30 @@ class FeatureSet:
         return sum(s["rows"] for s in self.index["shards"])
 
     def shards(self, verify: bool = True):
-        """``(features [n, C], paths)`` of each shard in order; ``verify`` checks its sha256."""
+        """``(features [n, C], paths)`` of each shard in order; ``verify`` checks its sha256.
+
+        Each shard is the file its record names, ``shard-NNNNN.safetensors`` in this directory
+        (a record naming anything else was refused when the index was read), and must hold the
+        rows its record counts."""
         from .pretrained.files import load_safetensors
 
-        for shard in self.index["shards"]:
-            path = self.directory / shard["file"]
+        for i, shard in enumerate(self.index["shards"]):
+            path = self.directory / _shard_name(i)
+            if problem := not_a_regular_file(path):
+                raise CheckpointError(f"{path} {problem}: the feature set is incomplete; re-run the "
+                                      "command to rewrite it")
             if verify and sha256_file(path) != shard["sha256"]:
                 raise CheckpointError(f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
                                       "the shard was modified or damaged: re-run the command to rewrite it")
             tensors, _ = load_safetensors(path)
-            yield tensors["features"], _decode_paths(tensors["paths"])
+            feats, encoded = tensors.get("features"), tensors.get("paths")
+            paths = _decode_paths(encoded, path) if encoded is not None else None
+            width = self.index["num_features"]
+            if (feats is None or feats.dim() != 2 or paths is None or feats.shape[0] != shard["rows"]
+                    or len(paths) != shard["rows"] or (width is not None and feats.shape[1] != width)):
+                raise CheckpointError(f"{path} does not hold the {shard['rows']} rows of {width} features "
+                                      "and their paths that its record counts: re-run the command to rewrite it")
+            yield feats, paths
 
     def load(self, verify: bool = True) -> tuple[torch.Tensor, list[str]]:
         """Every feature as one ``[N, C]`` tensor, and the image of each row."""
@@ -131,7 +145,7 @@ class FeatureSet:
             feats.append(f)
             paths += p
         if not feats:
-            return torch.empty(0, self.index["num_features"]), []
+            return torch.empty(0, self.index["num_features"] or 0), []
         return torch.cat(feats), paths
 
     @property
@@ -145,21 +159,78 @@ def _encode_paths(paths: list[str]) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 
-def _decode_paths(t: torch.Tensor) -> list[str]:
-    return json.loads(bytes(t.numpy().tobytes()).decode("utf-8"))
+def _decode_paths(t: torch.Tensor, where: Path) -> list[str]:
+    try:
+        if t.dtype != torch.uint8 or t.dim() != 1:
+            raise ValueError(f"a {t.dtype} tensor of shape {list(t.shape)}, not uint8 bytes")
+        paths = json.loads(bytes(t.numpy().tobytes()).decode("utf-8")) if t.numel() else []
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ValueError("not a list of strings")
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{where}: the image paths do not decode ({e})") from None
+    return paths
+
+
+MAX_INDEX_BYTES = 256 << 20
+
+
+def _checked_record(record: object, i: int, where: Path) -> dict:
+    """A shard record as written by ``_write_shard``, or :class:`CheckpointError` naming what is
+    wrong. It must name its own shard file, ``shard-NNNNN.safetensors``: nothing else."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: the record of shard {i} {what}; re-run the command "
+                               "(--overwrite to start over)")
+
+    if not isinstance(record, dict):
+        raise bad(f"is a {type(record).__name__}, not an object")
+    if record.get("file") != _shard_name(i):
+        raise bad(f"names the file {printable(str(record.get('file')))[:80]!r}, not its own {_shard_name(i)}")
+    rows = record.get("rows")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise bad(f"counts {printable(repr(rows))[:40]} rows, not a count")
+    if not is_sha256(record.get("sha256")):
+        raise bad("has no sha256 of 64 hex digits")
+    items = record.get("bad")
+    if not isinstance(items, list) or not all(
+            isinstance(b, dict) and isinstance(b.get("path"), str) and isinstance(b.get("error"), str)
+            for b in items):
+        raise bad("lists its unreadable images as something other than {path, error} objects")
+    return record
+
+
+def _checked_index(index: object, where: Path) -> dict:
+    if not isinstance(index, dict) or index.get("format") != SET_FORMAT:
+        raise CheckpointError(f"{where} is not a resnet_zoo feature set index")
+    shards, width = index.get("shards"), index.get("num_features")
+    if not isinstance(shards, list):
+        raise CheckpointError(f"{where}: 'shards' must be a list of shard records")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+        raise CheckpointError(f"{where}: 'num_features' must be a positive integer, got "
+                              f"{printable(repr(width))[:40]}")
+    if shards and width is None:
+        raise CheckpointError(f"{where}: 'num_features' is missing")
+    if index.get("store_dtype") not in STORE_DTYPES:
+        raise CheckpointError(f"{where}: 'store_dtype' must be one of {list(STORE_DTYPES)}")
+    for i, record in enumerate(shards):
+        _checked_record(record, i, where)
+    return index
 
 
 def read_feature_set(directory: str | os.PathLike) -> FeatureSet:
-    """The feature set in ``directory`` (complete: its ``index.json`` written)."""
+    """The feature set in ``directory`` (complete: its ``index.json`` written), with its index
+    checked like any untrusted file: every record names its own shard in ``directory``."""
     directory = Path(directory)
+    path = directory / INDEX_FILE
     try:
-        index = json.loads((directory / INDEX_FILE).read_text())
-    except (OSError, ValueError) as e:
+        if problem := not_a_regular_file(path):
+            raise OSError(problem)
+        if path.stat().st_size > MAX_INDEX_BYTES:
+            raise OSError(f"{path.stat().st_size:,} bytes, over the {MAX_INDEX_BYTES:,} an index may have")
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{directory} holds no complete feature set ({INDEX_FILE}: {e}); "
                               "run `resnet-zoo features` to write or finish it") from None
-    if not isinstance(index, dict) or index.get("format") != SET_FORMAT:
-        raise CheckpointError(f"{directory / INDEX_FILE} is not a resnet_zoo feature set index")
-    return FeatureSet(directory, index)
+    return FeatureSet(directory, _checked_index(index, path))
 
 
 def _dist() -> tuple[int, int]:
@@ -192,12 +263,15 @@ def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
 
 
 def _done(directory: Path, i: int) -> dict | None:
-    """The record of shard ``i`` if the shard is complete and matches it."""
+    """The record of shard ``i`` if the shard is complete and matches it (a record that names
+    another file, or is malformed, is not: the shard is written again)."""
     try:
-        record = json.loads((directory / _record_name(i)).read_text())
-        if sha256_file(directory / record["file"]) == record["sha256"]:
+        record = _checked_record(json.loads((directory / _record_name(i)).read_text()), i,
+                                 directory / _record_name(i))
+        shard = directory / _shard_name(i)
+        if not_a_regular_file(shard) is None and sha256_file(shard) == record["sha256"]:
             return record
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, RecursionError):  # CheckpointError is a ValueError
         pass
     return None
 
@@ -325,7 +399,7 @@ def _write_index(out: Path, run: dict, n_shards: int) -> None:
     if records:
         from safetensors import safe_open
 
-        with safe_open(str(out / records[0]["file"]), framework="pt") as f:
+        with safe_open(str(out / _shard_name(0)), framework="pt") as f:
             num_features = f.get_slice("features").get_shape()[1]
     index = {**run, "num_features": num_features, "shards": records,
              "num_bad": sum(len(r["bad"]) for r in records)}

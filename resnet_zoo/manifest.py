@@ -36,6 +36,19 @@ MANIFEST_ENV = "RESNET_ZOO_MANIFEST"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+# Bounds that real weights never leave, so that a hostile config.json cannot make an image
+# resize into gigabytes (input_size 40000, crop_pct 1e-6) before any image is touched.
+MAX_INPUT_SIZE = 2048
+MIN_CROP_PCT = 0.25  # resize to at most 4x the crop: 8192 px at the largest input size
+MIN_STD = 1e-3
+MAX_CHANNELS = 64
+MAX_LABELS = 100_000  # ImageNet-21k has 21,843 classes
+MAX_LABEL_CHARS = 500
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)
@@ -50,23 +63,35 @@ class Preprocessing:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 1:
-            raise ConfigError(f"preprocessing.input_size must be a positive integer, got {self.input_size!r}")
-        if not 0 < float(self.crop_pct) <= 1:
-            raise ConfigError(f"preprocessing.crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if (isinstance(values, (str, bytes)) or not hasattr(values, "__len__")
+                    or not 1 <= len(values) <= MAX_CHANNELS
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+                raise ConfigError(f"preprocessing.{name} must be a list of 1 to {MAX_CHANNELS} numbers, "
+                                  f"got {_short(values)}")
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+        if (isinstance(self.input_size, bool) or not isinstance(self.input_size, int)
+                or not 1 <= self.input_size <= MAX_INPUT_SIZE):
+            raise ConfigError(f"preprocessing.input_size must be an integer from 1 to {MAX_INPUT_SIZE}, "
+                              f"got {_short(self.input_size)}")
+        if (isinstance(self.crop_pct, bool) or not isinstance(self.crop_pct, (int, float))
+                or not MIN_CROP_PCT <= self.crop_pct <= 1):
+            raise ConfigError(f"preprocessing.crop_pct must be a number from {MIN_CROP_PCT} to 1, "
+                              f"got {_short(self.crop_pct)}")
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
                 f"preprocessing.interpolation must be one of {list(INTERPOLATIONS)}, "
-                f"got {self.interpolation!r}"
+                f"got {_short(self.interpolation)}"
             )
-        if not all(math.isfinite(v) for v in self.mean + self.std):
-            raise ConfigError(f"preprocessing mean {list(self.mean)} and std {list(self.std)} must be finite")
-        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+        if not all(math.isfinite(v) and 0 <= v <= 1 for v in self.mean):
+            raise ConfigError(f"preprocessing.mean {list(self.mean)} must be numbers from 0 to 1 "
+                              "(images are scaled to [0, 1] first)")
+        if not all(math.isfinite(v) and MIN_STD <= v <= 1 for v in self.std):
+            raise ConfigError(f"preprocessing.std {list(self.std)} must be numbers from {MIN_STD} to 1")
+        if len(self.mean) != len(self.std):
             raise ConfigError(
-                f"preprocessing mean {list(self.mean)} and std {list(self.std)} need one entry per "
-                "channel and a positive std"
+                f"preprocessing mean {list(self.mean)} and std {list(self.std)} need one entry per channel"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +190,10 @@ class PretrainedInfo:
             if labels is not None and (not isinstance(labels, list)
                                        or not all(isinstance(x, str) for x in labels)):
                 raise TypeError("'labels' must be a list of strings")
+            if labels is not None and (len(labels) > MAX_LABELS
+                                       or any(len(x) > MAX_LABEL_CHARS for x in labels)):
+                raise ValueError(f"'labels' must be at most {MAX_LABELS:,} names of at most "
+                                 f"{MAX_LABEL_CHARS} characters, got {len(labels):,} names")
             return cls(
                 preprocessing=Preprocessing(**pre) if pre else None,
                 labels=tuple(labels) if labels else None,

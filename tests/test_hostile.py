@@ -259,25 +259,6 @@ def test_an_unconvertible_mode_is_an_input_error_and_skippable(tmp_path):
         load_image(path, channels=1)
 
 
-def test_an_unverifiable_download_is_refused_unless_allowed(tmp_path, monkeypatch):
-    from resnet_zoo import IntegrityError
-    from resnet_zoo.pretrained.hub import ALLOW_UNVERIFIED_ENV, verify_file
-
-    blob = tmp_path / "blobs" / "not-a-hash-etag"
-    blob.parent.mkdir()
-    blob.write_bytes(b"weights")
-    link = tmp_path / "model.safetensors"
-    link.symlink_to(blob)
-    with pytest.raises(IntegrityError, match="cannot be verified"):
-        verify_file(link, evict=False)
-    monkeypatch.setenv(ALLOW_UNVERIFIED_ENV, "1")
-    assert len(verify_file(link, evict=False)) == 64
-    monkeypatch.delenv(ALLOW_UNVERIFIED_ENV)
-    with pytest.raises(IntegrityError):
-        verify_file(link)  # evicted: nothing left that a later load would trust
-    assert not blob.exists()
-
-
 def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
     from resnet_zoo.cli import main
 

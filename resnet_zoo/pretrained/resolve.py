@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..config import ResNetConfig
-from ..errors import CheckpointError, ConfigError, UnknownModelError
+from ..errors import CheckpointError, ConfigError, IntegrityError, UnknownModelError
 from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
-from ..paths import not_a_regular_file
+from ..integrity import check_repo_id, check_revision, not_a_regular_file, printable, sha256_file
 from . import hub
 from .files import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME
 
 __all__ = ["WeightsSource", "resolve", "resolve_saved", "parse_hf_hub", "read_config_document"]
-
-
-# The Hub's own rules for repo ids (huggingface_hub validates them after we would have used them).
-_REPO_ID = re.compile(r"^[A-Za-z0-9_.-]{1,96}/[A-Za-z0-9_.-]{1,96}$")
-_REVISION = re.compile(r"^[A-Za-z0-9_./-]{1,255}$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +35,10 @@ class WeightsSource:
 MAX_CONFIG_BYTES = 1 << 20  # save_pretrained writes about 2 kB
 
 
+class ForeignConfig(CheckpointError):
+    """A config.json that is not resnet_zoo's (timm's, transformers'): the weights' keys decide."""
+
+
 def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | None, str | None]:
     """The config, pretrained info and architecture name of a save_pretrained config.json."""
     try:
@@ -52,7 +50,7 @@ def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | Non
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path} is not a readable JSON config: {e}") from None
     if not isinstance(data, dict) or "config" not in data or data.get("library") != "resnet_zoo":
-        raise CheckpointError(
+        raise ForeignConfig(
             f"{path} is not a resnet_zoo config (written by save_pretrained): it needs "
             "'library': 'resnet_zoo' and a 'config' object"
         )
@@ -80,13 +78,10 @@ def _from_directory(directory: Path) -> WeightsSource:
 def parse_hf_hub(spec: str) -> tuple[str, str | None]:
     """``"hf-hub:owner/repo@rev" -> ("owner/repo", "rev")``."""
     body = spec[len("hf-hub:"):]
-    repo, _, revision = body.partition("@")
-    if not _REPO_ID.match(repo) or ".." in repo or "--" in repo or repo.endswith((".", "-")):
-        raise ConfigError(f"{spec[:120]!r}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@revision', "
-                          "owner and repo made of letters, digits, '-', '_' and '.' (at most 96 each)")
-    if revision and not _REVISION.match(revision):
-        raise ConfigError(f"{spec[:120]!r}: the revision must be a branch, tag or commit name "
-                          "(letters, digits, '-', '_', '.', '/'; at most 255)")
+    repo, at, revision = body.partition("@")
+    check_repo_id(repo, spec=spec)
+    if at:
+        check_revision(revision, what=f"the revision of {printable(spec[:120])!r}")
     return repo, (revision or None)
 
 
@@ -94,13 +89,16 @@ def _from_hf_hub(repo: str, revision: str | None, cache_dir: Any) -> WeightsSour
     weights = hub.download(repo, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir)
     # A repo with weights only (torchvision's, uploaded by hand) has no config.json: the keys
     # decide the layout. Offline, the absence the Hub reported is read from the cache.
-    cfg_path = hub.download_optional(repo, CONFIG_NAME, revision=revision, cache_dir=cache_dir)
+    cfg_path = hub.download_optional(repo, CONFIG_NAME, revision=revision, cache_dir=cache_dir,
+                                     max_size=MAX_CONFIG_BYTES)
     config = info = arch = None
     if cfg_path is not None:
         try:
             config, info, arch = read_config_document(cfg_path)
-        except (CheckpointError, ConfigError):
+        except ForeignConfig:
             config = info = arch = None  # timm's or transformers' config.json: not ours, keys decide
+        except (CheckpointError, ConfigError) as e:  # ours, but malformed or hostile: refused
+            raise CheckpointError(f"hf-hub:{repo}: {e}") from None
     what = f"hf-hub:{repo}" + (f"@{revision}" if revision else "")
     info = replace(info, source=what) if info else PretrainedInfo(source=what)
     return WeightsSource(weights, "resnet_zoo" if config is not None else "auto", what, config, info, arch)
@@ -111,8 +109,10 @@ def _from_spec(spec: WeightsSpec, cache_dir: Any, revision: str | None) -> Weigh
     info = PretrainedInfo.from_spec(spec)
     if spec.path:
         directory = data_path(spec.path)
-        hub.verify_file(directory / spec.filename, expected_sha256=spec.sha256, what=spec.name,
-                        evict=False)
+        actual = sha256_file(directory / spec.filename)
+        if actual != spec.sha256:
+            raise IntegrityError(f"{spec.name}: sha256 {actual} differs from the manifest's {spec.sha256}: "
+                                 "the installed file was modified or damaged; reinstall resnet_zoo")
         saved = _from_directory(directory)
         if saved.info is not None:
             info = replace(info, labels=info.labels or saved.info.labels,
@@ -120,13 +120,15 @@ def _from_spec(spec: WeightsSpec, cache_dir: Any, revision: str | None) -> Weigh
         return WeightsSource(saved.file, "resnet_zoo", spec.name, saved.config, info, spec.arch)
     rev = revision or spec.revision or None
     file = hub.download(spec.hf_hub_id, spec.filename, revision=rev, cache_dir=cache_dir,
-                        expected_sha256=spec.sha256 if not revision else "")
+                        expected_sha256=spec.sha256 if not revision else "",
+                        expected_size=spec.size if spec.sha256 and not revision else None)
     return WeightsSource(file, spec.source, spec.name, None, info, spec.arch)
 
 
 def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = None,
             revision: str | None = None) -> WeightsSource:
     """``create()``'s ``pretrained`` for the registered ``arch`` (named with ``tag``, or not)."""
+    revision = check_revision(revision)
     if pretrained is True or (isinstance(pretrained, str) and pretrained == tag):
         return _from_spec(get_weights(arch, tag), cache_dir, revision)
     if isinstance(pretrained, os.PathLike):
@@ -166,6 +168,7 @@ def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = Non
 def resolve_saved(directory_or_repo: str | os.PathLike, *, revision: str | None = None,
                   cache_dir: Any = None) -> WeightsSource:
     """``from_pretrained``'s argument: a save_pretrained directory, or a Hub repo written by it."""
+    revision = check_revision(revision)
     spec = os.fspath(directory_or_repo)
     path = Path(spec).expanduser()
     if path.is_dir():

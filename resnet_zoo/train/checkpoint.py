@@ -15,7 +15,7 @@ from torch import nn
 
 from ..atomic import atomic_write, write_text_atomic
 from ..errors import CheckpointError
-from ..pretrained.hub import sha256_file
+from ..integrity import sha256_file
 from .config import TrainConfig
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_json"]
