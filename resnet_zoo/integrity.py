@@ -248,7 +248,7 @@ class Confined:
                 os.unlink(tmp)
             raise
 
-    def rename(self, src: Path, dst: Path) -> None:
+    def move(self, src: Path, dst: Path) -> None:
         """Move the regular file ``src`` over ``dst``, both inside the root."""
         from .atomic import promote
 

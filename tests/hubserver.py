@@ -8,10 +8,18 @@ RevisionNotFound, EntryNotFound) as the Hub's do. Faults can be injected per fil
 (connection closed mid-body), ``"slow"`` (a pause before the body, for concurrency tests),
 ``"drip"`` (the body one byte every ``drip_interval`` seconds: a link that never times out and
 never finishes).
+
+It can also lie, as a hostile mirror or proxy would: :meth:`HubServer.lie` replaces or removes
+any header of a file's answers (``ETag``, ``X-Linked-Etag``, ``X-Repo-Commit``,
+``X-Linked-Size``, or a ``Location`` redirect), and ``lie_404`` the commit sent with a 404. Body
+faults for lies: ``"oversize"`` (8 MiB more than declared), ``"inflate"`` (a gzip body of
+63 kB that inflates to 64 MiB), ``"short_clean"`` (half the body, with a Content-Length that
+says so, so the transfer ends cleanly).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 import threading
@@ -28,6 +36,8 @@ class _Repo:
     commit: str
     files: dict[str, bytes] = field(default_factory=dict)
     faults: dict[str, str] = field(default_factory=dict)
+    lies: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    commit_404: str | None = None
 
 
 class HubServer:
@@ -76,6 +86,17 @@ class HubServer:
             else:
                 self.repos[repo].faults.pop(filename, None)
 
+    def lie(self, repo: str, filename: str, **headers: str | None) -> None:
+        """Answer for ``repo/filename`` with these headers instead (``None``: leave it out).
+        Names use ``_`` for ``-``: ``lie(r, f, X_Repo_Commit="../x", ETag=None)``."""
+        with self._lock:
+            self.repos[repo].lies[filename] = {k.replace("_", "-"): v for k, v in headers.items()}
+
+    def lie_404(self, repo: str, commit: str | None) -> None:
+        """Send ``commit`` as the X-Repo-Commit of this repo's 404s for missing files."""
+        with self._lock:
+            self.repos[repo].commit_404 = commit
+
     def gets(self, filename: str | None = None) -> int:
         return sum(1 for m, p in self.requests if m == "GET" and (filename is None or p.endswith(filename)))
 
@@ -111,7 +132,7 @@ class HubServer:
             return self._error(h, "RevisionNotFound")
         data = repo.files.get(m["file"])
         if data is None:
-            return self._error(h, "EntryNotFound", repo.commit)
+            return self._error(h, "EntryNotFound", repo.commit_404 or repo.commit)
         fault = repo.faults.get(m["file"])
         sha = hashlib.sha256(data).hexdigest()
         start, end = 0, len(data)
@@ -123,22 +144,39 @@ class HubServer:
                 start = int(rm[1])
                 end = int(rm[2]) + 1 if rm[2] else len(data)
                 status = 206
-        h.send_response(status)
-        h.send_header("X-Repo-Commit", repo.commit)
-        h.send_header("ETag", f'"{sha}"')
-        h.send_header("X-Linked-Etag", f'"{sha}"')
-        h.send_header("X-Linked-Size", str(len(data)))
-        h.send_header("Accept-Ranges", "bytes")
-        h.send_header("Content-Type", "application/octet-stream")
-        h.send_header("Content-Length", str(end - start))
-        if status == 206:
-            h.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
-        if fault in ("short", "drop"):
-            h.send_header("Connection", "close")
-        h.end_headers()
-        if not body:
-            return
         payload = data[start:end]
+        encoding = None
+        if body and fault == "oversize":
+            payload = payload + b"\0" * (8 << 20)
+        elif body and fault == "inflate":
+            payload, encoding = gzip.compress(payload + b"\0" * (64 << 20), compresslevel=9), "gzip"
+        elif fault == "short_clean":
+            payload = payload[: len(payload) // 2]
+        headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
+                   "X-Linked-Size": str(len(data)), "Accept-Ranges": "bytes",
+                   "Content-Type": "application/octet-stream",
+                   "Content-Length": str(len(payload) if body or fault == "short_clean" else end - start)}
+        if encoding:
+            headers["Content-Encoding"] = encoding
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+        if fault in ("short", "drop"):
+            headers["Connection"] = "close"
+        lies = repo.lies.get(m["file"], {})
+        for k, v in lies.items():
+            if v is None:
+                headers.pop(k, None)
+            else:
+                headers[k] = v
+        if "Location" in lies:
+            status, payload = 302, b""
+            headers["Content-Length"] = "0"
+        h.send_response(status)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        if not body or status == 302:
+            return
         if fault == "corrupt":
             payload = bytes(b ^ 0xFF for b in payload[:64]) + payload[64:]
         elif fault == "short":

@@ -138,7 +138,7 @@ class RepoCache:
         try:
             with self.cache.open_write(tmp) as f:
                 f.write(commit.encode("ascii"))
-            self.cache.rename(tmp, ref)
+            self.cache.move(tmp, ref)
         finally:
             if os.path.lexists(tmp):
                 self.cache.remove(tmp)

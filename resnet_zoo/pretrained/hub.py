@@ -228,6 +228,7 @@ def download(
     if expected_sha256 and not is_sha256(expected_sha256):
         raise ConfigError(f"expected_sha256 must be 64 lowercase hex digits, got {expected_sha256!r}")
     what = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+    pace = pace or DownloadPace.from_env(what)  # bad settings are refused before the Hub is asked
     where = _where(hub_cache_dir(cache_dir))
     cache = RepoCache(where, repo_id)
     try:
@@ -258,7 +259,7 @@ def download(
                                  f"{expected_size:,}: the published file changed. Nothing was "
                                  "downloaded; re-pin it with 'resnet-zoo weights pin' after checking its origin")
         return _fetch(cache, meta, repo_id, filename, revision, expected_sha256, max_size, what,
-                      force_download, pace or DownloadPace.from_env(what), token)
+                      force_download, pace, token)
     except ResNetZooError:
         raise
     except OSError as e:
@@ -367,7 +368,7 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
                             "unverified because %s is set", what, ALLOW_UNVERIFIED_ENV)
                 key = sha256_file(part)
                 blob = cache.blob(key)
-            cache.cache.rename(part, blob)
+            cache.cache.move(part, blob)
         snap = cache.link(meta.commit, filename, key)
         cache.write_ref(revision, meta.commit)
     return snap
@@ -443,7 +444,7 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
                     pace.body_started()
                     decode = _decoder(response.headers.get("Content-Encoding"), what)
                     with cache.cache.open_write(part, append=append) as f:
-                        for raw in response.iter_raw(1 << 16):
+                        for raw in response.iter_raw():  # as it arrives (a chunk size would buffer a drip)
                             pace.check(len(raw))
                             for piece in decode(raw):
                                 if written + len(piece) > bound:
