@@ -354,6 +354,20 @@ def r20_saved(tmp_path_factory, r20):
     return d
 
 
+def _publish(where: str, doc: dict, saved: Path, hub, tmp_path: Path) -> str:
+    """The weights in ``saved`` with the config.json ``doc``, on the local Hub or in a directory;
+    returns the pretrained spec that names them."""
+    if where == "hub":
+        hub.add_file(EVIL, FILE, (saved / FILE).read_bytes())
+        hub.add_file(EVIL, "config.json", json.dumps(doc).encode())
+        return SPEC
+    d = tmp_path / "published"
+    d.mkdir()
+    (d / FILE).write_bytes((saved / FILE).read_bytes())
+    (d / "config.json").write_text(json.dumps(doc))
+    return str(d)
+
+
 @pytest.mark.parametrize("field, value", [
     ("input_size", 40000), ("input_size", 0), ("crop_pct", 1e-6), ("crop_pct", 3.0),
     ("mean", [1e9, 0, 0]), ("std", [0, 1, 1]), ("std", [1e-9] * 3), ("mean", list(range(1000))),
@@ -364,16 +378,7 @@ def test_bomb_preprocessing_is_a_bad_config_before_any_image(home, hub, r20_save
     doc = json.loads((r20_saved / "config.json").read_text())
     doc["pretrained"] = {"preprocessing": {"input_size": 32, "crop_pct": 1.0, "mean": [0.5] * 3,
                                            "std": [0.25] * 3, field: value}}
-    if where == "hub":
-        hub.add_file(EVIL, FILE, (r20_saved / FILE).read_bytes())
-        hub.add_file(EVIL, "config.json", json.dumps(doc).encode())
-        spec = SPEC
-    else:
-        d = tmp_path / "bomb"
-        d.mkdir()
-        (d / FILE).write_bytes((r20_saved / FILE).read_bytes())
-        (d / "config.json").write_text(json.dumps(doc))
-        spec = str(d)
+    spec = _publish(where, doc, r20_saved, hub, tmp_path)
     with pytest.raises(CheckpointError, match=f"preprocessing.{field}"):
         create("cifar_resnet20", pretrained=spec)
     code, _, err = _cli(["predict", "cifar_resnet20", str(home.home / "cat.png"), "--pretrained", spec], capsys)
@@ -384,12 +389,8 @@ def test_bomb_preprocessing_is_a_bad_config_before_any_image(home, hub, r20_save
 def test_too_many_labels_are_a_bad_config(r20_saved, tmp_path):
     doc = json.loads((r20_saved / "config.json").read_text())
     doc["pretrained"] = {"labels": ["x"] * 200_000}
-    d = tmp_path / "labels"
-    d.mkdir()
-    (d / FILE).write_bytes((r20_saved / FILE).read_bytes())
-    (d / "config.json").write_text(json.dumps(doc))
     with pytest.raises(CheckpointError, match="labels"):
-        create("cifar_resnet20", pretrained=str(d))
+        create("cifar_resnet20", pretrained=_publish("directory", doc, r20_saved, None, tmp_path))
 
 
 @pytest.mark.parametrize("where", ["hub", "directory"])
@@ -399,16 +400,7 @@ def test_labels_reach_the_terminal_escaped(home, hub, r20_saved, where, tmp_path
     doc = json.loads((r20_saved / "config.json").read_text())
     doc["pretrained"] = {"labels": hostile, "preprocessing": {"input_size": 32, "crop_pct": 1.0,
                                                               "mean": [0.5] * 3, "std": [0.25] * 3}}
-    if where == "hub":
-        hub.add_file(EVIL, FILE, (r20_saved / FILE).read_bytes())
-        hub.add_file(EVIL, "config.json", json.dumps(doc).encode())
-        spec = SPEC
-    else:
-        d = tmp_path / "labels"
-        d.mkdir()
-        (d / FILE).write_bytes((r20_saved / FILE).read_bytes())
-        (d / "config.json").write_text(json.dumps(doc))
-        spec = str(d)
+    spec = _publish(where, doc, r20_saved, hub, tmp_path)
     code, out, err = _cli(["predict", "cifar_resnet20", str(home.home / "cat.png"), "--pretrained", spec,
                            "--top", "10"], capsys)
     assert code == 0, err
