@@ -49,6 +49,13 @@ def _layout_kwargs(config: ResNetConfig) -> dict[str, Any]:
     }
 
 
+def _tracing(x: object) -> bool:
+    """Whether ``x`` is being traced rather than run: a checked shape would be a TracerWarning
+    (jit.trace, the legacy ONNX export), a crash (an FX proxy) or a guard (dynamo, export)."""
+    return (isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_compiling()
+            or torch.onnx.is_in_onnx_export())
+
+
 class ResNetBase(nn.Module):
     """ResNet without its classifier: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``.
 
@@ -192,6 +199,8 @@ class ResNetBase(nn.Module):
                 block.zero_init_last()
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if _tracing(x):  # FX, jit.trace, torch.export, ONNX and torch.compile see shapes as graphs
+            return
         if not isinstance(x, torch.Tensor):
             raise InputError(f"expected a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}")
         if x.ndim != 4:

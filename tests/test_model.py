@@ -1,6 +1,8 @@
 """The seed's ResNetBase and the classifier built on it."""
 
 import pytest
+
+import resnet_zoo
 import torch
 from torch import nn
 
@@ -248,3 +250,33 @@ def test_blocks_validate_their_arguments():
         BottleneckResidualBlock(8, 6, 8, 1, groups=4)
     with pytest.raises(ConfigError, match="in_channels"):
         ShortcutProjection(-1, 8, 1)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "cifar_resnet20"])
+def test_fx_feature_extraction_and_tracing_see_no_input_checks(name):
+    """The input checks step aside while FX, jit.trace and ONNX trace: no Proxy error, no
+    TracerWarning; the nodes that feature_info names give the maps forward_intermediates gives."""
+    import warnings
+
+    fx = pytest.importorskip("torchvision.models.feature_extraction")
+    model = resnet_zoo.create(name).eval()
+    _, eval_nodes = fx.get_graph_node_names(model)
+    modules = [i.module for i in model.feature_info]
+    assert all(any(n == m or n.startswith(m + ".") for n in eval_nodes) for m in modules)
+    extractor = fx.create_feature_extractor(model, return_nodes={m: str(i) for i, m in enumerate(modules)})
+    x = torch.randn(2, model.config.img_channels, 64, 64)
+    with torch.no_grad():
+        got = extractor(x)
+        want = model.forward_intermediates(x)
+    assert [got[str(i)].shape for i in range(len(modules))] == [w.shape for w in want]
+    for i, w in enumerate(want):
+        torch.testing.assert_close(got[str(i)], w)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(model, x)
+    assert [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)] == []
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x))
+    # The checks still hold when the model runs.
+    with pytest.raises(resnet_zoo.InputError):
+        model(torch.randn(2, 5, 32, 32))
