@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -52,8 +53,9 @@ def _layout_kwargs(config: ResNetConfig) -> dict[str, Any]:
 def _tracing(x: object) -> bool:
     """Whether ``x`` is being traced rather than run: a checked shape would be a TracerWarning
     (jit.trace, the legacy ONNX export), a crash (an FX proxy) or a guard (dynamo, export)."""
+    onnx = sys.modules.get("torch.onnx")  # loaded by an export; never imported here for a forward
     return (isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_compiling()
-            or torch.onnx.is_in_onnx_export())
+            or (onnx is not None and onnx.is_in_onnx_export()))
 
 
 class ResNetBase(nn.Module):
