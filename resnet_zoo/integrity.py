@@ -130,17 +130,9 @@ class Confined:
     def _real_root(self) -> Path:
         return Path(os.path.realpath(self.root))
 
-    def contains(self, path: str | os.PathLike, *, below: str | os.PathLike | None = None) -> bool:
-        """Whether the real location of ``path`` (every link followed) lies inside the root (or
-        inside its sub-directory ``below``, whose own real location must also be inside)."""
-        real = Path(os.path.realpath(path))
-        base = self._real_root()
-        if below is not None:
-            base_below = Path(os.path.realpath(below))
-            if not _is_within(base_below, base):
-                return False
-            base = base_below
-        return _is_within(real, base)
+    def contains(self, path: str | os.PathLike) -> bool:
+        """Whether the real location of ``path`` (every link followed) lies inside the root."""
+        return _is_within(Path(os.path.realpath(path)), self._real_root())
 
     def _parent_inside(self, path: Path) -> Path:
         """The real parent directory of ``path``, after checking that it is inside the root."""
@@ -206,22 +198,34 @@ class Confined:
             raise
         return os.fdopen(fd, "ab" if append else "wb")
 
+    def _regular_stat(self, path: Path) -> os.stat_result | None:
+        """``lstat`` of ``path`` if it is a regular file itself (not a link to one), else ``None``."""
+        try:
+            st = os.lstat(self._parent_inside(path))
+        except OSError:
+            return None
+        return st if stat.S_ISREG(st.st_mode) else None
+
     def regular_file(self, path: Path) -> bool:
         """Whether ``path`` is a regular file itself (not a link to one) inside the root."""
-        real = self._parent_inside(path)
-        try:
-            return stat.S_ISREG(os.lstat(real).st_mode)
-        except OSError:
-            return False
+        return self._regular_stat(path) is not None
 
     def size(self, path: Path) -> int:
         """The size of the regular file ``path`` (0 if it is missing or not a regular file)."""
-        real = self._parent_inside(path)
+        st = self._regular_stat(path)
+        return st.st_size if st is not None else 0
+
+    def write_atomic(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` through a temporary name beside it, then rename: readers
+        see the old file or the new one, never a part."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
         try:
-            st = os.lstat(real)
-        except OSError:
-            return 0
-        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+            with self.open_write(tmp) as f:
+                f.write(data)
+            self.move(tmp, path)
+        finally:
+            if os.path.lexists(tmp):
+                self.remove(tmp)
 
     def symlink(self, target: Path, link: Path) -> None:
         """Make ``link`` point at ``target`` (both inside the root), replacing what is there.

@@ -24,24 +24,26 @@ from pathlib import Path
 from ..errors import IntegrityError
 from ..integrity import Confined, check_revision, content_etag, git_blob_sha1, is_commit, sha256_file
 
-__all__ = ["RepoCache", "file_matches"]
+__all__ = ["RepoCache", "check_file"]
 
 log = logging.getLogger(__name__)
 
 
-def file_matches(path: Path, etag: str, pinned: str = "") -> tuple[bool, str]:
-    """Whether the bytes of ``path`` hash to ``etag`` (a sha256, or a git blob sha1) and to the
-    pinned sha256, if any. Returns ``(ok, what was found)``."""
+def check_file(path: Path, etag: str, pinned: str = "") -> tuple[bool, str, bool]:
+    """Whether the bytes of ``path`` hash to ``etag`` (a sha256, or a git blob sha1; ``""``:
+    none) and to the pinned sha256, if any, each hash taken once. Returns ``(ok, why not,
+    whether the bytes still match the etag they are named by)``."""
     actual = sha256_file(path)
-    if pinned and actual != pinned:
-        return False, f"sha256 {actual} differs from the pinned {pinned}"
-    if len(etag) == 64 and actual != etag:
-        return False, f"sha256 {actual} differs from the Hub's ETag {etag}"
     if len(etag) == 40:
         sha1 = git_blob_sha1(path)
-        if sha1 != etag:
-            return False, f"git blob sha1 {sha1} differs from the Hub's ETag {etag}"
-    return True, actual
+        named, etag_why = sha1 == etag, f"git blob sha1 {sha1} differs from the Hub's ETag {etag}"
+    else:
+        named, etag_why = actual == etag, f"sha256 {actual} differs from the Hub's ETag {etag}"
+    if pinned and actual != pinned:
+        return False, f"sha256 {actual} differs from the pinned {pinned}", bool(etag) and named
+    if etag and not named:
+        return False, etag_why, False
+    return True, "", bool(etag)
 
 
 class RepoCache:
@@ -134,20 +136,12 @@ class RepoCache:
             return
         ref = self.ref(revision)
         self.cache.mkdir(ref.parent)
-        tmp = ref.with_name(f".{ref.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
-        try:
-            with self.cache.open_write(tmp) as f:
-                f.write(commit.encode("ascii"))
-            self.cache.move(tmp, ref)
-        finally:
-            if os.path.lexists(tmp):
-                self.cache.remove(tmp)
+        self.cache.write_atomic(ref, commit.encode("ascii"))
 
     def mark_absent(self, commit: str, filename: str) -> None:
         entry = self.no_exist(commit, filename)
         self.cache.mkdir(entry.parent)
-        with self.cache.open_write(entry):
-            pass
+        self.cache.write_atomic(entry, b"")
 
     def link(self, commit: str, filename: str, etag: str) -> Path:
         """Point the snapshot entry of ``filename`` at ``commit`` to ``blobs/<etag>``; returns it."""

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 
 from ..errors import ConfigError, DownloadError, IntegrityError, ResNetZooError, UnknownModelError
 from ..integrity import check_revision, content_etag, is_commit, is_sha256, printable, sha256_file
-from .cache import RepoCache, file_matches
+from .cache import RepoCache, check_file
 from .pace import DownloadPace
 
 __all__ = [
@@ -133,9 +133,20 @@ def _checked_metadata(meta: Any, what: str, max_size: int) -> FileMetadata:
     return FileMetadata(commit, etag, size)
 
 
+def _translatable(e: BaseException) -> bool:
+    """An error of huggingface_hub's, httpx's or the file system's, which :func:`_translate` words."""
+    return _is_transport_error(e) or _is_hf_error(e) or isinstance(e, OSError)
+
+
+def _commit_of_404(e: BaseException) -> str | None:
+    """The X-Repo-Commit the Hub sent with a 404, as sent (checked by :func:`_translate`)."""
+    response = getattr(e, "response", None)
+    return response.headers.get("X-Repo-Commit") if response is not None else None
+
+
 def _translate(e: BaseException, what: str, repo_id: str, filename: str, revision: str | None,
-               cache: RepoCache | None) -> ResNetZooError:
-    """huggingface_hub's and httpx's errors as resnet_zoo's, one line each."""
+               where: Any = None) -> ResNetZooError:
+    """huggingface_hub's and httpx's errors as resnet_zoo's, one line each (``where``: the cache)."""
     from huggingface_hub import errors as hf_errors
 
     endpoint = hub_endpoint() or "default endpoint"
@@ -145,30 +156,25 @@ def _translate(e: BaseException, what: str, repo_id: str, filename: str, revisio
         return UnknownModelError(f"weights repository {repo_id!r} does not exist on the Hub ({endpoint}), "
                                  "or it is private or gated and no token was given")
     if isinstance(e, hf_errors.RemoteEntryNotFoundError):
-        response = getattr(e, "response", None)
-        commit = response.headers.get("X-Repo-Commit") if response is not None else None
+        commit = _commit_of_404(e)
         if commit is not None and not is_commit(commit):
             return DownloadError(f"{what}: the Hub's 404 names commit {printable(commit)[:80]!r} "
                                  "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written")
-        if commit and cache is not None:
-            cache.write_ref(revision, commit)
-            cache.mark_absent(commit, filename)  # so that an offline load knows it is absent
         return _NotOnHub(f"{repo_id!r} has no file {filename!r} at revision {revision or 'main'}")
     if isinstance(e, hf_errors.HfHubHTTPError):
         return DownloadError(f"the Hub refused {what}: {_one_line(e)}")
     if isinstance(e, PermissionError):
-        return DownloadError(f"cannot write to the Hub cache ({e.filename or (cache and cache.cache.root)}): "
+        return DownloadError(f"cannot write to the Hub cache ({e.filename or where}): "
                              "permission denied. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory")
     if isinstance(e, OSError) and e.errno == 30:  # EROFS
-        return DownloadError(f"cannot write to the Hub cache ({e.filename or (cache and cache.cache.root)}): "
+        return DownloadError(f"cannot write to the Hub cache ({e.filename or where}): "
                              "read-only file system. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory")
     if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
-        return DownloadError(f"no space left on the device holding the Hub cache "
-                             f"{cache and cache.cache.root} while fetching {what}; free space or set "
-                             "HF_HUB_CACHE to another disk")
+        return DownloadError(f"no space left on the device holding the Hub cache {where} while "
+                             f"fetching {what}; free space or set HF_HUB_CACHE to another disk")
     if _is_transport_error(e) and type(e).__name__ in ("ConnectError", "ConnectTimeout"):
         return DownloadError(f"cannot reach the Hub ({endpoint}) to fetch {what} ({_one_line(e)}), "
-                             f"and it is not in the cache {cache and cache.cache.root}. Check the "
+                             f"and it is not in the cache {where}. Check the "
                              "network, or set HF_HUB_OFFLINE=1 with a pre-filled cache")
     return DownloadError(f"downloading {what} failed: {type(e).__name__}: {_one_line(e)}")
 
@@ -192,9 +198,9 @@ def file_metadata(repo_id: str, filename: str, *, revision: str | None = None,
     except ResNetZooError:
         raise
     except Exception as e:
-        if not _is_transport_error(e) and not isinstance(e, OSError) and not _is_hf_error(e):
+        if not _translatable(e):
             raise
-        raise _translate(e, what, repo_id, filename, revision, None) from None
+        raise _translate(e, what, repo_id, filename, revision) from None
 
 
 def _is_hf_error(e: BaseException) -> bool:
@@ -245,9 +251,12 @@ def download(
         except ResNetZooError:
             raise
         except Exception as e:
-            if not (_is_transport_error(e) or _is_hf_error(e) or isinstance(e, OSError)):
+            if not _translatable(e):
                 raise
-            error = _translate(e, what, repo_id, filename, revision, cache)
+            error = _translate(e, what, repo_id, filename, revision, where)
+            if isinstance(error, _NotOnHub) and (commit := _commit_of_404(e)):
+                cache.write_ref(revision, commit)
+                cache.mark_absent(commit, filename)  # so that an offline load knows it is absent
             if _unreachable(e):
                 found = _from_cache(cache, revision, filename, expected_sha256, what)
                 if found is not None:
@@ -263,7 +272,7 @@ def download(
     except ResNetZooError:
         raise
     except OSError as e:
-        raise _translate(e, what, repo_id, filename, revision, cache) from None
+        raise _translate(e, what, repo_id, filename, revision, where) from None
 
 
 def _unreachable(e: BaseException) -> bool:
@@ -272,15 +281,6 @@ def _unreachable(e: BaseException) -> bool:
         return True
     response = getattr(e, "response", None)
     return response is not None and getattr(response, "status_code", 0) >= 500
-
-
-def _check(path: Path, etag: str, pinned: str) -> tuple[bool, str, bool]:
-    """``(ok, why not, whether the blob's bytes still match its own name)``."""
-    ok, found = file_matches(path, etag, pinned)
-    if ok:
-        return True, "", True
-    intact = bool(etag) and file_matches(path, etag)[0]
-    return False, found, intact
 
 
 def _from_cache(cache: RepoCache, revision: str | None, filename: str, pinned: str, what: str) -> Path | None:
@@ -305,7 +305,7 @@ def _from_cache(cache: RepoCache, revision: str | None, filename: str, pinned: s
                                  f"it in the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this cache")
         log.warning("%s: loaded unverified from the cache because %s is set", what, ALLOW_UNVERIFIED_ENV)
         return snap
-    ok, why, intact = _check(snap, name, pinned)
+    ok, why, intact = check_file(snap, name, pinned)
     if not ok:
         if intact:
             cache.remove(snap)  # a good blob behind the wrong link: only the link goes
@@ -349,7 +349,7 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
                             "its target was not touched", blob)
             cache.remove(blob)
         elif os.path.lexists(blob):
-            ok, why, _ = _check(blob, key, pinned)
+            ok, why, _ = check_file(blob, key, pinned)
             if not ok:
                 log.warning("%s: the cached blob is damaged (%s): downloading it again", what, why)
                 cache.remove(blob)
@@ -358,7 +358,7 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
             cache.cache.mkdir(cache.blobs)
             url = hf_hub_url(repo_id, filename, revision=meta.commit, endpoint=hub_endpoint())
             _stream(cache, url, part, meta.size, max_size, pace, what, filename, token)
-            ok, why, _ = _check(part, "" if unverified else key, pinned)
+            ok, why, _ = check_file(part, "" if unverified else key, pinned)
             if not ok:
                 cache.remove(part)
                 raise IntegrityError(f"{what}: {why} (the download was corrupted, or the file "

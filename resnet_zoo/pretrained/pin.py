@@ -7,7 +7,7 @@ import logging
 from typing import Any, Sequence
 
 from ..errors import DownloadError, UnknownModelError
-from ..integrity import is_commit, is_sha256, sha256_file
+from ..integrity import sha256_file
 from ..manifest import load_manifest, manifest_path, write_pins
 from . import hub
 
@@ -29,6 +29,7 @@ def pin_weights(tags: "Sequence[str] | None" = None) -> dict[str, dict[str, Any]
         if spec.path:
             log.info("%s is shipped in weights/ and pinned when it is shipped: skipped", name)
             continue
+        # file_metadata has checked the commit (40 hex digits), the ETag and the size's bound.
         meta = hub.file_metadata(spec.hf_hub_id, spec.filename, revision="main")
         if meta.size is None:
             raise DownloadError(f"{name}: the Hub did not say the size of {spec.hf_hub_id}/{spec.filename}")
@@ -41,8 +42,6 @@ def pin_weights(tags: "Sequence[str] | None" = None) -> dict[str, dict[str, Any]
             if path.stat().st_size != meta.size:
                 raise DownloadError(f"{name}: the Hub declared {meta.size:,} bytes, the file has "
                                     f"{path.stat().st_size:,}")
-        if not (is_commit(meta.commit) and is_sha256(sha) and isinstance(meta.size, int) and meta.size >= 0):
-            raise DownloadError(f"{name}: the Hub's answer is not a commit, sha256 and size: nothing pinned")
         pins[name] = {"revision": meta.commit, "sha256": sha, "size": meta.size}
         log.info("pinned %s at %s (%s bytes)", name, meta.commit, meta.size)
     write_pins(manifest_path(), pins)
