@@ -112,7 +112,7 @@ class _PooledOnly(torch.nn.Module):
         self.model = model
 
     def forward(self, x):
-        return self.model.forward_features(x)
+        return self.model.forward_pooled(x)
 
 
 def render() -> str:

@@ -118,6 +118,6 @@ def convert_checkpoint(
     model = fit(ResNet.builder(arch_name=entry.name), config, state_dict, layout=source, what=str(src),
                 num_classes_requested=num_classes is not None, arch=entry.name)
     layout = detect_layout(state_dict) if source == "auto" else source
-    model.pretrained_cfg = PretrainedInfo(source=str(src), extra={"converted_from": layout})
+    model.pretrained_info = PretrainedInfo(source=str(src), extra={"converted_from": layout})
     model.save_pretrained(out)
     return model  # type: ignore[return-value]

@@ -58,7 +58,7 @@ def write_features(
         raise ConfigError(f"the features file must be a .safetensors file, got {str(out)!r}")
     feats, paths = extract_features(model, inputs, batch_size=batch_size, num_workers=num_workers,
                                     skip_bad=skip_bad, progress=progress)
-    info = model.pretrained_cfg
+    info = model.pretrained_info
     name = model_name or model.arch_name or "custom"
     weights = (info.name or info.source) if info is not None else "random init"
     metadata = {"paths": json.dumps([str(p) for p in paths]), "model": name, "weights": weights,
@@ -319,7 +319,7 @@ def write_feature_set(
         raise ConfigError(f"{out} names a file: a feature set is a directory (or use write_features)")
     rank, world = _dist()
     paths = sorted({str(p) for p in find_images(inputs)})
-    info = model.pretrained_cfg
+    info = model.pretrained_info
     run = {"format": SET_FORMAT, "model": model_name or model.arch_name or "custom",
            "weights": (info.name or info.source) if info is not None else "random init",
            "store_dtype": store_dtype, "shard_size": shard_size, "num_images": len(paths),

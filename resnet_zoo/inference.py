@@ -88,11 +88,13 @@ class InferenceModel(ModelView):
             raise ConfigError("an InferenceModel is for inference only; train the eager model")
         return super().train(False)
 
-    def _pooled_mkldnn(self, x: torch.Tensor) -> torch.Tensor:
+    def _map_mkldnn(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
         y = x.contiguous().to_mkldnn(self.dtype)
-        y = m.blocks(m.pool(m.act(m.conv(y))))
-        return y.to_dense().float().mean(dim=(2, 3))
+        return m.blocks(m.pool(m.act(m.conv(y)))).to_dense().float()
+
+    def _pooled_mkldnn(self, x: torch.Tensor) -> torch.Tensor:
+        return self._map_mkldnn(x).mean(dim=(2, 3))
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -112,6 +114,14 @@ class InferenceModel(ModelView):
             return out.float()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last map ``[B, n_channels[-1], h, w]`` (float32), as the eager model's."""
+        self.model._check_input(x)
+        with torch.inference_mode():
+            if self.use_mkldnn:
+                return self._map_mkldnn(x)
+            return self.model.forward_features(self._prepare(x)).float().contiguous()
+
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, n_channels[-1]]`` (float32), the head skipped."""
         if isinstance(self.model, ResNetFeatures):
             raise ConfigError("a features_only model has no pooled features; call it for its maps")
@@ -119,7 +129,7 @@ class InferenceModel(ModelView):
         with torch.inference_mode():
             if self.use_mkldnn:
                 return self._pooled_mkldnn(x)
-            return ResNetBase.forward(self.model, self._prepare(x)).float()
+            return self.model.forward_pooled(self._prepare(x)).float()
 
     def extra_repr(self) -> str:
         path = "oneDNN" if self.use_mkldnn else ("channels_last" if self.channels_last else "NCHW")
@@ -307,8 +317,8 @@ class _FeaturesOf(ModelView):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.inner
-        if isinstance(m, ResNet) or hasattr(m, "forward_features"):
-            return m.forward_features(x)
+        if isinstance(m, ResNet) or hasattr(m, "forward_pooled"):
+            return m.forward_pooled(x)
         return m(x)
 
 
@@ -338,8 +348,7 @@ def predict(
         raise ConfigError("this model has no classifier head (num_classes=0): use extract_features")
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= num_classes:
         raise ConfigError(f"top must be between 1 and the number of classes ({num_classes}), got {top!r}")
-    info = model.pretrained_cfg
-    labels = list(info.labels) if info is not None and info.labels else None
+    labels = list(model.pretrained_cfg.labels or ()) or None
     if labels is None and num_classes == 1000:
         from .manifest import read_labels
 

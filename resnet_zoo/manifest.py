@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +139,10 @@ class WeightsSpec:
 class PretrainedInfo:
     """Where a model's weights came from and how its inputs must be prepared.
 
-    A model carries one as ``model.pretrained_cfg`` (``None`` for random init); the loaders set
-    it, ``save_pretrained`` writes it into config.json and the model card, and the inference
-    wrappers, ``predict`` and the transforms read it.
+    A model carries one as ``model.pretrained_info`` (``None`` for random init; timm's
+    ``model.pretrained_cfg`` mapping reads it); the loaders set it, ``save_pretrained`` writes it
+    into config.json and the model card, and the inference wrappers, ``predict`` and the
+    transforms read it.
     """
 
     name: str | None = None  # "arch.tag" when the weights are a published tag
@@ -151,7 +152,24 @@ class PretrainedInfo:
     top1: float | None = None
     license: str = ""
     description: str = ""
+    # The Hub id or tag these weights were fine-tuned from (set when the head is replaced).
+    base_model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def origin(self) -> str | None:
+        """What these weights are called where they came from: the Hub repo id, else the
+        published tag, else the source."""
+        if self.source.startswith("hf-hub:"):
+            return self.source[len("hf-hub:"):].split("@", 1)[0] or None
+        return self.name or self.source or None
+
+    def for_new_head(self) -> "PretrainedInfo":
+        """The info after the head is replaced: the class names and the reported accuracy
+        belong to the old head and are dropped; ``base_model`` says where the body came from."""
+        return replace(self, labels=None, top1=None, base_model=self.base_model or self.origin,
+                       extra={k: v for k, v in self.extra.items()
+                              if k not in ("heldout_accuracy", "heldout_images")})
 
     @classmethod
     def from_spec(cls, spec: WeightsSpec) -> "PretrainedInfo":
@@ -170,6 +188,7 @@ class PretrainedInfo:
             "top1": self.top1,
             "license": self.license,
             "description": self.description,
+            **({"base_model": self.base_model} if self.base_model else {}),
             **self.extra,
         }
 
@@ -181,12 +200,17 @@ class PretrainedInfo:
         if not isinstance(data, dict):
             raise CheckpointError(f"{where}: 'pretrained' must be an object, got {type(data).__name__}")
         data = dict(data)
-        known = {k: data.pop(k) for k in ("name", "source", "top1", "license", "description") if k in data}
+        known = {k: data.pop(k) for k in ("name", "source", "top1", "license", "description",
+                                                    "base_model") if k in data}
+        known = {k: v for k, v in known.items() if v is not None}
         pre = data.pop("preprocessing", None)
         labels = data.pop("labels", None)
         try:
             if pre is not None and not isinstance(pre, dict):
                 raise TypeError("'preprocessing' must be an object")
+            for key in ("name", "source", "license", "description", "base_model"):
+                if known.get(key) is not None and not isinstance(known[key], str):
+                    raise TypeError(f"{key!r} must be a string, got {_short(known[key])}")
             if labels is not None and (not isinstance(labels, list)
                                        or not all(isinstance(x, str) for x in labels)):
                 raise TypeError("'labels' must be a list of strings")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -21,22 +20,9 @@ from .blocks import BottleneckResidualBlock, ResidualBlock
 from .config import ResNetConfig
 from .errors import ConfigError, InputError
 from .manifest import PretrainedInfo
+from .timm_api import FeatureInfo, FeatureInfoList, PretrainedCfg, group_matcher
 
 __all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures", "resolve_out_indices"]
-
-
-@dataclass(frozen=True)
-class FeatureInfo:
-    """One intermediate map: its channels, its reduction (input size / map size), its module."""
-
-    channels: int
-    reduction: int
-    module: str
-
-    @property
-    def num_chs(self) -> int:
-        """timm's name for :attr:`channels`."""
-        return self.channels
 
 
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
@@ -56,6 +42,31 @@ def _tracing(x: object) -> bool:
     onnx = sys.modules.get("torch.onnx")  # loaded by an export; never imported here for a forward
     return (isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_compiling()
             or (onnx is not None and onnx.is_in_onnx_export()))
+
+
+def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)`` with its activations recomputed in the backward pass (non-reentrant
+    ``torch.utils.checkpoint``). The recomputation would update batch-norm running statistics a
+    second time; they are put back, so training matches an unchecked run exactly."""
+    from torch.utils.checkpoint import checkpoint
+
+    calls = 0
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1 or not block.training:
+            return block(inp)
+        saved = [(b, b.clone()) for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                 for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+        try:
+            return block(inp)
+        finally:
+            with torch.no_grad():
+                for buf, value in saved:
+                    buf.copy_(value)
+
+    return checkpoint(run, x, use_reentrant=False)
 
 
 class ResNetBase(nn.Module):
@@ -111,7 +122,7 @@ class ResNetBase(nn.Module):
         self.pool = nn.MaxPool2d(3, stride=2, padding=1) if config.stem_pool else nn.Identity()
         reduction = config.stem_stride * (2 if config.stem_pool else 1)
         stem_module = "pool" if config.stem_pool else "act" if config.stem_act else "bn"
-        feature_info = [FeatureInfo(stem_channels, reduction, stem_module)]
+        feature_info = FeatureInfoList([FeatureInfo(stem_channels, reduction, stem_module)])
 
         # Stages, stacked into one flat Sequential as in the reference (state-dict names).
         blocks: list[nn.Module] = []
@@ -137,14 +148,57 @@ class ResNetBase(nn.Module):
             feature_info.append(FeatureInfo(channels, reduction, f"blocks.{len(blocks) - 1}"))
         self.blocks = nn.Sequential(*blocks)
         self.stage_ends: tuple[int, ...] = tuple(stage_ends)
-        self.feature_info: list[FeatureInfo] = feature_info
+        self.feature_info: FeatureInfoList = feature_info
         self.num_features = config.num_features
+        self.grad_checkpointing = False
         # The registered name this model was built as (create() and the loaders give it), and
         # where its weights came from with their preprocessing and class names (None: random
-        # init). Inference wrappers delegate to both.
+        # init); pretrained_cfg is timm's view of both. Inference wrappers delegate to them.
         self.arch_name: str | None = None
-        self.pretrained_cfg: PretrainedInfo | None = None
+        self.pretrained_info: PretrainedInfo | None = None
         self.init_weights()
+
+    # TorchScript compiles forward and what it calls; the metadata is Python-side only.
+    __jit_ignored_attributes__ = ["config", "feature_info", "pretrained_info", "arch_name"]
+    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_config", "full_feature_reduction"]
+
+    @property
+    def pretrained_cfg(self) -> PretrainedCfg:
+        """timm's ``pretrained_cfg`` mapping (never None; see :class:`~resnet_zoo.timm_api.PretrainedCfg`)."""
+        return PretrainedCfg(self.pretrained_info, self.config, self.arch_name,
+                             self.full_feature_reduction)
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, value: PretrainedInfo | PretrainedCfg | None) -> None:
+        if isinstance(value, PretrainedCfg):
+            value = value.info
+        if value is not None and not isinstance(value, PretrainedInfo):
+            raise ConfigError(f"pretrained_cfg takes a resnet_zoo.manifest.PretrainedInfo (or None), "
+                              f"got {type(value).__name__}")
+        self.pretrained_info = value
+
+    default_cfg = pretrained_cfg  # timm's older name for the same mapping
+
+    @property
+    def full_feature_reduction(self) -> int:
+        """Input size / size of the whole network's last map (32 for the ImageNet ResNets)."""
+        c = self.full_config
+        r = c.stem_stride * (2 if c.stem_pool else 1)
+        for s in c.strides:
+            r *= s
+        return r
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them
+        (timm's name): the same outputs, gradients and batch-norm statistics, less memory."""
+        self.grad_checkpointing = bool(enable)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (stem, then each block, or each stage with ``coarse``), for
+        layer-wise learning-rate decay (``timm.optim.create_optimizer_v2(m, layer_decay=...)``)."""
+        return group_matcher(self.stage_ends, coarse)
 
     @classmethod
     def from_config(cls, config: ResNetConfig, *, arch_name: str | None = None) -> "ResNetBase":
@@ -200,6 +254,7 @@ class ResNetBase(nn.Module):
             for block in self.blocks:
                 block.zero_init_last()
 
+    @torch.jit.unused
     def _check_input(self, x: torch.Tensor) -> None:
         if _tracing(x):  # FX, jit.trace, torch.export, ONNX and torch.compile see shapes as graphs
             return
@@ -227,10 +282,26 @@ class ResNetBase(nn.Module):
         """``[B, img_channels, H, W] -> [B, stem_channels, H / r, W / r]``, r = feature_info[0].reduction."""
         return self.pool(self.act(self.bn(self.conv(x))))
 
-    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
-        """The unpooled last map: ``[B, img_channels, H, W] -> [B, n_channels[-1], h, w]``."""
-        self._check_input(x)
-        return self.blocks(self.forward_stem(x))
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled last map (timm's ``forward_features``):
+        ``[B, img_channels, H, W] -> [B, n_channels[-1], h, w]``."""
+        if not torch.jit.is_scripting():
+            self._check_input(x)
+        x = self.forward_stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            for block in self.blocks:
+                x = checkpointed(block, x)
+            return x
+        return self.blocks(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The last map to the pooled features ``[B, n_channels[-1]]`` (global average
+        pooling over height and width); a :class:`ResNet` applies its head unless ``pre_logits``."""
+        return x.mean(dim=(2, 3))
+
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, n_channels[-1]]``, the head skipped (the seed's ResNetBase output)."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``.
@@ -239,8 +310,7 @@ class ResNetBase(nn.Module):
         to that image's output only (in eval mode; in training mode batch statistics mix the
         images of a batch); inputs are not scanned for them, which would cost a pass over the data.
         """
-        # Global average pooling over height and width.
-        return self.forward_body(x).mean(dim=(2, 3))
+        return self.forward_pooled(x)
 
     def forward_intermediates(
         self, x: torch.Tensor, indices: Sequence[int] | int | None = None
@@ -262,7 +332,7 @@ class ResNetBase(nn.Module):
         if last > 0:
             map_of_block = {end: stage + 1 for stage, end in enumerate(self.stage_ends)}
             for j, block in enumerate(self.blocks):
-                x = block(x)
+                x = checkpointed(block, x) if self.grad_checkpointing else block(x)
                 i = map_of_block.get(j)
                 if i is not None:
                     outputs[i] = x
@@ -373,24 +443,28 @@ class ResNet(ResNetBase):
         return nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one for ``num_classes`` (0 = no head)."""
+        """Replace the head with a freshly initialised one for ``num_classes`` (0 = no head).
+
+        The weights' class names and reported accuracy belong to the old head: they are dropped
+        from ``pretrained_cfg``, which records what the weights were fine-tuned from instead."""
         self.config = self.config.replace(num_classes=num_classes)
         self.num_classes = num_classes
         ref = next(self.parameters())
         self.fc = self._make_head(num_classes).to(device=ref.device, dtype=ref.dtype)
+        if self.pretrained_info is not None:
+            self.pretrained_info = self.pretrained_info.for_new_head()
 
     def unbuilt_keys(self, keys: Iterable[str]) -> set[str]:
         return set() if self.num_classes else super().unbuilt_keys(keys)
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``[B, n_channels[-1]]`` (the labml reference's ResNetBase output)."""
-        return super().forward(x)
-
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pooled features to logits; ``pre_logits=True`` returns the features unchanged."""
+        """The last map to logits ``[B, num_classes]``; ``pre_logits=True`` stops at the pooled
+        features ``[B, n_channels[-1]]``."""
+        x = x.mean(dim=(2, 3))
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -430,7 +504,7 @@ class ResNetFeatures(ResNetBase):
         self.out_indices = resolved
         self._full_config = config
         self.arch_name = arch_name
-        self.feature_info = [self.feature_info[i] for i in resolved]
+        self.feature_info = FeatureInfoList(self.feature_info[i] for i in resolved)
 
     @property
     def full_config(self) -> ResNetConfig:

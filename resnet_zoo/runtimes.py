@@ -70,7 +70,7 @@ class _ExportView(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Any:
         if self.has_head:
-            feats = self.model.forward_features(x)
+            feats = self.model.forward_pooled(x)
             return self.model.fc(feats), feats
         return self.model(x)
 
@@ -149,7 +149,10 @@ _RUNNERS: dict[str, Callable[..., Any]] = {"onnxruntime": _Ort, "openvino": _Ope
 
 class RuntimeModel(ModelView):
     """A model run by onnxruntime or OpenVINO: float32 NCHW in, float32 out (logits, or pooled
-    features for a model without a head); ``forward_features`` gives the pooled features."""
+    features for a model without a head); ``forward_pooled`` gives the pooled features.
+
+    The exported graph ends at the pooled features, so there is no unpooled map
+    (``forward_features``) to give: that needs the torch backend."""
 
     def __init__(self, model: ResNetBase, backend: str, dtype: Any, runner: Any, onnx_path: Path) -> None:
         super().__init__()
@@ -181,8 +184,13 @@ class RuntimeModel(ModelView):
         """``[B, C, H, W]`` float32 -> float32 logits (pooled features without a head)."""
         return self._run(x, "logits" if self._has_head else "features")
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, n_channels[-1]]`` (float32), the head skipped."""
         return self._run(x, "features")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise ConfigError(f"the {self.backend} export ends at the pooled features: use "
+                          "forward_pooled, or optimize_for_inference(backend='torch') for the map")
 
     def extra_repr(self) -> str:
         return f"backend={self.backend}, dtype={self.dtype}"

@@ -175,21 +175,8 @@ class Preprocess:
 
 
 def preprocessing_for(model: Any) -> Preprocessing:
-    """The preprocessing of a model's weights, or a default for its architecture's input size."""
-    info = model.pretrained_cfg
-    if info is not None and info.preprocessing is not None:
-        return info.preprocessing
-    config = model.full_config
-    size = 224
-    arch = model.arch_name
-    if arch:
-        from .registry import get_entry
-
-        size = get_entry(arch).input_size
-    if config.img_channels == 3:
-        return Preprocessing(input_size=size, crop_pct=0.875 if size > 64 else 1.0)
-    return Preprocessing(input_size=size, crop_pct=0.875 if size > 64 else 1.0,
-                         mean=(0.5,) * config.img_channels, std=(0.5,) * config.img_channels)
+    """The preprocessing of a model's weights, or its architecture's default without weights."""
+    return model.pretrained_cfg.preprocessing
 
 
 def is_image_path(path: Path) -> bool:

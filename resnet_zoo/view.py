@@ -6,7 +6,8 @@ from torch import nn
 
 from .config import ResNetConfig
 from .manifest import PretrainedInfo
-from .model import FeatureInfo, ResNetBase
+from .model import ResNetBase
+from .timm_api import FeatureInfoList, PretrainedCfg
 
 __all__ = ["ModelView"]
 
@@ -27,7 +28,7 @@ class ModelView(nn.Module):
         return self._wrapped().full_config
 
     @property
-    def feature_info(self) -> list[FeatureInfo]:
+    def feature_info(self) -> FeatureInfoList:
         return self._wrapped().feature_info
 
     @property
@@ -35,5 +36,11 @@ class ModelView(nn.Module):
         return self._wrapped().arch_name
 
     @property
-    def pretrained_cfg(self) -> PretrainedInfo | None:
+    def pretrained_info(self) -> PretrainedInfo | None:
+        return self._wrapped().pretrained_info
+
+    @property
+    def pretrained_cfg(self) -> PretrainedCfg:
         return self._wrapped().pretrained_cfg
+
+    default_cfg = pretrained_cfg

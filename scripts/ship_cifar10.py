@@ -48,7 +48,7 @@ def ship(depth: int, checkpoint: Path, notice: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model = convert_checkpoint(checkpoint, arch, Path(tmp) / "converted", source="cifar")
     classes = (ROOT / "weights" / "cifar10_classes.txt").read_text().split()
-    model.pretrained_cfg = PretrainedInfo(
+    model.pretrained_info = PretrainedInfo(
         name=tag, source=f"{UPSTREAM} ({checkpoint.name}), converted by scripts/ship_cifar10.py",
         preprocessing=Preprocessing(32, 1.0, "bilinear", mean=MEAN, std=STD),
         labels=tuple(classes), top1=top1, license="bsd-2-clause",

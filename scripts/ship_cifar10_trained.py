@@ -53,7 +53,7 @@ def main() -> None:
                        check=True, cwd=ROOT)
     metrics = json.loads((src / "metrics.json").read_text())
     model = resnet_zoo.create(ARCH, pretrained=str(src))
-    info = model.pretrained_cfg
+    info = model.pretrained_info
     train_seconds = sum(m["seconds"] for m in metrics)
     extra = dict(info.extra)
     extra.update({
@@ -68,7 +68,7 @@ def main() -> None:
     })
     from dataclasses import replace
 
-    model.pretrained_cfg = replace(
+    model.pretrained_info = replace(
         info, name=f"{ARCH}.{TAG}", source="trained by resnet_zoo (scripts/ship_cifar10_trained.py)",
         license="mit", description="the paper's CIFAR ResNet-20 trained by resnet_zoo on CIFAR-10 (JPEG copy)",
         extra=extra)

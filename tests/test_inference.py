@@ -94,9 +94,11 @@ def test_fast_path_features_only_and_pooled_features():
     assert [t.shape for t in out] == [t.shape for t in ref]
     assert all(rel_err(a, b) <= 1e-4 for a, b in zip(out, ref))
     for dtype in resnet_zoo.cpu.supported_dtypes():  # bf16 where this CPU runs it fast
-        pooled = optimize_for_inference(model, dtype=dtype).forward_features(x)
+        fast_model = optimize_for_inference(model, dtype=dtype)
+        pooled, last_map = fast_model.forward_pooled(x), fast_model.forward_features(x)
         with torch.no_grad():
-            assert F.cosine_similarity(pooled, model.forward_features(x)).min() >= 0.999
+            assert F.cosine_similarity(pooled, model.forward_pooled(x)).min() >= 0.999
+            assert F.cosine_similarity(last_map.flatten(1), model.forward_features(x).flatten(1)).min() >= 0.999
 
 
 @pytest.fixture
@@ -120,7 +122,7 @@ def test_extract_features_in_batches_with_workers_is_ordered_and_exact(photo_dir
     assert feats.shape == (len(paths), 512)
     prep = Preprocess(preprocessing_for(model))
     with torch.no_grad():
-        expected = model.forward_features(torch.stack([prep(p) for p in paths]))
+        expected = model.forward_pooled(torch.stack([prep(p) for p in paths]))
     torch.testing.assert_close(feats, expected, rtol=1e-5, atol=1e-5)
     fast_feats, _ = extract_features(optimize_for_inference(model), [photo_dir], progress=False)
     assert rel_err(fast_feats, expected) <= 1e-4

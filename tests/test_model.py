@@ -94,8 +94,8 @@ def test_labml_reference_state_dict_loads_strictly_and_matches(bottlenecks):
     # The default follows the description instead: halved at stages 2 and 3 (the reference's
     # first block has a projection shortcut only because of its stride 2, so weights differ).
     default = ResNetBase(n_blocks, n_channels, bottlenecks, 3, 7).eval()
-    assert ours.forward_body(x).shape[-1] == 12
-    assert default.forward_body(x).shape[-1] == 6
+    assert ours.forward_features(x).shape[-1] == 12
+    assert default.forward_features(x).shape[-1] == 6
 
 
 def test_zero_pad_shortcut_is_strided_identity_padded_evenly():
@@ -201,10 +201,14 @@ def test_init_is_kaiming_and_zero_init_residual():
 def test_classifier_api():
     m = create("cifar_resnet20").eval()
     x = torch.randn(2, 3, 32, 32)
-    feats = m.forward_features(x)
+    last_map = m.forward_features(x)  # timm's: the unpooled map
+    assert last_map.shape == (2, 64, 8, 8)
+    feats = m.forward_head(last_map, pre_logits=True)
+    torch.testing.assert_close(feats, last_map.mean(dim=(2, 3)))
+    torch.testing.assert_close(m.forward_pooled(x), feats)
     assert feats.shape == (2, 64)
     torch.testing.assert_close(m(x), m.fc(feats))
-    torch.testing.assert_close(m.forward_head(feats, pre_logits=True), feats)
+    torch.testing.assert_close(m.forward_head(last_map), m(x))
     m.reset_classifier(5)
     assert m(x).shape == (2, 5) and m.config.num_classes == 5 and m.num_classes == 5
     m.reset_classifier(0)

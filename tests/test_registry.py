@@ -49,13 +49,15 @@ def test_feature_info_matches_the_maps(name):
     x = _small_input(name, batch=2)
     with torch.no_grad():
         maps = model.forward_intermediates(x)
-        pooled = model.forward_features(x)
+        pooled = model.forward_pooled(x)
+        last_map = model.forward_features(x)
     assert len(maps) == len(model.feature_info) == model.config.n_stages + 1
     for t, info in zip(maps, model.feature_info):
         assert t.shape[1] == info.channels
         assert x.shape[-1] // t.shape[-1] == info.reduction
         assert dict(model.named_modules())[info.module] is not None
     torch.testing.assert_close(pooled, maps[-1].mean(dim=(2, 3)))
+    torch.testing.assert_close(last_map, maps[-1])  # timm's forward_features: the unpooled map
 
 
 @pytest.mark.parametrize("name", TORCHVISION_NAMES)

@@ -37,7 +37,9 @@ def test_runtime_backend_matches_eager_in_float32(r20, backend):
     x = _x()
     with torch.no_grad():
         assert rel_err(fast(x), r20(x)) <= 1e-4
-        assert rel_err(fast.forward_features(x), r20.forward_features(x)) <= 1e-4
+        assert rel_err(fast.forward_pooled(x), r20.forward_pooled(x)) <= 1e-4
+        with pytest.raises(ConfigError, match="forward_pooled"):
+            fast.forward_features(x)
         assert rel_err(fast(_x(1)), r20(_x(1))) <= 1e-4  # another batch size
     assert fast(_x(0)).shape == (0, 10)
     assert fast.arch_name == "cifar_resnet20" and fast.config == r20.config

@@ -17,6 +17,7 @@ from torch import nn
 from ..config import ResNetConfig
 from ..convert import convert_state_dict
 from ..errors import CheckpointError
+from ..manifest import PretrainedInfo
 
 __all__ = ["Build", "adapt_input_conv", "fit"]
 
@@ -199,6 +200,7 @@ def fit(
     what: str,
     num_classes_requested: bool = True,
     arch: str | None = None,
+    info: PretrainedInfo | None = None,
 ) -> nn.Module:
     """Convert ``state_dict`` from ``layout`` and load it strictly into ``build(config)``.
 
@@ -207,6 +209,9 @@ def fit(
     checkpoint's number of classes; with another number than the checkpoint's, the head is
     re-initialised. Keys of parts the model does not build (``model.unbuilt_keys``: the head of
     a ResNetBase, the stages after a feature extractor's last map) are dropped.
+
+    ``info`` becomes the model's ``pretrained_info``; its class names and reported accuracy are
+    dropped where the head is re-initialised or not built.
     """
     sd = convert_state_dict(state_dict, layout)
     ckpt_blocks, wanted = _n_blocks(sd), sum(config.n_blocks)
@@ -229,6 +234,10 @@ def fit(
         del sd[k]
     has_head = "fc.weight" in dict(model.named_parameters())
     reinit_head = has_head and config.num_classes != ckpt_classes
+    if info is not None and ((not has_head and (info.labels or info.top1 is not None))
+                             or (info.labels and len(info.labels) != ckpt_classes)):
+        info = info.for_new_head()  # no head, or names that do not fit it: neither applies
+    model.pretrained_info = info  # reset_classifier below drops what belonged to the old head
     if reinit_head:
         log.info("%s: checkpoint head has %d classes, model wants %d: the head is re-initialised",
                  what, ckpt_classes, config.num_classes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Any, cast
 
 from torch import nn
@@ -18,17 +17,13 @@ __all__ = ["load", "from_pretrained"]
 
 def load(source: WeightsSource, build: Build, config: ResNetConfig, *,
          num_classes_requested: bool, arch: str | None = None) -> nn.Module:
-    """Read ``source`` into ``build(config)`` and attach where it came from (``pretrained_cfg``).
+    """Read ``source`` into ``build(config)`` and attach where it came from (``pretrained_info``).
 
     Without ``num_classes_requested`` the head takes the checkpoint's number of classes.
     """
     state_dict, _ = load_safetensors(source.file)
     model = fit(build, config, state_dict, layout=source.layout, what=source.what,
-                num_classes_requested=num_classes_requested, arch=arch)
-    info = source.info
-    if info is not None and info.labels is not None and model.config.num_classes != len(info.labels):
-        info = replace(info, labels=None)  # a new head: the old class names no longer apply
-    model.pretrained_cfg = info
+                num_classes_requested=num_classes_requested, arch=arch, info=source.info)
     if model.arch_name is None:
         model.arch_name = arch  # the registered name the weights were saved as
     return model

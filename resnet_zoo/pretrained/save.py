@@ -22,7 +22,7 @@ class SavedModel(Protocol):
 
     config: ResNetConfig
     arch_name: str | None
-    pretrained_cfg: PretrainedInfo | None
+    pretrained_info: PretrainedInfo | None
 
     def parameters(self) -> Any: ...
 
@@ -31,7 +31,7 @@ class SavedModel(Protocol):
 
 def config_document(model: SavedModel) -> dict[str, Any]:
     """The config.json of a model: the library, format, full config, name and weights info."""
-    info = model.pretrained_cfg
+    info = model.pretrained_info
     return {
         "library": "resnet_zoo",
         "format_version": FORMAT_VERSION,
@@ -45,7 +45,7 @@ def config_document(model: SavedModel) -> dict[str, Any]:
 def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """A Hub model card: its metadata (YAML front matter) and its text (architecture,
     parameters, source, metrics, usage)."""
-    info = model.pretrained_cfg
+    info = model.pretrained_info
     arch = document.get("architecture") or "custom ResNet"
     params = sum(p.numel() for p in model.parameters())
     metadata = {

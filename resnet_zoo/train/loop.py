@@ -202,8 +202,10 @@ def _end_of_epoch(run: _Run, epoch: int, metrics: dict[str, float], history: lis
 def _save_final(run: _Run, final: dict[str, Any], out: Path) -> None:
     """The final model as a save_pretrained directory, its card saying how it was made."""
     cfg = run.cfg
-    run.model.pretrained_cfg = PretrainedInfo(
+    start = run.model.pretrained_info  # the weights training started from (None: random init)
+    run.model.pretrained_info = PretrainedInfo(
         source=f"trained by resnet_zoo on {cfg.dataset}",
+        base_model=(start.base_model or start.origin) if start is not None else None,
         preprocessing=Preprocessing(run.input_size, 1.0, run.interpolation, mean=run.mean, std=run.std),
         labels=tuple(run.train_set.classes),
         description=f"{cfg.arch} trained on {cfg.dataset}",

@@ -1,0 +1,198 @@
+"""timm's model API over a resnet_zoo model: ``pretrained_cfg``, ``feature_info``, ``group_matcher``.
+
+timm's tools (``resolve_data_config``, ``create_transform``, ``create_optimizer_v2`` with
+``layer_decay``, ``timm.models.FeatureInfo`` users) read these by timm's names and keys; they are
+views over what the model holds (its config and :class:`~resnet_zoo.manifest.PretrainedInfo`),
+so they cannot disagree with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from .config import ResNetConfig
+from .manifest import Preprocessing, PretrainedInfo
+
+__all__ = ["FeatureInfo", "FeatureInfoList", "PretrainedCfg", "default_preprocessing", "group_matcher",
+           "hub_id_of"]
+
+
+@dataclass(frozen=True)
+class FeatureInfo(Mapping):
+    """One intermediate map: its channels, its reduction (input size / map size), its module.
+
+    Also a read-only mapping with timm's keys (``num_chs``, ``reduction``, ``module``), as the
+    entries of a timm model's ``feature_info`` are dicts.
+    """
+
+    channels: int
+    reduction: int
+    module: str
+
+    @property
+    def num_chs(self) -> int:
+        """timm's name for :attr:`channels`."""
+        return self.channels
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {"num_chs": self.channels, "reduction": self.reduction, "module": self.module}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("num_chs", "reduction", "module"))
+
+    def __len__(self) -> int:
+        return 3
+
+
+class FeatureInfoList(list):
+    """``model.feature_info``: a list of :class:`FeatureInfo` with the accessors of timm's
+    ``FeatureInfo`` (``channels()``, ``reduction()``, ``module_name()``, ``get()``, ``get_dicts()``).
+
+    ``idx=None`` means every entry; an int one entry; a list those entries.
+    """
+
+    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:  # type: ignore[override]
+        if idx is None:
+            return [fi[key] for fi in self]
+        if isinstance(idx, (tuple, list)):
+            return [self[i][key] for i in idx]
+        return self[idx][key]
+
+    def get_dicts(self, keys: Sequence[str] | None = None,
+                  idx: int | Sequence[int] | None = None) -> Any:
+        pick = (lambda fi: dict(fi)) if keys is None else (lambda fi: {k: fi[k] for k in keys})
+        if idx is None:
+            return [pick(fi) for fi in self]
+        if isinstance(idx, (tuple, list)):
+            return [pick(self[i]) for i in idx]
+        return pick(self[idx])
+
+    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("module", idx)
+
+
+def default_preprocessing(config: ResNetConfig, arch: str | None) -> Preprocessing:
+    """What a model without weights is fed: the registered input size (224 unless the
+    architecture says otherwise), ImageNet's statistics for RGB and 0.5 / 0.5 otherwise."""
+    size = 224
+    if arch:
+        from .registry import get_entry
+
+        size = get_entry(arch).input_size
+    crop_pct = 0.875 if size > 64 else 1.0
+    if config.img_channels == 3:
+        return Preprocessing(input_size=size, crop_pct=crop_pct)
+    return Preprocessing(input_size=size, crop_pct=crop_pct,
+                         mean=(0.5,) * config.img_channels, std=(0.5,) * config.img_channels)
+
+
+def hub_id_of(source: str) -> str | None:
+    """``"hf-hub:owner/repo@commit" -> "owner/repo"``; None for a source that is not the Hub."""
+    if not source.startswith("hf-hub:"):
+        return None
+    return source[len("hf-hub:"):].split("@", 1)[0] or None
+
+
+class PretrainedCfg(Mapping):
+    """``model.pretrained_cfg`` (and ``default_cfg``): timm's mapping for the model's weights.
+
+    Keys as timm has them: ``architecture``, ``tag``, ``hf_hub_id``, ``source``, ``input_size``
+    ``(C, H, W)``, ``crop_pct``, ``crop_mode``, ``interpolation``, ``mean``, ``std``,
+    ``num_classes``, ``pool_size``, ``first_conv``, ``classifier``, ``license``, ``label_names``,
+    ``top1``, ``description``. Never None: a randomly initialised model gets its architecture's
+    preprocessing and no weights fields (``hf_hub_id``, ``label_names`` and ``top1`` are None),
+    where timm would show the default weights' entry even when none were loaded.
+
+    The fields of :class:`~resnet_zoo.manifest.PretrainedInfo` read as attributes
+    (``.preprocessing`` always set, ``.labels``, ``.name``, ``.source``, ...); ``.info`` is the
+    info itself, None for random init. A read-only view: change a model's weights info by
+    assigning ``model.pretrained_cfg = PretrainedInfo(...)``.
+    """
+
+    def __init__(self, info: PretrainedInfo | None, config: ResNetConfig, arch: str | None,
+                 final_reduction: int) -> None:
+        self.info = info
+        self._config = config
+        self._arch = arch
+        self._reduction = final_reduction
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        info = self.info
+        if info is not None and info.preprocessing is not None:
+            return info.preprocessing
+        return default_preprocessing(self._config, self._arch)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "info":
+            raise AttributeError(name)
+        if name in PretrainedInfo.__dataclass_fields__:
+            return getattr(self.info if self.info is not None else _NO_WEIGHTS, name)
+        raise AttributeError(f"pretrained_cfg has no attribute {name!r}")
+
+    def _as_dict(self) -> dict[str, Any]:
+        info = self.info if self.info is not None else _NO_WEIGHTS
+        p = self.preprocessing
+        name = info.name or ""
+        pool = math.ceil(p.input_size / self._reduction)
+        return {
+            "architecture": self._arch,
+            "tag": name.split(".", 1)[1] if "." in name else None,
+            "hf_hub_id": hub_id_of(info.source),
+            "source": info.source or None,
+            "input_size": (self._config.img_channels, p.input_size, p.input_size),
+            "crop_pct": p.crop_pct,
+            "crop_mode": "center",
+            "interpolation": p.interpolation,
+            "mean": p.mean,
+            "std": p.std,
+            "num_classes": self._config.num_classes,
+            "pool_size": (pool, pool),
+            "first_conv": "conv",
+            "classifier": "fc",
+            "license": info.license or None,
+            "label_names": info.labels,
+            "top1": info.top1,
+            "description": info.description or None,
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._as_dict())
+
+    def __len__(self) -> int:
+        return len(self._as_dict())
+
+    def __repr__(self) -> str:
+        return f"PretrainedCfg({self._as_dict()!r})"
+
+
+_NO_WEIGHTS = PretrainedInfo()
+
+
+def group_matcher(stage_ends: Sequence[int], coarse: bool = False) -> dict[str, Any]:
+    """timm's parameter groups for layer-wise decay: the stem, then one group per block
+    (``coarse=True``: per stage); the head (``fc``) matches nothing and so comes last."""
+    if not coarse:
+        return {"stem": r"^(?:conv|bn)\.", "blocks": r"^blocks\.(\d+)\."}
+    stages = []
+    start = 0
+    for stage, end in enumerate(stage_ends):
+        indices = "|".join(str(i) for i in range(start, end + 1))
+        stages.append((rf"^blocks\.(?:{indices})\.", (stage,)))
+        start = end + 1
+    return {"stem": r"^(?:conv|bn)\.", "blocks": stages}
