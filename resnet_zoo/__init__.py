@@ -6,7 +6,7 @@
 
 from .blocks import BottleneckResidualBlock, ResidualBlock, ShortcutProjection, ZeroPadShortcut
 from .config import ResNetConfig
-from .convert import convert_state_dict, detect_layout
+from .convert import convert_state_dict, detect_layout, export_state_dict
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -44,6 +44,7 @@ __all__ = [
     "convert_state_dict",
     "create",
     "detect_layout",
+    "export_state_dict",
     "extract_features",
     "get_config",
     "list_models",

@@ -17,7 +17,8 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["SOURCES", "convert_state_dict", "detect_layout"]
+__all__ = ["SOURCES", "EXPORT_LAYOUTS", "TORCHVISION_ARCHS", "TIMM_ARCHS", "convert_state_dict",
+           "detect_layout", "export_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -225,3 +226,80 @@ def _rename(key: str, rules: list[tuple[re.Pattern[str], str]], offsets: dict) -
                 fields["k"] = int(m.group(3)) + 1
             return template.format(m.group(0), *m.groups(), **fields)
     return None
+
+
+#: Layouts ``export_state_dict`` writes, and the registered architectures each library builds
+#: under the same name (timm's ResNet-26 has no torchvision twin; the CIFAR ResNets have neither).
+EXPORT_LAYOUTS = ("resnet_zoo", "torchvision", "timm")
+TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
+                     "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d")
+TIMM_ARCHS = ("resnet26",) + TORCHVISION_ARCHS
+
+_EXPORT_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+_EXPORT_PART = {"shortcut.conv": "downsample.0", "shortcut.bn": "downsample.1"}
+
+
+def _torchvision_shaped(config) -> str | None:
+    """Why a config has no torchvision/timm layout (None: it has one)."""
+    c = config
+    checks = [
+        (c.n_stages == 4, f"{c.n_stages} stages, not 4"),
+        (c.first_kernel_size == 7 and c.stem_stride == 2 and c.stem_pool and c.stem_act,
+         "a stem other than the 7x7 stride-2 conv, ReLU and max pool"),
+        (not c.conv_bias, "convolutions with biases"),
+        (c.shortcut == "projection", f"{c.shortcut!r} shortcuts (torchvision's are 1x1 projections)"),
+        (tuple(c.strides) == (1, 2, 2, 2), f"stage strides {list(c.strides)}, not [1, 2, 2, 2]"),
+        (c.stem_out_channels == 64, f"a {c.stem_out_channels}-channel stem, not 64"),
+    ]
+    reasons = [why for ok, why in checks if not ok]
+    return "; ".join(reasons) or None
+
+
+def export_state_dict(model, layout: str = "torchvision") -> dict[str, torch.Tensor]:
+    """A resnet_zoo model's state dict in another library's key layout.
+
+    ``layout="torchvision"`` loads strictly into ``torchvision.models.<arch>()`` and
+    ``layout="timm"`` into ``timm.create_model("<arch>")`` (the same keys: ``conv1``, ``bn1``,
+    ``layer{s}.{i}.*``, ``downsample.0/1``, ``fc``) for every architecture they share with
+    resnet_zoo; ``"resnet_zoo"`` is the model's own. The tensors are the model's (not copies).
+
+    Raises:
+        ConfigError: an unknown layout, or a network that layout cannot express (the CIFAR
+            ResNets, option-A shortcuts, another stem), naming what differs.
+    """
+    from .errors import ConfigError
+
+    if layout not in EXPORT_LAYOUTS:
+        raise ConfigError(f"layout must be one of {list(EXPORT_LAYOUTS)}, got {layout!r}")
+    state_dict = model.state_dict()
+    if layout == "resnet_zoo":
+        return dict(state_dict)
+    config = model.config
+    why = _torchvision_shaped(config)
+    if why is not None:
+        arch = getattr(model, "arch_name", None) or "this model"
+        raise ConfigError(f"{arch} has no {layout} layout: it has {why}. {layout} builds "
+                          f"{', '.join(TIMM_ARCHS if layout == 'timm' else TORCHVISION_ARCHS)}")
+    where: dict[int, tuple[int, int]] = {}
+    g = 0
+    for stage, n in enumerate(config.n_blocks):
+        for i in range(n):
+            where[g] = (stage + 1, i)
+            g += 1
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state_dict.items():
+        if key.startswith("conv."):
+            new = "conv1." + key[len("conv."):]
+        elif key.startswith("bn."):
+            new = "bn1." + key[len("bn."):]
+        elif (m := _EXPORT_BLOCK.match(key)) is not None:
+            stage, i = where[int(m.group(1))]
+            rest = m.group(2)
+            for ours, theirs in _EXPORT_PART.items():
+                if rest.startswith(ours + "."):
+                    rest = theirs + rest[len(ours):]
+            new = f"layer{stage}.{i}.{rest}"
+        else:
+            new = key  # fc.weight, fc.bias
+        out[new] = tensor
+    return out

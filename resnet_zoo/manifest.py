@@ -165,9 +165,10 @@ class PretrainedInfo:
         return self.name or self.source or None
 
     def for_new_head(self) -> "PretrainedInfo":
-        """The info after the head is replaced: the class names and the reported accuracy
-        belong to the old head and are dropped; ``base_model`` says where the body came from."""
-        return replace(self, labels=None, top1=None, base_model=self.base_model or self.origin,
+        """The info after the head is replaced: the tag, the class names and the reported
+        accuracy belong to the old weights and are dropped; ``base_model`` says where the body
+        came from."""
+        return replace(self, name=None, labels=None, top1=None, base_model=self.base_model or self.origin,
                        extra={k: v for k, v in self.extra.items()
                               if k not in ("heldout_accuracy", "heldout_images")})
 

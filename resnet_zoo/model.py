@@ -345,17 +345,23 @@ class ResNetBase(nn.Module):
 
     def save_pretrained(
         self, save_directory: str | os.PathLike, *, push_to_hub: bool = False,
-        repo_id: str | None = None, **push_kwargs: Any,
+        repo_id: str | None = None, layout: str = "resnet_zoo", **push_kwargs: Any,
     ) -> str | None:
         """Write ``config.json`` (the full config), ``model.safetensors`` and a model card
-        (``README.md``) to ``save_directory``; optionally push them to the Hub as ``repo_id``."""
+        (``README.md``) to ``save_directory``; optionally push them to the Hub as ``repo_id``.
+
+        ``layout="timm"`` writes timm's config.json and keys instead, for the ResNets timm
+        builds: ``timm.create_model("local-dir:<save_directory>", pretrained=True)`` loads it
+        (and resnet_zoo does too, with ``create(arch, pretrained=<save_directory>/model.safetensors)``).
+        """
         from .pretrained.save import save_pretrained
 
         return save_pretrained(self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id,
-                               **push_kwargs)
+                               layout=layout, **push_kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id``."""
+        """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id``
+        (``layout="timm"``: in timm's format, for ``timm.create_model("hf-hub:...")``)."""
         from .pretrained.save import push_to_hub
 
         return push_to_hub(self, repo_id, **kwargs)
@@ -363,13 +369,16 @@ class ResNetBase(nn.Module):
     @classmethod
     def from_pretrained(
         cls, directory_or_repo: str | os.PathLike, *, revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None, features_only: bool = False,
-        out_indices: Sequence[int] | int | None = None, **changes: Any,
+        cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+        token: str | bool | None = None, local_files_only: bool = False,
+        features_only: bool = False, out_indices: Sequence[int] | int | None = None, **changes: Any,
     ) -> "ResNetBase":
         """Load a ``save_pretrained`` directory or a Hub repo (``owner/repo``) written by it,
         as this class (a :class:`ResNetFeatures` with ``features_only``).
 
-        ``changes``: any config field (``num_classes=`` re-initialises the head).
+        ``revision``, ``cache_dir``, ``force_download``, ``token`` and ``local_files_only`` are
+        huggingface_hub's download arguments, passed on. ``changes``: any config field
+        (``num_classes=`` re-initialises the head).
         """
         from .pretrained.load import from_pretrained
 
@@ -380,7 +389,8 @@ class ResNetBase(nn.Module):
             )
         build = cls.builder(features_only=features_only, out_indices=out_indices)
         model = from_pretrained(build, directory_or_repo, revision=revision, cache_dir=cache_dir,
-                                **changes)
+                                force_download=force_download, token=token,
+                                local_files_only=local_files_only, **changes)
         return model  # type: ignore[return-value]
 
 

@@ -44,6 +44,7 @@ class HubServer:
     def __init__(self) -> None:
         self.repos: dict[str, _Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self.drip_interval = 0.2
         self._lock = threading.Lock()
         server = self
@@ -122,6 +123,7 @@ class HubServer:
         path = unquote(h.path.split("?", 1)[0])
         with self._lock:
             self.requests.append(("GET" if body else "HEAD", path))
+            self.authorizations.append(h.headers.get("Authorization"))
         m = _PATH.match(path)
         if not m:
             return self._error(h, "RepoNotFound")

@@ -221,6 +221,7 @@ def download(
     force_download: bool = False,
     pace: DownloadPace | None = None,
     token: Any = None,
+    local_files_only: bool = False,
 ) -> Path:
     """Fetch ``filename`` of ``repo_id`` into the Hub cache (or find it there), verified; returns
     its snapshot path in the cache.
@@ -228,7 +229,8 @@ def download(
     Online the file is checked against the ETag the Hub sends for it, and against
     ``expected_sha256`` (a manifest's pin) when given; offline against the pin, or else the name
     of the blob its cache link leads to. ``max_size`` bounds what the server may declare and
-    send. Every failure is a :class:`~resnet_zoo.errors.ResNetZooError` saying what to do.
+    send. ``local_files_only`` reads the cache only, as ``HF_HUB_OFFLINE=1`` does for every call.
+    Every failure is a :class:`~resnet_zoo.errors.ResNetZooError` saying what to do.
     """
     revision = check_revision(revision)
     if expected_sha256 and not is_sha256(expected_sha256):
@@ -238,11 +240,12 @@ def download(
     where = _where(hub_cache_dir(cache_dir))
     cache = RepoCache(where, repo_id)
     try:
-        if offline_mode():
+        if offline_mode() or local_files_only:
             found = _from_cache(cache, revision, filename, expected_sha256, what)
             if found is None:
+                why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
                 raise DownloadError(
-                    f"HF_HUB_OFFLINE=1 and {what} is not in the cache {where}. Pre-fill the cache by "
+                    f"{why} and {what} is not in the cache {where}. Pre-fill the cache by "
                     f"loading the model once online (or 'hf download {repo_id} {filename}'), or "
                     "point HF_HUB_CACHE at a cache that has it")
             return found
@@ -485,7 +488,7 @@ def download_optional(repo_id: str, filename: str, **kwargs: Any) -> Path | None
     except _NotOnHub:
         return None  # the server has just answered 404 for the file itself
     except DownloadError:
-        if offline_mode():
+        if offline_mode() or kwargs.get("local_files_only"):
             cache = RepoCache(_where(hub_cache_dir(kwargs.get("cache_dir"))), repo_id)
             if cache.known_absent(check_revision(kwargs.get("revision")), filename):
                 return None
@@ -510,14 +513,14 @@ def _mixin_class() -> type:
         tags=["image-classification", "resnet", "resnet_zoo"],
         paper_url="https://arxiv.org/abs/1512.03385",
     ):
-        def __init__(self, model: Any, card: tuple[dict[str, Any], str]) -> None:
-            self.model = model
+        def __init__(self, tensors: dict[str, Any], card: tuple[dict[str, Any], str]) -> None:
+            self.tensors = tensors
             self.card = card
 
         def _save_pretrained(self, save_directory: Path) -> None:
             from safetensors.torch import save_file
 
-            tensors = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+            tensors = {k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}
             save_file(tensors, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
 
         def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
@@ -530,7 +533,7 @@ def _mixin_class() -> type:
 
 
 def save_pretrained(
-    model: Any,
+    tensors: dict[str, Any],
     save_directory: str | os.PathLike,
     *,
     config: dict[str, Any],
@@ -539,8 +542,8 @@ def save_pretrained(
     repo_id: str | None = None,
     **push_kwargs: Any,
 ) -> str | None:
-    """Write config.json, model.safetensors and README.md (and optionally push them)."""
-    wrapper = _mixin_class()(model, card)
+    """Write config.json, ``tensors`` as model.safetensors and README.md (and optionally push them)."""
+    wrapper = _mixin_class()(tensors, card)
     directory = Path(save_directory)
     (directory / "README.md").unlink(missing_ok=True)  # the mixin keeps an existing card
     return wrapper.save_pretrained(
@@ -548,9 +551,9 @@ def save_pretrained(
     )
 
 
-def push_to_hub(model: Any, repo_id: str, *, config: dict[str, Any], card: tuple[dict[str, Any], str],
-                **kwargs: Any) -> str:
-    """Upload a model to the Hub as config.json + model.safetensors + README.md."""
-    return _mixin_class()(model, card).push_to_hub(repo_id, config=config, **kwargs)
+def push_to_hub(tensors: dict[str, Any], repo_id: str, *, config: dict[str, Any],
+                card: tuple[dict[str, Any], str], **kwargs: Any) -> str:
+    """Upload ``tensors`` to the Hub as config.json + model.safetensors + README.md."""
+    return _mixin_class()(tensors, card).push_to_hub(repo_id, config=config, **kwargs)
 
 

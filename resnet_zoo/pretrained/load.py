@@ -30,9 +30,11 @@ def load(source: WeightsSource, build: Build, config: ResNetConfig, *,
 
 
 def from_pretrained(build: Build, directory_or_repo: str | os.PathLike, *, revision: str | None = None,
-                    cache_dir: Any = None, **changes: Any) -> nn.Module:
+                    cache_dir: Any = None, force_download: bool = False, token: Any = None,
+                    local_files_only: bool = False, **changes: Any) -> nn.Module:
     """A save_pretrained directory or Hub repo into ``build(saved config with changes)``."""
-    source = resolve_saved(directory_or_repo, revision=revision, cache_dir=cache_dir)
+    source = resolve_saved(directory_or_repo, revision=revision, cache_dir=cache_dir,
+                           force_download=force_download, token=token, local_files_only=local_files_only)
     saved = cast(ResNetConfig, source.config)  # resolve_saved refuses a source without one
     return load(source, build, saved.replace(**changes),
                 num_classes_requested="num_classes" in changes, arch=source.architecture)

@@ -85,12 +85,14 @@ def parse_hf_hub(spec: str) -> tuple[str, str | None]:
     return repo, (revision or None)
 
 
-def _from_hf_hub(repo: str, revision: str | None, cache_dir: Any) -> WeightsSource:
-    weights = hub.download(repo, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir)
+def _from_hf_hub(repo: str, revision: str | None, cache_dir: Any, **download: Any) -> WeightsSource:
+    """``download``: huggingface_hub's usual arguments (``force_download``, ``token``,
+    ``local_files_only``), passed on to both files."""
+    weights = hub.download(repo, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir, **download)
     # A repo with weights only (torchvision's, uploaded by hand) has no config.json: the keys
     # decide the layout. Offline, the absence the Hub reported is read from the cache.
     cfg_path = hub.download_optional(repo, CONFIG_NAME, revision=revision, cache_dir=cache_dir,
-                                     max_size=MAX_CONFIG_BYTES)
+                                     max_size=MAX_CONFIG_BYTES, **download)
     config = info = arch = None
     if cfg_path is not None:
         try:
@@ -166,8 +168,10 @@ def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = Non
 
 
 def resolve_saved(directory_or_repo: str | os.PathLike, *, revision: str | None = None,
-                  cache_dir: Any = None) -> WeightsSource:
-    """``from_pretrained``'s argument: a save_pretrained directory, or a Hub repo written by it."""
+                  cache_dir: Any = None, force_download: bool = False, token: Any = None,
+                  local_files_only: bool = False) -> WeightsSource:
+    """``from_pretrained``'s argument: a save_pretrained directory, or a Hub repo written by it
+    (fetched with huggingface_hub's ``force_download``, ``token`` and ``local_files_only``)."""
     revision = check_revision(revision)
     spec = os.fspath(directory_or_repo)
     path = Path(spec).expanduser()
@@ -179,7 +183,8 @@ def resolve_saved(directory_or_repo: str | os.PathLike, *, revision: str | None 
         if spec.count("/") != 1 or spec.startswith((".", "/")):
             raise CheckpointError(f"{spec!r} is neither a directory nor a Hub repo id ('owner/repo')")
         repo, rev = spec, None
-    source = _from_hf_hub(repo, revision or rev, cache_dir)
+    source = _from_hf_hub(repo, revision or rev, cache_dir, force_download=bool(force_download),
+                          token=token, local_files_only=bool(local_files_only))
     if source.config is None:
         raise CheckpointError(
             f"{source.what} has no resnet_zoo config.json; load it with "

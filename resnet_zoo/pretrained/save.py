@@ -9,11 +9,13 @@ from typing import Any, Protocol
 
 from .._version import __version__
 from ..config import ResNetConfig
+from ..errors import ConfigError
 from ..manifest import PretrainedInfo
 from . import hub
 from .files import FORMAT_VERSION
 
-__all__ = ["config_document", "model_card", "save_pretrained", "push_to_hub"]
+__all__ = ["SAVE_LAYOUTS", "config_document", "model_card", "save_pretrained", "push_to_hub",
+           "timm_config_document"]
 
 
 
@@ -23,6 +25,7 @@ class SavedModel(Protocol):
     config: ResNetConfig
     arch_name: str | None
     pretrained_info: PretrainedInfo | None
+    pretrained_cfg: Any  # timm's mapping over pretrained_info (timm_api.PretrainedCfg)
 
     def parameters(self) -> Any: ...
 
@@ -53,6 +56,7 @@ def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
         "license": (info.license or None) if info else None,
         "tags": ["image-classification", "resnet", "resnet_zoo"],
         "pipeline_tag": "image-classification",
+        "base_model": (info.base_model or None) if info else None,
     }
     lines = [
         f"# {arch} (resnet_zoo)", "",
@@ -64,6 +68,10 @@ def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
         f"| classes | {model.config.num_classes} |",
         f"| input channels | {model.config.img_channels} |",
     ]
+    if info is not None and info.base_model:
+        lines[4:4] = [f"Fine-tuned from `{info.base_model}`: a new head for "
+                      f"{model.config.num_classes} classes on its body.", ""]
+        lines.append(f"| fine-tuned from | `{info.base_model}` |")
     if info is not None:
         if info.name:
             lines.append(f"| weights | `{info.name}` |")
@@ -102,18 +110,85 @@ def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
     return metadata, "\n".join(lines)
 
 
+SAVE_LAYOUTS = ("resnet_zoo", "timm")
+
+
+def timm_config_document(model: SavedModel) -> dict[str, Any]:
+    """The config.json that ``timm.create_model("local-dir:...")`` / ``("hf-hub:...")`` reads:
+    the architecture timm builds, the head, and the weights' preprocessing as timm keys."""
+    cfg = model.pretrained_cfg
+    c, h, w = cfg["input_size"]
+    pretrained = {k: cfg[k] for k in ("input_size", "crop_pct", "crop_mode", "interpolation", "mean",
+                                       "std", "num_classes", "pool_size") if cfg[k] is not None}
+    pretrained.update(first_conv="conv1", classifier="fc")  # timm's names for the same modules
+    if cfg["license"]:
+        pretrained["license"] = cfg["license"]
+    document: dict[str, Any] = {
+        "architecture": model.arch_name,
+        "num_classes": model.config.num_classes,
+        "num_features": model.config.num_features,
+        "global_pool": "avg",
+        "pretrained_cfg": {k: list(v) if isinstance(v, tuple) else v for k, v in pretrained.items()},
+    }
+    if c != 3:
+        document["model_args"] = {"in_chans": c}
+    if cfg["label_names"]:
+        document["label_names"] = list(cfg["label_names"])
+    return document
+
+
+def _timm_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    metadata, text = model_card(model, config_document(model))
+    metadata = {**metadata, "library_name": "timm",
+                "tags": ["image-classification", "timm", "resnet", "resnet_zoo"]}
+    arch = document["architecture"]
+    use = text.index("## Use")
+    text = text[:use] + "\n".join([
+        "## Use", "",
+        f"Saved by resnet_zoo in timm's layout: timm builds `{arch}` and loads these weights.", "",
+        "```python", "import timm",
+        'model = timm.create_model("hf-hub:<owner/repo>", pretrained=True)  # or "local-dir:<directory>"',
+        "```", "",
+    ])
+    return metadata, text
+
+
+def _layout_of(model: SavedModel, layout: str) -> tuple[dict[str, Any], dict[str, Any],
+                                                            tuple[dict[str, Any], str]]:
+    """(tensors, config.json, card) of ``model`` saved in ``layout``."""
+    from ..convert import TIMM_ARCHS, export_state_dict
+    from ..registry import get_entry
+
+    if layout not in SAVE_LAYOUTS:
+        raise ConfigError(f"layout must be one of {list(SAVE_LAYOUTS)}, got {layout!r}")
+    if layout == "resnet_zoo":
+        document = config_document(model)
+        return model.state_dict(), document, model_card(model, document)
+    arch = model.arch_name
+    registered = get_entry(arch).config if arch in TIMM_ARCHS else None
+    if registered is None or model.config.replace(
+            num_classes=registered.num_classes, img_channels=registered.img_channels,
+            zero_init_residual=registered.zero_init_residual) != registered:
+        raise ConfigError(f"layout='timm' needs one of timm's ResNets as registered here "
+                          f"({', '.join(TIMM_ARCHS)}); {arch or 'this custom model'!s} is not one. "
+                          "Save it in resnet_zoo's layout and load it with resnet_zoo")
+    tensors = export_state_dict(model, "timm")
+    document = timm_config_document(model)
+    return tensors, document, _timm_card(model, document)
+
+
 def save_pretrained(
     model: SavedModel, save_directory: str | os.PathLike, *, push_to_hub: bool = False,
-    repo_id: str | None = None, **push_kwargs: Any,
+    repo_id: str | None = None, layout: str = "resnet_zoo", **push_kwargs: Any,
 ) -> str | None:
-    document = config_document(model)
+    tensors, document, card = _layout_of(model, layout)
     return hub.save_pretrained(
-        model, save_directory, config=document, card=model_card(model, document),
+        tensors, save_directory, config=document, card=card,
         push_to_hub=push_to_hub, repo_id=repo_id, **push_kwargs,
     )
 
 
-def push_to_hub(model: SavedModel, repo_id: str, **kwargs: Any) -> str:
+def push_to_hub(model: SavedModel, repo_id: str, *, layout: str = "resnet_zoo", **kwargs: Any) -> str:
     """Upload config.json, model.safetensors and the model card to the Hub repo ``repo_id``."""
-    document = config_document(model)
-    return hub.push_to_hub(model, repo_id, config=document, card=model_card(model, document), **kwargs)
+    tensors, document, card = _layout_of(model, layout)
+    return hub.push_to_hub(tensors, repo_id, config=document, card=card, **kwargs)
