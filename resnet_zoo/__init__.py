@@ -16,6 +16,7 @@ from .errors import (
     ResNetZooError,
     UnknownModelError,
 )
+from .detection import fpn_backbone
 from .factory import create
 from .inference import InferenceModel, extract_features, optimize_for_inference, predict
 from .model import FeatureInfo, ResNet, ResNetBase, ResNetFeatures
@@ -46,6 +47,7 @@ __all__ = [
     "detect_layout",
     "export_state_dict",
     "extract_features",
+    "fpn_backbone",
     "get_config",
     "list_models",
     "optimize_for_inference",

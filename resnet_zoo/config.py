@@ -29,11 +29,24 @@ SHORTCUTS = ("projection", "conv3x3", "zero_pad")
 MAX_IMG_CHANNELS = 4096
 
 
+def check_int(field: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) in ``[low, high]``, else raise
+    :class:`ConfigError` naming ``field`` and the valid range."""
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or (low is not None and value < low) or (high is not None and value > high)):
+        if low is not None and high is not None:
+            valid = f"an integer from {low} to {high}"
+        elif low is not None:
+            valid = "a positive integer" if low == 1 else f"an integer >= {low}"
+        else:
+            valid = "an integer" if high is None else f"an integer <= {high}"
+        raise ConfigError(f"{field} must be {valid}, got {value!r}")
+    return value
+
+
 def check_positive_int(field: str, value: Any) -> int:
     """Return ``value`` if it is an int >= 1, else raise :class:`ConfigError` naming ``field``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{field} must be a positive integer, got {value!r}")
-    return value
+    return check_int(field, value, low=1)
 
 
 def _int_tuple(field: str, value: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
