@@ -1,0 +1,56 @@
+"""The README's Python blocks run as written: every block not marked ``# needs the Hub``,
+each on its own, offline, in a directory holding the files the blocks name."""
+
+import re
+import shutil
+
+import pytest
+
+from conftest import REPO_ROOT
+from images import sample_photos
+
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+NEEDS_HUB = "# needs the Hub"
+
+
+def _blocks() -> list[tuple[int, str]]:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    return [(text[:m.start()].count("\n") + 1, m.group(1)) for m in BLOCK.finditer(text)]
+
+
+def test_the_readme_has_blocks_of_both_kinds():
+    blocks = _blocks()
+    assert sum(not code.startswith(NEEDS_HUB) for _, code in blocks) >= 5
+    assert any(code.startswith(NEEDS_HUB) for _, code in blocks)
+    # The torch.hub lines are among those that run: no torch.hub.help(..., source=...) left.
+    hub_lines = [line for _, code in blocks for line in code.splitlines() if "torch.hub." in line]
+    assert hub_lines and not any("help(" in line and "source=" in line for line in hub_lines)
+
+
+@pytest.fixture
+def readme_dir(tmp_path, monkeypatch):
+    """photos/, cat.jpg, train_images/ and a feature set in feats/, as the README's blocks expect."""
+    photos = sample_photos()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "train_images").mkdir()
+    for name, path in photos.items():
+        shutil.copy(path, tmp_path / "photos" / name)
+        shutil.copy(path, tmp_path / "train_images" / name)
+    shutil.copy(next(p for p in sorted(photos.values()) if p.suffix == ".jpg"), tmp_path / "cat.jpg")
+    import resnet_zoo
+    from resnet_zoo.features import write_feature_set
+
+    write_feature_set(resnet_zoo.create("cifar_resnet20").eval(), [tmp_path / "photos"], tmp_path / "feats",
+                      progress=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("line,code", [b for b in _blocks() if not b[1].startswith(NEEDS_HUB)],
+                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
+def test_readme_block_runs(readme_dir, line, code):
+    pytest.importorskip("timm")
+    pytest.importorskip("torchvision")
+    code = code.replace("/path/to/resnet_zoo", str(REPO_ROOT))
+    code = code.replace("\n    ...\n", "\n    pass\n")
+    exec(compile(code, f"README.md:{line}", "exec"), {"__name__": "readme"})
