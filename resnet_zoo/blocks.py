@@ -195,3 +195,28 @@ class BottleneckResidualBlock(nn.Module):
         out = self.bn3(self.conv3(out))
         out += self.shortcut(x)  # in place: out is this block's own fresh tensor
         return self.act3(out)
+
+
+def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)`` with its activations recomputed in the backward pass (non-reentrant
+    ``torch.utils.checkpoint``). The recomputation would update batch-norm running statistics a
+    second time; they are put back, so training matches an unchecked run exactly."""
+    from torch.utils.checkpoint import checkpoint
+
+    calls = 0
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1 or not block.training:
+            return block(inp)
+        saved = [(b, b.clone()) for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                 for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+        try:
+            return block(inp)
+        finally:
+            with torch.no_grad():
+                for buf, value in saved:
+                    buf.copy_(value)
+
+    return checkpoint(run, x, use_reentrant=False)

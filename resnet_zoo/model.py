@@ -16,11 +16,11 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from .blocks import BottleneckResidualBlock, ResidualBlock
+from .blocks import BottleneckResidualBlock, ResidualBlock, checkpointed
 from .config import ResNetConfig
 from .errors import ConfigError, InputError
 from .manifest import PretrainedInfo
-from .timm_api import FeatureInfo, FeatureInfoList, PretrainedCfg, group_matcher
+from .timm_api import FeatureInfo, FeatureInfoList, TimmModelApi
 
 __all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures", "resolve_out_indices"]
 
@@ -44,32 +44,7 @@ def _tracing(x: object) -> bool:
             or (onnx is not None and onnx.is_in_onnx_export()))
 
 
-def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``block(x)`` with its activations recomputed in the backward pass (non-reentrant
-    ``torch.utils.checkpoint``). The recomputation would update batch-norm running statistics a
-    second time; they are put back, so training matches an unchecked run exactly."""
-    from torch.utils.checkpoint import checkpoint
-
-    calls = 0
-
-    def run(inp: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        if calls == 1 or not block.training:
-            return block(inp)
-        saved = [(b, b.clone()) for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                 for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
-        try:
-            return block(inp)
-        finally:
-            with torch.no_grad():
-                for buf, value in saved:
-                    buf.copy_(value)
-
-    return checkpoint(run, x, use_reentrant=False)
-
-
-class ResNetBase(nn.Module):
+class ResNetBase(TimmModelApi, nn.Module):
     """ResNet without its classifier: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``.
 
     Args:
@@ -157,48 +132,6 @@ class ResNetBase(nn.Module):
         self.arch_name: str | None = None
         self.pretrained_info: PretrainedInfo | None = None
         self.init_weights()
-
-    # TorchScript compiles forward and what it calls; the metadata is Python-side only.
-    __jit_ignored_attributes__ = ["config", "feature_info", "pretrained_info", "arch_name"]
-    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_config", "full_feature_reduction"]
-
-    @property
-    def pretrained_cfg(self) -> PretrainedCfg:
-        """timm's ``pretrained_cfg`` mapping (never None; see :class:`~resnet_zoo.timm_api.PretrainedCfg`)."""
-        return PretrainedCfg(self.pretrained_info, self.config, self.arch_name,
-                             self.full_feature_reduction)
-
-    @pretrained_cfg.setter
-    def pretrained_cfg(self, value: PretrainedInfo | PretrainedCfg | None) -> None:
-        if isinstance(value, PretrainedCfg):
-            value = value.info
-        if value is not None and not isinstance(value, PretrainedInfo):
-            raise ConfigError(f"pretrained_cfg takes a resnet_zoo.manifest.PretrainedInfo (or None), "
-                              f"got {type(value).__name__}")
-        self.pretrained_info = value
-
-    default_cfg = pretrained_cfg  # timm's older name for the same mapping
-
-    @property
-    def full_feature_reduction(self) -> int:
-        """Input size / size of the whole network's last map (32 for the ImageNet ResNets)."""
-        c = self.full_config
-        r = c.stem_stride * (2 if c.stem_pool else 1)
-        for s in c.strides:
-            r *= s
-        return r
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in the backward pass instead of keeping them
-        (timm's name): the same outputs, gradients and batch-norm statistics, less memory."""
-        self.grad_checkpointing = bool(enable)
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """timm's parameter groups (stem, then each block, or each stage with ``coarse``), for
-        layer-wise learning-rate decay (``timm.optim.create_optimizer_v2(m, layer_decay=...)``)."""
-        return group_matcher(self.stage_ends, coarse)
 
     @classmethod
     def from_config(cls, config: ResNetConfig, *, arch_name: str | None = None) -> "ResNetBase":

@@ -20,8 +20,8 @@ from timm.optim import create_optimizer_v2  # noqa: E402
 
 TIMM_KEYS = ("input_size", "crop_pct", "interpolation", "mean", "std", "num_classes", "first_conv",
              "classifier", "license", "hf_hub_id")
-# One of each block kind, shortcut and stem: basic, bottleneck, grouped, wide, CIFAR option A.
-KINDS = ["resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "cifar_resnet20"]
+# One of each block kind, shortcut and stem: basic, bottleneck, grouped, CIFAR option A.
+KINDS = ["resnet18", "resnet50", "resnext50_32x4d", "cifar_resnet20"]
 
 
 def _x(name: str, batch: int = 2) -> torch.Tensor:
