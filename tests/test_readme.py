@@ -3,6 +3,8 @@ each on its own, offline, in a directory holding the files the blocks name."""
 
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -49,8 +51,13 @@ def readme_dir(tmp_path, monkeypatch):
 @pytest.mark.parametrize("line,code", [b for b in _blocks() if not b[1].startswith(NEEDS_HUB)],
                          ids=lambda v: f"line{v}" if isinstance(v, int) else "")
 def test_readme_block_runs(readme_dir, line, code):
+    """Each block in its own interpreter, as a user pastes it (and so that runtimes a block
+    starts, OpenVINO's and onnxruntime's threads, end with it)."""
     pytest.importorskip("timm")
     pytest.importorskip("torchvision")
     code = code.replace("/path/to/resnet_zoo", str(REPO_ROOT))
-    code = code.replace("\n    ...\n", "\n    pass\n")
-    exec(compile(code, f"README.md:{line}", "exec"), {"__name__": "readme"})
+    script = readme_dir / f"readme_line{line}.py"
+    script.write_text(code.replace("\n    ...\n", "\n    pass\n"), encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], cwd=readme_dir, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, f"README.md:{line} failed:\n{result.stderr[-3000:]}"
