@@ -241,6 +241,37 @@ def _dist() -> tuple[int, int]:
     return rank, world
 
 
+def _weights_sha256(model: nn.Module) -> str:
+    """sha256 over the tensors that compute the features (names, dtypes, shapes and bytes)."""
+    inner = model._wrapped() if hasattr(model, "_wrapped") else model
+    h = hashlib.sha256()
+    for name, t in inner.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{list(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def run_identity(model: nn.Module) -> dict:
+    """What decides the numbers besides the inputs: the weights' sha256, the compute dtype, the
+    backend, the device type and the preprocessing. A resume must match all of them."""
+    from .transforms import preprocessing_for
+
+    dtype = getattr(model, "dtype", None)
+    params = next(iter(model.parameters()), None) if dtype is None else None
+    if dtype is None:
+        dtype = params.dtype if params is not None else "float32"
+    device = params.device.type if params is not None else "cpu"
+    if device == "cpu" and hasattr(model, "_wrapped") and getattr(model, "backend", "torch") == "torch":
+        inner = next(iter(model._wrapped().parameters()), None)
+        device = inner.device.type if inner is not None else "cpu"
+    return {"weights_sha256": _weights_sha256(model),
+            "compute_dtype": str(dtype).replace("torch.", ""),
+            "backend": getattr(model, "backend", "eager"),
+            "device": device,
+            "preprocessing": preprocessing_for(model).to_dict()}
+
+
 def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
     """Refuse to resume a directory written for other inputs, model or settings."""
     path = directory / RUN_FILE
@@ -254,8 +285,14 @@ def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
         return
     if not overwrite:
         changed = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
+
+        def says(k: str) -> str:
+            if k.endswith("sha256") or isinstance(run.get(k), dict):
+                return k
+            return f"{k} ({old.get(k, 'not recorded')} -> {run.get(k)})"
+
         what = ("the input list (files added or removed)" if changed == ["inputs_sha256"] or
-                "inputs_sha256" in changed and "num_images" in changed else ", ".join(changed))
+                "inputs_sha256" in changed and "num_images" in changed else ", ".join(map(says, changed)))
         raise ConfigError(f"{directory} holds features of another run: {what} changed. Use another "
                           "--out, or --overwrite to start over")
     for p in list(directory.glob("shard-*")) + [directory / INDEX_FILE, path]:
@@ -323,7 +360,8 @@ def write_feature_set(
     run = {"format": SET_FORMAT, "model": model_name or model.arch_name or "custom",
            "weights": (info.name or info.source) if info is not None else "random init",
            "store_dtype": store_dtype, "shard_size": shard_size, "num_images": len(paths),
-           "inputs_sha256": hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()}
+           "inputs_sha256": hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest(),
+           **run_identity(model)}
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, run, overwrite)
     if rank == 0:

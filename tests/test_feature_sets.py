@@ -88,6 +88,30 @@ def test_resume_skips_complete_shards_and_refuses_another_run(tmp_path, model):
     assert summary["written_shards"] == 3 and read_feature_set(out).index["model"] == "cifar_resnet32"
 
 
+def test_a_resume_with_other_numerics_refuses_and_names_the_difference(tmp_path, model):
+    """The fast path then --eager over the same set: the shards would mix compute paths."""
+    data = _images(tmp_path / "imgs", 25)
+    out = tmp_path / "set"
+    fast = resnet_zoo.optimize_for_inference(model)
+    write_feature_set(fast, [data], out, shard_size=10, progress=False)
+    run = json.loads((out / "run.json").read_text())
+    assert run["backend"] == "torch" and run["compute_dtype"] == "float32" and run["device"] == "cpu"
+    assert len(run["weights_sha256"]) == 64 and run["preprocessing"]["input_size"] == 32
+    (out / "shard-00001.safetensors").unlink()
+    with pytest.raises(ConfigError, match=r"backend \(torch -> eager\)") as e:
+        write_feature_set(model, [data], out, shard_size=10, progress=False)
+    assert "\n" not in str(e.value)
+    # Other weights under the same name and tag are another run too.
+    changed = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+    with torch.no_grad():
+        changed.fc.bias.add_(1.0)
+    with pytest.raises(ConfigError, match="weights_sha256"):
+        write_feature_set(resnet_zoo.optimize_for_inference(changed), [data], out, shard_size=10,
+                          progress=False)
+    again = write_feature_set(fast, [data], out, shard_size=10, progress=False)
+    assert again["written_shards"] == 1 and again["skipped_shards"] == 2
+
+
 def test_bad_files_listed_with_skip_bad_else_stop_with_the_path(tmp_path, model):
     data = _images(tmp_path / "imgs", 25)
     bad = data / "img_0022.jpg"
