@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -148,10 +148,66 @@ class FeatureSet:
             return torch.empty(0, self.index["num_features"] or 0), []
         return torch.cat(feats), paths
 
+    def iter_batches(self, batch_size: int = 4096, verify: bool = True) -> Iterator[tuple[Any, list[str]]]:
+        """``(features, paths)`` in batches of ``batch_size`` rows (the last may be shorter),
+        features as a float32 numpy array ``[n, C]`` whatever the stored dtype; one shard is in
+        memory at a time, never the whole set."""
+        from .config import check_positive_int
+
+        check_positive_int("batch_size", batch_size)
+        held: torch.Tensor | None = None
+        held_paths: list[str] = []
+        for feats, paths in self.shards(verify):
+            held = feats if held is None else torch.cat([held, feats])
+            held_paths += paths
+            while len(held_paths) >= batch_size:
+                yield held[:batch_size].float().numpy(), held_paths[:batch_size]
+                held, held_paths = held[batch_size:], held_paths[batch_size:]
+        if held is not None and held_paths:
+            yield held.float().numpy(), held_paths
+
+    def to_numpy(self, verify: bool = True) -> Any:
+        """Every feature as one float32 numpy array ``[N, C]`` (bfloat16 and float16 shards
+        are widened), rows in the order of :meth:`load`'s paths."""
+        feats, _ = self.load(verify)
+        return feats.float().numpy()
+
+    def to_arrow(self, verify: bool = True) -> Any:
+        """A pyarrow Table, one row per image: ``path`` (string) and ``features`` (a
+        fixed-size list of float32, or float16 for float16 shards); the model and weights tag
+        in the schema's metadata. Needs pyarrow."""
+        pa = _optional("pyarrow", "to_arrow")
+        feats, paths = self.load(verify)
+        dtype = feats.dtype
+        values = (feats if dtype == torch.float16 else feats.float()).contiguous()
+        width = values.shape[1] if values.dim() == 2 else (self.index["num_features"] or 0)
+        value_type = pa.float16() if dtype == torch.float16 else pa.float32()
+        flat = pa.array(values.reshape(-1).numpy(), type=value_type)
+        column = pa.FixedSizeListArray.from_arrays(flat, width)
+        metadata = {"model": str(self.index.get("model")), "weights": str(self.index.get("weights"))}
+        return pa.table({"path": pa.array(paths, type=pa.string()), "features": column}, metadata=metadata)
+
+    def to_pandas(self, verify: bool = True) -> Any:
+        """A pandas DataFrame: ``path`` and ``features`` (one float32 numpy array per row).
+        Needs pandas."""
+        pd = _optional("pandas", "to_pandas")
+        feats, paths = self.load(verify)
+        array = feats.float().numpy()
+        return pd.DataFrame({"path": paths, "features": list(array)})
+
     @property
     def bad(self) -> list[dict]:
         """Images that could not be read (with ``--skip-bad``): path and error."""
         return [b for s in self.index["shards"] for b in s["bad"]]
+
+
+def _optional(module: str, what: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ResNetZooError(f"FeatureSet.{what} needs {module}: pip install {module}") from None
 
 
 def _encode_paths(paths: list[str]) -> torch.Tensor:

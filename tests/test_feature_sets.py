@@ -178,3 +178,32 @@ def test_two_processes_under_torchrun_write_the_same_features(tmp_path):
     b, pb = read_feature_set(two).load()
     assert pa == pb and torch.equal(a, b)
     assert json.loads((one / "index.json").read_text()) == json.loads((two / "index.json").read_text())
+
+
+def test_the_data_ecosystem_reads_a_set_in_any_stored_dtype(tmp_path, model):
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("pandas")
+    data = _images(tmp_path / "imgs", 23)
+    write_feature_set(model, [data], tmp_path / "f32", shard_size=10, progress=False)
+    ref, ref_paths = read_feature_set(tmp_path / "f32").load()
+    for dtype in ("float32", "float16", "bfloat16"):
+        out = tmp_path / dtype
+        write_feature_set(model, [data], out, shard_size=10, store_dtype=dtype, progress=False)
+        fs = read_feature_set(out)
+        array = fs.to_numpy()
+        assert array.dtype.name == "float32" and array.shape == (23, 64)
+        assert abs(array - ref.numpy()).max() <= (0 if dtype == "float32" else 0.05 * abs(ref.numpy()).max())
+        batches = list(fs.iter_batches(batch_size=7))
+        assert [len(p) for _, p in batches] == [7, 7, 7, 2]
+        assert sum((p for _, p in batches), []) == ref_paths
+        assert (sum(b.shape[0] for b, _ in batches), batches[0][0].dtype.name) == (23, "float32")
+        table = fs.to_arrow()
+        assert table.column_names == ["path", "features"] and table.num_rows == 23
+        assert table.schema.field("features").type.list_size == 64
+        assert table.schema.metadata[b"model"] == b"cifar_resnet20"
+        assert table.column("path").to_pylist() == ref_paths
+        frame = fs.to_pandas()
+        assert list(frame.columns) == ["path", "features"] and len(frame) == 23
+        assert (frame["features"].iloc[3] == array[3]).all()
+    with pytest.raises(resnet_zoo.ConfigError, match="batch_size"):
+        next(read_feature_set(tmp_path / "f32").iter_batches(batch_size=0))
