@@ -177,8 +177,9 @@ def _cmd_features(args: argparse.Namespace) -> int:
         return 0
     summary = write_feature_set(model, args.inputs, args.out, shard_size=args.shard_size,
                                 batch_size=args.batch_size, num_workers=args.workers,
-                                store_dtype=args.store_dtype, skip_bad=args.skip_bad,
-                                overwrite=args.overwrite, progress=not args.quiet, model_name=args.name)
+                                store_dtype=args.store_dtype, file_format=args.file_format,
+                                skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.quiet,
+                                model_name=args.name)
     if summary["rank"] != 0:
         return 0
     if args.json:
@@ -394,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=4096, help="images per shard (default 4096)")
     p.add_argument("--store-dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                    help="dtype the features are stored in (default float32)")
+    p.add_argument("--format", dest="file_format", choices=("safetensors", "parquet"), default="safetensors",
+                   help="shard files: safetensors (default) or parquet (a row per image: path, features; "
+                        "needs pyarrow)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over when DIR holds features of other inputs, model or settings")
     p.add_argument("--batch-size", type=int, default=32)

@@ -93,8 +93,36 @@ INDEX_FILE = "index.json"
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def _shard_name(i: int) -> str:
-    return f"shard-{i:05d}.safetensors"
+# Shard file formats: safetensors (the default; features and a paths tensor) or parquet (one
+# row per image: path, features as a fixed-size list; the model and weights in its metadata).
+FILE_FORMATS = ("safetensors", "parquet")
+PARQUET_DTYPES = ("float32", "float16")  # parquet has no bfloat16
+
+
+def _shard_name(i: int, fmt: str = "safetensors") -> str:
+    return f"shard-{i:05d}.{fmt}"
+
+
+def _read_shard(path: Path, fmt: str) -> tuple[torch.Tensor | None, list[str] | None]:
+    """(features [n, C], paths) of one shard file (None where it does not hold them)."""
+    if fmt == "parquet":
+        pq = _optional("pyarrow.parquet", "parquet shards")
+        try:
+            table = pq.read_table(str(path))
+            column = table.column("features").combine_chunks()
+            width = column.type.list_size
+            values = column.flatten().to_numpy(zero_copy_only=False)
+            paths = table.column("path").to_pylist()
+        except Exception as e:  # pyarrow's errors: a damaged or foreign file
+            raise CheckpointError(f"{path} is not a readable parquet shard: {str(e)[:200]}") from None
+        if not all(isinstance(p, str) for p in paths):
+            return None, None
+        return torch.from_numpy(values.copy()).view(-1, width), paths
+    from .pretrained.files import load_safetensors
+
+    tensors, _ = load_safetensors(path)
+    encoded = tensors.get("paths")
+    return tensors.get("features"), (_decode_paths(encoded, path) if encoded is not None else None)
 
 
 def _record_name(i: int) -> str:
@@ -118,19 +146,16 @@ class FeatureSet:
         Each shard is the file its record names, ``shard-NNNNN.safetensors`` in this directory
         (a record naming anything else was refused when the index was read), and must hold the
         rows its record counts."""
-        from .pretrained.files import load_safetensors
-
+        fmt = self.index.get("file_format", "safetensors")
         for i, shard in enumerate(self.index["shards"]):
-            path = self.directory / _shard_name(i)
+            path = self.directory / _shard_name(i, fmt)
             if problem := not_a_regular_file(path):
                 raise CheckpointError(f"{path} {problem}: the feature set is incomplete; re-run the "
                                       "command to rewrite it")
             if verify and sha256_file(path) != shard["sha256"]:
                 raise CheckpointError(f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
                                       "the shard was modified or damaged: re-run the command to rewrite it")
-            tensors, _ = load_safetensors(path)
-            feats, encoded = tensors.get("features"), tensors.get("paths")
-            paths = _decode_paths(encoded, path) if encoded is not None else None
+            feats, paths = _read_shard(path, fmt)
             width = self.index["num_features"]
             if (feats is None or feats.dim() != 2 or paths is None or feats.shape[0] != shard["rows"]
                     or len(paths) != shard["rows"] or (width is not None and feats.shape[1] != width)):
@@ -176,7 +201,7 @@ class FeatureSet:
         """A pyarrow Table, one row per image: ``path`` (string) and ``features`` (a
         fixed-size list of float32, or float16 for float16 shards); the model and weights tag
         in the schema's metadata. Needs pyarrow."""
-        pa = _optional("pyarrow", "to_arrow")
+        pa = _optional("pyarrow", "FeatureSet.to_arrow")
         feats, paths = self.load(verify)
         dtype = feats.dtype
         values = (feats if dtype == torch.float16 else feats.float()).contiguous()
@@ -190,7 +215,7 @@ class FeatureSet:
     def to_pandas(self, verify: bool = True) -> Any:
         """A pandas DataFrame: ``path`` and ``features`` (one float32 numpy array per row).
         Needs pandas."""
-        pd = _optional("pandas", "to_pandas")
+        pd = _optional("pandas", "FeatureSet.to_pandas")
         feats, paths = self.load(verify)
         array = feats.float().numpy()
         return pd.DataFrame({"path": paths, "features": list(array)})
@@ -202,12 +227,15 @@ class FeatureSet:
 
 
 def _optional(module: str, what: str) -> Any:
+    """``module``, or a ResNetZooError saying that ``what`` needs it and how to install it."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ResNetZooError(f"FeatureSet.{what} needs {module}: pip install {module}") from None
+        package = module.split(".")[0]
+        raise ResNetZooError(f"{what} needs {package}: pip install {package} "
+                             "(or pip install 'resnet_zoo[arrow]')") from None
 
 
 def _encode_paths(paths: list[str]) -> torch.Tensor:
@@ -230,7 +258,7 @@ def _decode_paths(t: torch.Tensor, where: Path) -> list[str]:
 MAX_INDEX_BYTES = 256 << 20
 
 
-def _checked_record(record: object, i: int, where: Path) -> dict:
+def _checked_record(record: object, i: int, where: Path, fmt: str = "safetensors") -> dict:
     """A shard record as written by ``_write_shard``, or :class:`CheckpointError` naming what is
     wrong. It must name its own shard file, ``shard-NNNNN.safetensors``: nothing else."""
     def bad(what: str) -> CheckpointError:
@@ -239,8 +267,8 @@ def _checked_record(record: object, i: int, where: Path) -> dict:
 
     if not isinstance(record, dict):
         raise bad(f"is a {type(record).__name__}, not an object")
-    if record.get("file") != _shard_name(i):
-        raise bad(f"names the file {printable(str(record.get('file')))[:80]!r}, not its own {_shard_name(i)}")
+    if record.get("file") != _shard_name(i, fmt):
+        raise bad(f"names the file {printable(str(record.get('file')))[:80]!r}, not its own {_shard_name(i, fmt)}")
     rows = record.get("rows")
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise bad(f"counts {printable(repr(rows))[:40]} rows, not a count")
@@ -267,8 +295,11 @@ def _checked_index(index: object, where: Path) -> dict:
         raise CheckpointError(f"{where}: 'num_features' is missing")
     if index.get("store_dtype") not in STORE_DTYPES:
         raise CheckpointError(f"{where}: 'store_dtype' must be one of {list(STORE_DTYPES)}")
+    fmt = index.get("file_format", "safetensors")
+    if fmt not in FILE_FORMATS:
+        raise CheckpointError(f"{where}: 'file_format' must be one of {list(FILE_FORMATS)}")
     for i, record in enumerate(shards):
-        _checked_record(record, i, where)
+        _checked_record(record, i, where, fmt)
     return index
 
 
@@ -355,13 +386,13 @@ def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
         p.unlink(missing_ok=True)
 
 
-def _done(directory: Path, i: int) -> dict | None:
+def _done(directory: Path, i: int, fmt: str = "safetensors") -> dict | None:
     """The record of shard ``i`` if the shard is complete and matches it (a record that names
     another file, or is malformed, is not: the shard is written again)."""
     try:
         record = _checked_record(json.loads((directory / _record_name(i)).read_text()), i,
-                                 directory / _record_name(i))
-        shard = directory / _shard_name(i)
+                                 directory / _record_name(i), fmt)
+        shard = directory / _shard_name(i, fmt)
         if not_a_regular_file(shard) is None and sha256_file(shard) == record["sha256"]:
             return record
     except (OSError, ValueError, RecursionError):  # CheckpointError is a ValueError
@@ -378,6 +409,7 @@ def write_feature_set(
     batch_size: int = 64,
     num_workers: int = 0,
     store_dtype: str = "float32",
+    file_format: str = "safetensors",
     skip_bad: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -407,6 +439,13 @@ def write_feature_set(
     check_positive_int("batch_size", batch_size)
     if store_dtype not in STORE_DTYPES:
         raise ConfigError(f"store_dtype must be one of {list(STORE_DTYPES)}, got {store_dtype!r}")
+    if file_format not in FILE_FORMATS:
+        raise ConfigError(f"file_format must be one of {list(FILE_FORMATS)}, got {file_format!r}")
+    if file_format == "parquet":
+        if store_dtype not in PARQUET_DTYPES:
+            raise ConfigError(f"parquet stores {' or '.join(PARQUET_DTYPES)}, not {store_dtype}: "
+                              "use --store-dtype float16, or --format safetensors for bfloat16")
+        _optional("pyarrow.parquet", "parquet shards")  # refused now, not after the first shard
     out = Path(out)
     if out.suffix == ".safetensors":
         raise ConfigError(f"{out} names a file: a feature set is a directory (or use write_features)")
@@ -415,7 +454,8 @@ def write_feature_set(
     info = model.pretrained_info
     run = {"format": SET_FORMAT, "model": model_name or model.arch_name or "custom",
            "weights": (info.name or info.source) if info is not None else "random init",
-           "store_dtype": store_dtype, "shard_size": shard_size, "num_images": len(paths),
+           "store_dtype": store_dtype, "file_format": file_format, "shard_size": shard_size,
+           "num_images": len(paths),
            "inputs_sha256": hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest(),
            **run_identity(model)}
     out.mkdir(parents=True, exist_ok=True)
@@ -424,7 +464,7 @@ def write_feature_set(
         write_text_atomic(out / RUN_FILE, json.dumps(run, indent=1) + "\n")
     n_shards = -(-len(paths) // shard_size)
     mine = [i for i in range(n_shards) if i % world == rank]
-    todo = [i for i in mine if _done(out, i) is None]
+    todo = [i for i in mine if _done(out, i, file_format) is None]
     features_model = _FeaturesOf(model)
     features_model.eval()
     transform = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
@@ -455,7 +495,7 @@ def write_feature_set(
                     kept += [paths[i] for i in indices]
                 advance(bar, len(indices) + len(errors))
                 if b + 1 == len(batches) or owner[b + 1] != current:
-                    _write_shard(out, current, rows, kept, bad, model)
+                    _write_shard(out, current, rows, kept, bad, model, run)
     elapsed = time.perf_counter() - started
     if world > 1:
         torch.distributed.barrier()
@@ -470,31 +510,41 @@ def write_feature_set(
 
 
 def _write_shard(out: Path, i: int, rows: list[torch.Tensor], kept: list[str], bad: list[dict],
-                 model: nn.Module) -> None:
-    from safetensors.torch import save_file
-
+                 model: nn.Module, run: dict) -> None:
     width = model.config.num_features
-    feats = torch.cat(rows) if rows else torch.empty(0, width)
-    with atomic_write(out / _shard_name(i)) as tmp:
-        save_file({"features": feats.contiguous(), "paths": _encode_paths(kept)}, str(tmp))
-    record = {"file": _shard_name(i), "rows": len(kept), "sha256": sha256_file(out / _shard_name(i)), "bad": bad}
+    feats = torch.cat(rows) if rows else torch.empty(0, width, dtype=STORE_DTYPES[run["store_dtype"]])
+    fmt = run["file_format"]
+    name = _shard_name(i, fmt)
+    with atomic_write(out / name) as tmp:
+        if fmt == "parquet":
+            pa = _optional("pyarrow", "parquet shards")
+            pq = _optional("pyarrow.parquet", "parquet shards")
+            value_type = pa.float16() if feats.dtype == torch.float16 else pa.float32()
+            column = pa.FixedSizeListArray.from_arrays(
+                pa.array(feats.contiguous().reshape(-1).numpy(), type=value_type), width)
+            table = pa.table({"path": pa.array(kept, type=pa.string()), "features": column},
+                             metadata={"model": run["model"], "weights": run["weights"]})
+            pq.write_table(table, str(tmp))
+        else:
+            from safetensors.torch import save_file
+
+            save_file({"features": feats.contiguous(), "paths": _encode_paths(kept)}, str(tmp))
+    record = {"file": name, "rows": len(kept), "sha256": sha256_file(out / name), "bad": bad}
     write_text_atomic(out / _record_name(i), json.dumps(record, indent=1) + "\n")
 
 
 def _write_index(out: Path, run: dict, n_shards: int) -> None:
     records = []
     for i in range(n_shards):
-        record = _done(out, i)
+        record = _done(out, i, run["file_format"])
         if record is None:
-            raise ResNetZooError(f"{out / _shard_name(i)} is missing or damaged after every process "
+            raise ResNetZooError(f"{out / _shard_name(i, run['file_format'])} is missing or damaged after every process "
                                  "finished; re-run the command to write it")
         records.append(record)
     num_features = None
     if records:
-        from safetensors import safe_open
-
-        with safe_open(str(out / _shard_name(0)), framework="pt") as f:
-            num_features = f.get_slice("features").get_shape()[1]
+        feats, _ = _read_shard(out / _shard_name(0, run["file_format"]), run["file_format"])
+        num_features = None if feats is None else feats.shape[1]
     index = {**run, "num_features": num_features, "shards": records,
              "num_bad": sum(len(r["bad"]) for r in records)}
     write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")

@@ -207,3 +207,41 @@ def test_the_data_ecosystem_reads_a_set_in_any_stored_dtype(tmp_path, model):
         assert (frame["features"].iloc[3] == array[3]).all()
     with pytest.raises(resnet_zoo.ConfigError, match="batch_size"):
         next(read_feature_set(tmp_path / "f32").iter_batches(batch_size=0))
+
+
+def test_parquet_shards_same_index_resume_and_features(tmp_path, model):
+    pq = pytest.importorskip("pyarrow.parquet")
+    data = _images(tmp_path / "imgs", 23)
+    write_feature_set(model, [data], tmp_path / "st", shard_size=10, progress=False)
+    ref, ref_paths = read_feature_set(tmp_path / "st").load()
+    out = tmp_path / "pq"
+    result = subprocess.run([sys.executable, "-m", "resnet_zoo", "features", "cifar_resnet20", str(data),
+                             "--out", str(out), "--format", "parquet", "--shard-size", "10", "--eager",
+                             "--quiet"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.glob("shard-*.parquet")) == [f"shard-0000{i}.parquet" for i in range(3)]
+    fs = read_feature_set(out)
+    assert fs.index["file_format"] == "parquet" and fs.index["num_features"] == 64
+    feats, paths = fs.load()
+    assert paths == ref_paths and torch.allclose(feats, ref, atol=1e-5)
+    table = pq.read_table(str(out / "shard-00000.parquet"))
+    assert table.column_names == ["path", "features"] and table.num_rows == 10
+    pa = pytest.importorskip("pyarrow")
+    kind = table.schema.field("features").type
+    assert pa.types.is_fixed_size_list(kind) and kind.list_size == 64 and kind.value_type == pa.float32()
+    assert table.schema.metadata[b"model"] == b"cifar_resnet20"
+    before = _files(out)
+    (out / "shard-00002.parquet").unlink()
+    again = write_feature_set(model, [data], out, shard_size=10, file_format="parquet", progress=False,
+                              model_name="cifar_resnet20")
+    assert again["written_shards"] == 1 and _files(out) == before
+    with pytest.raises(ConfigError, match=r"file_format \(parquet -> safetensors\)"):
+        write_feature_set(model, [data], out, shard_size=10, progress=False, model_name="cifar_resnet20")
+    with pytest.raises(ConfigError, match="parquet stores float32 or float16"):
+        write_feature_set(model, [data], tmp_path / "bf", file_format="parquet", store_dtype="bfloat16")
+    half = tmp_path / "half"
+    write_feature_set(model, [data], half, shard_size=10, file_format="parquet", store_dtype="float16",
+                      progress=False)
+    assert pq.read_table(str(half / "shard-00000.parquet")).schema.field("features").type.value_type == \
+        pa.float16()
+    assert read_feature_set(half).to_numpy().dtype.name == "float32"
