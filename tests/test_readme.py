@@ -1,5 +1,6 @@
-"""The README's Python blocks run as written: every block not marked ``# needs the Hub``,
-each on its own, offline, in a directory holding the files the blocks name."""
+"""The README's Python blocks run as written: every block not marked ``# needs the Hub`` (or
+``# needs a Ray cluster``: tests/test_ray_data.py runs that pipeline on a local instance), each
+on its own, offline, in a directory holding the files the blocks name."""
 
 import re
 import shutil
@@ -13,6 +14,7 @@ from images import sample_photos
 
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
 NEEDS_HUB = "# needs the Hub"
+NEEDS_CLUSTER = "# needs a Ray cluster"
 
 
 def _blocks() -> list[tuple[int, str]]:
@@ -22,7 +24,7 @@ def _blocks() -> list[tuple[int, str]]:
 
 def test_the_readme_has_blocks_of_both_kinds():
     blocks = _blocks()
-    assert sum(not code.startswith(NEEDS_HUB) for _, code in blocks) >= 5
+    assert sum(not code.startswith((NEEDS_HUB, NEEDS_CLUSTER)) for _, code in blocks) >= 5
     assert any(code.startswith(NEEDS_HUB) for _, code in blocks)
     # The torch.hub lines are among those that run: no torch.hub.help(..., source=...) left.
     hub_lines = [line for _, code in blocks for line in code.splitlines() if "torch.hub." in line]
@@ -48,7 +50,7 @@ def readme_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("line,code", [b for b in _blocks() if not b[1].startswith(NEEDS_HUB)],
+@pytest.mark.parametrize("line,code", [b for b in _blocks() if not b[1].startswith((NEEDS_HUB, NEEDS_CLUSTER))],
                          ids=lambda v: f"line{v}" if isinstance(v, int) else "")
 def test_readme_block_runs(readme_dir, line, code):
     """Each block in its own interpreter, as a user pastes it (and so that runtimes a block

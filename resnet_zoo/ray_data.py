@@ -1,0 +1,93 @@
+"""The two pieces a Ray Data batch-inference pipeline composes (``pip install 'resnet_zoo[ray]'``).
+
+- :class:`Preprocessor`: for ``map_batches`` on CPU tasks. It decodes and resizes images with
+  the weights' own preprocessing (exactly :class:`~resnet_zoo.transforms.Preprocess`), from a
+  ``path`` column (``ray.data.from_items``, a parquet or CSV column of paths) or from the
+  ``image`` column of ``ray.data.read_images(..., include_paths=True)``.
+- :class:`FeatureExtractor`: a callable class for ``map_batches`` on actors. Each actor loads
+  the model once (weights, fast path, device, dtype) and turns a batch into
+  ``{"path", "features"}``.
+
+::
+
+    ds = ray.data.from_items([{"path": p} for p in paths])
+    ds = ds.map_batches(Preprocessor("resnet50", pretrained=True), batch_size=64)
+    ds = ds.map_batches(FeatureExtractor, fn_constructor_kwargs={"name": "resnet50"},
+                        concurrency=2, batch_size=64)   # num_gpus=1 on GPU nodes
+
+Nothing here imports ray: Ray imports this module in its workers, and ``import resnet_zoo``
+never imports ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .errors import InputError
+
+__all__ = ["Preprocessor", "FeatureExtractor"]
+
+
+def _model(name: str, pretrained: Any) -> Any:
+    from .factory import create
+
+    return create(name, pretrained=pretrained)
+
+
+class Preprocessor:
+    """``batch -> {"path": [...], "pixels": float32 [B, C, H, W]}`` with the preprocessing of
+    ``name``'s weights (``pretrained`` as for :func:`resnet_zoo.create`). Rows that cannot be
+    read raise :class:`~resnet_zoo.errors.InputError` naming the file."""
+
+    def __init__(self, name: str, pretrained: Any = True) -> None:
+        from .transforms import Preprocess, preprocessing_for
+
+        model = _model(name, pretrained)
+        self.transform = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        if "image" in batch:  # ray.data.read_images: HWC uint8 arrays
+            from PIL import Image
+
+            images = [Image.fromarray(np.asarray(a)) for a in batch["image"]]
+            paths = [str(p) for p in batch.get("path", [""] * len(images))]
+            tensors = [self.transform(img) for img in images]
+        elif "path" in batch:
+            paths = [str(p) for p in batch["path"]]
+            tensors = [self.transform(p) for p in paths]
+        else:
+            raise InputError(f"a batch needs a 'path' or an 'image' column, got {sorted(batch)}")
+        channels = self.transform.channels
+        size = self.transform.config.input_size
+        pixels = torch.stack(tensors).numpy() if tensors else np.empty((0, channels, size, size), np.float32)
+        return {"path": np.asarray(paths, dtype=object), "pixels": pixels}
+
+
+class FeatureExtractor:
+    """A Ray Data actor: loads ``name`` once and maps ``{"path", "pixels"}`` batches to
+    ``{"path", "features"}`` (float32 ``[B, C]`` pooled features).
+
+    ``fast=True`` runs :func:`~resnet_zoo.optimize_for_inference` (``dtype``: ``"auto"``,
+    ``"float32"`` or ``"bfloat16"``) on CPU; ``device="cuda"`` runs the eager model there.
+    """
+
+    def __init__(self, name: str, pretrained: Any = True, *, fast: bool = True, device: str = "cpu",
+                 dtype: str = "auto") -> None:
+        model = _model(name, pretrained).eval()
+        self.device = torch.device(device)
+        if fast and self.device.type == "cpu":
+            from .inference import optimize_for_inference
+
+            self.model = optimize_for_inference(model, dtype=dtype)
+        else:
+            self.model = model.to(self.device)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        pixels = torch.from_numpy(batch["pixels"]).to(self.device)
+        with torch.inference_mode():
+            features = self.model.forward_pooled(pixels).float().cpu().numpy()
+        return {"path": batch["path"], "features": features}

@@ -1,0 +1,64 @@
+"""The Ray Data pieces on a real local Ray instance (ray.init(num_cpus=2), stopped after)."""
+
+import pytest
+import torch
+
+import resnet_zoo
+from resnet_zoo.ray_data import FeatureExtractor, Preprocessor
+
+from conftest import REPO_ROOT
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+SAMPLES = sorted((REPO_ROOT / "weights" / "samples" / "cifar10").glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def test_import_resnet_zoo_never_imports_ray():
+    import subprocess
+    import sys
+
+    code = "import sys, resnet_zoo, resnet_zoo.ray_data; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("source", ["paths", "read_images"])
+def test_the_three_line_pipeline_gives_the_local_engines_features(local_ray, source):
+    import ray.data
+
+    if source == "paths":
+        ds = ray.data.from_items([{"path": str(p)} for p in SAMPLES])
+    else:
+        ds = ray.data.read_images([str(p) for p in SAMPLES], include_paths=True, mode="RGB")
+    ds = ds.map_batches(Preprocessor("cifar_resnet20", pretrained=True), batch_size=4)
+    ds = ds.map_batches(FeatureExtractor, fn_constructor_kwargs={"name": "cifar_resnet20", "fast": False},
+                        concurrency=1, batch_size=4)
+    rows = sorted(ds.take_all(), key=lambda r: str(r["path"]))
+    model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+    want, paths = resnet_zoo.extract_features(model, SAMPLES, progress=False)
+    assert len(rows) == len(SAMPLES)
+    import numpy as np
+
+    got = torch.from_numpy(np.stack([r["features"] for r in rows]))
+    # read_images decodes with Pillow too, and names files by their path without the scheme.
+    assert [str(r["path"]).rsplit("/", 1)[-1] for r in rows] == [p.name for p in paths]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_bad_row_names_its_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(resnet_zoo.InputError, match="broken.jpg"):
+        Preprocessor("cifar_resnet20")({"path": [str(bad)]})
+    with pytest.raises(resnet_zoo.InputError, match="'path' or an 'image' column"):
+        Preprocessor("cifar_resnet20")({"item": [1]})
