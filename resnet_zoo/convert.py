@@ -15,7 +15,7 @@ from typing import Mapping
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 __all__ = ["SOURCES", "EXPORT_LAYOUTS", "TORCHVISION_ARCHS", "TIMM_ARCHS", "convert_state_dict",
            "detect_layout", "export_state_dict"]
@@ -267,8 +267,6 @@ def export_state_dict(model, layout: str = "torchvision") -> dict[str, torch.Ten
         ConfigError: an unknown layout, or a network that layout cannot express (the CIFAR
             ResNets, option-A shortcuts, another stem), naming what differs.
     """
-    from .errors import ConfigError
-
     if layout not in EXPORT_LAYOUTS:
         raise ConfigError(f"layout must be one of {list(EXPORT_LAYOUTS)}, got {layout!r}")
     state_dict = model.state_dict()

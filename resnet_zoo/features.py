@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write, write_text_atomic
+from .config import check_positive_int
 from .errors import CheckpointError, ConfigError, ResNetZooError
 from .integrity import is_sha256, not_a_regular_file, printable, sha256_file
 
@@ -177,8 +178,6 @@ class FeatureSet:
         """``(features, paths)`` in batches of ``batch_size`` rows (the last may be shorter),
         features as a float32 numpy array ``[n, C]`` whatever the stored dtype; one shard is in
         memory at a time, never the whole set."""
-        from .config import check_positive_int
-
         check_positive_int("batch_size", batch_size)
         held: torch.Tensor | None = None
         held_paths: list[str] = []
@@ -201,16 +200,10 @@ class FeatureSet:
         """A pyarrow Table, one row per image: ``path`` (string) and ``features`` (a
         fixed-size list of float32, or float16 for float16 shards); the model and weights tag
         in the schema's metadata. Needs pyarrow."""
-        pa = _optional("pyarrow", "FeatureSet.to_arrow")
         feats, paths = self.load(verify)
-        dtype = feats.dtype
-        values = (feats if dtype == torch.float16 else feats.float()).contiguous()
-        width = values.shape[1] if values.dim() == 2 else (self.index["num_features"] or 0)
-        value_type = pa.float16() if dtype == torch.float16 else pa.float32()
-        flat = pa.array(values.reshape(-1).numpy(), type=value_type)
-        column = pa.FixedSizeListArray.from_arrays(flat, width)
-        metadata = {"model": str(self.index.get("model")), "weights": str(self.index.get("weights"))}
-        return pa.table({"path": pa.array(paths, type=pa.string()), "features": column}, metadata=metadata)
+        return _arrow_table(feats, paths, self.index["num_features"] or 0,
+                            {"model": str(self.index.get("model")), "weights": str(self.index.get("weights"))},
+                            "FeatureSet.to_arrow")
 
     def to_pandas(self, verify: bool = True) -> Any:
         """A pandas DataFrame: ``path`` and ``features`` (one float32 numpy array per row).
@@ -224,6 +217,18 @@ class FeatureSet:
     def bad(self) -> list[dict]:
         """Images that could not be read (with ``--skip-bad``): path and error."""
         return [b for s in self.index["shards"] for b in s["bad"]]
+
+
+def _arrow_table(feats: torch.Tensor, paths: list[str], width: int, metadata: dict[str, str],
+                 what: str) -> Any:
+    """One row per image: ``path`` and ``features`` as a fixed-size list of float16 (for
+    float16 features) or float32 (anything else, bfloat16 widened); ``metadata`` on the schema."""
+    pa = _optional("pyarrow", what)
+    half = feats.dtype == torch.float16
+    values = (feats if half else feats.float()).contiguous().reshape(-1).numpy()
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values, type=pa.float16() if half else pa.float32()),
+                                               width)
+    return pa.table({"path": pa.array(paths, type=pa.string()), "features": column}, metadata=metadata)
 
 
 def _optional(module: str, what: str) -> Any:
@@ -328,9 +333,8 @@ def _dist() -> tuple[int, int]:
     return rank, world
 
 
-def _weights_sha256(model: nn.Module) -> str:
+def _weights_sha256(inner: nn.Module) -> str:
     """sha256 over the tensors that compute the features (names, dtypes, shapes and bytes)."""
-    inner = model._wrapped() if hasattr(model, "_wrapped") else model
     h = hashlib.sha256()
     for name, t in inner.state_dict().items():
         t = t.detach().cpu().contiguous()
@@ -344,18 +348,15 @@ def run_identity(model: nn.Module) -> dict:
     backend, the device type and the preprocessing. A resume must match all of them."""
     from .transforms import preprocessing_for
 
-    dtype = getattr(model, "dtype", None)
-    params = next(iter(model.parameters()), None) if dtype is None else None
-    if dtype is None:
-        dtype = params.dtype if params is not None else "float32"
-    device = params.device.type if params is not None else "cpu"
-    if device == "cpu" and hasattr(model, "_wrapped") and getattr(model, "backend", "torch") == "torch":
-        inner = next(iter(model._wrapped().parameters()), None)
-        device = inner.device.type if inner is not None else "cpu"
-    return {"weights_sha256": _weights_sha256(model),
+    inner = model._wrapped() if hasattr(model, "_wrapped") else model  # under a fast-path wrapper
+    first = next(iter(inner.parameters()), None)
+    backend = getattr(model, "backend", "eager")
+    dtype = getattr(model, "dtype", None) or (first.dtype if first is not None else torch.float32)
+    on_torch = backend in ("eager", "torch") and first is not None  # a runtime computes on the CPU
+    return {"weights_sha256": _weights_sha256(inner),
             "compute_dtype": str(dtype).replace("torch.", ""),
-            "backend": getattr(model, "backend", "eager"),
-            "device": device,
+            "backend": backend,
+            "device": first.device.type if on_torch else "cpu",
             "preprocessing": preprocessing_for(model).to_dict()}
 
 
@@ -428,7 +429,6 @@ def write_feature_set(
 
     from torch.utils.data import DataLoader
 
-    from .config import check_positive_int
     from .data import ImageFiles, collate_images, find_images
     from .errors import InputError
     from .inference import _FeaturesOf
@@ -517,14 +517,9 @@ def _write_shard(out: Path, i: int, rows: list[torch.Tensor], kept: list[str], b
     name = _shard_name(i, fmt)
     with atomic_write(out / name) as tmp:
         if fmt == "parquet":
-            pa = _optional("pyarrow", "parquet shards")
-            pq = _optional("pyarrow.parquet", "parquet shards")
-            value_type = pa.float16() if feats.dtype == torch.float16 else pa.float32()
-            column = pa.FixedSizeListArray.from_arrays(
-                pa.array(feats.contiguous().reshape(-1).numpy(), type=value_type), width)
-            table = pa.table({"path": pa.array(kept, type=pa.string()), "features": column},
-                             metadata={"model": run["model"], "weights": run["weights"]})
-            pq.write_table(table, str(tmp))
+            table = _arrow_table(feats, kept, width, {"model": run["model"], "weights": run["weights"]},
+                                 "parquet shards")
+            _optional("pyarrow.parquet", "parquet shards").write_table(table, str(tmp))
         else:
             from safetensors.torch import save_file
 

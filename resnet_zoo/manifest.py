@@ -157,12 +157,17 @@ class PretrainedInfo:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
+    def hf_hub_id(self) -> str | None:
+        """``"hf-hub:owner/repo@commit" -> "owner/repo"``; None for a source that is not the Hub."""
+        if not self.source.startswith("hf-hub:"):
+            return None
+        return self.source[len("hf-hub:"):].split("@", 1)[0] or None
+
+    @property
     def origin(self) -> str | None:
         """What these weights are called where they came from: the Hub repo id, else the
         published tag, else the source."""
-        if self.source.startswith("hf-hub:"):
-            return self.source[len("hf-hub:"):].split("@", 1)[0] or None
-        return self.name or self.source or None
+        return self.hf_hub_id or self.name or self.source or None
 
     def for_new_head(self) -> "PretrainedInfo":
         """The info after the head is replaced: the tag, the class names and the reported

@@ -8,6 +8,7 @@ so they cannot disagree with it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .errors import ConfigError
 from .manifest import Preprocessing, PretrainedInfo
 
 __all__ = ["FeatureInfo", "FeatureInfoList", "PretrainedCfg", "TimmModelApi", "default_preprocessing",
-           "group_matcher", "hub_id_of"]
+           "group_matcher"]
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,6 @@ def default_preprocessing(config: ResNetConfig, arch: str | None) -> Preprocessi
                          mean=(0.5,) * config.img_channels, std=(0.5,) * config.img_channels)
 
 
-def hub_id_of(source: str) -> str | None:
-    """``"hf-hub:owner/repo@commit" -> "owner/repo"``; None for a source that is not the Hub."""
-    if not source.startswith("hf-hub:"):
-        return None
-    return source[len("hf-hub:"):].split("@", 1)[0] or None
-
-
 class PretrainedCfg(Mapping):
     """``model.pretrained_cfg`` (and ``default_cfg``): timm's mapping for the model's weights.
 
@@ -145,6 +139,7 @@ class PretrainedCfg(Mapping):
             return getattr(self.info if self.info is not None else _NO_WEIGHTS, name)
         raise AttributeError(f"pretrained_cfg has no attribute {name!r}")
 
+    @functools.cached_property
     def _as_dict(self) -> dict[str, Any]:
         info = self.info if self.info is not None else _NO_WEIGHTS
         p = self.preprocessing
@@ -153,7 +148,7 @@ class PretrainedCfg(Mapping):
         return {
             "architecture": self._arch,
             "tag": name.split(".", 1)[1] if "." in name else None,
-            "hf_hub_id": hub_id_of(info.source),
+            "hf_hub_id": info.hf_hub_id,
             "source": info.source or None,
             "input_size": (self._config.img_channels, p.input_size, p.input_size),
             "crop_pct": p.crop_pct,
@@ -172,16 +167,16 @@ class PretrainedCfg(Mapping):
         }
 
     def __getitem__(self, key: str) -> Any:
-        return self._as_dict()[key]
+        return self._as_dict[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._as_dict())
+        return iter(self._as_dict)
 
     def __len__(self) -> int:
-        return len(self._as_dict())
+        return len(self._as_dict)
 
     def __repr__(self) -> str:
-        return f"PretrainedCfg({self._as_dict()!r})"
+        return f"PretrainedCfg({self._as_dict!r})"
 
 
 _NO_WEIGHTS = PretrainedInfo()
