@@ -13,7 +13,10 @@ from typing import Sequence
 from ._version import __version__
 from .config import check_positive_int
 from .errors import ConfigError, ResNetZooError
+from .features import write_feature_set, write_features
+from .features.sets import FILE_FORMATS, STORE_DTYPES
 from .integrity import printable
+from .recipe import BACKEND_CHOICES, DTYPES, ModelRecipe
 
 __all__ = ["main"]
 
@@ -116,24 +119,17 @@ def _pretrained_arg(value: str | None):
     return False if value.lower() in ("none", "false", "random") else value
 
 
+def _recipe(args: argparse.Namespace):
+    """The model the flags name: ``--pretrained``, and the fast path in ``--dtype`` unless
+    ``--eager`` (or the command has no fast path)."""
+    fast = getattr(args, "dtype", None) is not None and not args.eager
+    return ModelRecipe(args.name, pretrained=_pretrained_arg(args.pretrained), fast=fast,
+                       dtype=args.dtype if fast else "float32", backend=getattr(args, "backend", "torch"),
+                       batch_size=getattr(args, "batch_size", 64), calibration=getattr(args, "calibration", None))
+
+
 def _load(args: argparse.Namespace):
-    """The model, on the fast path in ``--dtype`` unless ``--eager`` (or the command has no fast path)."""
-    from .factory import create
-
-    model = create(args.name, pretrained=_pretrained_arg(args.pretrained)).eval()
-    if getattr(args, "dtype", None) is None or args.eager:
-        return model
-    from .inference import optimize_for_inference
-
-    if args.dtype == "int8" and not args.calibration:
-        raise ConfigError("--dtype int8 needs --calibration DIR (up to 512 training images)")
-    if args.backend == "torch" and args.dtype != "int8":
-        fast = optimize_for_inference(model, dtype=args.dtype)
-    else:
-        fast = optimize_for_inference(model, dtype=args.dtype, backend=args.backend,
-                                      batch_size=args.batch_size, calibration=args.calibration)
-    logging.getLogger(__name__).info("fast path: %s, %s", fast.backend, str(fast.dtype).replace("torch.", ""))
-    return fast
+    return _recipe(args).build()
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -157,16 +153,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .features import write_feature_set, write_features
-
     from pathlib import Path
 
     out = Path(args.out)
     if out.suffix and out.suffix != ".safetensors" and not out.is_dir():
-        raise ConfigError(f"--out must be a directory (a feature set) or a .safetensors file, got {args.out!r}")
-    model = _load(args)
+        raise ConfigError(f"--out must be a directory (a feature set) or a .safetensors file, got {args.out!r}"
+                          + ("; for parquet, name a directory and pass --format parquet" if out.suffix == ".parquet"
+                             else ""))
+    ray_flags = [f for f, given in (("--address", args.address), ("--num-workers", args.num_workers),
+                                    ("--cpus-per-worker", args.cpus_per_worker),
+                                    ("--gpus-per-worker", args.gpus_per_worker)) if given is not None]
+    if args.engine != "ray" and ray_flags:
+        raise ConfigError(f"{', '.join(ray_flags)} go with --engine ray")
     if args.out.endswith(".safetensors"):  # one file: small jobs
-        written = write_features(model, args.inputs, args.out, batch_size=args.batch_size,
+        if args.engine == "ray":
+            raise ConfigError("--engine ray writes a feature set: --out must name a directory")
+        written = write_features(_load(args), args.inputs, args.out, batch_size=args.batch_size,
                                  num_workers=args.workers, skip_bad=args.skip_bad,
                                  progress=not args.quiet, model_name=args.name)
         n, c = written.features.shape
@@ -175,18 +177,26 @@ def _cmd_features(args: argparse.Namespace) -> int:
         else:
             print(f"wrote {written.path}: {n} images x {c} features")
         return 0
-    summary = write_feature_set(model, args.inputs, args.out, shard_size=args.shard_size,
-                                batch_size=args.batch_size, num_workers=args.workers,
-                                store_dtype=args.store_dtype, file_format=args.file_format,
-                                skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.quiet,
-                                model_name=args.name)
-    if summary["rank"] != 0:
+    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, store_dtype=args.store_dtype,
+                   file_format=args.file_format, skip_bad=args.skip_bad, overwrite=args.overwrite,
+                   progress=not args.quiet)
+    if args.engine == "ray":
+        from .features.ray_engine import write_feature_set_ray
+
+        summary = write_feature_set_ray(_recipe(args), args.inputs, args.out, address=args.address,
+                                        num_workers=args.num_workers,
+                                        cpus_per_worker=args.cpus_per_worker if args.cpus_per_worker is not None else 1.0,
+                                        gpus_per_worker=args.gpus_per_worker or 0.0, **options)
+    else:
+        summary = write_feature_set(_load(args), args.inputs, args.out, num_workers=args.workers,
+                                    model_name=args.name, **options)
+    if summary.rank != 0:
         return 0
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary.to_dict()))
     else:
-        print(f"wrote {summary['directory']}: {summary['images']} images in {summary['shards']} shards "
-              f"({summary['written_shards']} written, {summary['skipped_shards']} already complete); "
+        print(f"wrote {summary.directory}: {summary.images} images in {summary.shards} shards "
+              f"({summary.written_shards} written, {summary.skipped_shards} already complete); "
               "read it with resnet_zoo.features.read_feature_set")
     return 0
 
@@ -273,13 +283,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .dist import rank
     from .train import TrainConfig, command_line, train
     from .train.config import NOT_FLAGS
 
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in NOT_FLAGS}
     cfg = TrainConfig(arch=args.name, progress=not args.quiet, command=command_line(), **values)
     final = train(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank() == 0:
         print(f"wrote {cfg.out}: held-out accuracy {final.get('val_acc', float('nan')):.4f} after "
               f"{final.get('epoch')} epochs (load with resnet_zoo.create({args.name!r}, "
               f"pretrained={cfg.out!r}))")
@@ -323,11 +334,11 @@ def _add_model_args(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
                    help="weights: a tag, hf-hub:owner/repo, a .safetensors file or a directory; "
                         "'none' for random init (default: the architecture's default weights)")
     if fast:
-        p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
+        p.add_argument("--dtype", choices=DTYPES, default="auto",
                        help="compute dtype of the fast path (optimize_for_inference); auto: the "
                             "fastest float dtype this CPU supports, see `resnet-zoo info --cpu` "
                             "(default: auto); int8 needs --calibration")
-        p.add_argument("--backend", choices=("torch", "auto", "onnxruntime", "openvino"), default="torch",
+        p.add_argument("--backend", choices=BACKEND_CHOICES, default="torch",
                        help="what runs the fast path: torch (default), onnxruntime or openvino "
                             "(pip install 'resnet_zoo[runtimes]'), or auto: the fastest here, "
                             "timed once and cached")
@@ -341,6 +352,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _default(function, name: str):
+    """The default of ``function``'s parameter ``name``: flags default to the library's."""
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,24 +406,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="pooled features of images: a directory of shards (or one .safetensors file)")
     p.add_argument("name")
-    p.add_argument("inputs", nargs="+", help="image files or directories (searched recursively)")
+    p.add_argument("inputs", nargs="+",
+                   help="image files, directories (searched recursively), or lists of images (.txt, one per "
+                        "line; .csv or .parquet with a 'path' column); local paths or URIs pyarrow reads")
     p.add_argument("--out", required=True,
-                   help="DIR: shards + index.json, resumable, torchrun-ready; or FILE.safetensors for "
+                   help="DIR: shards + index.json, resumable, torchrun- and Ray-ready; or FILE.safetensors for "
                         "small jobs ('features' [N, C]; paths in metadata)")
-    p.add_argument("--shard-size", type=int, default=4096, help="images per shard (default 4096)")
-    p.add_argument("--store-dtype", choices=("float32", "float16", "bfloat16"), default="float32",
-                   help="dtype the features are stored in (default float32)")
-    p.add_argument("--format", dest="file_format", choices=("safetensors", "parquet"), default="safetensors",
+    p.add_argument("--shard-size", type=int, default=_default(write_feature_set, "shard_size"),
+                   help="images per shard (default %(default)s)")
+    p.add_argument("--store-dtype", choices=tuple(STORE_DTYPES), default=_default(write_feature_set, "store_dtype"),
+                   help="dtype the features are stored in (default %(default)s)")
+    p.add_argument("--format", dest="file_format", choices=FILE_FORMATS,
+                   default=_default(write_feature_set, "file_format"),
                    help="shard files: safetensors (default) or parquet (a row per image: path, features; "
                         "needs pyarrow)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over when DIR holds features of other inputs, model or settings")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
+    p.add_argument("--batch-size", type=int, default=_default(write_feature_set, "batch_size"),
+                   help="images per forward pass (default %(default)s)")
+    p.add_argument("--workers", type=int, default=_default(write_feature_set, "num_workers"),
+                   help="decoding processes of the local engine (default %(default)s)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images (listed in the index with their error)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (or each torchrun rank); ray: a Ray cluster "
+                        "(pip install 'resnet_zoo[ray]')")
+    ray = p.add_argument_group("Ray engine (--engine ray)")
+    ray.add_argument("--address", default=None,
+                     help="the cluster: auto, or HOST:PORT of `ray start --head` (default: start a local instance)")
+    ray.add_argument("--num-workers", type=int, default=None,
+                     help="model actors (default: as many as fit beside a decode task)")
+    ray.add_argument("--cpus-per-worker", type=float, default=None, help="CPUs per model actor (default 1)")
+    ray.add_argument("--gpus-per-worker", type=float, default=None,
+                     help="GPUs per model actor (default 0; 1 on GPU nodes: the eager model on CUDA)")
     _add_model_args(p)
     p.set_defaults(func=_cmd_features)
 

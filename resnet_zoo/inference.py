@@ -295,14 +295,14 @@ def extract_features(
     Returns:
         ``(features, paths)``: row ``i`` of ``features`` belongs to ``paths[i]``.
     """
-    features_model = _FeaturesOf(model)
+    features_model = PooledFeatures(model)
     paths, feats = _run_over_images(features_model, inputs, batch_size=batch_size,
                                     num_workers=num_workers, skip_bad=skip_bad,
                                     progress=progress, desc="features")
     return feats, paths
 
 
-class _FeaturesOf(ModelView):
+class PooledFeatures(ModelView):
     """A view of a model that returns pooled features (the head is skipped)."""
 
     def __init__(self, model: nn.Module) -> None:

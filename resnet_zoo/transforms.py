@@ -63,7 +63,8 @@ DRAFT_FACTOR = 4
 
 
 def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: int | None = None) -> Any:
-    """Open an image as a Pillow image of ``channels`` (3: RGB, 1: L), upright per its EXIF.
+    """Open an image (a path, a binary file object or a Pillow image) as a Pillow image of
+    ``channels`` (3: RGB, 1: L), upright per its EXIF.
 
     ``min_size``: the shorter side the caller will resize to. A JPEG larger than that is
     decoded directly at a reduced scale (Pillow's draft mode: 1/2, 1/4 or 1/8 in the DCT) that
@@ -77,11 +78,12 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: 
     if isinstance(source, Image.Image):
         img, name = source, "<PIL image>"
     else:
-        name = os.fspath(source)
-        if problem := not_a_regular_file(name):  # a FIFO would block open() until a writer came
+        opened = hasattr(source, "read")  # a binary file object, named by its .name
+        name = str(getattr(source, "name", "<file object>")) if opened else os.fspath(source)
+        if not opened and (problem := not_a_regular_file(name)):  # a FIFO would block open()
             raise InputError(f"image {name} {problem}")
         try:
-            img = Image.open(name, formats=IMAGE_FORMATS)
+            img = Image.open(source if opened else name, formats=IMAGE_FORMATS)
             if min_size and img.format == "JPEG" and min(img.size) > min_size:
                 w, h = img.size
                 scale = min_size / min(w, h)

@@ -28,7 +28,7 @@ from ..errors import ConfigError, ResNetZooError
 from ..manifest import PretrainedInfo, Preprocessing
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
-from .dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
+from ..dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
 from .inputs import Normalize, augment, batches, channel_stats, load_data
 
 __all__ = ["train", "train_one_epoch", "evaluate", "lr_at", "command_line"]

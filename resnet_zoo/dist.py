@@ -1,4 +1,5 @@
-"""One process or many: what torchrun's environment says, and the few collectives training needs."""
+"""One process or many: what torchrun's environment says (the one place that reads RANK and
+WORLD_SIZE), and the few collectives training and feature sets need."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Dist", "setup_distributed", "all_reduce_sum", "barrier"]
+__all__ = ["Dist", "setup_distributed", "rank", "all_reduce_sum", "barrier"]
 
 
 @dataclass
@@ -22,18 +23,24 @@ class Dist:
         return self.rank == 0
 
 
-def setup_distributed() -> Dist:
-    """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun) and join the process group."""
+def rank() -> int:
+    """This process's rank under torchrun (0 alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def setup_distributed(device: bool = True) -> Dist:
+    """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun) and join the process group.
+    ``device``: pick this rank's GPU and NCCL when there is one; ``False``: CPU and gloo (for
+    work whose device is the caller's, like a feature set's model)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    cuda = device and torch.cuda.is_available()
+    where = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
     if cuda:
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(where)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
-    return Dist(rank, world, local_rank, device)
+    return Dist(rank(), world, local_rank, where)
 
 
 def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:

@@ -1,0 +1,82 @@
+"""One ``.safetensors`` file of pooled features, for small jobs.
+
+The file holds one tensor, ``features`` ``[N, C]``; its metadata holds the image paths in row
+order (``paths``, a JSON list), the model and the weights. It is written to a temporary name
+and renamed, so a reader never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from torch import nn
+import torch
+
+from ..atomic import atomic_write
+from ..errors import CheckpointError, ConfigError
+from ..inference import extract_features
+from ..pretrained.files import load_safetensors
+
+__all__ = ["FeaturesFile", "write_features", "read_features"]
+
+
+
+@dataclass(frozen=True)
+class FeaturesFile:
+    """What :func:`write_features` wrote, or :func:`read_features` read."""
+
+    path: Path
+    features: torch.Tensor  # [N, C]
+    paths: list[str]  # the image of each row
+    model: str
+    weights: str
+
+
+def write_features(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    skip_bad: bool = False,
+    progress: bool = True,
+    model_name: str | None = None,
+) -> FeaturesFile:
+    """Extract pooled features of every image in ``inputs`` (files and directories) with
+    :func:`~resnet_zoo.extract_features` and write them to ``out`` (``.safetensors``)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"the features file must be a .safetensors file, got {str(out)!r}")
+    feats, paths = extract_features(model, inputs, batch_size=batch_size, num_workers=num_workers,
+                                    skip_bad=skip_bad, progress=progress)
+    info = model.pretrained_info
+    name = model_name or model.arch_name or "custom"
+    weights = (info.name or info.source) if info is not None else "random init"
+    metadata = {"paths": json.dumps([str(p) for p in paths]), "model": name, "weights": weights,
+                "shape": json.dumps(list(feats.shape))}
+    with atomic_write(out) as tmp:
+        save_file({"features": feats.contiguous()}, str(tmp), metadata=metadata)
+    return FeaturesFile(out, feats, [str(p) for p in paths], name, weights)
+
+
+def read_features(path: str | os.PathLike) -> FeaturesFile:
+    """The features, image paths, model and weights of a file :func:`write_features` wrote."""
+    tensors, metadata = load_safetensors(path)
+    try:
+        feats = tensors["features"]
+        paths = json.loads(metadata["paths"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not a resnet_zoo features file (no {e})") from None
+    if not isinstance(paths, list) or len(paths) != feats.shape[0]:
+        raise CheckpointError(f"{path}: {feats.shape[0]} feature rows but the metadata lists "
+                              f"{len(paths) if isinstance(paths, list) else 'no'} paths")
+    return FeaturesFile(Path(path), feats, [str(p) for p in paths], metadata.get("model", ""),
+                        metadata.get("weights", ""))
+

@@ -1,0 +1,166 @@
+"""Where a feature set's images come from: local paths, and the URIs pyarrow's file systems read.
+
+An input is an image file, a directory (searched recursively for images), or a list of images:
+a ``.txt`` file (one per line; ``#`` starts a comment), or a ``.csv`` or ``.parquet`` file with
+a ``path`` column. Each may be local or a URI (``s3://bucket/key``, ``gs://…``, ``file:///…``,
+anything :func:`pyarrow.fs.FileSystem.from_uri` opens). Relative paths in a list are relative
+to the list's directory. The result is sorted and without repeats, so the same inputs always
+give the same list (and the same run identity), whichever engine reads them.
+
+Listed images are not opened here: one that does not exist is reported when it is read, like
+any unreadable image (``--skip-bad`` lists it in the index).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..data import find_images
+from ..errors import InputError
+from ..transforms import is_image_path
+
+__all__ = ["list_images", "is_uri", "open_image", "readable", "LIST_SUFFIXES"]
+
+LIST_SUFFIXES = (".txt", ".csv", ".parquet")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+MAX_IMAGE_BYTES = 1 << 30  # what one image read from a URI may hold
+
+
+def is_uri(source: str) -> bool:
+    """Whether ``source`` names a file by a URI (``scheme://…``) rather than a local path."""
+    return bool(_URI.match(source))
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    try:
+        import pyarrow.fs as pafs
+    except ImportError:
+        raise InputError(f"{uri} is a URI: reading URIs needs pyarrow (pip install pyarrow)") from None
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except Exception as e:  # pyarrow: unknown scheme, missing credentials, bad bucket name
+        raise InputError(f"{uri}: pyarrow's file systems cannot open it ({str(e)[:200]})") from None
+
+
+def _uri_of(uri: str, path: str) -> str:
+    scheme = uri.split("://", 1)[0]
+    return f"{scheme}://{path}" if scheme != "file" else f"file://{path}"
+
+
+def _expand_uri(uri: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        return sorted(_uri_of(uri, f.path) for f in found
+                      if f.type == pafs.FileType.File and is_image_path(Path(f.path)))
+    if info.type == pafs.FileType.File:
+        return _read_list(uri, _read_uri(uri).decode("utf-8")) if uri.endswith(LIST_SUFFIXES) else [uri]
+    raise InputError(f"{uri} is neither an image file, a list of images nor a directory")
+
+
+def _read_uri(uri: str) -> bytes:
+    fs, path = _filesystem(uri)
+    try:
+        with fs.open_input_file(path) as f:
+            if f.size() > MAX_IMAGE_BYTES:
+                raise InputError(f"{uri} is {f.size():,} bytes, over the {MAX_IMAGE_BYTES:,} an input may have")
+            return f.read()
+    except FileNotFoundError:
+        raise InputError(f"{uri} does not exist") from None
+    except OSError as e:
+        raise InputError(f"cannot read {uri}: {str(e)[:200]}") from None
+
+
+def _read_list(where: str, text: str | None = None) -> list[str]:
+    """The image paths a list file names (``text``: its contents, already read from a URI)."""
+    suffix = os.path.splitext(where)[1].lower()
+    if suffix == ".parquet":
+        entries = _parquet_column(where)
+    elif suffix == ".csv":
+        if text is None:
+            text = Path(where).read_text(encoding="utf-8")
+        rows = csv.DictReader(io.StringIO(text))
+        if "path" not in (rows.fieldnames or []):
+            raise InputError(f"{where} has no 'path' column (columns: {rows.fieldnames})")
+        entries = [r["path"] for r in rows]
+    else:
+        if text is None:
+            text = Path(where).read_text(encoding="utf-8")
+        entries = [line.strip() for line in text.splitlines()]
+        entries = [e for e in entries if e and not e.startswith("#")]
+    base = where.rsplit("/", 1)[0] if is_uri(where) else str(Path(where).parent)
+    out = []
+    for e in entries:
+        if not isinstance(e, str) or not e.strip():
+            raise InputError(f"{where} lists {e!r}, not a path")
+        e = e.strip()
+        relative = not is_uri(e) and not os.path.isabs(e)
+        out.append((f"{base}/{e}" if is_uri(where) else str(Path(base) / e)) if relative else e)
+    return out
+
+
+def _parquet_column(where: str) -> list[Any]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(f"{where}: reading a parquet list needs pyarrow (pip install pyarrow)") from None
+    try:
+        if is_uri(where):
+            fs, path = _filesystem(where)
+            table = pq.read_table(path, columns=["path"], filesystem=fs)
+        else:
+            table = pq.read_table(where, columns=["path"])
+    except Exception as e:  # pyarrow: no such column, not a parquet file
+        raise InputError(f"{where}: no readable 'path' column ({str(e)[:200]})") from None
+    return table.column("path").to_pylist()
+
+
+def list_images(inputs: Iterable[str | os.PathLike]) -> list[str]:
+    """Every image ``inputs`` name (see the module docstring), sorted, each once."""
+    inputs = [os.fspath(i) for i in inputs]
+    found: list[str] = []
+    local: list[str] = []
+    for item in inputs:
+        if is_uri(item):
+            found += _expand_uri(item)
+        elif item.lower().endswith(LIST_SUFFIXES) and os.path.isfile(item):
+            found += _read_list(item)
+        else:
+            local.append(item)
+    if local:
+        found += [str(p) for p in find_images(local)]
+    if not found:
+        raise InputError(f"no images in {', '.join(inputs)}")
+    return sorted(set(found))
+
+
+def open_image(source: str | os.PathLike) -> Any:
+    """What :func:`~resnet_zoo.transforms.load_image` opens: a local path as it is, a URI's
+    bytes as a named file object."""
+    source = os.fspath(source)
+    if not is_uri(source):
+        return source
+    f = io.BytesIO(_read_uri(source))
+    f.name = source
+    return f
+
+
+def readable(transform: Callable[[Any], Any]) -> Callable[[str | os.PathLike], Any]:
+    """``transform`` of an image named by a local path or a URI."""
+    return _Readable(transform)
+
+
+class _Readable:
+    def __init__(self, transform: Callable[[Any], Any]) -> None:
+        self.transform = transform
+
+    def __call__(self, source: str | os.PathLike) -> Any:
+        return self.transform(open_image(source))

@@ -1,0 +1,350 @@
+"""Writing a feature set: the pooled features of a list of images, as numbered shards.
+
+The steps, shared by the local engine (here: a DataLoader in this process, or one per rank
+under torchrun) and the Ray engine (:mod:`resnet_zoo.features.ray_engine`):
+
+1. :func:`plan_feature_set` lists the inputs, fixes the run's identity (inputs, model, weights
+   and everything else that decides the numbers), refuses to resume another run, and finds the
+   shards still to write;
+2. an engine computes :class:`Batch` es of features, cut at the same places by
+   :meth:`FeatureSetPlan.batches` whichever engine runs them;
+3. :func:`collect_shards` writes each shard (atomically, recorded with its sha256) once all its
+   batches have arrived, in any order;
+4. :func:`finish_feature_set` writes ``index.json`` when every shard is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_write, write_text_atomic
+from ..config import check_positive_int
+from ..data import ImageFiles, collate_images
+from ..dist import setup_distributed
+from ..errors import ConfigError, InputError, ResNetZooError
+from ..inference import PooledFeatures
+from ..integrity import sha256_file
+from ..progress import advance
+from ..transforms import Preprocess, preprocessing_for
+from .sets import (FILE_FORMATS, INDEX_FILE, PARQUET_DTYPES, RUN_FILE, SET_FORMAT, STORE_DTYPES, _arrow_table,
+                   _done, _encode_paths, _optional, _read_shard, _record_name, _shard_name)
+from .sources import list_images, readable
+
+__all__ = ["write_feature_set", "plan_feature_set", "collect_shards", "finish_feature_set", "FeatureSetPlan",
+           "FeatureSetResult", "Batch", "run_identity"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Features of consecutive images ``first ..`` of shard ``shard``: ``indices`` (into the
+    plan's paths) of the images read, their ``features`` (or None when none could be read), and
+    ``(index, error)`` of those that could not."""
+
+    shard: int
+    first: int
+    indices: list[int]
+    features: torch.Tensor | None
+    errors: list[tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class FeatureSetPlan:
+    """What a run writes: the image list, its identity (``run.json``), and this process's shards
+    still to write (``todo``) and already complete (``skipped``)."""
+
+    out: Path
+    run: dict
+    paths: list[str]
+    n_shards: int
+    todo: list[int]
+    skipped: int
+    num_features: int
+    rank: int = 0
+    world: int = 1
+
+    def batches(self, batch_size: int) -> list[tuple[int, list[int]]]:
+        """``(shard, image indices)`` of every batch still to compute: ``batch_size`` images,
+        cut at each shard's start, so that any engine computes the same batches."""
+        size, n = self.run["shard_size"], len(self.paths)
+        return [(i, list(range(start, min(start + batch_size, (i + 1) * size, n))))
+                for i in self.todo for start in range(i * size, min((i + 1) * size, n), batch_size)]
+
+
+@dataclass(frozen=True)
+class FeatureSetResult:
+    """What :func:`write_feature_set` did. Reads like the dict it once was: ``result["images"]``."""
+
+    directory: str
+    images: int
+    shards: int
+    rank: int
+    world_size: int
+    written_shards: int
+    skipped_shards: int
+    images_this_run: int
+    seconds: float
+    images_per_s: float | None
+    engine: str = "local"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, store_dtype: str,
+                  file_format: str) -> Path:
+    """``out`` as a Path, once every option is valid (:class:`ConfigError` naming the bad one)."""
+    check_positive_int("shard_size", shard_size)
+    check_positive_int("batch_size", batch_size)
+    if store_dtype not in STORE_DTYPES:
+        raise ConfigError(f"store_dtype must be one of {list(STORE_DTYPES)}, got {store_dtype!r}")
+    if file_format not in FILE_FORMATS:
+        raise ConfigError(f"file_format must be one of {list(FILE_FORMATS)}, got {file_format!r}")
+    if file_format == "parquet":
+        if store_dtype not in PARQUET_DTYPES:
+            raise ConfigError(f"parquet stores {' or '.join(PARQUET_DTYPES)}, not {store_dtype}: "
+                              "use --store-dtype float16, or --format safetensors for bfloat16")
+        _optional("pyarrow.parquet", "parquet shards")  # refused now, not after the first shard
+    out = Path(out)
+    if out.suffix == ".safetensors":
+        raise ConfigError(f"{out} names a file: a feature set is a directory (or use write_features)")
+    return out
+
+
+def plan_feature_set(model: nn.Module, inputs: Iterable[str | os.PathLike], out: Path, *, shard_size: int,
+                     store_dtype: str, file_format: str, overwrite: bool, model_name: str | None,
+                     rank: int = 0, world: int = 1, device: str | None = None) -> FeatureSetPlan:
+    """List the inputs, fix the run's identity, check it against what ``out`` holds (refused
+    unless ``overwrite``), write ``run.json`` (rank 0) and find the shards still to write.
+    ``device``: the device type the features are computed on, where that is not ``model``'s
+    (the Ray engine's GPU workers)."""
+    paths = list_images(inputs)
+    info = model.pretrained_info
+    run = {"format": SET_FORMAT, "model": model_name or model.arch_name or "custom",
+           "weights": (info.name or info.source) if info is not None else "random init",
+           "store_dtype": store_dtype, "file_format": file_format, "shard_size": shard_size,
+           "num_images": len(paths),
+           "inputs_sha256": hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest(),
+           **run_identity(model)}
+    if device is not None:
+        run["device"] = device
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run(out, run, overwrite)
+    if rank == 0:
+        write_text_atomic(out / RUN_FILE, json.dumps(run, indent=1) + "\n")
+    n_shards = -(-len(paths) // shard_size)
+    mine = [i for i in range(n_shards) if i % world == rank]
+    todo = [i for i in mine if _done(out, i, file_format) is None]
+    return FeatureSetPlan(out, run, paths, n_shards, todo, len(mine) - len(todo), model.config.num_features,
+                          rank, world)
+
+
+def local_batches(plan: FeatureSetPlan, model: nn.Module, batch_size: int, num_workers: int) -> Iterator[Batch]:
+    """The local engine: a DataLoader over this process's batches (``num_workers`` decoding
+    processes), features computed here in batch order."""
+    batches = plan.batches(batch_size)
+    if not batches:
+        return
+    features_model = PooledFeatures(model).eval()
+    transform = readable(Preprocess(preprocessing_for(model), channels=model.config.img_channels))
+    loader = DataLoader(ImageFiles(plan.paths, transform), batch_sampler=[b for _, b in batches],
+                        num_workers=num_workers, collate_fn=collate_images)
+    with torch.inference_mode():
+        for (shard, indices), (kept, pixels, errors) in zip(batches, loader):
+            feats = None if pixels is None else features_model(pixels)
+            yield Batch(shard, indices[0], kept, feats, errors)
+
+
+def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: int, *, skip_bad: bool,
+                   progress: bool) -> int:
+    """Write each shard of ``plan.todo`` once all its batches (in any order) are in; the first
+    unreadable image raises :class:`InputError` unless ``skip_bad``. Returns the images seen."""
+    expected: dict[int, int] = {}
+    for shard, _ in plan.batches(batch_size):
+        expected[shard] = expected.get(shard, 0) + 1
+    pending: dict[int, dict[int, Batch]] = {}
+    total = sum(len(b) for _, b in plan.batches(batch_size))
+    seen = 0
+    rank = f" rank {plan.rank}" if plan.world > 1 else ""
+    with tqdm(total=total, desc=f"features{rank}", unit="img", disable=not progress) as bar:
+        for batch in batches:
+            if batch.errors and not skip_bad:
+                raise InputError(f"{batch.errors[0][1]} (shards already complete stay valid; fix or remove "
+                                 "the file, or pass --skip-bad, and re-run to resume)")
+            got = pending.setdefault(batch.shard, {})
+            if batch.first in got:  # a retried task delivered twice: keep one
+                continue
+            got[batch.first] = batch
+            n = len(batch.indices) + len(batch.errors)
+            seen += n
+            advance(bar, n)
+            if len(got) == expected[batch.shard]:
+                _write_shard(plan, batch.shard, [got[k] for k in sorted(got)])
+                del pending[batch.shard]
+    if pending or seen != total:
+        raise ResNetZooError(f"the engine delivered {seen:,} of {total:,} images "
+                             f"(shards {sorted(pending)} incomplete); re-run the command to resume")
+    return seen
+
+
+def finish_feature_set(plan: FeatureSetPlan) -> None:
+    """Wait for every rank, then rank 0 writes ``index.json``."""
+    if plan.world > 1:
+        torch.distributed.barrier()
+    if plan.rank == 0:
+        _write_index(plan.out, plan.run, plan.n_shards)
+    if plan.world > 1:
+        torch.distributed.barrier()
+
+
+def write_feature_set(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    shard_size: int = 4096,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    store_dtype: str = "float32",
+    file_format: str = "safetensors",
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    model_name: str | None = None,
+) -> FeatureSetResult:
+    """Pooled features of every image in ``inputs`` into the directory ``out``, in shards of
+    ``shard_size`` images; memory is bounded by one shard.
+
+    ``inputs``: image files, directories (searched recursively), lists of images (``.txt``, one
+    per line; ``.csv`` or ``.parquet`` with a ``path`` column), local or URIs that pyarrow's
+    file systems read. The sorted image list is cut into shards; shard ``i`` is written by
+    process ``i % world`` (one process, or each rank under torchrun), to a temporary name then
+    renamed, and recorded with its sha256. Re-running the same command skips every shard
+    already complete and verified, so a run killed at any moment ends, once re-run, with the
+    same bytes as an uninterrupted one. Rank 0 writes ``index.json`` when all are done.
+    """
+    out = check_options(out, shard_size, batch_size, store_dtype, file_format)
+    dist = setup_distributed(device=False)
+    plan = plan_feature_set(model, inputs, out, shard_size=shard_size, store_dtype=store_dtype,
+                            file_format=file_format, overwrite=overwrite, model_name=model_name,
+                            rank=dist.rank, world=dist.world)
+    started = time.perf_counter()
+    images = collect_shards(plan, local_batches(plan, model, batch_size, num_workers), batch_size,
+                            skip_bad=skip_bad, progress=progress)
+    elapsed = time.perf_counter() - started
+    finish_feature_set(plan)
+    return plan_result(plan, images, elapsed)
+
+
+def plan_result(plan: FeatureSetPlan, images: int, elapsed: float, engine: str = "local") -> FeatureSetResult:
+    return FeatureSetResult(str(plan.out), len(plan.paths), plan.n_shards, plan.rank, plan.world, len(plan.todo),
+                            plan.skipped, images, round(elapsed, 3),
+                            round(images / elapsed, 2) if elapsed > 0 and images else None, engine)
+
+
+def _weights_sha256(inner: nn.Module) -> str:
+    """sha256 over the tensors that compute the features (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in inner.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{list(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def run_identity(model: nn.Module) -> dict:
+    """What decides the numbers besides the inputs: the weights' sha256, the compute dtype, the
+    backend, the device type and the preprocessing. A resume must match all of them."""
+    inner = model._wrapped() if hasattr(model, "_wrapped") else model  # under a fast-path wrapper
+    first = next(iter(inner.parameters()), None)
+    backend = getattr(model, "backend", "eager")
+    dtype = getattr(model, "dtype", None) or (first.dtype if first is not None else torch.float32)
+    on_torch = backend in ("eager", "torch") and first is not None  # a runtime computes on the CPU
+    return {"weights_sha256": _weights_sha256(inner),
+            "compute_dtype": str(dtype).replace("torch.", ""),
+            "backend": backend,
+            "device": first.device.type if on_torch else "cpu",
+            "preprocessing": preprocessing_for(model).to_dict()}
+
+
+def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
+    """Refuse to resume a directory written for other inputs, model or settings."""
+    path = directory / RUN_FILE
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        old = {}
+    if old == run:
+        return
+    if not overwrite:
+        changed = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
+
+        def says(k: str) -> str:
+            if k.endswith("sha256") or isinstance(run.get(k), dict):
+                return k
+            return f"{k} ({old.get(k, 'not recorded')} -> {run.get(k)})"
+
+        what = ("the input list (files added or removed)" if changed == ["inputs_sha256"] or
+                "inputs_sha256" in changed and "num_images" in changed else ", ".join(map(says, changed)))
+        raise ConfigError(f"{directory} holds features of another run: {what} changed. Use another "
+                          "--out, or --overwrite to start over")
+    for p in list(directory.glob("shard-*")) + [directory / INDEX_FILE, path]:
+        p.unlink(missing_ok=True)
+
+
+
+def _write_shard(plan: FeatureSetPlan, i: int, batches: list[Batch]) -> None:
+    """Shard ``i`` from its batches in order: the features in the stored dtype, the paths of
+    the images read, the unreadable ones with their errors; then its record."""
+    out, run, width = plan.out, plan.run, plan.num_features
+    dtype = STORE_DTYPES[run["store_dtype"]]
+    rows = [b.features.float().to(dtype) for b in batches if b.features is not None]
+    kept = [plan.paths[k] for b in batches for k in b.indices]
+    bad = [{"path": plan.paths[k], "error": message} for b in batches for k, message in b.errors]
+    feats = torch.cat(rows) if rows else torch.empty(0, width, dtype=dtype)
+    fmt = run["file_format"]
+    name = _shard_name(i, fmt)
+    with atomic_write(out / name) as tmp:
+        if fmt == "parquet":
+            table = _arrow_table(feats, kept, width, {"model": run["model"], "weights": run["weights"]},
+                                 "parquet shards")
+            _optional("pyarrow.parquet", "parquet shards").write_table(table, str(tmp))
+        else:
+            save_file({"features": feats.contiguous(), "paths": _encode_paths(kept)}, str(tmp))
+    record = {"file": name, "rows": len(kept), "sha256": sha256_file(out / name), "bad": bad}
+    write_text_atomic(out / _record_name(i), json.dumps(record, indent=1) + "\n")
+
+
+def _write_index(out: Path, run: dict, n_shards: int) -> None:
+    records = []
+    for i in range(n_shards):
+        record = _done(out, i, run["file_format"])
+        if record is None:
+            raise ResNetZooError(f"{out / _shard_name(i, run['file_format'])} is missing or damaged after every process "
+                                 "finished; re-run the command to write it")
+        records.append(record)
+    num_features = None
+    if records:
+        feats, _ = _read_shard(out / _shard_name(0, run["file_format"]), run["file_format"])
+        num_features = None if feats is None else feats.shape[1]
+    index = {**run, "num_features": num_features, "shards": records,
+             "num_bad": sum(len(r["bad"]) for r in records)}
+    write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")
