@@ -245,3 +245,52 @@ def test_parquet_shards_same_index_resume_and_features(tmp_path, model):
     assert pq.read_table(str(half / "shard-00000.parquet")).schema.field("features").type.value_type == \
         pa.float16()
     assert read_feature_set(half).to_numpy().dtype.name == "float32"
+
+
+def test_inputs_as_lists_and_uris_give_the_directorys_features(tmp_path, model):
+    """A .parquet and a .csv column of paths, a .txt list, and file:// URIs (read through
+    pyarrow's file systems, as s3:// or gs:// would be) name the same images as the directory."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from resnet_zoo.features.sources import list_images
+
+    data = _images(tmp_path / "imgs", 12)
+    files = sorted(str(p) for p in data.iterdir())
+    pq.write_table(pa.table({"path": files[:4]}), tmp_path / "a.parquet")
+    (tmp_path / "b.csv").write_text("label,path\n" + "".join(f"x,{f}\n" for f in files[4:8]))
+    (tmp_path / "c.txt").write_text("\n".join(os.path.relpath(f, tmp_path) for f in files[8:]) + "\n\n")
+    lists = [tmp_path / "a.parquet", tmp_path / "b.csv", tmp_path / "c.txt"]
+    assert list_images(lists) == list_images([data]) == files
+    want = write_feature_set(model, [data], tmp_path / "dir", progress=False)
+    got = write_feature_set(model, lists, tmp_path / "lists", progress=False)
+    assert read_feature_set(tmp_path / "lists").index["inputs_sha256"] == read_feature_set(tmp_path / "dir").index["inputs_sha256"]
+    assert got.images == want.images == 12
+    uris = list_images([f"file://{data}"])
+    assert uris == [f"file://{f}" for f in files]
+    write_feature_set(model, [f"file://{data}"], tmp_path / "uris", progress=False)
+    f_uri, p_uri = read_feature_set(tmp_path / "uris").load()
+    f_dir, _ = read_feature_set(tmp_path / "dir").load()
+    assert p_uri == uris and torch.equal(f_uri, f_dir)
+    with pytest.raises(InputError, match="no 'path' column"):
+        (tmp_path / "bad.csv").write_text("file\nx.jpg\n")
+        list_images([tmp_path / "bad.csv"])
+    with pytest.raises(InputError, match="nope.jpg does not exist"):
+        from resnet_zoo.features.sources import open_image
+
+        open_image(f"file://{tmp_path}/nope.jpg")
+
+
+def test_the_identity_of_a_bfloat16_onednn_fast_path_is_hashed(tmp_path):
+    """The bf16 fast path of a bottleneck ResNet holds oneDNN (opaque) weights: the run's
+    weights sha256 reads them as dense tensors."""
+    from resnet_zoo.cpu import supported_dtypes
+    from resnet_zoo.features.write import run_identity
+
+    if torch.bfloat16 not in supported_dtypes():
+        pytest.skip("this CPU has no fast bfloat16")
+    model = resnet_zoo.create("resnet18", pretrained=False, num_classes=0).eval()
+    fast = resnet_zoo.optimize_for_inference(model, dtype="bfloat16")
+    identity = run_identity(fast)
+    assert identity["compute_dtype"] == "bfloat16" and len(identity["weights_sha256"]) == 64
+    assert identity["weights_sha256"] != run_identity(model)["weights_sha256"]

@@ -186,6 +186,9 @@ def write_feature_set_ray(
     for name, value in (("cpus_per_worker", cpus_per_worker), ("gpus_per_worker", gpus_per_worker)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    if recipe.pretrained is False or recipe.pretrained is None:
+        raise ConfigError("random init differs in every Ray worker, so their features would not be one "
+                          "model's: pass weights (--pretrained TAG, DIR or FILE; save_pretrained writes a DIR)")
     if gpus_per_worker > 0:
         recipe = replace(recipe, device="cuda", fast=False)
     ray = _ray()

@@ -262,7 +262,8 @@ def _weights_sha256(inner: nn.Module) -> str:
     """sha256 over the tensors that compute the features (names, dtypes, shapes and bytes)."""
     h = hashlib.sha256()
     for name, t in inner.state_dict().items():
-        t = t.detach().cpu().contiguous()
+        t = t.detach()
+        t = (t.to_dense() if t.is_mkldnn else t).cpu().contiguous()  # oneDNN's fast path holds opaque tensors
         h.update(f"{name}:{t.dtype}:{list(t.shape)}\n".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
