@@ -8,19 +8,30 @@ rest of the machine). Only dtypes this CPU runs fast are timed (:mod:`resnet_zoo
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+from torch import nn
+from tqdm.auto import tqdm
 
 from . import cpu
 from .config import check_positive_int
+from .errors import ConfigError
+from .factory import create
+from .inference import optimize_for_inference
+from .registry import get_entry
+from .summary import count_macs
 from .timing import SETTLE_S, time_images_per_second
 
-__all__ = ["BenchResult", "bench_models", "gemm_peak_gflops", "iter_bench", "machine_description",
+__all__ = ["BenchResult", "ExtraPaths", "PeerHook", "bench_models", "gemm_peak_gflops", "iter_bench",
+           "load_peer_paths", "machine_description",
            "time_images_per_second"]
 
 log = logging.getLogger(__name__)
@@ -87,6 +98,35 @@ def gemm_peak_gflops(dtype: torch.dtype, *, budget_s: float = 2.0, max_n: int = 
     return best / 1e9
 
 
+@dataclass
+class ExtraPaths:
+    """Paths a peer hook adds to a model's rounds: ``(label, callable, dtype)`` each, a note per
+    label, and the labels of peers that are not installed (a row each, saying so)."""
+
+    paths: list[tuple[str, Callable, Any]] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+# A peer hook: (the reference model, the input batch, the dtypes timed) -> ExtraPaths. The
+# repository's benchmarks/peer_paths.py has the one `bench --peers` uses (onnxruntime, OpenVINO
+# and torch.compile, each as its documentation runs it); it must leave nothing behind.
+PeerHook = Callable[[nn.Module, torch.Tensor, Sequence[torch.dtype]], ExtraPaths]
+
+
+def load_peer_paths(path: str | os.PathLike | None = None) -> PeerHook:
+    """The peer hook of a clone's ``benchmarks/peer_paths.py`` (or ``path``): what ``bench
+    --peers`` times beside resnet_zoo. A wheel has no benchmarks/: ConfigError says so."""
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "benchmarks" / "peer_paths.py"
+    if not path.is_file():
+        raise ConfigError(f"--peers times the peers with the harness in a clone's benchmarks/peer_paths.py, "
+                          f"and {path} is not there: clone the repository, or pass peers= a hook")
+    spec = importlib.util.spec_from_file_location("resnet_zoo_peer_paths", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.peer_paths()
+
+
 def iter_bench(
     names: Sequence[str],
     *,
@@ -98,7 +138,8 @@ def iter_bench(
     with_torchvision: bool = True,
     gemm_peaks: dict[torch.dtype, float] | None = None,
     progress: bool = False,
-    peers: bool | Sequence[str] = False,
+    peers: PeerHook | None = None,
+    runtimes: bool | None = None,
     int8: bool = False,
 ) -> Iterator[list[BenchResult]]:
     """Images/s of each model, one list of rows per model as soon as it is measured:
@@ -109,42 +150,32 @@ def iter_bench(
     naming one it does not raises :class:`ConfigError` before anything is timed.
     ``progress`` shows a tqdm bar (stderr) over each model's warm-up and rounds.
 
-    ``peers=True`` adds what a user would pick instead, each used as its documentation shows:
-    onnxruntime and OpenVINO running the torchvision model exported to ONNX (default session /
-    compile settings), and ``torch.compile`` of it (its compile time in the row's note); and
-    resnet_zoo's own runtime backends and ``backend="auto"``. A peer that is not installed gets
-    a row saying so. ``int8=True`` adds resnet_zoo's int8 paths (calibrated on random images:
-    speed does not depend on the values). ``peers`` may name some of them:
-    ``("onnxruntime", "openvino", "torch.compile")``.
+    ``runtimes=True`` (the default when ``peers`` is given) adds resnet_zoo's own runtime
+    backends and ``backend="auto"``; ``int8=True`` its int8 paths (calibrated on random
+    images: speed does not depend on the values). ``peers``: a hook (:data:`PeerHook`) adding
+    what a user would pick instead, as :func:`load_peer_paths` loads from the repository.
 
     Every argument is checked when this is called, before anything is timed or printed.
     """
-    from .registry import get_entry
-
     check_positive_int("batch_size", batch_size)
     check_positive_int("iters", iters)
     check_positive_int("repeats", repeats)
     if input_size is not None:
         check_positive_int("input_size", input_size)
-    wanted = _wanted_peers(peers)
+    if peers is not None and not callable(peers):
+        raise ConfigError(f"peers must be a hook (see load_peer_paths), got {peers!r}")
     chosen = cpu.supported_dtypes() if dtypes is None else tuple(dict.fromkeys(
         cpu.resolve_dtype(d) for d in dtypes))
     entries = [get_entry(name) for name in names]  # unknown names fail before any timing
-    return _bench_rows(names, entries, batch_size=batch_size, chosen=chosen, input_size=input_size,
-                       iters=iters, repeats=repeats, with_torchvision=with_torchvision,
-                       gemm_peaks=gemm_peaks, progress=progress, peers=wanted, int8=int8)
+    own_runtimes = peers is not None if runtimes is None else runtimes
+    return _iter_rows(names, entries, batch_size=batch_size, chosen=chosen, input_size=input_size, iters=iters,
+                      repeats=repeats, with_torchvision=with_torchvision, gemm_peaks=gemm_peaks, progress=progress,
+                      peers=peers, own_runtimes=own_runtimes, int8=int8)
 
 
-def _bench_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int,
-                chosen: Sequence[torch.dtype], input_size: int | None, iters: int, repeats: int,
-                with_torchvision: bool, gemm_peaks: dict[torch.dtype, float] | None, progress: bool,
-                peers: set[str], int8: bool) -> Iterator[list[BenchResult]]:
-    from tqdm.auto import tqdm
-
-    from .factory import create
-    from .inference import optimize_for_inference
-    from .summary import count_macs
-
+def _iter_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int, chosen: Sequence[torch.dtype],
+               input_size: int | None, iters: int, repeats: int, with_torchvision: bool, gemm_peaks: dict | None,
+               progress: bool, peers: PeerHook | None, own_runtimes: bool, int8: bool) -> Iterator[list[BenchResult]]:
     peaks = dict(gemm_peaks) if gemm_peaks is not None else {}
     for dtype in chosen:
         if dtype not in peaks:
@@ -153,151 +184,110 @@ def _bench_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int
         size = input_size or entry.input_size
         x = torch.randn(batch_size, entry.config.img_channels, size, size)
         model = create(name).eval()
+        extra = ExtraPaths()
+        paths = _own_paths(entry, model, chosen, with_torchvision)
+        reference = paths[0][1]  # torchvision's model where it has one: what the peers run
+        if peers is not None:
+            extra = peers(reference, x, chosen)
+        if own_runtimes or int8:
+            _add_runtime_paths(extra, model, x, chosen, runtimes=own_runtimes, int8=int8)
+        paths += extra.paths
+        best = _time_rounds(name, paths, x, iters=iters, repeats=repeats, progress=progress)
         macs = count_macs(model, (1, entry.config.img_channels, size, size))
-        paths: list[tuple[str, Callable, torch.dtype]] = []
-        if with_torchvision:
-            try:
-                import torchvision.models as tvm
+        yield _rows(name, paths, best, extra, batch_size, size, macs, peaks)
 
-                builder = getattr(tvm, entry.name, None)
-            except ImportError:
-                builder = None
-            if builder is not None:
-                paths.append(("torchvision eager fp32", builder().eval(), torch.float32))
-        paths.append(("resnet_zoo eager fp32", model, torch.float32))
-        for dtype in chosen:
-            tag = "fp32" if dtype == torch.float32 else "bf16"
-            paths.append((f"resnet_zoo fast {tag}", optimize_for_inference(model, dtype=dtype), dtype))
-        notes: dict[str, str] = {}
-        missing: list[str] = []
-        if peers or int8:
-            _add_runtime_paths(paths, notes, missing, model, paths[0][1] if with_torchvision and
-                               paths[0][0].startswith("torchvision") else model, x, chosen,
-                               wanted=peers, int8=int8)
-        best = {label: 0.0 for label, _, _ in paths}
-        with tqdm(total=len(paths) * (1 + repeats), desc=f"bench {name}", unit="run",
-                  disable=not progress, leave=False) as bar:
-            with torch.inference_mode():
-                for _, fn, _ in paths:  # warm-up once: first-call allocation and weight packing
-                    fn(x)
-                    bar.update()
-            # Rounds alternate between the paths, so a slow spell of the machine hits them all.
-            for _ in range(repeats):
-                for label, fn, _ in paths:
-                    best[label] = max(best[label], time_images_per_second(
-                        fn, x, iters=iters, warmup=0, repeats=1, settle=SETTLE_S))
-                    bar.update()
-        baseline = next((v for k, v in best.items() if k.startswith("torchvision")), None)
-        rows = []
-        for label, fn, dtype in paths:
-            ips = best[label]
-            gflops = 2 * macs * ips / 1e9
-            peak = peaks.get(dtype)
-            rows.append(BenchResult(
-                model=name, path=label, batch_size=batch_size, input_size=size, images_per_s=ips,
-                ratio_vs_torchvision=(ips / baseline) if baseline else None, gflops_per_s=gflops,
-                fraction_of_gemm_peak=(gflops / peak) if peak and isinstance(dtype, torch.dtype) else None,
-                note=notes.get(label, ""),
-            ))
-            log.info("%s %s: %.2f images/s", name, label, ips)
-        for label in missing:
-            rows.append(BenchResult(model=name, path=label, batch_size=batch_size, input_size=size,
-                                    images_per_s=0.0, ratio_vs_torchvision=None, gflops_per_s=0.0,
-                                    fraction_of_gemm_peak=None, note="not installed"))
-        yield rows
+
+def _own_paths(entry: Any, model: nn.Module, chosen: Sequence[torch.dtype],
+               with_torchvision: bool) -> list[tuple[str, Callable, Any]]:
+    """torchvision eager (if it has the architecture and is installed), resnet_zoo eager, and
+    resnet_zoo's fast path in each dtype."""
+    paths: list[tuple[str, Callable, Any]] = []
+    if with_torchvision:
+        try:
+            import torchvision.models as tvm
+
+            builder = getattr(tvm, entry.name, None)
+        except ImportError:
+            builder = None
+        if builder is not None:
+            paths.append(("torchvision eager fp32", builder().eval(), torch.float32))
+    paths.append(("resnet_zoo eager fp32", model, torch.float32))
+    for dtype in chosen:
+        paths.append((f"resnet_zoo fast {_tag(dtype)}", optimize_for_inference(model, dtype=dtype), dtype))
+    return paths
+
+
+def _time_rounds(name: str, paths: list, x: torch.Tensor, *, iters: int, repeats: int,
+                 progress: bool) -> dict[str, float]:
+    """The best images/s of each path over ``repeats`` rounds that alternate between them, so
+    that a slow spell of the machine hits them all."""
+    best = {label: 0.0 for label, _, _ in paths}
+    with tqdm(total=len(paths) * (1 + repeats), desc=f"bench {name}", unit="run",
+              disable=not progress, leave=False) as bar:
+        with torch.inference_mode():
+            for _, fn, _ in paths:  # warm-up once: first-call allocation and weight packing
+                fn(x)
+                bar.update()
+        for _ in range(repeats):
+            for label, fn, _ in paths:
+                best[label] = max(best[label], time_images_per_second(
+                    fn, x, iters=iters, warmup=0, repeats=1, settle=SETTLE_S))
+                bar.update()
+    return best
+
+
+def _rows(name: str, paths: list, best: dict[str, float], extra: ExtraPaths, batch_size: int, size: int,
+          macs: int, peaks: dict) -> list[BenchResult]:
+    baseline = next((v for k, v in best.items() if k.startswith("torchvision")), None)
+    rows = []
+    for label, _, dtype in paths:
+        ips = best[label]
+        gflops = 2 * macs * ips / 1e9
+        peak = peaks.get(dtype)
+        rows.append(BenchResult(
+            model=name, path=label, batch_size=batch_size, input_size=size, images_per_s=ips,
+            ratio_vs_torchvision=(ips / baseline) if baseline else None, gflops_per_s=gflops,
+            fraction_of_gemm_peak=(gflops / peak) if peak and isinstance(dtype, torch.dtype) else None,
+            note=extra.notes.get(label, ""),
+        ))
+        log.info("%s %s: %.2f images/s", name, label, ips)
+    for label in extra.missing:
+        rows.append(BenchResult(model=name, path=label, batch_size=batch_size, input_size=size,
+                                images_per_s=0.0, ratio_vs_torchvision=None, gflops_per_s=0.0,
+                                fraction_of_gemm_peak=None, note="not installed"))
+    return rows
 
 
 def _tag(dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
 
 
-PEERS = ("onnxruntime", "openvino", "torch.compile")
-
-
-def _wanted_peers(peers: bool | Sequence[str]) -> set[str]:
-    from .errors import ConfigError
-
-    if isinstance(peers, str):
-        peers = (peers,)
-    wanted = set(PEERS if peers is True else (peers or ()))
-    if wanted - set(PEERS):
-        raise ConfigError(f"peers must be True or some of {list(PEERS)}, got {sorted(wanted)}")
-    return wanted
-
-
-def _add_runtime_paths(paths: list, notes: dict[str, str], missing: list[str], model, reference,
-                       x: torch.Tensor, chosen: Sequence[torch.dtype], *, wanted: set[str],
-                       int8: bool) -> None:
-    """Append the peers' and resnet_zoo's runtime paths to ``paths`` (label, callable, dtype)."""
-    import importlib.util
-    import tempfile
-    from pathlib import Path
-
-    from . import runtimes
-    from .inference import optimize_for_inference
+def _add_runtime_paths(extra: ExtraPaths, model: nn.Module, x: torch.Tensor, chosen: Sequence[torch.dtype], *,
+                       runtimes: bool, int8: bool) -> None:
+    """resnet_zoo's own runtime backends, ``backend="auto"`` and (``int8``) its int8 paths."""
+    from . import runtimes as rt
 
     have = {name: importlib.util.find_spec(name) is not None for name in ("onnxruntime", "openvino")}
-    workdir = Path(tempfile.mkdtemp(prefix="resnet_zoo-bench-"))
-    onnx_path = None
-    if wanted & {"onnxruntime", "openvino"} and (have["onnxruntime"] or have["openvino"]):
-        from .export import export_model
-
-        onnx_path = export_model(reference.eval(), workdir / "peer.onnx", format="onnx",
-                                 input_size=x.shape[-1], img_channels=x.shape[1])
-    for name in sorted(wanted & {"onnxruntime", "openvino"}):
-        if not have[name]:
-            missing.append(f"{name} (peer)")
-    if wanted:
-        if "onnxruntime" in wanted and have["onnxruntime"]:
-            import onnxruntime as ort
-
-            session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-            paths.append(("onnxruntime fp32 (peer)",
-                          lambda t, s=session: s.run(None, {"images": t.numpy()})[0], torch.float32))
-        if "openvino" in wanted and have["openvino"]:
-            import openvino as ov
-
-            compiled = ov.Core().compile_model(str(onnx_path), "CPU")
-            # OpenVINO picks its precision itself (bf16 where the CPU has it): label what ran.
-            precision = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-            bf16 = "bf16" in precision or "bfloat16" in precision
-            label = f"openvino {'bf16' if bf16 else 'fp32'} (peer)"
-            request = compiled.create_infer_request()
-            paths.append((label, lambda t, r=request: r.infer({0: t.numpy()}),
-                          torch.bfloat16 if bf16 else torch.float32))
-            if bf16 and torch.float32 in chosen:  # and as a user asking for float32 runs it
-                compiled32 = ov.Core().compile_model(str(onnx_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-                request32 = compiled32.create_infer_request()
-                paths.append(("openvino fp32 (peer)", lambda t, r=request32: r.infer({0: t.numpy()}),
-                              torch.float32))
-        if "torch.compile" in wanted:
-            start = time.perf_counter()
-            compiled_model = torch.compile(reference.eval())
-            with torch.inference_mode():
-                compiled_model(x)
-            label = "torch.compile fp32 (peer)"
-            notes[label] = f"compile {time.perf_counter() - start:.0f} s"
-            paths.append((label, compiled_model, torch.float32))
-        for dtype in chosen:
-            for backend in ("onnxruntime", "openvino"):
-                if not have[backend] or (backend == "onnxruntime" and dtype == torch.bfloat16):
-                    continue
-                try:
-                    fast = runtimes.build_runtime(model, backend, dtype)
-                except Exception as e:  # a runtime that cannot run this model here: say so
-                    log.warning("resnet_zoo %s %s: %s", backend, _tag(dtype), e)
-                    continue
-                paths.append((f"resnet_zoo {backend} {_tag(dtype)}", fast, dtype))
-            auto = optimize_for_inference(model, dtype=dtype, backend="auto", batch_size=x.shape[0])
-            label = f"resnet_zoo auto {_tag(dtype)}"
-            notes[label] = f"backend {auto.backend}"
-            paths.append((label, auto, dtype))
+    for dtype in chosen if runtimes else ():
+        for backend in ("onnxruntime", "openvino"):
+            if not have[backend] or (backend == "onnxruntime" and dtype == torch.bfloat16):
+                continue
+            try:
+                fast = rt.build_runtime(model, backend, dtype)
+            except Exception as e:  # a runtime that cannot run this model here: say so
+                log.warning("resnet_zoo %s %s: %s", backend, _tag(dtype), e)
+                continue
+            extra.paths.append((f"resnet_zoo {backend} {_tag(dtype)}", fast, dtype))
+        auto = optimize_for_inference(model, dtype=dtype, backend="auto", batch_size=x.shape[0])
+        label = f"resnet_zoo auto {_tag(dtype)}"
+        extra.notes[label] = f"backend {auto.backend}"
+        extra.paths.append((label, auto, dtype))
     if int8 and have["onnxruntime"]:
         calibration = torch.randn(64, *x.shape[1:], generator=torch.Generator().manual_seed(0))
         for backend in ("onnxruntime", "openvino"):
             if have[backend]:
-                fast = runtimes.build_runtime(model, backend, "int8", calibration=calibration, check=False)
-                paths.append((f"resnet_zoo {backend} int8", fast, "int8"))
+                fast = rt.build_runtime(model, backend, "int8", calibration=calibration, check=False)
+                extra.paths.append((f"resnet_zoo {backend} int8", fast, "int8"))
 
 
 def bench_models(names: Sequence[str], **kwargs) -> list[BenchResult]:

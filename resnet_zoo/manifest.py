@@ -134,6 +134,13 @@ class WeightsSpec:
     def pinned(self) -> bool:
         return bool(self.sha256)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``resnet-zoo weights list --json`` shows of each tag."""
+        return {"hf_hub_id": self.hf_hub_id, "path": self.path, "top1": self.top1,
+                "top1_source": self.top1_source, "evaluations": list(self.evaluations),
+                "license": self.license, "default": self.default, "pinned": self.pinned,
+                "preprocessing": self.preprocessing.to_dict()}
+
 
 @dataclass(frozen=True)
 class PretrainedInfo:

@@ -13,7 +13,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .factory import create
-from .inference import optimize_for_inference
+from . import inference
 from .runtimes import BACKENDS
 
 __all__ = ["ModelRecipe", "DTYPES", "BACKEND_CHOICES"]
@@ -59,9 +59,9 @@ class ModelRecipe:
         if self.on_gpu or not self.fast:
             return model.to(self.device)
         if self.backend == "torch" and self.dtype != "int8":
-            fast = optimize_for_inference(model, dtype=self.dtype)
+            fast = inference.optimize_for_inference(model, dtype=self.dtype)
         else:
-            fast = optimize_for_inference(model, dtype=self.dtype, backend=self.backend,
+            fast = inference.optimize_for_inference(model, dtype=self.dtype, backend=self.backend,
                                           batch_size=self.batch_size, calibration=self.calibration)
         log.info("fast path: %s, %s", fast.backend, str(fast.dtype).replace("torch.", ""))
         return fast

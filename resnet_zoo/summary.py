@@ -7,6 +7,7 @@ Used by ``resnet-zoo info`` and the README's model table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,6 +64,11 @@ class ModelSummary:
     @property
     def gmacs(self) -> float:
         return self.macs / 1e9
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "params": self.params, "macs": self.macs,
+                "input_size": self.input_size,
+                "feature_maps": [{"channels": c, "reduction": r} for c, r in self.feature_maps]}
 
 
 def summarize(name: str) -> ModelSummary:

@@ -35,6 +35,10 @@ class FeaturesFile:
     model: str
     weights: str
 
+    def to_dict(self) -> dict:
+        """What ``resnet-zoo features ... --out FILE.safetensors --json`` prints."""
+        return {"file": str(self.path), "images": self.features.shape[0], "features": self.features.shape[1]}
+
 
 def write_features(
     model: nn.Module,
