@@ -1,6 +1,6 @@
-"""The README's Python blocks run as written: every block not marked ``# needs the Hub`` (or
-``# needs a Ray cluster``: tests/test_ray_data.py runs that pipeline on a local instance), each
-on its own, offline, in a directory holding the files the blocks name."""
+"""The Python blocks of the README and of docs/ run as written: every block not marked ``# needs
+the Hub`` (or ``# needs a Ray cluster``: tests/test_ray_data.py runs that pipeline on a local
+instance), each on its own, offline, in a directory holding the files the blocks name."""
 
 import re
 import shutil
@@ -17,13 +17,21 @@ NEEDS_HUB = "# needs the Hub"
 NEEDS_CLUSTER = "# needs a Ray cluster"
 
 
-def _blocks() -> list[tuple[int, str]]:
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    return [(text[:m.start()].count("\n") + 1, m.group(1)) for m in BLOCK.finditer(text)]
+DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def _blocks(files=DOCS) -> list[tuple[str, str]]:
+    """``(file:line, code)`` of every Python block."""
+    out = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        out += [(f"{path.relative_to(REPO_ROOT)}:{text[:m.start()].count(chr(10)) + 1}", m.group(1))
+                for m in BLOCK.finditer(text)]
+    return out
 
 
 def test_the_readme_has_blocks_of_both_kinds():
-    blocks = _blocks()
+    blocks = _blocks([REPO_ROOT / "README.md"])
     assert sum(not code.startswith((NEEDS_HUB, NEEDS_CLUSTER)) for _, code in blocks) >= 5
     assert any(code.startswith(NEEDS_HUB) for _, code in blocks)
     # The torch.hub lines are among those that run: no torch.hub.help(..., source=...) left.
@@ -51,15 +59,15 @@ def readme_dir(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("line,code", [b for b in _blocks() if not b[1].startswith((NEEDS_HUB, NEEDS_CLUSTER))],
-                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
+                         ids=lambda v: v if isinstance(v, str) and ":" in v and "\n" not in v else "")
 def test_readme_block_runs(readme_dir, line, code):
     """Each block in its own interpreter, as a user pastes it (and so that runtimes a block
     starts, OpenVINO's and onnxruntime's threads, end with it)."""
     pytest.importorskip("timm")
     pytest.importorskip("torchvision")
     code = code.replace("/path/to/resnet_zoo", str(REPO_ROOT))
-    script = readme_dir / f"readme_line{line}.py"
+    script = readme_dir / f"block_{line.replace('/', '_').replace(':', '_').replace('.', '_')}.py"
     script.write_text(code.replace("\n    ...\n", "\n    pass\n"), encoding="utf-8")
     result = subprocess.run([sys.executable, str(script)], cwd=readme_dir, capture_output=True,
                             text=True, timeout=300)
-    assert result.returncode == 0, f"README.md:{line} failed:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"{line} failed:\n{result.stderr[-3000:]}"
