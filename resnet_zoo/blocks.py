@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import SHORTCUTS, check_positive_int
+from .config import SHORTCUTS, ResNetConfig, check_positive_int
 from .errors import ConfigError
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ResidualBlock",
     "BottleneckResidualBlock",
     "make_shortcut",
+    "make_stages",
 ]
 
 
@@ -220,3 +221,25 @@ def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
                     buf.copy_(value)
 
     return checkpoint(run, x, use_reentrant=False)
+
+
+def make_stages(config: ResNetConfig, in_channels: int) -> tuple[list[nn.Module], list[int]]:
+    """Every block of every stage, in order, and the index of each stage's last block. Only the
+    first block of a stage changes the map size (``config.strides``) and the channels."""
+    blocks: list[nn.Module] = []
+    stage_ends: list[int] = []
+    prev = in_channels
+    for i, (n, channels) in enumerate(zip(config.n_blocks, config.n_channels)):
+        for j in range(n):
+            stride = config.strides[i] if j == 0 else 1
+            if config.bottlenecks is None:
+                block: nn.Module = ResidualBlock(prev, channels, stride, bias=config.conv_bias,
+                                                 shortcut=config.shortcut)
+            else:
+                block = BottleneckResidualBlock(prev, config.bottlenecks[i], channels, stride,
+                                                groups=config.groups, bias=config.conv_bias,
+                                                shortcut=config.shortcut)
+            blocks.append(block)
+            prev = channels
+        stage_ends.append(len(blocks) - 1)
+    return blocks, stage_ends

@@ -7,6 +7,8 @@ so that a misspelt option fails loudly instead of being swallowed.
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import difflib
 import json
@@ -29,11 +31,23 @@ SHORTCUTS = ("projection", "conv3x3", "zero_pad")
 MAX_IMG_CHANNELS = 4096
 
 
+def is_int(value: Any, low: int | None = None, high: int | None = None) -> bool:
+    """Whether ``value`` is an int (not a bool) in ``[low, high]``: the one test of every
+    integer a user, a config or a file gives."""
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and (low is None or value >= low) and (high is None or value <= high))
+
+
+def is_number(value: Any, low: float | None = None, high: float | None = None) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool) in ``[low, high]``."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (low is None or value >= low) and (high is None or value <= high))
+
+
 def check_int(field: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` if it is an int (not a bool) in ``[low, high]``, else raise
     :class:`ConfigError` naming ``field`` and the valid range."""
-    if (isinstance(value, bool) or not isinstance(value, int)
-            or (low is not None and value < low) or (high is not None and value > high)):
+    if not is_int(value, low, high):
         if low is not None and high is not None:
             valid = f"an integer from {low} to {high}"
         elif low is not None:
@@ -140,7 +154,7 @@ class ResNetConfig:
             _check_bool(name, getattr(self, name))
         if self.shortcut not in SHORTCUTS:
             raise ConfigError(f"shortcut must be one of {list(SHORTCUTS)}, got {self.shortcut!r}")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
+        if not is_int(self.num_classes, 0):
             raise ConfigError(
                 f"num_classes must be an integer >= 0 (0 means no head), got {self.num_classes!r}"
             )

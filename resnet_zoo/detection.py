@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .config import check_int
+from .config import check_int, is_int
 from .errors import ConfigError, ResNetZooError
 from .model import ResNetBase
 
@@ -121,7 +121,7 @@ def fpn_backbone(
     if returned_layers is None:
         returned_layers = list(range(1, n + 1))
     returned = list(returned_layers)
-    if not returned or any(isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= n for i in returned) \
+    if not returned or any(not is_int(i, 1, n) for i in returned) \
             or len(set(returned)) != len(returned):
         raise ConfigError(f"returned_layers must be distinct stages from 1 to {n}, got {returned_layers!r}")
     if frozen_batch_norm:

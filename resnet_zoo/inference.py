@@ -23,7 +23,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from . import cpu
 from .blocks import ShortcutProjection, ZeroPadShortcut
-from .config import check_positive_int
+from .config import check_int, check_positive_int, is_int
 from .errors import ConfigError, InputError
 from .model import ResNet, ResNetBase, ResNetFeatures
 from .view import ModelView
@@ -231,8 +231,7 @@ def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers:
     from .data import ImageFiles, collate_images
 
     check_positive_int("batch_size", batch_size)
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    check_int("num_workers", num_workers, low=0)
     return DataLoader(ImageFiles(paths, transform), batch_size=batch_size, shuffle=False,
                       num_workers=num_workers, collate_fn=collate_images)
 
@@ -346,7 +345,7 @@ def predict(
     num_classes = model.config.num_classes
     if not num_classes:
         raise ConfigError("this model has no classifier head (num_classes=0): use extract_features")
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= num_classes:
+    if not is_int(top, 1, num_classes):
         raise ConfigError(f"top must be between 1 and the number of classes ({num_classes}), got {top!r}")
     labels = list(model.pretrained_cfg.labels or ()) or None
     if labels is None and num_classes == 1000:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_text_atomic
+from .config import is_int, is_number
 from .errors import CheckpointError, ConfigError, UnknownModelError
 
 __all__ = [
@@ -67,16 +68,14 @@ class Preprocessing:
             values = getattr(self, name)
             if (isinstance(values, (str, bytes)) or not hasattr(values, "__len__")
                     or not 1 <= len(values) <= MAX_CHANNELS
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+                    or not all(is_number(v) or (isinstance(v, float) and not math.isfinite(v)) for v in values)):
                 raise ConfigError(f"preprocessing.{name} must be a list of 1 to {MAX_CHANNELS} numbers, "
                                   f"got {_short(values)}")
             object.__setattr__(self, name, tuple(float(v) for v in values))
-        if (isinstance(self.input_size, bool) or not isinstance(self.input_size, int)
-                or not 1 <= self.input_size <= MAX_INPUT_SIZE):
+        if not is_int(self.input_size, 1, MAX_INPUT_SIZE):
             raise ConfigError(f"preprocessing.input_size must be an integer from 1 to {MAX_INPUT_SIZE}, "
                               f"got {_short(self.input_size)}")
-        if (isinstance(self.crop_pct, bool) or not isinstance(self.crop_pct, (int, float))
-                or not MIN_CROP_PCT <= self.crop_pct <= 1):
+        if not is_number(self.crop_pct, MIN_CROP_PCT, 1):
             raise ConfigError(f"preprocessing.crop_pct must be a number from {MIN_CROP_PCT} to 1, "
                               f"got {_short(self.crop_pct)}")
         if self.interpolation not in INTERPOLATIONS:

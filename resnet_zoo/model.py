@@ -8,24 +8,32 @@ CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
-import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
-from .blocks import BottleneckResidualBlock, ResidualBlock, checkpointed
+from .blocks import checkpointed, make_stages
 from .config import ResNetConfig
-from .errors import ConfigError, InputError
+from .errors import ConfigError
+from .input_checks import check_image_batch
 from .manifest import PretrainedInfo
-from .timm_api import FeatureInfo, FeatureInfoList, TimmModelApi
+from .timm_api import FeatureInfo, FeatureInfoList, TimmModelApi, resolve_out_indices
 
-__all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures", "resolve_out_indices"]
+__all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures"]
 
 
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
+
+
+def _with_head(init: Callable) -> inspect.Signature:
+    """``init``'s signature with a keyword-only ``num_classes=1000`` before its ``**layout``."""
+    params = list(inspect.signature(init).parameters.values())
+    head = inspect.Parameter("num_classes", inspect.Parameter.KEYWORD_ONLY, default=1000, annotation="int")
+    return inspect.signature(init).replace(parameters=params[:-1] + [head, params[-1]])
 
 
 def _layout_kwargs(config: ResNetConfig) -> dict[str, Any]:
@@ -34,14 +42,6 @@ def _layout_kwargs(config: ResNetConfig) -> dict[str, Any]:
         for k, v in config.to_dict().items()
         if k not in ("n_blocks", "n_channels", "bottlenecks", "img_channels", "first_kernel_size")
     }
-
-
-def _tracing(x: object) -> bool:
-    """Whether ``x`` is being traced rather than run: a checked shape would be a TracerWarning
-    (jit.trace, the legacy ONNX export), a crash (an FX proxy) or a guard (dynamo, export)."""
-    onnx = sys.modules.get("torch.onnx")  # loaded by an export; never imported here for a forward
-    return (isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_compiling()
-            or (onnx is not None and onnx.is_in_onnx_export()))
 
 
 class ResNetBase(TimmModelApi, nn.Module):
@@ -100,27 +100,10 @@ class ResNetBase(TimmModelApi, nn.Module):
         feature_info = FeatureInfoList([FeatureInfo(stem_channels, reduction, stem_module)])
 
         # Stages, stacked into one flat Sequential as in the reference (state-dict names).
-        blocks: list[nn.Module] = []
-        stage_ends: list[int] = []
-        prev = stem_channels
-        for i, (n, channels) in enumerate(zip(config.n_blocks, config.n_channels)):
-            for j in range(n):
-                # Only the first block of a stage changes the map size and the channels.
-                stride = config.strides[i] if j == 0 else 1
-                if config.bottlenecks is None:
-                    block: nn.Module = ResidualBlock(
-                        prev, channels, stride, bias=config.conv_bias, shortcut=config.shortcut
-                    )
-                else:
-                    block = BottleneckResidualBlock(
-                        prev, config.bottlenecks[i], channels, stride,
-                        groups=config.groups, bias=config.conv_bias, shortcut=config.shortcut,
-                    )
-                blocks.append(block)
-                prev = channels
+        blocks, stage_ends = make_stages(config, stem_channels)
+        for i, end in enumerate(stage_ends):
             reduction *= config.strides[i]
-            stage_ends.append(len(blocks) - 1)
-            feature_info.append(FeatureInfo(channels, reduction, f"blocks.{len(blocks) - 1}"))
+            feature_info.append(FeatureInfo(config.n_channels[i], reduction, f"blocks.{end}"))
         self.blocks = nn.Sequential(*blocks)
         self.stage_ends: tuple[int, ...] = tuple(stage_ends)
         self.feature_info: FeatureInfoList = feature_info
@@ -189,27 +172,7 @@ class ResNetBase(TimmModelApi, nn.Module):
 
     @torch.jit.unused
     def _check_input(self, x: torch.Tensor) -> None:
-        if _tracing(x):  # FX, jit.trace, torch.export, ONNX and torch.compile see shapes as graphs
-            return
-        if not isinstance(x, torch.Tensor):
-            raise InputError(f"expected a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}")
-        if x.ndim != 4:
-            raise InputError(
-                f"expected a 4-d input [batch, {self.config.img_channels}, height, width], "
-                f"got shape {list(x.shape)}"
-            )
-        if x.shape[1] != self.config.img_channels:
-            raise InputError(
-                f"expected {self.config.img_channels} input channels, got shape {list(x.shape)}; "
-                f"create the model with img_channels={x.shape[1]} or convert the images"
-            )
-        if not x.is_floating_point():
-            raise InputError(
-                f"expected a floating-point input, got dtype {x.dtype}; "
-                "convert with x.float() (and normalise) first"
-            )
-        if x.shape[2] == 0 or x.shape[3] == 0:
-            raise InputError(f"input has an empty spatial size {list(x.shape)}: height and width must be >= 1")
+        check_image_batch(x, self.config.img_channels)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, img_channels, H, W] -> [B, stem_channels, H / r, W / r]``, r = feature_info[0].reduction."""
@@ -327,36 +290,6 @@ class ResNetBase(TimmModelApi, nn.Module):
         return model  # type: ignore[return-value]
 
 
-def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tuple[int, ...]:
-    """timm's ``out_indices``: None = all maps; negative indices count from the end.
-
-    An int ``n`` means the last ``n`` maps.
-    """
-    if indices is None:
-        return tuple(range(n_maps))
-    if isinstance(indices, int) and not isinstance(indices, bool):
-        if not 1 <= indices <= n_maps:
-            raise ConfigError(f"out_indices={indices} must be between 1 and {n_maps} (the last n maps)")
-        return tuple(range(n_maps - indices, n_maps))
-    try:
-        items = list(indices)
-    except TypeError:
-        raise ConfigError(f"out_indices must be a sequence of ints, got {indices!r}") from None
-    if not items:
-        raise ConfigError("out_indices is empty: choose at least one map")
-    resolved = []
-    for i in items:
-        if isinstance(i, bool) or not isinstance(i, int) or not -n_maps <= i < n_maps:
-            raise ConfigError(
-                f"out_indices entry {i!r} is out of range: this model has {n_maps} maps "
-                f"(valid: 0..{n_maps - 1}, or -{n_maps}..-1)"
-            )
-        resolved.append(i % n_maps)
-    if len(set(resolved)) != len(resolved):
-        raise ConfigError(f"out_indices {list(items)} names the same map twice")
-    return tuple(resolved)
-
-
 class ResNet(ResNetBase):
     """The classifier: :class:`ResNetBase` plus a linear head ``fc``.
 
@@ -364,21 +297,9 @@ class ResNet(ResNetBase):
     it returns the pooled features ``[B, n_channels[-1]]``.
     """
 
-    def __init__(
-        self,
-        n_blocks: Sequence[int],
-        n_channels: Sequence[int],
-        bottlenecks: Sequence[int] | None = None,
-        img_channels: int = 3,
-        first_kernel_size: int = 7,
-        *,
-        num_classes: int = 1000,
-        **layout: Any,
-    ) -> None:
-        super().__init__(
-            n_blocks, n_channels, bottlenecks, img_channels, first_kernel_size,
-            num_classes=num_classes, **layout,
-        )
+    def __init__(self, *layout: Any, num_classes: int = 1000, **options: Any) -> None:
+        """:class:`ResNetBase`'s arguments, and ``num_classes`` (0: no head)."""
+        super().__init__(*layout, num_classes=num_classes, **options)
         self.num_classes = self.config.num_classes
         self.fc: nn.Module = self._make_head(self.num_classes)
 
@@ -413,6 +334,9 @@ class ResNet(ResNetBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, img_channels, H, W] -> [B, num_classes]`` logits (features if num_classes=0)."""
         return self.forward_head(self.forward_features(x))
+
+
+ResNet.__init__.__signature__ = _with_head(ResNetBase.__init__)  # help() and IDEs show the layout
 
 
 class ResNetFeatures(ResNetBase):

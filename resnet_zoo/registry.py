@@ -10,7 +10,7 @@ import difflib
 import fnmatch
 from dataclasses import dataclass
 
-from .config import ResNetConfig
+from .config import ResNetConfig, check_positive_int
 from .errors import ConfigError, UnknownModelError
 
 __all__ = ["ModelEntry", "register_model", "list_models", "get_config", "get_entry", "split_name"]
@@ -46,8 +46,7 @@ def register_model(
         )
     if not isinstance(config, ResNetConfig):
         raise ConfigError(f"config must be a ResNetConfig, got {type(config).__name__}")
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise ConfigError(f"input_size must be a positive integer, got {input_size!r}")
+    check_positive_int("input_size", input_size)
     if name in _REGISTRY and not overwrite:
         raise ConfigError(f"model {name!r} is already registered; pass overwrite=True to replace it")
     entry = ModelEntry(name, config, input_size, description)

@@ -16,11 +16,11 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .config import ResNetConfig
+from .config import ResNetConfig, is_int
 from .errors import ConfigError
 from .manifest import Preprocessing, PretrainedInfo
 
-__all__ = ["FeatureInfo", "FeatureInfoList", "PretrainedCfg", "TimmModelApi", "default_preprocessing",
+__all__ = ["FeatureInfo", "FeatureInfoList", "PretrainedCfg", "TimmModelApi", "default_preprocessing", "resolve_out_indices",
            "group_matcher"]
 
 
@@ -241,3 +241,33 @@ class TimmModelApi:
         """timm's parameter groups (stem, then each block, or each stage with ``coarse``), for
         layer-wise learning-rate decay (``timm.optim.create_optimizer_v2(m, layer_decay=...)``)."""
         return group_matcher(self.stage_ends, coarse)
+
+
+def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tuple[int, ...]:
+    """timm's ``out_indices``: None = all maps; negative indices count from the end.
+
+    An int ``n`` means the last ``n`` maps.
+    """
+    if indices is None:
+        return tuple(range(n_maps))
+    if is_int(indices):
+        if not 1 <= indices <= n_maps:
+            raise ConfigError(f"out_indices={indices} must be between 1 and {n_maps} (the last n maps)")
+        return tuple(range(n_maps - indices, n_maps))
+    try:
+        items = list(indices)
+    except TypeError:
+        raise ConfigError(f"out_indices must be a sequence of ints, got {indices!r}") from None
+    if not items:
+        raise ConfigError("out_indices is empty: choose at least one map")
+    resolved = []
+    for i in items:
+        if not is_int(i, -n_maps, n_maps - 1):
+            raise ConfigError(
+                f"out_indices entry {i!r} is out of range: this model has {n_maps} maps "
+                f"(valid: 0..{n_maps - 1}, or -{n_maps}..-1)"
+            )
+        resolved.append(i % n_maps)
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"out_indices {list(items)} names the same map twice")
+    return tuple(resolved)

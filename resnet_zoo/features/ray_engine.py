@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..config import check_positive_int
+from ..config import check_positive_int, is_number
 from ..data import ImageFiles, collate_images
 from ..errors import ConfigError, ResNetZooError
 from ..inference import PooledFeatures
@@ -184,7 +184,7 @@ def write_feature_set_ray(
     if num_workers is not None:
         check_positive_int("num_workers", num_workers)
     for name, value in (("cpus_per_worker", cpus_per_worker), ("gpus_per_worker", gpus_per_worker)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if not is_number(value, 0):
             raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
     if recipe.pretrained is False or recipe.pretrained is None:
         raise ConfigError("random init differs in every Ray worker, so their features would not be one "

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ..config import check_positive_int
+from ..config import check_positive_int, is_int
 from ..errors import CheckpointError, ResNetZooError
 from ..integrity import is_sha256, not_a_regular_file, printable, sha256_file
 from ..pretrained.files import load_safetensors
@@ -207,7 +207,7 @@ def _checked_record(record: object, i: int, where: Path, fmt: str = "safetensors
     if record.get("file") != _shard_name(i, fmt):
         raise bad(f"names the file {printable(str(record.get('file')))[:80]!r}, not its own {_shard_name(i, fmt)}")
     rows = record.get("rows")
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+    if not is_int(rows, 0):
         raise bad(f"counts {printable(repr(rows))[:40]} rows, not a count")
     if not is_sha256(record.get("sha256")):
         raise bad("has no sha256 of 64 hex digits")
@@ -225,7 +225,7 @@ def _checked_index(index: object, where: Path) -> dict:
     shards, width = index.get("shards"), index.get("num_features")
     if not isinstance(shards, list):
         raise CheckpointError(f"{where}: 'shards' must be a list of shard records")
-    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+    if width is not None and not is_int(width, 1):
         raise CheckpointError(f"{where}: 'num_features' must be a positive integer, got "
                               f"{printable(repr(width))[:40]}")
     if shards and width is None:

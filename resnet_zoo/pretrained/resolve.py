@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import ResNetConfig
+from ..config import ResNetConfig, is_int
 from ..errors import CheckpointError, ConfigError, IntegrityError, UnknownModelError
 from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
 from ..integrity import check_repo_id, check_revision, not_a_regular_file, printable, sha256_file
@@ -55,7 +55,7 @@ def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | Non
             "'library': 'resnet_zoo' and a 'config' object"
         )
     version = data.get("format_version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
+    if not is_int(version, high=FORMAT_VERSION):
         raise CheckpointError(f"{path}: format_version {version!r} is not one this resnet_zoo reads "
                               f"(<= {FORMAT_VERSION}); upgrade resnet_zoo")
     config = ResNetConfig.from_dict(data["config"])

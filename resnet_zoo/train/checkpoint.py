@@ -16,6 +16,7 @@ from torch import nn
 from ..atomic import atomic_write, write_text_atomic
 from ..errors import CheckpointError
 from ..integrity import sha256_file
+from ..config import is_int
 from .config import TrainConfig
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_json"]
@@ -58,7 +59,7 @@ def _check_state(state: Any, path: Path) -> None:
     for key in ("epoch", "recipe", "sha256", "param_groups", "metrics"):
         if key not in state:
             raise bad(f"no {key!r}")
-    if isinstance(state["epoch"], bool) or not isinstance(state["epoch"], int) or state["epoch"] < 0:
+    if not is_int(state["epoch"], 0):
         raise bad(f"epoch {state['epoch']!r} is not a count")
     digests = state["sha256"]
     if not isinstance(digests, dict) or set(digests) != {"model.safetensors", "optimizer.safetensors"} or \

@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..config import check_positive_int
+from ..config import check_positive_int, is_int, is_number
 from ..errors import ConfigError
 
 __all__ = ["TrainConfig", "DATASETS", "SCHEDULES", "PRECISIONS"]
@@ -83,7 +83,7 @@ class TrainConfig:
         for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_epochs", "invert", "val_fraction",
                      "label_smoothing"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if not all(math.isfinite(m) for m in self.milestones):
             raise ConfigError(f"milestones must be finite fractions, got {list(self.milestones)}")
@@ -96,7 +96,7 @@ class TrainConfig:
         for name in ("input_size", "limit_train"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+        if not is_int(self.seed, 0, 2**63 - 1):
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ConfigError(
