@@ -2,42 +2,29 @@
 verify it; save and publish models. The only module that imports huggingface_hub (lazily, so
 ``import resnet_zoo`` stays cheap).
 
-What a server says is untrusted input. huggingface_hub's ``hf_hub_download`` joins the ETag and
-the commit a server sends onto cache paths before anything checks them, so the download is done
-here, over huggingface_hub's HTTP client and in its cache layout (:mod:`.cache`):
-
-* the answer to the HEAD is checked before anything is written: the commit must be 40 hex
-  digits, the ETag a content hash (an LFS file's sha256, a small file's git blob sha1) or the
-  file pinned in the manifest, the declared size within the file's bound;
-* every path is confined to the cache (:class:`~resnet_zoo.integrity.Confined`);
-* the body is bounded: a server that sends more than the declared size (a gzip body that
-  inflates included) is cut off and nothing of it kept;
-* online, a file is checked against the ETag the Hub has just sent (and the manifest's pin),
-  never against a name found in the cache; offline, an unpinned file is trusted only if its link
-  leads into this repo's ``blobs/``, and is then as trustworthy as the cache itself;
-* a failed check removes the bad blob when it lies in ``blobs/``, and only the link otherwise.
-
-A download is paced (:class:`~.pace.DownloadPace`): slower than ``RESNET_ZOO_DOWNLOAD_MIN_SPEED``
-bytes/s over ``RESNET_ZOO_DOWNLOAD_SPEED_WINDOW`` seconds, or longer than
-``RESNET_ZOO_DOWNLOAD_DEADLINE`` seconds, it stops with a :class:`DownloadError`; what was
-received stays as ``blobs/<etag>.incomplete``, resumed by the next attempt and never served.
-Files are fetched over HTTP (the Hub redirects Xet-backed files to a plain download).
-
-``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE`` and ``HF_TOKEN`` are read at call time.
+huggingface_hub's ``hf_hub_download`` joins the ETag and commit a server sends onto cache paths
+before anything checks them, so the download is done here, over huggingface_hub's HTTP client
+and in its cache layout (:mod:`.cache`), under the rules of :mod:`.answers`: the HEAD's answer
+checked before anything is written, every path confined to the cache, the body bounded and
+paced (:class:`~.pace.DownloadPace`; a stalled transfer keeps ``blobs/<etag>.incomplete``,
+resumed by the next attempt and never served), online checked against the ETag just sent and
+the manifest's pin, offline trusted only by the pin or a blob named by its hash. A failed check
+removes the bad blob when it lies in ``blobs/``, and only the link otherwise.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import ConfigError, DownloadError, IntegrityError, ResNetZooError, UnknownModelError
-from ..integrity import check_revision, content_etag, is_commit, is_sha256, printable, sha256_file
+from ..integrity import check_revision, is_commit, is_sha256, printable, sha256_file
+from ..progress import advance
+from .answers import (ALLOW_UNVERIFIED_ENV, MAX_DOWNLOAD_BYTES, FileMetadata, cached_copy,
+                      blob_key, checked_metadata, hub_cache_dir, hub_endpoint, is_hf_error, is_transport_error, offline_mode,
+                      one_line, unreachable, write_body)
 from .cache import RepoCache, check_file
 from .pace import DownloadPace
 
@@ -57,36 +44,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_TRUE = {"1", "on", "yes", "true"}
-# Opt-in for servers whose ETags are not content hashes and whose files are not pinned.
-ALLOW_UNVERIFIED_ENV = "RESNET_ZOO_ALLOW_UNVERIFIED"
-# No ResNet weights file comes near this (wide_resnet101_2 in float32 is 0.5 GB); a server
-# declaring more is refused before a byte is written.
-MAX_DOWNLOAD_BYTES = 4 << 30
 _RETRIES = 3  # a dropped connection is resumed this many times within one download
 
 
 class _NotOnHub(UnknownModelError):
     """The repo exists, the file does not (a 404 for the file itself)."""
-
-
-def offline_mode() -> bool:
-    return (os.environ.get("HF_HUB_OFFLINE") or "").strip().lower() in _TRUE
-
-
-def _allow_unverified() -> bool:
-    return os.environ.get(ALLOW_UNVERIFIED_ENV, "").strip().lower() in _TRUE
-
-
-def hub_endpoint() -> str | None:
-    value = os.environ.get("HF_ENDPOINT")
-    return value.rstrip("/") if value else None
-
-
-def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> str | None:
-    if cache_dir is not None:
-        return str(cache_dir)
-    return os.environ.get("HF_HUB_CACHE") or None
 
 
 def _where(cache_dir: str | None) -> str:
@@ -97,45 +59,9 @@ def _where(cache_dir: str | None) -> str:
     return constants.HF_HUB_CACHE
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return printable(text[0] if text else type(e).__name__)[:300]
-
-
-def _is_transport_error(e: BaseException) -> bool:
-    return type(e).__module__.split(".")[0].startswith("httpx")
-
-
-# --- What the Hub says about a file -------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FileMetadata:
-    """The Hub's answer to a HEAD, checked: ``commit`` is 40 hex digits, ``etag`` a content hash
-    or ``None`` (a mirror's opaque ETag), ``size`` a number of bytes within the bound or ``None``."""
-
-    commit: str
-    etag: str | None
-    size: int | None
-
-
-def _checked_metadata(meta: Any, what: str, max_size: int) -> FileMetadata:
-    commit = meta.commit_hash
-    if not is_commit(commit):
-        raise DownloadError(f"{what}: the Hub's answer names commit {printable(str(commit))[:80]!r} "
-                            "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written")
-    etag = content_etag(meta.etag)
-    if meta.etag and etag is None:
-        log.debug("%s: ETag %r is not a content hash", what, meta.etag)
-    size = meta.size
-    if size is not None and not 0 <= size <= max_size:
-        raise DownloadError(f"{what}: the Hub declares {size:,} bytes (X-Linked-Size), beyond the "
-                            f"{max_size:,} bytes a file of this kind may have: refused, nothing written")
-    return FileMetadata(commit, etag, size)
-
-
 def _translatable(e: BaseException) -> bool:
     """An error of huggingface_hub's, httpx's or the file system's, which :func:`_translate` words."""
-    return _is_transport_error(e) or _is_hf_error(e) or isinstance(e, OSError)
+    return is_transport_error(e) or is_hf_error(e) or isinstance(e, OSError)
 
 
 def _commit_of_404(e: BaseException) -> str | None:
@@ -162,7 +88,7 @@ def _translate(e: BaseException, what: str, repo_id: str, filename: str, revisio
                                  "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written")
         return _NotOnHub(f"{repo_id!r} has no file {filename!r} at revision {revision or 'main'}")
     if isinstance(e, hf_errors.HfHubHTTPError):
-        return DownloadError(f"the Hub refused {what}: {_one_line(e)}")
+        return DownloadError(f"the Hub refused {what}: {one_line(e)}")
     if isinstance(e, PermissionError):
         return DownloadError(f"cannot write to the Hub cache ({e.filename or where}): "
                              "permission denied. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory")
@@ -172,11 +98,11 @@ def _translate(e: BaseException, what: str, repo_id: str, filename: str, revisio
     if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
         return DownloadError(f"no space left on the device holding the Hub cache {where} while "
                              f"fetching {what}; free space or set HF_HUB_CACHE to another disk")
-    if _is_transport_error(e) and type(e).__name__ in ("ConnectError", "ConnectTimeout"):
-        return DownloadError(f"cannot reach the Hub ({endpoint}) to fetch {what} ({_one_line(e)}), "
+    if is_transport_error(e) and type(e).__name__ in ("ConnectError", "ConnectTimeout"):
+        return DownloadError(f"cannot reach the Hub ({endpoint}) to fetch {what} ({one_line(e)}), "
                              f"and it is not in the cache {where}. Check the "
                              "network, or set HF_HUB_OFFLINE=1 with a pre-filled cache")
-    return DownloadError(f"downloading {what} failed: {type(e).__name__}: {_one_line(e)}")
+    return DownloadError(f"downloading {what} failed: {type(e).__name__}: {one_line(e)}")
 
 
 def _head(repo_id: str, filename: str, revision: str | None, token: Any) -> Any:
@@ -194,17 +120,13 @@ def file_metadata(repo_id: str, filename: str, *, revision: str | None = None,
     revision = check_revision(revision)
     what = f"{repo_id}/{filename}"
     try:
-        return _checked_metadata(_head(repo_id, filename, revision, token), what, max_size)
+        return checked_metadata(_head(repo_id, filename, revision, token), what, max_size)
     except ResNetZooError:
         raise
     except Exception as e:
         if not _translatable(e):
             raise
         raise _translate(e, what, repo_id, filename, revision) from None
-
-
-def _is_hf_error(e: BaseException) -> bool:
-    return type(e).__module__.startswith("huggingface_hub")
 
 
 # --- Downloading --------------------------------------------------------------------------------
@@ -241,7 +163,7 @@ def download(
     cache = RepoCache(where, repo_id)
     try:
         if offline_mode() or local_files_only:
-            found = _from_cache(cache, revision, filename, expected_sha256, what)
+            found = cached_copy(cache, revision, filename, expected_sha256, what)
             if found is None:
                 why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
                 raise DownloadError(
@@ -250,7 +172,7 @@ def download(
                     "point HF_HUB_CACHE at a cache that has it")
             return found
         try:
-            meta = _checked_metadata(_head(repo_id, filename, revision, token), what, max_size)
+            meta = checked_metadata(_head(repo_id, filename, revision, token), what, max_size)
         except ResNetZooError:
             raise
         except Exception as e:
@@ -260,10 +182,10 @@ def download(
             if isinstance(error, _NotOnHub) and (commit := _commit_of_404(e)):
                 cache.write_ref(revision, commit)
                 cache.mark_absent(commit, filename)  # so that an offline load knows it is absent
-            if _unreachable(e):
-                found = _from_cache(cache, revision, filename, expected_sha256, what)
+            if unreachable(e):
+                found = cached_copy(cache, revision, filename, expected_sha256, what)
                 if found is not None:
-                    log.warning("%s: the Hub could not be reached (%s); using the cached copy", what, _one_line(e))
+                    log.warning("%s: the Hub could not be reached (%s); using the cached copy", what, one_line(e))
                     return found
             raise error from None
         if expected_size is not None and meta.size is not None and meta.size != expected_size:
@@ -278,69 +200,12 @@ def download(
         raise _translate(e, what, repo_id, filename, revision, where) from None
 
 
-def _unreachable(e: BaseException) -> bool:
-    """The Hub did not answer (down, unreachable, timing out, a 5xx): a cached copy may serve."""
-    if _is_transport_error(e):
-        return True
-    response = getattr(e, "response", None)
-    return response is not None and getattr(response, "status_code", 0) >= 500
-
-
-def _from_cache(cache: RepoCache, revision: str | None, filename: str, pinned: str, what: str) -> Path | None:
-    """The cached copy of ``filename`` at ``revision``, verified by the pin or its blob's name;
-    ``None`` when the cache has none."""
-    commit = cache.commit_of(revision)
-    if commit is None:
-        return None
-    snap = cache.snapshot(commit, filename)
-    try:
-        blob = cache.linked_blob(commit, filename)
-    except IntegrityError:
-        cache.evict(snap)
-        raise
-    if blob is None:
-        return None
-    name = content_etag(blob.name) or ""
-    if not pinned and not name:
-        if not _allow_unverified():
-            raise IntegrityError(f"{what}: the cached copy is named {printable(blob.name)[:80]!r}, not "
-                                 "a content hash, and nothing is pinned, so it cannot be verified. Pin "
-                                 f"it in the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this cache")
-        log.warning("%s: loaded unverified from the cache because %s is set", what, ALLOW_UNVERIFIED_ENV)
-        return snap
-    ok, why, intact = check_file(snap, name, pinned)
-    if not ok:
-        if intact:
-            cache.remove(snap)  # a good blob behind the wrong link: only the link goes
-        else:
-            cache.evict(snap)
-        raise IntegrityError(f"{what}: {why}; the cached copy was removed. Retry the download online"
-                             + ("" if not pinned else "; if it persists, the published file changed: "
-                                "re-pin it with 'resnet-zoo weights pin' after checking its origin"))
-    return snap
-
-
 def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, revision: str | None,
            pinned: str, max_size: int, what: str, force: bool, pace: DownloadPace, token: Any) -> Path:
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import WeakFileLock
 
-    key, unverified = meta.etag, False
-    if pinned:
-        if key is not None and len(key) == 64 and key != pinned:
-            raise IntegrityError(
-                f"{what}: the Hub's ETag {key} differs from the pinned sha256 {pinned}: the published "
-                "file changed. Nothing was downloaded; re-pin it with 'resnet-zoo weights pin' after "
-                "checking its origin")
-        key = key or pinned
-    if key is None:
-        if not _allow_unverified():
-            raise IntegrityError(
-                f"{what}: there is no pinned sha256 and the server's ETag is not a content hash (a "
-                "mirror or proxy?), so the file cannot be verified; nothing was downloaded. Pin it in "
-                f"the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this server")
-        unverified = True  # a name for the partial download only; the blob is named by its sha256
-        key = hashlib.sha256(f"unverified:{meta.commit}:{filename}".encode()).hexdigest()
+    key, unverified = blob_key(meta, pinned, filename, what)
     blob, lock = cache.blob(key), cache.lock(key)
     cache.cache.mkdir(lock.parent)
     if os.path.islink(lock):
@@ -377,30 +242,6 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
     return snap
 
 
-def _decoder(encoding: str | None, what: str):
-    """A function from a raw chunk to its decoded pieces (each at most 1 MiB, so an inflating
-    body is cut off before it is held in memory)."""
-    encoding = (encoding or "identity").strip().lower()
-    if encoding == "identity":
-        return lambda raw: (raw,)
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise DownloadError(f"{what}: the server sent the body with Content-Encoding "
-                            f"{printable(encoding)[:40]!r}; only gzip and deflate are read")
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
-
-    def decode(raw: bytes) -> Iterator[bytes]:
-        buf = raw
-        while buf:
-            try:
-                piece = d.decompress(buf, 1 << 20)
-            except zlib.error as e:
-                raise DownloadError(f"{what}: the server's {encoding} body does not decode: {e}") from None
-            yield piece
-            buf = d.unconsumed_tail
-
-    return decode
-
-
 def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: int,
             pace: DownloadPace, what: str, filename: str, token: Any) -> None:
     """GET ``url`` into ``part``, resuming what it holds; never more than ``size`` (declared) or
@@ -408,8 +249,6 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
     from huggingface_hub import constants, get_session
     from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
     from tqdm.auto import tqdm
-
-    from ..progress import advance
 
     bound = size if size is not None else max_size
     session = get_session()
@@ -445,31 +284,24 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
                     bar.reset(total=size)
                     bar.update(written)
                     pace.body_started()
-                    decode = _decoder(response.headers.get("Content-Encoding"), what)
-                    with cache.cache.open_write(part, append=append) as f:
-                        for raw in response.iter_raw():  # as it arrives (a chunk size would buffer a drip)
-                            pace.check(len(raw))
-                            for piece in decode(raw):
-                                if written + len(piece) > bound:
-                                    f.close()
-                                    cache.remove(part)
-                                    raise DownloadError(
-                                        f"{what}: the server sent more than the {bound:,} bytes "
-                                        f"{'it declared' if size is not None else 'a file of this kind may have'}"
-                                        " (a body longer than its size, or a compressed body that "
-                                        "inflates): stopped there, and nothing of it was kept")
-                                f.write(piece)
-                                written += len(piece)
-                                advance(bar, len(piece))
+                    try:
+                        with cache.cache.open_write(part, append=append) as f:
+                            # iter_raw: as it arrives (a chunk size would buffer a drip)
+                            written = write_body(response.iter_raw(), f, encoding=response.headers.get(
+                                "Content-Encoding"), written=written, bound=bound, declared=size is not None,
+                                pace=pace, what=what, progress=lambda n: advance(bar, n))
+                    except DownloadError:
+                        cache.remove(part)
+                        raise
                 if size is None or written == size:
                     return
                 reason = f"the body ended after {written:,} of {size:,} bytes"
             except ResNetZooError:
                 raise
             except Exception as e:
-                if not _is_transport_error(e):
+                if not is_transport_error(e):
                     raise
-                reason = f"the connection failed ({type(e).__name__}: {_one_line(e)})"
+                reason = f"the connection failed ({type(e).__name__}: {one_line(e)})"
             failures += 1
             if failures >= _RETRIES:
                 raise DownloadError(f"{what}: {reason}, {failures} times; the part received is kept "
