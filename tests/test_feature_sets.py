@@ -56,11 +56,11 @@ def test_shards_index_and_reading_back(tmp_path, model):
     assert [len(p) for _, p in fs.shards()] == [10, 10, 3]
     index = json.loads((tmp_path / "set" / "index.json").read_text())
     assert index["num_features"] == 64 and index["num_images"] == 23 and index["num_bad"] == 0
-    # The header holds no paths: they are a tensor of the shard.
+    # A shard holds its paths as the single file does: a JSON list in the header's metadata.
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "set" / "shard-00000.safetensors"), framework="pt") as f:
-        assert not (f.metadata() or {}) and set(f.keys()) == {"features", "paths"}
+        assert json.loads(f.metadata()["paths"]) == paths[:10] and set(f.keys()) == {"features"}
     # float16 storage
     write_feature_set(model, [data], tmp_path / "half", shard_size=10, store_dtype="float16", progress=False)
     half, _ = read_feature_set(tmp_path / "half").load()
@@ -294,3 +294,21 @@ def test_the_identity_of_a_bfloat16_onednn_fast_path_is_hashed(tmp_path):
     identity = run_identity(fast)
     assert identity["compute_dtype"] == "bfloat16" and len(identity["weights_sha256"]) == 64
     assert identity["weights_sha256"] != run_identity(model)["weights_sha256"]
+
+
+def test_paths_live_in_the_header_and_older_shards_still_read(tmp_path):
+    """One storage of paths (the header's metadata); a shard of an earlier version, with its
+    paths as a uint8 tensor, still reads; a header that would overflow is refused by name."""
+    from safetensors.torch import save_file
+
+    from resnet_zoo.features.file import MAX_PATHS_BYTES, encode_paths
+    from resnet_zoo.features.sets import _read_shard
+
+    old = tmp_path / "old.safetensors"
+    encoded = json.dumps(["a.jpg", "b.jpg"]).encode()
+    save_file({"features": torch.ones(2, 3), "paths": torch.frombuffer(bytearray(encoded), dtype=torch.uint8)},
+              str(old))
+    feats, paths = _read_shard(old, "safetensors")
+    assert paths == ["a.jpg", "b.jpg"] and feats.shape == (2, 3)
+    with pytest.raises(ConfigError, match="smaller --shard-size"):
+        encode_paths(["x" * 1000] * (MAX_PATHS_BYTES // 1000 + 1), tmp_path / "big.safetensors")

@@ -21,7 +21,7 @@ from ..errors import CheckpointError, ConfigError
 from ..inference import extract_features
 from ..pretrained.files import load_safetensors
 
-__all__ = ["FeaturesFile", "write_features", "read_features"]
+__all__ = ["FeaturesFile", "write_features", "read_features", "encode_paths", "decode_paths"]
 
 
 
@@ -38,6 +38,33 @@ class FeaturesFile:
     def to_dict(self) -> dict:
         """What ``resnet-zoo features ... --out FILE.safetensors --json`` prints."""
         return {"file": str(self.path), "images": self.features.shape[0], "features": self.features.shape[1]}
+
+
+# Image paths live in the safetensors header's metadata, as a JSON list in row order, in every
+# features file: the single file and each shard of a set. A header is bounded (MAX_HEADER_BYTES).
+MAX_PATHS_BYTES = 8 << 20
+
+
+def encode_paths(paths: list[str], where: str | os.PathLike) -> str:
+    """``paths`` as the header's ``paths`` entry, or ConfigError when it would not fit a header."""
+    text = json.dumps([str(p) for p in paths])
+    if len(text.encode("utf-8")) > MAX_PATHS_BYTES:
+        raise ConfigError(f"{where}: the paths of {len(paths):,} images take {len(text.encode()):,} bytes, "
+                          f"over the {MAX_PATHS_BYTES:,} a safetensors header holds: write fewer images a "
+                          "file (a feature set with a smaller --shard-size)")
+    return text
+
+
+def decode_paths(metadata: dict | None, rows: int, where: str | os.PathLike) -> list[str]:
+    """The ``rows`` image paths of a features file's metadata, or CheckpointError saying what is wrong."""
+    try:
+        paths = json.loads((metadata or {})["paths"])
+    except (KeyError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{where} is not a resnet_zoo features file (no image paths: {e})") from None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or len(paths) != rows:
+        raise CheckpointError(f"{where}: {rows} feature rows but the metadata lists "
+                              f"{len(paths) if isinstance(paths, list) else 'no'} paths")
+    return paths
 
 
 def write_features(
@@ -63,7 +90,7 @@ def write_features(
     info = model.pretrained_info
     name = model_name or model.arch_name or "custom"
     weights = (info.name or info.source) if info is not None else "random init"
-    metadata = {"paths": json.dumps([str(p) for p in paths]), "model": name, "weights": weights,
+    metadata = {"paths": encode_paths(paths, out), "model": name, "weights": weights,
                 "shape": json.dumps(list(feats.shape))}
     with atomic_write(out) as tmp:
         save_file({"features": feats.contiguous()}, str(tmp), metadata=metadata)
@@ -73,14 +100,10 @@ def write_features(
 def read_features(path: str | os.PathLike) -> FeaturesFile:
     """The features, image paths, model and weights of a file :func:`write_features` wrote."""
     tensors, metadata = load_safetensors(path)
-    try:
-        feats = tensors["features"]
-        paths = json.loads(metadata["paths"])
-    except (KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is not a resnet_zoo features file (no {e})") from None
-    if not isinstance(paths, list) or len(paths) != feats.shape[0]:
-        raise CheckpointError(f"{path}: {feats.shape[0]} feature rows but the metadata lists "
-                              f"{len(paths) if isinstance(paths, list) else 'no'} paths")
-    return FeaturesFile(Path(path), feats, [str(p) for p in paths], metadata.get("model", ""),
+    feats = tensors.get("features")
+    if feats is None or feats.dim() != 2:
+        raise CheckpointError(f"{path} is not a resnet_zoo features file (no [N, C] 'features' tensor)")
+    paths = decode_paths(metadata, feats.shape[0], path)
+    return FeaturesFile(Path(path), feats, paths, metadata.get("model", ""),
                         metadata.get("weights", ""))
 

@@ -21,6 +21,7 @@ from ..config import check_positive_int, is_int
 from ..errors import CheckpointError, ResNetZooError
 from ..integrity import is_sha256, not_a_regular_file, printable, sha256_file
 from ..pretrained.files import load_safetensors
+from .file import decode_paths
 
 __all__ = ["FeatureSet", "read_feature_set", "STORE_DTYPES", "FILE_FORMATS", "PARQUET_DTYPES"]
 
@@ -55,9 +56,13 @@ def _read_shard(path: Path, fmt: str) -> tuple[torch.Tensor | None, list[str] | 
         if not all(isinstance(p, str) for p in paths):
             return None, None
         return torch.from_numpy(values.copy()).view(-1, width), paths
-    tensors, _ = load_safetensors(path)
-    encoded = tensors.get("paths")
-    return tensors.get("features"), (_decode_paths(encoded, path) if encoded is not None else None)
+    tensors, metadata = load_safetensors(path)
+    feats = tensors.get("features")
+    if "paths" in tensors:  # a set written by resnet_zoo before the paths moved to the header
+        return feats, _legacy_paths(tensors["paths"], path)
+    if feats is None or feats.dim() != 2 or "paths" not in (metadata or {}):
+        return feats, None
+    return feats, decode_paths(metadata, feats.shape[0], path)
 
 
 def _record_name(i: int) -> str:
@@ -175,12 +180,8 @@ def _optional(module: str, what: str) -> Any:
                              "(or pip install 'resnet_zoo[arrow]')") from None
 
 
-def _encode_paths(paths: list[str]) -> torch.Tensor:
-    data = json.dumps(paths).encode("utf-8")
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
-
-
-def _decode_paths(t: torch.Tensor, where: Path) -> list[str]:
+def _legacy_paths(t: torch.Tensor, where: Path) -> list[str]:
+    """The paths of a shard written before they moved to the header: a uint8 tensor of JSON."""
     try:
         if t.dtype != torch.uint8 or t.dim() != 1:
             raise ValueError(f"a {t.dtype} tensor of shape {list(t.shape)}, not uint8 bytes")

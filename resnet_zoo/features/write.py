@@ -39,7 +39,8 @@ from ..integrity import sha256_file
 from ..progress import advance
 from ..transforms import Preprocess, preprocessing_for
 from .sets import (FILE_FORMATS, INDEX_FILE, PARQUET_DTYPES, RUN_FILE, SET_FORMAT, STORE_DTYPES, _arrow_table,
-                   _done, _encode_paths, _optional, _read_shard, _record_name, _shard_name)
+                   _done, _optional, _read_shard, _record_name, _shard_name)
+from .file import encode_paths
 from .sources import list_images, readable
 
 __all__ = ["write_feature_set", "plan_feature_set", "collect_shards", "finish_feature_set", "FeatureSetPlan",
@@ -329,7 +330,9 @@ def _write_shard(plan: FeatureSetPlan, i: int, batches: list[Batch]) -> None:
                                  "parquet shards")
             _optional("pyarrow.parquet", "parquet shards").write_table(table, str(tmp))
         else:
-            save_file({"features": feats.contiguous(), "paths": _encode_paths(kept)}, str(tmp))
+            # One metadata entry: safetensors writes several in no fixed order, and a shard
+            # rewritten on resume must have the same bytes (the model is in the index).
+            save_file({"features": feats.contiguous()}, str(tmp), metadata={"paths": encode_paths(kept, out / name)})
     record = {"file": name, "rows": len(kept), "sha256": sha256_file(out / name), "bad": bad}
     write_text_atomic(out / _record_name(i), json.dumps(record, indent=1) + "\n")
 
