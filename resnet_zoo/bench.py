@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import cpu
+from . import cpu, runtimes as rt
 from .config import check_positive_int
 from .errors import ConfigError
 from .factory import create
@@ -265,7 +265,6 @@ def _tag(dtype) -> str:
 def _add_runtime_paths(extra: ExtraPaths, model: nn.Module, x: torch.Tensor, chosen: Sequence[torch.dtype], *,
                        runtimes: bool, int8: bool) -> None:
     """resnet_zoo's own runtime backends, ``backend="auto"`` and (``int8``) its int8 paths."""
-    from . import runtimes as rt
 
     have = {name: importlib.util.find_spec(name) is not None for name in ("onnxruntime", "openvino")}
     for dtype in chosen if runtimes else ():

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import InputError
+from .progress import advance
 from .transforms import is_image_path
 
 __all__ = ["find_images", "ImageFiles", "folder_splits", "materialize"]
@@ -258,8 +259,6 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
                  len(data.files), need / 1e9, max_bytes / 1e9)
         return data
     from tqdm.auto import tqdm
-
-    from .progress import advance
 
     images = torch.empty((len(data.files), *first.shape), dtype=torch.uint8)
     images[0] = first

@@ -19,6 +19,7 @@ from torch import nn
 
 from .config import check_int, is_int
 from .errors import ConfigError, ResNetZooError
+from .factory import create
 from .model import ResNetBase
 
 __all__ = ["TorchvisionStages", "fpn_backbone", "freeze_batch_norm"]
@@ -111,8 +112,6 @@ def fpn_backbone(
             raise ConfigError("pass pretrained= and other create() arguments with a name, not a built model")
         model = name
     else:
-        from .factory import create
-
         model = create(name, pretrained=pretrained, num_classes=0, **create_kwargs)
     stages = TorchvisionStages(model)
     n = stages.n_stages

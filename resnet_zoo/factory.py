@@ -12,8 +12,14 @@ from typing import Any, Sequence
 
 from torch import nn
 
+from .convert import detect_layout
 from .errors import CheckpointError, ConfigError
+from .manifest import PretrainedInfo, get_weights
 from .model import ResNet, ResNetBase
+from .pretrained.files import read_checkpoint
+from .pretrained.fit import fit
+from .pretrained.load import load
+from .pretrained.resolve import resolve
 from .registry import get_entry, resolve_name
 
 __all__ = ["create", "convert_checkpoint"]
@@ -71,13 +77,8 @@ def create(
         raise ConfigError(f"{name!r} names the tag {tag!r} but pretrained={pretrained!r}; give one of them")
     if not wants_weights:
         if tag is not None:
-            from .manifest import get_weights
-
             get_weights(entry.name, tag)  # an unknown tag fails even without weights
         return build(config)
-
-    from .pretrained.load import load  # weights code is only imported when used
-    from .pretrained.resolve import resolve
 
     source = resolve(entry.name, tag, pretrained, cache_dir=cache_dir, revision=revision)
     if source.config is not None:  # saved with its full config: it must be this architecture
@@ -107,10 +108,6 @@ def convert_checkpoint(
 ) -> ResNetBase:
     """Turn a foreign checkpoint (``.pth`` read with ``weights_only=True``, or ``.safetensors``)
     into a ``save_pretrained`` directory that ``create(arch, pretrained=out)`` loads."""
-    from .convert import detect_layout
-    from .manifest import PretrainedInfo
-    from .pretrained.files import read_checkpoint
-    from .pretrained.fit import fit
 
     entry = get_entry(arch)
     state_dict = read_checkpoint(src)

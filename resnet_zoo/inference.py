@@ -21,12 +21,16 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from . import cpu
+from . import cpu, runtimes
 from .blocks import ShortcutProjection, ZeroPadShortcut
 from .config import check_int, check_positive_int, is_int
+from .data import ImageFiles, collate_images, find_images
 from .errors import ConfigError, InputError
+from .manifest import read_labels
 from .model import ResNet, ResNetBase, ResNetFeatures
-from .view import ModelView
+from .progress import advance
+from .transforms import Preprocess, preprocessing_for
+from .model_view import ModelView
 
 __all__ = [
     "fold_batch_norm",
@@ -175,7 +179,6 @@ def optimize_for_inference(
                           "'onnxruntime' or 'openvino'")
     if backend == "torch" or (backend == "auto" and isinstance(model, ResNetFeatures)):
         return _torch_fast(model, dtype, channels_last)
-    from . import runtimes
 
     images = None if calibration is None else runtimes.images_to_tensor(calibration, model)
     if backend != "auto":
@@ -228,8 +231,6 @@ def _torch_fast(model: ResNetBase, dtype: torch.dtype, channels_last: bool) -> I
 def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers: int):
     from torch.utils.data import DataLoader
 
-    from .data import ImageFiles, collate_images
-
     check_positive_int("batch_size", batch_size)
     check_int("num_workers", num_workers, low=0)
     return DataLoader(ImageFiles(paths, transform), batch_size=batch_size, shuffle=False,
@@ -241,10 +242,6 @@ def _run_over_images(
     skip_bad: bool, progress: bool, desc: str,
 ):
     from tqdm.auto import tqdm
-
-    from .data import find_images
-    from .progress import advance
-    from .transforms import Preprocess, preprocessing_for
 
     paths = find_images(inputs)
     config = model.config
@@ -349,8 +346,6 @@ def predict(
         raise ConfigError(f"top must be between 1 and the number of classes ({num_classes}), got {top!r}")
     labels = list(model.pretrained_cfg.labels or ()) or None
     if labels is None and num_classes == 1000:
-        from .manifest import read_labels
-
         labels = read_labels("imagenet_classes.txt")  # a 1000-class ResNet is an ImageNet one
         log.info("weights carry no class names: using ImageNet's 1000")
     paths, logits = _run_over_images(model, inputs, batch_size=batch_size, num_workers=num_workers,

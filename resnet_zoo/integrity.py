@@ -26,6 +26,7 @@ import re
 import stat
 from pathlib import Path
 
+from .atomic import promote
 from .errors import ConfigError, IntegrityError
 
 __all__ = [
@@ -231,7 +232,6 @@ class Confined:
         """Make ``link`` point at ``target`` (both inside the root), replacing what is there.
         The link is relative (as huggingface_hub writes them), so the cache can be moved. Where
         links cannot be made (some Windows setups) the target is copied."""
-        from .atomic import promote
 
         real_link = self._parent_inside(link)
         if not self.contains(target):
@@ -254,7 +254,6 @@ class Confined:
 
     def move(self, src: Path, dst: Path) -> None:
         """Move the regular file ``src`` over ``dst``, both inside the root."""
-        from .atomic import promote
 
         promote(self._parent_inside(src), self._parent_inside(dst))
 

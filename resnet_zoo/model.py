@@ -21,6 +21,8 @@ from .config import ResNetConfig
 from .errors import ConfigError
 from .input_checks import check_image_batch
 from .manifest import PretrainedInfo
+from .pretrained.load import from_pretrained
+from .pretrained.save import push_to_hub, save_pretrained
 from .timm_api import FeatureInfo, FeatureInfoList, TimmModelApi, resolve_out_indices
 
 __all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures"]
@@ -250,7 +252,6 @@ class ResNetBase(TimmModelApi, nn.Module):
         builds: ``timm.create_model("local-dir:<save_directory>", pretrained=True)`` loads it
         (and resnet_zoo does too, with ``create(arch, pretrained=<save_directory>/model.safetensors)``).
         """
-        from .pretrained.save import save_pretrained
 
         return save_pretrained(self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id,
                                layout=layout, **push_kwargs)
@@ -258,7 +259,6 @@ class ResNetBase(TimmModelApi, nn.Module):
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id``
         (``layout="timm"``: in timm's format, for ``timm.create_model("hf-hub:...")``)."""
-        from .pretrained.save import push_to_hub
 
         return push_to_hub(self, repo_id, **kwargs)
 
@@ -276,7 +276,6 @@ class ResNetBase(TimmModelApi, nn.Module):
         huggingface_hub's download arguments, passed on. ``changes``: any config field
         (``num_classes=`` re-initialises the head).
         """
-        from .pretrained.load import from_pretrained
 
         if cls is ResNetBase and changes.get("num_classes"):
             raise ConfigError(

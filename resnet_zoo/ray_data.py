@@ -26,12 +26,14 @@ from typing import Any
 import torch
 
 from .errors import InputError
+from .factory import create
+from .inference import optimize_for_inference
+from .transforms import Preprocess, preprocessing_for
 
 __all__ = ["Preprocessor", "FeatureExtractor"]
 
 
 def _model(name: str, pretrained: Any) -> Any:
-    from .factory import create
 
     return create(name, pretrained=pretrained)
 
@@ -42,8 +44,6 @@ class Preprocessor:
     read raise :class:`~resnet_zoo.errors.InputError` naming the file."""
 
     def __init__(self, name: str, pretrained: Any = True) -> None:
-        from .transforms import Preprocess, preprocessing_for
-
         model = _model(name, pretrained)
         self.transform = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
 
@@ -80,8 +80,6 @@ class FeatureExtractor:
         model = _model(name, pretrained).eval()
         self.device = torch.device(device)
         if fast and self.device.type == "cpu":
-            from .inference import optimize_for_inference
-
             self.model = optimize_for_inference(model, dtype=dtype)
         else:
             self.model = model.to(self.device)

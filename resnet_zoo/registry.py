@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .config import ResNetConfig, check_positive_int
 from .errors import ConfigError, UnknownModelError
+from .manifest import weight_names
 
 __all__ = ["ModelEntry", "register_model", "list_models", "get_config", "get_entry", "split_name"]
 
@@ -93,8 +94,6 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     With ``pretrained=True``, the ``arch.tag`` names that have published weights.
     """
     if pretrained:
-        from .manifest import weight_names  # the manifest is data, read on demand
-
         names = weight_names()
     else:
         names = list(_REGISTRY)

@@ -28,10 +28,13 @@ from torch import nn
 
 from . import cpu
 from .atomic import write_text_atomic
+from .data import find_images
 from .errors import ConfigError, ResNetZooError
+from .export import export_model
 from .model import ResNet, ResNetBase, ResNetFeatures
 from .timing import SETTLE_S, time_images_per_second
-from .view import ModelView
+from .transforms import Preprocess, preprocessing_for
+from .model_view import ModelView
 
 __all__ = ["BACKENDS", "RuntimeModel", "available_backends", "build_runtime", "choose_backend",
            "check_parity", "calibration_cache_path"]
@@ -78,7 +81,6 @@ class _ExportView(nn.Module):
 def export_onnx(model: ResNetBase, directory: Path, input_size: int) -> tuple[Path, list[str]]:
     """The model (in eval mode: pass a copy if it must stay in training mode) as ONNX in
     ``directory``; returns the file and its output names."""
-    from .export import export_model
 
     view = _ExportView(model)
     names = ["logits", "features"] if view.has_head else ["features"]
@@ -197,7 +199,6 @@ class RuntimeModel(ModelView):
 
 
 def _input_size(model: ResNetBase) -> int:
-    from .transforms import preprocessing_for
 
     return preprocessing_for(model).input_size
 
@@ -384,8 +385,6 @@ def images_to_tensor(images: Iterable[Any] | torch.Tensor, model: ResNetBase, li
     with the model's weights' preprocessing (at most ``limit``)."""
     if isinstance(images, torch.Tensor):
         return images[:limit]
-    from .data import find_images
-    from .transforms import Preprocess, preprocessing_for
 
     prep = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
     paths = find_images(images)[:limit]

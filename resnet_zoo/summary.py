@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .factory import create
+from .manifest import load_manifest
 from .registry import get_entry, list_models
 
 __all__ = ["ModelSummary", "count_macs", "summarize", "model_table_markdown"]
@@ -102,7 +103,6 @@ def weights_table(fmt: str = "text") -> str:
     """The published weights (the manifest) as a table: ``fmt="text"`` for the terminal
     (``resnet-zoo weights list``), ``"markdown"`` for the README (numbered footnotes name the
     source and data of every accuracy figure)."""
-    from .manifest import load_manifest
 
     if fmt not in ("text", "markdown"):
         raise ValueError(f"fmt must be 'text' or 'markdown', got {fmt!r}")

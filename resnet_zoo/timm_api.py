@@ -19,6 +19,7 @@ import torch
 from .config import ResNetConfig, is_int
 from .errors import ConfigError
 from .manifest import Preprocessing, PretrainedInfo
+from .registry import get_entry
 
 __all__ = ["FeatureInfo", "FeatureInfoList", "PretrainedCfg", "TimmModelApi", "default_preprocessing", "resolve_out_indices",
            "group_matcher"]
@@ -92,8 +93,6 @@ def default_preprocessing(config: ResNetConfig, arch: str | None) -> Preprocessi
     architecture says otherwise), ImageNet's statistics for RGB and 0.5 / 0.5 otherwise."""
     size = 224
     if arch:
-        from .registry import get_entry
-
         size = get_entry(arch).input_size
     crop_pct = 0.875 if size > 64 else 1.0
     if config.img_channels == 3:

@@ -97,3 +97,28 @@ def test_the_architecture_doc_names_every_room():
     missing = sorted(r for r in rooms if f"{r}.py" not in doc and f"{r.split('/')[-1]}.py" not in doc)
     assert missing == []
 
+
+
+def _function_lengths():
+    """(lines without the docstring, "path:line name") of every function in the package."""
+    import ast
+
+    for path in sorted((REPO_ROOT / "resnet_zoo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body
+                doc = (body[0].end_lineno - body[0].lineno + 1 if body and isinstance(body[0], ast.Expr)
+                       and isinstance(getattr(body[0], "value", None), ast.Constant)
+                       and isinstance(body[0].value.value, str) else 0)
+                yield node.end_lineno - node.lineno + 1 - doc, f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name}"
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 400 lines (none of the command line's over 300); at most two functions
+    over 60 lines, docstrings excluded."""
+    sizes = {p.relative_to(REPO_ROOT).as_posix(): p.read_text().count("\n")
+             for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")}
+    assert [p for p, n in sizes.items() if n > 400] == []
+    assert [p for p, n in sizes.items() if p.startswith("resnet_zoo/cli/") and n > 300] == []
+    long = sorted(f for f in _function_lengths() if f[0] > 60)
+    assert len(long) <= 2, long

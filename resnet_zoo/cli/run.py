@@ -16,6 +16,7 @@ from ..features.sets import FILE_FORMATS, STORE_DTYPES
 from ..inference import predict
 from ..integrity import printable
 from ..registry import get_entry
+from ..runtimes import export_onnx, images_to_tensor, quantize_int8
 from .flags import add_loader_flags, add_model_flags, add_output_flags, check_out, default, emit, load, recipe
 
 __all__ = ["add_commands"]
@@ -91,8 +92,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     size = args.input_size or get_entry(args.name).input_size
     shape = f"input [N, {model.config.img_channels}, {size}, {size}]"
     if args.int8:
-        from ..runtimes import export_onnx, images_to_tensor, quantize_int8
-
         if args.format != "onnx" or not args.calibration:
             raise ConfigError("--int8 exports ONNX (--format onnx) and needs --calibration DIR "
                               "(up to 512 training images)")

@@ -18,6 +18,7 @@ from ..config import ResNetConfig
 from ..convert import convert_state_dict
 from ..errors import CheckpointError
 from ..manifest import PretrainedInfo
+from ..registry import get_entry, list_models
 
 __all__ = ["Build", "adapt_input_conv", "fit"]
 
@@ -70,7 +71,6 @@ def _n_blocks(keys) -> int:
 
 def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: ResNetConfig) -> list[str]:
     """Registered architectures whose state dict has exactly ``sd``'s keys and shapes."""
-    from ..registry import get_entry, list_models
 
     n = _n_blocks(sd)
     ckpt_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 0

@@ -9,8 +9,10 @@ from typing import Any, Protocol
 
 from .._version import __version__
 from ..config import ResNetConfig
+from ..convert import TIMM_ARCHS, export_state_dict
 from ..errors import ConfigError
 from ..manifest import PretrainedInfo
+from ..registry import get_entry
 from . import hub
 from .files import FORMAT_VERSION
 
@@ -156,8 +158,6 @@ def _timm_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
 def _layout_of(model: SavedModel, layout: str) -> tuple[dict[str, Any], dict[str, Any],
                                                             tuple[dict[str, Any], str]]:
     """(tensors, config.json, card) of ``model`` saved in ``layout``."""
-    from ..convert import TIMM_ARCHS, export_state_dict
-    from ..registry import get_entry
 
     if layout not in SAVE_LAYOUTS:
         raise ConfigError(f"layout must be one of {list(SAVE_LAYOUTS)}, got {layout!r}")

@@ -8,18 +8,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..data import (folder_splits, ImageSetDataset, materialize, read_cifar, read_digits, read_folder,
+                    split_holdout)
 from ..errors import InputError
 from ..manifest import Preprocessing
+from ..transforms import Preprocess, load_image, to_uint8_tensor as _uint8_tensor
 from .config import TrainConfig
 
 __all__ = ["load_data", "channel_stats", "Normalize", "augment", "batches"]
 
 def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
     from PIL import Image
-
-    from ..data import folder_splits, materialize, read_cifar, read_digits, read_folder, split_holdout
-    from ..transforms import Preprocess, load_image
-    from ..transforms import to_uint8_tensor as _uint8_tensor
 
     if cfg.dataset == "digits":
         def digit(img: Any) -> torch.Tensor:
@@ -58,7 +57,6 @@ def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
 def channel_stats(data: Any, invert: float = 0.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of the training images in [0, 1] (the normalisation), as the
     network sees them: a share ``invert`` of them inverted."""
-    from ..data import ImageSetDataset
 
     if data.images is not None:
         x = data.images.float().div_(255)
@@ -124,7 +122,6 @@ def batches(data: Any, indices: list[int], batch_size: int, workers: int):
             i = index[start:start + batch_size]
             yield data.images[i], data.labels[i]
         return
-    from ..data import ImageSetDataset
 
     chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     yield from torch.utils.data.DataLoader(ImageSetDataset(data), batch_sampler=chunks,

@@ -22,13 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import cpu
 from ..atomic import atomic_write
 from ..cpu import cpu_capabilities
+from ..data import ImageSetDataset
+from ..dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
 from ..errors import ConfigError, ResNetZooError
-from ..manifest import PretrainedInfo, Preprocessing
+from ..factory import create
+from ..manifest import Preprocessing, PretrainedInfo
+from ..plot import line_chart
+from ..registry import get_entry
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
-from ..dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
 from .inputs import Normalize, augment, batches, channel_stats, load_data
 
 __all__ = ["train", "train_one_epoch", "evaluate", "lr_at", "command_line"]
@@ -72,7 +77,6 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
         return None
     if device.type != "cpu":
         return torch.bfloat16 if cfg.precision == "bfloat16" else None
-    from .. import cpu
 
     if cfg.precision == "bfloat16":
         return cpu.resolve_dtype(torch.bfloat16)  # refused at once where bf16 is not fast
@@ -107,9 +111,6 @@ class _Run:
 
 
 def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
-    from ..data import ImageSetDataset
-    from ..factory import create
-    from ..registry import get_entry
 
     entry = get_entry(cfg.arch)
     input_size = cfg.input_size or entry.input_size
@@ -221,7 +222,6 @@ def _save_final(run: _Run, final: dict[str, Any], out: Path) -> None:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run ``cfg``; returns the final metrics. Writes to ``cfg.out``:
-
     ``metrics.json`` (one entry per epoch), ``curves.png``, ``checkpoint/`` (resumable), and
     the final model as a ``save_pretrained`` directory (``config.json``, ``model.safetensors``,
     ``README.md`` with the command and the held-out accuracy).
@@ -257,7 +257,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _plot(history: list[dict], path: Path, cfg: TrainConfig) -> None:
-    from ..plot import line_chart
 
     with atomic_write(path) as tmp:
         line_chart({"train loss": [h["train_loss"] for h in history],
