@@ -171,7 +171,8 @@ def main() -> None:
         import tempfile
 
         # A fresh calibration cache: backend="auto" chooses on this run's timings, not an older one's.
-        os.environ["RESNET_ZOO_CACHE"] = tempfile.mkdtemp(prefix="resnet_zoo-peers-cache-")
+        scratch = tempfile.TemporaryDirectory(prefix="resnet_zoo-peers-cache-")  # removed at exit
+        os.environ["RESNET_ZOO_CACHE"] = scratch.name
         caps = cpu_capabilities()
         started = time.time()
         record = {"cpu_kind": caps.kind, "cpu_slug": caps.slug, "machine": caps.describe(),

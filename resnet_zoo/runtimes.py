@@ -156,7 +156,7 @@ class RuntimeModel(ModelView):
     The exported graph ends at the pooled features, so there is no unpooled map
     (``forward_features``) to give: that needs the torch backend."""
 
-    def __init__(self, model: ResNetBase, backend: str, dtype: Any, runner: Any, onnx_path: Path) -> None:
+    def __init__(self, model: ResNetBase, backend: str, dtype: Any, runner: Any, onnx_path: Path | None) -> None:
         super().__init__()
         # Not a submodule: the runtime holds the weights; the eager model gives the metadata
         # and the input checks (and keeps the repr short).
@@ -218,17 +218,18 @@ def build_runtime(model: ResNetBase, backend: str, dtype: Any = torch.float32, *
     if dtype == torch.bfloat16 and backend == "onnxruntime":
         raise ConfigError("onnxruntime has no fast bfloat16 path on CPUs; use backend='openvino' "
                           "or 'torch' for bfloat16, or dtype=torch.float32")
-    directory = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="resnet_zoo-onnx-"))
+    if dtype == "int8" and calibration is None:
+        raise ConfigError("dtype='int8' needs calibration images: a float32 [N, C, H, W] tensor of "
+                          "up to 512 preprocessed training images")
     size = _input_size(model)
     eager = copy_eval(model)  # one private copy: exported, then kept for metadata and input checks
-    path, names = export_onnx(eager, directory, size)
-    if dtype == "int8":
-        if calibration is None:
-            raise ConfigError("dtype='int8' needs calibration images: a float32 [N, C, H, W] tensor of "
-                              "up to 512 preprocessed training images")
-        path = quantize_int8(path, calibration)
-    runner = _RUNNERS[backend](path, names, dtype)
-    runtime = RuntimeModel(eager, backend, dtype, runner, path).eval()
+    # The runtimes read the ONNX file into memory: without a workdir it lives only until then.
+    with tempfile.TemporaryDirectory(prefix="resnet_zoo-onnx-") as scratch:
+        path, names = export_onnx(eager, Path(workdir) if workdir is not None else Path(scratch), size)
+        if dtype == "int8":
+            path = quantize_int8(path, calibration)
+        runner = _RUNNERS[backend](path, names, dtype)
+    runtime = RuntimeModel(eager, backend, dtype, runner, path if workdir is not None else None).eval()
     if check:
         check_parity(model, runtime, dtype, size)
     return runtime

@@ -200,8 +200,8 @@ def main() -> int:
     from hubserver import HubServer
 
     server = HubServer()
-    cache = tempfile.mkdtemp(prefix="route-cache-")
-    os.environ.update(HF_ENDPOINT=server.url, HF_HUB_CACHE=cache)
+    scratch = tempfile.TemporaryDirectory(prefix="route-cache-")  # removed when the trace is done
+    os.environ.update(HF_ENDPOINT=server.url, HF_HUB_CACHE=scratch.name)
     torch.manual_seed(0)
     server.add_file("timm/resnet18.tv_in1k", "model.safetensors",
                     save(torchvision.models.resnet18().state_dict()))
@@ -211,6 +211,7 @@ def main() -> int:
         "cifar_resnet20 (shipped)": trace(lambda: resnet_zoo.create("cifar_resnet20", pretrained=True)),
     }
     server.stop()
+    scratch.cleanup()
     cycles = import_cycles(import_graph())
     if args.json:
         print(json.dumps({"import_cycles": cycles, "routes": results}, indent=2))

@@ -187,3 +187,22 @@ def test_cli_predict_on_a_runtime_backend_matches_torch():
         [e["topk"][0]["label"] for e in outputs["torch"]]
     assert [e["path"].rsplit("/", 1)[-1].split(".")[0] for e in outputs["torch"]] == \
         [e["topk"][0]["label"] for e in outputs["torch"]]  # the shipped samples are named by class
+
+
+def test_runtime_backends_and_the_peer_harness_leave_no_temporary_directories(tmp_path, monkeypatch):
+    """build_runtime's ONNX file and the peer harness's live only while the sessions are built."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import tempfile
+
+    from resnet_zoo.bench import iter_bench
+    from resnet_zoo.runtimes import build_runtime
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    model = resnet_zoo.create("cifar_resnet20").eval()
+    fast = build_runtime(model, "onnxruntime")
+    assert fast(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), iters=1, repeats=1,
+                    peers=_peer_harness().peer_paths(("onnxruntime",)), runtimes=False,
+                    gemm_peaks={torch.float32: 1.0}))
+    assert list(tmp_path.iterdir()) == []
