@@ -17,7 +17,8 @@ Both engines write the same feature set (same shards, batch 64, the fast path in
 Sets: the CIFAR-10 (JPEG copy) test split's first 2,000 images (200 a class), 32x32, with CIFAR
 ResNet-56 (when ../shared/data is there); 500 JPEGs of 1200x900 made from the real sample
 photos of scikit-learn and scikit-image, with ResNet-50 (random init: speed does not depend on
-the weights; saved once, so that every worker loads the same ones). Every timed run builds the
+the weights; saved once, so that every worker loads the same ones). "After the first batch" is
+each engine's rate once its first batch is in (its start-up excluded): the per-image cost. Every timed run builds the
 model from its recipe, as the command does. The overhead is the Ray run's time over the best local run's, minus one. Each CPU
 keeps its own record, benchmarks/ray_engine/<cpu>.json.
 """
@@ -47,12 +48,20 @@ RECORDS = ROOT / "benchmarks" / "ray_engine"
 BATCH = 64
 
 
-def _timed(fn, out: Path) -> float:
+STEADY: dict[str, float] = {}  # images/s after the first batch, per run label
+
+
+def _timed(fn, out: Path, label: str = "") -> float:
+    """Wall seconds of one run into a fresh ``out``; its images/s after the first batch (the
+    engine's start-up excluded) go to STEADY[label]."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     summary = fn(out)
     elapsed = time.perf_counter() - start
     assert summary.written_shards == summary.shards, summary
+    if label and summary.seconds_to_first_batch is not None:
+        STEADY[label] = (summary.images_this_run - BATCH) / (summary.seconds - summary.seconds_to_first_batch)
+        STEADY[label + "_startup_s"] = summary.seconds_to_first_batch
     return elapsed
 
 
@@ -66,7 +75,8 @@ def measure_set(label: str, recipe: ModelRecipe, files: list[Path], work: Path) 
     for workers in (0, 2):
         row[f"local_workers{workers}_s"] = _timed(
             lambda out: write_feature_set(recipe.build(), files, out, batch_size=BATCH, num_workers=workers,
-                                          progress=False, model_name=recipe.name), work / "local")
+                                          progress=False, model_name=recipe.name), work / "local",
+            f"local_workers{workers}")
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     row["ray_init_s"] = time.perf_counter() - start
@@ -74,8 +84,8 @@ def measure_set(label: str, recipe: ModelRecipe, files: list[Path], work: Path) 
         ray_run = lambda cpus: lambda out: write_feature_set_ray(  # noqa: E731
             recipe, files, out, batch_size=BATCH, cpus_per_worker=cpus, progress=False)
         row["ray_2x1cpu_s"] = _timed(ray_run(1), work / "ray")
-        row["ray_2x1cpu_warm_s"] = _timed(ray_run(1), work / "ray")
-        row["ray_1x2cpu_warm_s"] = _timed(ray_run(2), work / "ray")
+        row["ray_2x1cpu_warm_s"] = _timed(ray_run(1), work / "ray", "ray_2x1cpu_warm")
+        row["ray_1x2cpu_warm_s"] = _timed(ray_run(2), work / "ray", "ray_1x2cpu_warm")
     finally:
         ray.shutdown()
     best = min(row["local_workers0_s"], row["local_workers2_s"])
@@ -85,8 +95,13 @@ def measure_set(label: str, recipe: ModelRecipe, files: list[Path], work: Path) 
     row["overhead_warm"] = row["ray_2x1cpu_warm_s"] / best - 1
     row["overhead_warm_1x2cpu"] = row["ray_1x2cpu_warm_s"] / best - 1
     row["extra_seconds_warm"] = row["ray_2x1cpu_warm_s"] - best  # a fixed cost, or a per-image one?
+    for label in ("local_workers0", "local_workers2", "ray_2x1cpu_warm", "ray_1x2cpu_warm"):
+        row[label + "_steady_images_per_s"] = STEADY.get(label)
+        row[label + "_first_batch_s"] = STEADY.get(label + "_startup_s")
+    best_steady = max(row["local_workers0_steady_images_per_s"], row["local_workers2_steady_images_per_s"])
+    row["steady_ratio_ray_vs_local"] = row["ray_2x1cpu_warm_steady_images_per_s"] / best_steady
     for k in list(row):
-        if k.endswith("_s") and k != "images_per_s":
+        if k.endswith("_s") and not k.endswith("first_batch_s") and k != "images_per_s":
             row[k[:-2] + "_images_per_s"] = n / row[k] if not k.startswith("ray_init") else None
     print(json.dumps(row), flush=True)
     return row
@@ -124,13 +139,19 @@ def render() -> str:
         r = json.loads(path.read_text())
         lines += [f"{r['cpu_kind']}: {r['machine']} ({r['date']}, ray {r['ray']})", "",
                   "| images | model (path) | local, 0 / 2 decode workers | Ray 2x1 CPU cold / warm | Ray 1x2 CPU warm "
-                  "| overhead cold / warm | warm extra time |", "|---|---|---:|---:|---:|---:|---:|"]
+                  "| overhead cold / warm | warm extra time | Ray first batch after | after the first batch: Ray / local |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in r["results"]:
             ips = lambda k: f"{row[k + '_images_per_s']:.1f}"  # noqa: E731
             lines.append(f"| {row['set']} | {row['model']} ({row['path']}) | {ips('local_workers0')} / "
                          f"{ips('local_workers2')} img/s | {ips('ray_cold')} / {ips('ray_2x1cpu_warm')} img/s | "
                          f"{ips('ray_1x2cpu_warm')} img/s | {100 * row['overhead_cold']:+.0f} % / "
-                         f"{100 * row['overhead_warm']:+.0f} % | {row['extra_seconds_warm']:+.1f} s |")
+                         f"{100 * row['overhead_warm']:+.0f} % | {row['extra_seconds_warm']:+.1f} s | "
+                         + (f"{row['ray_2x1cpu_warm_first_batch_s']:.1f} s | "
+                            f"{row['ray_2x1cpu_warm_steady_images_per_s']:.1f} / "
+                            f"{max(row['local_workers0_steady_images_per_s'], row['local_workers2_steady_images_per_s']):.1f}"
+                            f" img/s ({row['steady_ratio_ray_vs_local']:.2f}x) |" if row.get("steady_ratio_ray_vs_local")
+                            else "- | - |"))
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -197,13 +197,13 @@ def write_feature_set_ray(
     plan = plan_feature_set(model, inputs, out, shard_size=shard_size, store_dtype=store_dtype,
                             file_format=file_format, overwrite=overwrite, model_name=recipe.name,
                             device=torch.device(recipe.device).type)
-    started, images = time.perf_counter(), 0
+    started, images, first = time.perf_counter(), 0, None
     if plan.todo:
         started_ray = not ray.is_initialized()
         if started_ray:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
-            images = _compute(ray, plan, pinned, model.config.img_channels, batch_size, skip_bad=skip_bad,
+            images, first = _compute(ray, plan, pinned, model.config.img_channels, batch_size, skip_bad=skip_bad,
                               progress=progress,
                               num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                               gpus_per_worker=gpus_per_worker, threads=threads_per_worker)
@@ -212,14 +212,14 @@ def write_feature_set_ray(
                 ray.shutdown()
     elapsed = time.perf_counter() - started
     finish_feature_set(plan)
-    return plan_result(plan, images, elapsed, engine="ray")
+    return plan_result(plan, images, elapsed, engine="ray", first=first)
 
 
 def _compute(ray: Any, plan: FeatureSetPlan, recipe: ModelRecipe, channels: int, batch_size: int, *, skip_bad: bool,
              progress: bool, num_workers: int | None, cpus_per_worker: float, gpus_per_worker: float,
-             threads: int | None) -> int:
+             threads: int | None) -> tuple[int, float | None]:
     """Stream the plan's batches through decode tasks and the actor pool; write shards as they
-    complete. Returns the images computed."""
+    complete. Returns the images computed and the seconds to the first batch."""
     pool = _fit_pool(ray, num_workers, cpus_per_worker, gpus_per_worker)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # one bar: collect_shards'

@@ -98,6 +98,9 @@ class FeatureSetResult:
     seconds: float
     images_per_s: float | None
     engine: str = "local"
+    # From the start of the computing to the first batch's features: the engine's start-up
+    # (workers started, the model loaded in them), apart from its per-image cost.
+    seconds_to_first_batch: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,9 +176,11 @@ def local_batches(plan: FeatureSetPlan, model: nn.Module, batch_size: int, num_w
 
 
 def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: int, *, skip_bad: bool,
-                   progress: bool) -> int:
+                   progress: bool) -> tuple[int, float | None]:
     """Write each shard of ``plan.todo`` once all its batches (in any order) are in; the first
-    unreadable image raises :class:`InputError` unless ``skip_bad``. Returns the images seen."""
+    unreadable image raises :class:`InputError` unless ``skip_bad``. Returns the images seen
+    and the seconds until the first batch arrived."""
+    started, first = time.perf_counter(), None
     expected: dict[int, int] = {}
     for shard, _ in plan.batches(batch_size):
         expected[shard] = expected.get(shard, 0) + 1
@@ -185,6 +190,8 @@ def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: i
     rank = f" rank {plan.rank}" if plan.world > 1 else ""
     with tqdm(total=total, desc=f"features{rank}", unit="img", disable=not progress) as bar:
         for batch in batches:
+            if first is None:
+                first = time.perf_counter() - started
             if batch.errors and not skip_bad:
                 raise InputError(f"{batch.errors[0][1]} (shards already complete stay valid; fix or remove "
                                  "the file, or pass --skip-bad, and re-run to resume)")
@@ -201,7 +208,7 @@ def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: i
     if pending or seen != total:
         raise ResNetZooError(f"the engine delivered {seen:,} of {total:,} images "
                              f"(shards {sorted(pending)} incomplete); re-run the command to resume")
-    return seen
+    return seen, first
 
 
 def finish_feature_set(plan: FeatureSetPlan) -> None:
@@ -246,17 +253,19 @@ def write_feature_set(
                             file_format=file_format, overwrite=overwrite, model_name=model_name,
                             rank=dist.rank, world=dist.world)
     started = time.perf_counter()
-    images = collect_shards(plan, local_batches(plan, model, batch_size, num_workers), batch_size,
-                            skip_bad=skip_bad, progress=progress)
+    images, first = collect_shards(plan, local_batches(plan, model, batch_size, num_workers), batch_size,
+                                   skip_bad=skip_bad, progress=progress)
     elapsed = time.perf_counter() - started
     finish_feature_set(plan)
-    return plan_result(plan, images, elapsed)
+    return plan_result(plan, images, elapsed, first=first)
 
 
-def plan_result(plan: FeatureSetPlan, images: int, elapsed: float, engine: str = "local") -> FeatureSetResult:
+def plan_result(plan: FeatureSetPlan, images: int, elapsed: float, engine: str = "local",
+                first: float | None = None) -> FeatureSetResult:
     return FeatureSetResult(str(plan.out), len(plan.paths), plan.n_shards, plan.rank, plan.world, len(plan.todo),
                             plan.skipped, images, round(elapsed, 3),
-                            round(images / elapsed, 2) if elapsed > 0 and images else None, engine)
+                            round(images / elapsed, 2) if elapsed > 0 and images else None, engine,
+                            None if first is None else round(first, 3))
 
 
 def _weights_sha256(inner: nn.Module) -> str:
