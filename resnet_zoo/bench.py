@@ -114,9 +114,10 @@ class ExtraPaths:
 PeerHook = Callable[[nn.Module, torch.Tensor, Sequence[torch.dtype]], ExtraPaths]
 
 
-def load_peer_paths(path: str | os.PathLike | None = None) -> PeerHook:
+def load_peer_paths(wanted: Sequence[str] | None = None, path: str | os.PathLike | None = None) -> PeerHook:
     """The peer hook of a clone's ``benchmarks/peer_paths.py`` (or ``path``): what ``bench
-    --peers`` times beside resnet_zoo. A wheel has no benchmarks/: ConfigError says so."""
+    --peers`` times beside resnet_zoo, every peer or the ``wanted`` ones. A wheel has no
+    benchmarks/: ConfigError says so."""
     path = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "benchmarks" / "peer_paths.py"
     if not path.is_file():
         raise ConfigError(f"--peers times the peers with the harness in a clone's benchmarks/peer_paths.py, "
@@ -124,7 +125,7 @@ def load_peer_paths(path: str | os.PathLike | None = None) -> PeerHook:
     spec = importlib.util.spec_from_file_location("resnet_zoo_peer_paths", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.peer_paths()
+    return module.peer_paths() if wanted is None else module.peer_paths(wanted)
 
 
 def iter_bench(

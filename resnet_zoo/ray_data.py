@@ -26,16 +26,10 @@ from typing import Any
 import torch
 
 from .errors import InputError
-from .factory import create
-from .inference import optimize_for_inference
+from .recipe import ModelRecipe
 from .transforms import Preprocess, preprocessing_for
 
 __all__ = ["Preprocessor", "FeatureExtractor"]
-
-
-def _model(name: str, pretrained: Any) -> Any:
-
-    return create(name, pretrained=pretrained)
 
 
 class Preprocessor:
@@ -44,7 +38,7 @@ class Preprocessor:
     read raise :class:`~resnet_zoo.errors.InputError` naming the file."""
 
     def __init__(self, name: str, pretrained: Any = True) -> None:
-        model = _model(name, pretrained)
+        model = ModelRecipe(name, pretrained=pretrained, fast=False).build()
         self.transform = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -77,12 +71,8 @@ class FeatureExtractor:
 
     def __init__(self, name: str, pretrained: Any = True, *, fast: bool = True, device: str = "cpu",
                  dtype: str = "auto") -> None:
-        model = _model(name, pretrained).eval()
         self.device = torch.device(device)
-        if fast and self.device.type == "cpu":
-            self.model = optimize_for_inference(model, dtype=dtype)
-        else:
-            self.model = model.to(self.device)
+        self.model = ModelRecipe(name, pretrained=pretrained, fast=fast, dtype=dtype, device=device).build()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         pixels = torch.from_numpy(batch["pixels"]).to(self.device)

@@ -199,7 +199,6 @@ class RuntimeModel(ModelView):
 
 
 def _input_size(model: ResNetBase) -> int:
-
     return preprocessing_for(model).input_size
 
 

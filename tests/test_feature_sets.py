@@ -312,3 +312,20 @@ def test_paths_live_in_the_header_and_older_shards_still_read(tmp_path):
     assert paths == ["a.jpg", "b.jpg"] and feats.shape == (2, 3)
     with pytest.raises(ConfigError, match="smaller --shard-size"):
         encode_paths(["x" * 1000] * (MAX_PATHS_BYTES // 1000 + 1), tmp_path / "big.safetensors")
+
+
+def test_a_batch_delivered_twice_is_kept_once_even_after_its_shard_is_written(tmp_path, model):
+    """What a retried task may do to the collector: the same batch again, before and after its
+    shard is complete. The set is the same bytes as a run without repeats."""
+    from resnet_zoo.features.write import collect_shards, finish_feature_set, local_batches, plan_feature_set
+
+    data = _images(tmp_path / "imgs", 12)
+    write_feature_set(model, [data], tmp_path / "ref", shard_size=4, batch_size=2, progress=False)
+    out = tmp_path / "twice"
+    plan = plan_feature_set(model, [data], out, shard_size=4, store_dtype="float32", file_format="safetensors",
+                            overwrite=False, model_name=None)
+    batches = list(local_batches(plan, model, 2, 0))
+    repeated = batches[:1] + batches[:2] + batches[2:] + batches[:1] + batches[-1:]
+    images, _ = collect_shards(plan, repeated, 2, skip_bad=False, progress=False)
+    finish_feature_set(plan)
+    assert images == 12 and _files(out) == _files(tmp_path / "ref")

@@ -138,33 +138,22 @@ def test_auto_through_optimize_for_inference_reports_what_runs(r20, monkeypatch)
         assert rel_err(fast(x), r20(x)) <= 1e-4
 
 
-def _peer_harness():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("peer_paths", REPO_ROOT / "benchmarks" / "peer_paths.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_says_which_peers_are_not_installed(monkeypatch):
     import importlib.util
 
-    from resnet_zoo.bench import iter_bench
-
-    peer_paths = _peer_harness().peer_paths  # the repository's benchmarks/peer_paths.py
+    from resnet_zoo.bench import iter_bench, load_peer_paths  # the peers of benchmarks/peer_paths.py
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("onnxruntime", "openvino") else real(name, *a))
     (rows,) = list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), iters=1, repeats=1,
-                              peers=peer_paths(("onnxruntime", "openvino")), gemm_peaks={torch.float32: 1.0}))
+                              peers=load_peer_paths(("onnxruntime", "openvino")), gemm_peaks={torch.float32: 1.0}))
     by_path = {r.path: r for r in rows}
     assert by_path["onnxruntime (peer)"].note == "not installed" and by_path["openvino (peer)"].note == "not installed"
     assert by_path["resnet_zoo auto fp32"].note == "backend torch"  # the only backend left
     assert by_path["resnet_zoo auto fp32"].images_per_s > 0
     with pytest.raises(ConfigError, match="peers must be"):
-        list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), peers=peer_paths(("tensorrt",)),
+        list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), peers=load_peer_paths(("tensorrt",)),
                         gemm_peaks={torch.float32: 1.0}))
 
 
@@ -195,7 +184,7 @@ def test_runtime_backends_and_the_peer_harness_leave_no_temporary_directories(tm
     pytest.importorskip("onnxscript")
     import tempfile
 
-    from resnet_zoo.bench import iter_bench
+    from resnet_zoo.bench import iter_bench, load_peer_paths
     from resnet_zoo.runtimes import build_runtime
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -203,6 +192,6 @@ def test_runtime_backends_and_the_peer_harness_leave_no_temporary_directories(tm
     fast = build_runtime(model, "onnxruntime")
     assert fast(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), iters=1, repeats=1,
-                    peers=_peer_harness().peer_paths(("onnxruntime",)), runtimes=False,
+                    peers=load_peer_paths(("onnxruntime",)), runtimes=False,
                     gemm_peaks={torch.float32: 1.0}))
     assert list(tmp_path.iterdir()) == []

@@ -48,8 +48,8 @@ def _filesystem(uri: str) -> tuple[Any, str]:
 
 
 def _uri_of(uri: str, path: str) -> str:
-    scheme = uri.split("://", 1)[0]
-    return f"{scheme}://{path}" if scheme != "file" else f"file://{path}"
+    """``path`` of ``uri``'s file system as a URI of the same scheme."""
+    return f"{uri.split('://', 1)[0]}://{path}"
 
 
 def _expand_uri(uri: str) -> list[str]:

@@ -182,10 +182,12 @@ def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: i
     and the seconds until the first batch arrived."""
     started, first = time.perf_counter(), None
     expected: dict[int, int] = {}
-    for shard, _ in plan.batches(batch_size):
+    total = 0
+    for shard, indices in plan.batches(batch_size):
         expected[shard] = expected.get(shard, 0) + 1
+        total += len(indices)
     pending: dict[int, dict[int, Batch]] = {}
-    total = sum(len(b) for _, b in plan.batches(batch_size))
+    written: set[int] = set()
     seen = 0
     rank = f" rank {plan.rank}" if plan.world > 1 else ""
     with tqdm(total=total, desc=f"features{rank}", unit="img", disable=not progress) as bar:
@@ -195,9 +197,9 @@ def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: i
             if batch.errors and not skip_bad:
                 raise InputError(f"{batch.errors[0][1]} (shards already complete stay valid; fix or remove "
                                  "the file, or pass --skip-bad, and re-run to resume)")
+            if batch.shard in written or batch.first in pending.get(batch.shard, {}):
+                continue  # a retried task delivered twice (even after its shard was written): keep one
             got = pending.setdefault(batch.shard, {})
-            if batch.first in got:  # a retried task delivered twice: keep one
-                continue
             got[batch.first] = batch
             n = len(batch.indices) + len(batch.errors)
             seen += n
@@ -205,6 +207,7 @@ def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: i
             if len(got) == expected[batch.shard]:
                 _write_shard(plan, batch.shard, [got[k] for k in sorted(got)])
                 del pending[batch.shard]
+                written.add(batch.shard)
     if pending or seen != total:
         raise ResNetZooError(f"the engine delivered {seen:,} of {total:,} images "
                              f"(shards {sorted(pending)} incomplete); re-run the command to resume")
@@ -319,7 +322,6 @@ def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
                           "--out, or --overwrite to start over")
     for p in list(directory.glob("shard-*")) + [directory / INDEX_FILE, path]:
         p.unlink(missing_ok=True)
-
 
 
 def _write_shard(plan: FeatureSetPlan, i: int, batches: list[Batch]) -> None:

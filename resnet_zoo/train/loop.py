@@ -111,7 +111,6 @@ class _Run:
 
 
 def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
-
     entry = get_entry(cfg.arch)
     input_size = cfg.input_size or entry.input_size
     img_channels = 1 if cfg.dataset == "digits" else 3
@@ -257,7 +256,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _plot(history: list[dict], path: Path, cfg: TrainConfig) -> None:
-
     with atomic_write(path) as tmp:
         line_chart({"train loss": [h["train_loss"] for h in history],
                     "held-out loss": [h["val_loss"] for h in history],
