@@ -48,21 +48,18 @@ RECORDS = ROOT / "benchmarks" / "ray_engine"
 BATCH = 64
 
 
-STEADY: dict[str, float] = {}  # images/s after the first batch, per run label
-
-
-def _timed(fn, out: Path, label: str = "") -> float:
-    """Wall seconds of one run into a fresh ``out``; its images/s after the first batch (the
-    engine's start-up excluded) go to STEADY[label]."""
+def _timed(fn, out: Path, row: dict, label: str) -> None:
+    """One run into a fresh ``out``: ``row[label + "_s"]`` its wall seconds, and its images/s
+    after the first batch (the engine's start-up excluded) and the seconds to that batch."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     summary = fn(out)
-    elapsed = time.perf_counter() - start
+    row[f"{label}_s"] = time.perf_counter() - start
     assert summary.written_shards == summary.shards, summary
-    if label and summary.seconds_to_first_batch is not None:
-        STEADY[label] = (summary.images_this_run - BATCH) / (summary.seconds - summary.seconds_to_first_batch)
-        STEADY[label + "_startup_s"] = summary.seconds_to_first_batch
-    return elapsed
+    first = summary.seconds_to_first_batch
+    row[f"{label}_first_batch_s"] = first
+    row[f"{label}_steady_images_per_s"] = (None if first is None else
+                                           (summary.images_this_run - BATCH) / (summary.seconds - first))
 
 
 def measure_set(label: str, recipe: ModelRecipe, files: list[Path], work: Path) -> dict:
@@ -73,19 +70,18 @@ def measure_set(label: str, recipe: ModelRecipe, files: list[Path], work: Path) 
     row = {"set": label, "model": recipe.name, "images": n,
            "path": f"{model.backend} {str(model.dtype).replace('torch.', '')}"}
     for workers in (0, 2):
-        row[f"local_workers{workers}_s"] = _timed(
-            lambda out: write_feature_set(recipe.build(), files, out, batch_size=BATCH, num_workers=workers,
-                                          progress=False, model_name=recipe.name), work / "local",
-            f"local_workers{workers}")
+        _timed(lambda out: write_feature_set(recipe.build(), files, out, batch_size=BATCH, num_workers=workers,
+                                             progress=False, model_name=recipe.name),
+               work / "local", row, f"local_workers{workers}")
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     row["ray_init_s"] = time.perf_counter() - start
     try:
         ray_run = lambda cpus: lambda out: write_feature_set_ray(  # noqa: E731
             recipe, files, out, batch_size=BATCH, cpus_per_worker=cpus, progress=False)
-        row["ray_2x1cpu_s"] = _timed(ray_run(1), work / "ray")
-        row["ray_2x1cpu_warm_s"] = _timed(ray_run(1), work / "ray", "ray_2x1cpu_warm")
-        row["ray_1x2cpu_warm_s"] = _timed(ray_run(2), work / "ray", "ray_1x2cpu_warm")
+        _timed(ray_run(1), work / "ray", row, "ray_2x1cpu")
+        _timed(ray_run(1), work / "ray", row, "ray_2x1cpu_warm")
+        _timed(ray_run(2), work / "ray", row, "ray_1x2cpu_warm")
     finally:
         ray.shutdown()
     best = min(row["local_workers0_s"], row["local_workers2_s"])
@@ -95,14 +91,11 @@ def measure_set(label: str, recipe: ModelRecipe, files: list[Path], work: Path) 
     row["overhead_warm"] = row["ray_2x1cpu_warm_s"] / best - 1
     row["overhead_warm_1x2cpu"] = row["ray_1x2cpu_warm_s"] / best - 1
     row["extra_seconds_warm"] = row["ray_2x1cpu_warm_s"] - best  # a fixed cost, or a per-image one?
-    for label in ("local_workers0", "local_workers2", "ray_2x1cpu_warm", "ray_1x2cpu_warm"):
-        row[label + "_steady_images_per_s"] = STEADY.get(label)
-        row[label + "_first_batch_s"] = STEADY.get(label + "_startup_s")
     best_steady = max(row["local_workers0_steady_images_per_s"], row["local_workers2_steady_images_per_s"])
     row["steady_ratio_ray_vs_local"] = row["ray_2x1cpu_warm_steady_images_per_s"] / best_steady
-    for k in list(row):
-        if k.endswith("_s") and not k.endswith("first_batch_s") and k != "images_per_s":
-            row[k[:-2] + "_images_per_s"] = n / row[k] if not k.startswith("ray_init") else None
+    for run in ("local_workers0", "local_workers2", "local_best", "ray_2x1cpu", "ray_cold", "ray_2x1cpu_warm",
+                "ray_1x2cpu_warm"):
+        row[f"{run}_images_per_s"] = n / row[f"{run}_s"]
     print(json.dumps(row), flush=True)
     return row
 
