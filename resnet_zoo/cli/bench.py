@@ -41,7 +41,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"{r.model:<18} {r.path:<30} {r.images_per_s:9.2f} {ratio:>7} "
                   f"{r.gflops_per_s:9.1f} {peak:>8}  {r.note}".rstrip(), flush=True)
     if args.json:
-        emit(args, {"machine": machine, "results": results}, list, indent=2)
+        emit(args, {"machine": machine, "results": results}, lambda: (), indent=2)
     if args.plot:
         bar_chart([f"{r.model} {r.path}" for r in results], [r.images_per_s for r in results],
                   args.plot, title=f"images/s, batch {args.batch_size} ({machine})")
