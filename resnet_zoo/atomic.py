@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_write", "write_text_atomic", "promote"]
+__all__ = ["atomic_write", "write_text_atomic", "promote", "remove_partials", "WriterLock"]
+
+
+_PARTIAL = ".partial"
 
 
 @contextlib.contextmanager
@@ -22,7 +27,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{os.urandom(4).hex()}.partial{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{os.urandom(4).hex()}{_PARTIAL}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -41,3 +46,73 @@ def promote(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Rename a finished temporary file (one written under a name of its own, such as a resumable
     download's ``.incomplete``) over ``path``, atomically."""
     os.replace(tmp, path)
+
+
+def remove_partials(directory: str | os.PathLike) -> int:
+    """Delete the temporary files that :func:`atomic_write` left in ``directory`` when its
+    process was killed; returns how many. Call it only where no other writer is at work in
+    ``directory`` (under its writer's lock)."""
+    removed = 0
+    for path in Path(directory).glob(f".*.*-*{_PARTIAL}*"):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+class WriterLock:
+    """An exclusive lock on a directory that one process writes: ``fcntl.flock`` on ``path``,
+    released by the kernel when the process ends, however it ends (no stale lock after a kill).
+
+    The holder writes ``{"pid", "host", "tag"}`` into the lock file; :meth:`holder` reads it,
+    so that a second writer can say who holds the directory and whether it writes the same
+    thing (``tag``). Where ``fcntl`` is missing (Windows) the lock is not taken.
+    """
+
+    def __init__(self, path: str | os.PathLike, tag: str) -> None:
+        self.path = Path(path)
+        self.tag = tag
+        self._fd: int | None = None
+
+    def try_acquire(self, wait: bool = False) -> bool:
+        """Take the lock; ``False`` when another process holds it (never with ``wait``)."""
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks here: proceed unlocked
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        payload = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "tag": self.tag}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, payload, 0)
+        self._fd = fd
+        return True
+
+    def holder(self) -> dict:
+        """What the holder wrote (``pid``, ``host``, ``tag``), or ``{}`` before it has."""
+        try:
+            with open(self.path, "rb") as f:
+                found = json.loads(f.read(4096) or b"{}")
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # an idle lock file is empty: a finished set's bytes name no pid
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "WriterLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -322,10 +322,127 @@ def test_a_batch_delivered_twice_is_kept_once_even_after_its_shard_is_written(tm
     data = _images(tmp_path / "imgs", 12)
     write_feature_set(model, [data], tmp_path / "ref", shard_size=4, batch_size=2, progress=False)
     out = tmp_path / "twice"
-    plan = plan_feature_set(model, [data], out, shard_size=4, store_dtype="float32", file_format="safetensors",
-                            overwrite=False, model_name=None)
-    batches = list(local_batches(plan, model, 2, 0))
-    repeated = batches[:1] + batches[:2] + batches[2:] + batches[:1] + batches[-1:]
-    images, _ = collect_shards(plan, repeated, 2, skip_bad=False, progress=False)
-    finish_feature_set(plan)
+    with plan_feature_set(model, [data], out, shard_size=4, store_dtype="float32", file_format="safetensors",
+                          overwrite=False, model_name=None) as plan:
+        batches = list(local_batches(plan, model, 2, 0))
+        repeated = batches[:1] + batches[:2] + batches[2:] + batches[:1] + batches[-1:]
+        images, _ = collect_shards(plan, repeated, 2, skip_bad=False, progress=False)
+        finish_feature_set(plan)
     assert images == 12 and _files(out) == _files(tmp_path / "ref")
+
+
+# A `features` run that holds each shard until GATE exists: a real writer, alive while the test
+# starts a second one on the same --out.
+_GATED = """
+import os, sys, time
+import resnet_zoo.features.write as write
+from resnet_zoo.cli import main
+gate, real = sys.argv[1], write._write_shard
+def gated(*a, **k):
+    deadline = time.time() + 120
+    while not os.path.exists(gate) and time.time() < deadline:
+        time.sleep(0.02)
+    return real(*a, **k)
+write._write_shard = gated
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _features_args(arch: str, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["features", arch, str(data), "--out", str(out), "--shard-size", "4", "--quiet", *extra]
+
+
+def _gated_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    gate = tmp_path / "go"
+    proc = subprocess.Popen([sys.executable, "-c", _GATED, str(gate), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, gate
+
+
+def _wait_for(path: Path, proc: subprocess.Popen) -> None:
+    deadline = time.time() + 120
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), proc.communicate()[1][-2000:]
+
+
+def test_a_second_writer_of_another_run_fails_at_once_naming_the_first(tmp_path):
+    data = _images(tmp_path / "imgs", 10)
+    out = tmp_path / "set"
+    first, gate = _gated_run(tmp_path, *_features_args("cifar_resnet56", data, out, "--eager"))
+    _wait_for(out / "run.json", first)
+    started = time.time()
+    second = subprocess.run([sys.executable, "-m", "resnet_zoo",
+                             *_features_args("cifar_resnet20", data, out, "--overwrite")],
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1
+    assert f"is being written by pid {first.pid} on {os.uname().nodename}" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1 and time.time() - started < 60
+    gate.touch()
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    fs = read_feature_set(out)
+    assert fs.index["model"] == "cifar_resnet56" and json.loads((out / "run.json").read_text())["model"] == \
+        "cifar_resnet56"
+    feats, _ = fs.load()
+    ref, _ = resnet_zoo.extract_features(resnet_zoo.create("cifar_resnet56", pretrained=True).eval(), [data],
+                                         progress=False)
+    assert torch.allclose(feats, ref, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_runs_of_the_same_command_on_one_directory_both_succeed_with_the_same_bytes(tmp_path):
+    data = _images(tmp_path / "imgs", 10)
+    out, alone = tmp_path / "set", tmp_path / "alone"
+    assert subprocess.run([sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, alone)],
+                          timeout=300).returncode == 0
+    first, gate = _gated_run(tmp_path, *_features_args("cifar_resnet20", data, out))
+    _wait_for(out / "run.json", first)
+    second = subprocess.Popen([sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, out),
+                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert second.poll() is None  # it waits for the first writer
+    gate.touch()
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr[-2000:]
+    assert json.loads(stdout)["written_shards"] == 0  # the second resumed the first's complete set
+    assert _files(out) == _files(alone)
+
+
+def test_only_records_of_this_run_are_resumed_and_indexed(tmp_path, model):
+    data = _images(tmp_path / "imgs", 12)
+    out, other_out = tmp_path / "set", tmp_path / "other"
+    write_feature_set(model, [data], out, shard_size=4, progress=False)
+    before = _files(out)
+    other = resnet_zoo.create("cifar_resnet32", pretrained=True).eval()
+    write_feature_set(other, [data], other_out, shard_size=4, progress=False)
+    # Shard 1 and its record from another model's run: sha256 and row count match, the run does not.
+    for name in ("shard-00001.safetensors", "shard-00001.json"):
+        shutil.copy(other_out / name, out / name)
+    with pytest.raises(resnet_zoo.CheckpointError, match="shard 1 was written by another run"):
+        json.loads((out / "index.json").read_text())  # the index is intact; rebuild one that mixes
+        index = json.loads((out / "index.json").read_text())
+        index["shards"][1] = json.loads((out / "shard-00001.json").read_text())
+        (out / "index.json").write_text(json.dumps(index))
+        read_feature_set(out)
+    again = write_feature_set(model, [data], out, shard_size=4, progress=False)
+    assert again.written_shards == 1 and _files(out) == before
+
+
+def test_two_input_lists_that_join_to_the_same_text_are_two_runs(tmp_path, model):
+    from resnet_zoo.features.write import inputs_sha256
+
+    assert inputs_sha256(["a.jpg\nb.jpg", "c.jpg"]) != inputs_sha256(["a.jpg", "b.jpg\nc.jpg"])
+    data = tmp_path / "imgs"
+    sample = Image.open(sorted(SAMPLES.glob("*.jpg"))[0])
+    data.mkdir()
+    for name in ("a.jpg\nb.jpg", "c.jpg"):
+        sample.save(data / name)
+    out = tmp_path / "set"
+    write_feature_set(model, [data], out, shard_size=4, progress=False)
+    for p in data.iterdir():
+        p.unlink()
+    for name in ("a.jpg", "b.jpg\nc.jpg"):
+        sample.rotate(90).save(data / name)
+    with pytest.raises(ConfigError, match="input list"):
+        write_feature_set(model, [data], out, shard_size=4, progress=False)

@@ -47,7 +47,7 @@ def test_outputs(trained):
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"} <= set(metrics[0])
     assert Image.open(out / "curves.png").size == (900, 480)
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
-        "model.safetensors", "optimizer.safetensors", "state.json"]
+        "model-00002.safetensors", "optimizer-00002.safetensors", "state.json"]
     card = (out / "README.md").read_text()
     assert "resnet_zoo train cifar_resnet20 --dataset digits --epochs 2" in card
     n_val = json.loads((out / "config.json").read_text())["pretrained"]["heldout_images"]
@@ -106,10 +106,64 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path):
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
 
 
+# Runs train() and SIGKILLs itself just before the N-th os.replace or unlink inside checkpoint/
+# of the second epoch's save: a kill as it happens, at each step of the save.
+_KILL_DURING_SAVE = """
+import os, pathlib, signal, sys
+from resnet_zoo.cli import main
+op, n = sys.argv[1], int(sys.argv[2])
+seen = {"replace": -3, "unlink": 0}  # the first epoch's save makes three replaces and no unlink
+real = {"replace": os.replace, "unlink": pathlib.Path.unlink}
+def hook(kind, target):
+    if pathlib.Path(target).parent.name == "checkpoint":
+        seen[kind] += 1
+        if kind == op and seen[kind] == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+os.replace = lambda a, b: (hook("replace", b), real["replace"](a, b))[1]
+pathlib.Path.unlink = lambda self, missing_ok=False: (hook("unlink", self), real["unlink"](self, missing_ok))[1]
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    assert _cli(*_KILL_ARGS, "--out", str(out)).returncode == 0
+    return load_file(str(out / "model.safetensors"))
+
+
+_KILL_ARGS = ["train", "cifar_resnet20", "--dataset", "digits", "--epochs", "3", "--batch-size", "64",
+              "--limit-train", "128", "--quiet"]
+
+
+@pytest.mark.parametrize("op, n", [
+    pytest.param("replace", 1, marks=pytest.mark.slow),  # before the new model file is in place
+    ("replace", 2),  # model in place, optimizer not (the old three-file save lost the run here)
+    pytest.param("replace", 3, marks=pytest.mark.slow),  # both in place, state.json not yet
+    ("unlink", 1),  # state.json committed, the previous epoch's files not yet deleted
+    pytest.param("unlink", 2, marks=pytest.mark.slow),
+])
+def test_a_kill_at_any_point_of_a_checkpoint_save_resumes_to_the_same_weights(tmp_path, uninterrupted, op, n):
+    out = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", _KILL_DURING_SAVE, op, str(n), *_KILL_ARGS, "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == (1 if op == "replace" else 2)
+    resumed = _cli(*_KILL_ARGS, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    final = load_file(str(out / "model.safetensors"))
+    assert final.keys() == uninterrupted.keys()
+    for k in final:
+        assert torch.equal(final[k], uninterrupted[k]), k
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
+        "model-00003.safetensors", "optimizer-00003.safetensors", "state.json"]  # nothing stale left
+
+
 def test_resume_refuses_a_damaged_or_different_checkpoint(tmp_path):
     out = tmp_path / "run"
     train(TrainConfig(**SMALL, out=str(out), epochs=1))
-    ckpt = out / "checkpoint" / "model.safetensors"
+    ckpt = out / "checkpoint" / "model-00001.safetensors"
     data = bytearray(ckpt.read_bytes())
     data[-1] ^= 0xFF
     ckpt.write_bytes(bytes(data))

@@ -194,24 +194,24 @@ def write_feature_set_ray(
     ray = _ray()
     model = replace(recipe, device="cpu").build()  # the driver's copy: the run's identity
     pinned = recipe.pinned(model)
-    plan = plan_feature_set(model, inputs, out, shard_size=shard_size, store_dtype=store_dtype,
-                            file_format=file_format, overwrite=overwrite, model_name=recipe.name,
-                            device=torch.device(recipe.device).type)
-    started, images, first = time.perf_counter(), 0, None
-    if plan.todo:
-        started_ray = not ray.is_initialized()
-        if started_ray:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        try:
-            images, first = _compute(ray, plan, pinned, model.config.img_channels, batch_size, skip_bad=skip_bad,
-                              progress=progress,
-                              num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                              gpus_per_worker=gpus_per_worker, threads=threads_per_worker)
-        finally:
+    with plan_feature_set(model, inputs, out, shard_size=shard_size, store_dtype=store_dtype,
+                          file_format=file_format, overwrite=overwrite, model_name=recipe.name,
+                          device=torch.device(recipe.device).type) as plan:
+        started, images, first = time.perf_counter(), 0, None
+        if plan.todo:
+            started_ray = not ray.is_initialized()
             if started_ray:
-                ray.shutdown()
-    elapsed = time.perf_counter() - started
-    finish_feature_set(plan)
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            try:
+                images, first = _compute(ray, plan, pinned, model.config.img_channels, batch_size,
+                                         skip_bad=skip_bad, progress=progress, num_workers=num_workers,
+                                         cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                                         threads=threads_per_worker)
+            finally:
+                if started_ray:
+                    ray.shutdown()
+        elapsed = time.perf_counter() - started
+        finish_feature_set(plan)
     return plan_result(plan, images, elapsed, engine="ray", first=first)
 
 

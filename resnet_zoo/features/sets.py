@@ -8,6 +8,7 @@ identity. Everything read here is checked like any untrusted file.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -23,11 +24,12 @@ from ..integrity import is_sha256, not_a_regular_file, printable, sha256_file
 from ..pretrained.files import load_safetensors
 from .file import decode_paths
 
-__all__ = ["FeatureSet", "read_feature_set", "STORE_DTYPES", "FILE_FORMATS", "PARQUET_DTYPES"]
+__all__ = ["FeatureSet", "read_feature_set", "run_sha256", "STORE_DTYPES", "FILE_FORMATS", "PARQUET_DTYPES"]
 
 SET_FORMAT = "resnet_zoo.features/1"
 RUN_FILE = "run.json"
 INDEX_FILE = "index.json"
+LOCK_FILE = ".lock"  # held by the run writing the set (a dot: pyarrow and pandas skip it)
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -35,6 +37,20 @@ STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 # row per image: path, features as a fixed-size list; the model and weights in its metadata).
 FILE_FORMATS = ("safetensors", "parquet")
 PARQUET_DTYPES = ("float32", "float16")  # parquet has no bfloat16
+
+
+# The index is the run's identity (run.json) plus these keys.
+_INDEX_KEYS = ("num_features", "shards", "num_bad", "run_sha256")
+
+
+def run_sha256(run: dict) -> str:
+    """The digest of a run's identity (what ``run.json`` holds): every shard record carries it,
+    and only records of the run at hand are resumed or indexed."""
+    return hashlib.sha256(json.dumps(run, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _identity_sha256(index: dict) -> str:
+    return run_sha256({k: v for k, v in index.items() if k not in _INDEX_KEYS})
 
 
 def _shard_name(i: int, fmt: str = "safetensors") -> str:
@@ -212,6 +228,8 @@ def _checked_record(record: object, i: int, where: Path, fmt: str = "safetensors
         raise bad(f"counts {printable(repr(rows))[:40]} rows, not a count")
     if not is_sha256(record.get("sha256")):
         raise bad("has no sha256 of 64 hex digits")
+    if "run_sha256" in record and not is_sha256(record["run_sha256"]):
+        raise bad("has a run_sha256 that is not 64 hex digits")
     items = record.get("bad")
     if not isinstance(items, list) or not all(
             isinstance(b, dict) and isinstance(b.get("path"), str) and isinstance(b.get("error"), str)
@@ -236,8 +254,16 @@ def _checked_index(index: object, where: Path) -> dict:
     fmt = index.get("file_format", "safetensors")
     if fmt not in FILE_FORMATS:
         raise CheckpointError(f"{where}: 'file_format' must be one of {list(FILE_FORMATS)}")
+    run_id = index.get("run_sha256")
     for i, record in enumerate(shards):
         _checked_record(record, i, where, fmt)
+        if run_id is not None and record.get("run_sha256") != run_id:
+            raise CheckpointError(f"{where}: shard {i} was written by another run than the index's "
+                                  "(another model, input list or settings); re-run the command with "
+                                  "--overwrite to start over")
+    if run_id is not None and run_id != _identity_sha256(index):
+        raise CheckpointError(f"{where}: its run_sha256 is not the digest of the run it describes "
+                              "(edited or mixed); re-run the command with --overwrite to start over")
     return index
 
 
@@ -259,12 +285,15 @@ def read_feature_set(directory: str | os.PathLike) -> FeatureSet:
 
 
 
-def _done(directory: Path, i: int, fmt: str = "safetensors") -> dict | None:
-    """The record of shard ``i`` if the shard is complete and matches it (a record that names
-    another file, or is malformed, is not: the shard is written again)."""
+def _done(directory: Path, i: int, fmt: str, run_id: str) -> dict | None:
+    """The record of shard ``i`` if the shard is complete, matches it and was written by the
+    run ``run_id`` (a record that names another file, is malformed, or is another run's, is
+    not: the shard is written again)."""
     try:
         record = _checked_record(json.loads((directory / _record_name(i)).read_text()), i,
                                  directory / _record_name(i), fmt)
+        if record.get("run_sha256") != run_id:
+            return None
         shard = directory / _shard_name(i, fmt)
         if not_a_regular_file(shard) is None and sha256_file(shard) == record["sha256"]:
             return record

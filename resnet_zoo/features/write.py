@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -29,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_write, write_text_atomic
+from ..atomic import WriterLock, atomic_write, remove_partials, write_text_atomic
 from ..config import check_positive_int
 from ..data import ImageFiles, collate_images
 from ..dist import setup_distributed
@@ -38,13 +39,15 @@ from ..inference import PooledFeatures
 from ..integrity import sha256_file
 from ..progress import advance
 from ..transforms import Preprocess, preprocessing_for
-from .sets import (FILE_FORMATS, INDEX_FILE, PARQUET_DTYPES, RUN_FILE, SET_FORMAT, STORE_DTYPES, _arrow_table,
+from .sets import (FILE_FORMATS, INDEX_FILE, LOCK_FILE, PARQUET_DTYPES, RUN_FILE, run_sha256, SET_FORMAT, STORE_DTYPES, _arrow_table,
                    _done, _optional, _read_shard, _record_name, _shard_name)
 from .file import encode_paths
 from .sources import list_images, readable
 
 __all__ = ["write_feature_set", "plan_feature_set", "collect_shards", "finish_feature_set", "FeatureSetPlan",
-           "FeatureSetResult", "Batch", "run_identity"]
+           "FeatureSetResult", "Batch", "run_identity", "inputs_sha256", "run_sha256"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,14 @@ class FeatureSetPlan:
     num_features: int
     rank: int = 0
     world: int = 1
+    lock: WriterLock | None = None  # rank 0's hold on the set, until the plan's ``with`` ends
+
+    def __enter__(self) -> "FeatureSetPlan":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     def batches(self, batch_size: int) -> list[tuple[int, list[int]]]:
         """``(shard, image indices)`` of every batch still to compute: ``batch_size`` images,
@@ -134,29 +145,69 @@ def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, stor
 def plan_feature_set(model: nn.Module, inputs: Iterable[str | os.PathLike], out: Path, *, shard_size: int,
                      store_dtype: str, file_format: str, overwrite: bool, model_name: str | None,
                      rank: int = 0, world: int = 1, device: str | None = None) -> FeatureSetPlan:
-    """List the inputs, fix the run's identity, check it against what ``out`` holds (refused
-    unless ``overwrite``), write ``run.json`` (rank 0) and find the shards still to write.
-    ``device``: the device type the features are computed on, where that is not ``model``'s
-    (the Ray engine's GPU workers)."""
+    """List the inputs, fix the run's identity, take the set's writer lock (rank 0), check the
+    identity against what ``out`` holds (refused unless ``overwrite``), write ``run.json`` and
+    find the shards still to write. ``device``: the device type the features are computed on,
+    where that is not ``model``'s (the Ray engine's GPU workers).
+
+    Use the plan as a context manager: the lock is held until it exits. A second writer of
+    another run fails at once naming the holder; one of the same run waits, then resumes."""
     paths = list_images(inputs)
     info = model.pretrained_info
     run = {"format": SET_FORMAT, "model": model_name or model.arch_name or "custom",
            "weights": (info.name or info.source) if info is not None else "random init",
            "store_dtype": store_dtype, "file_format": file_format, "shard_size": shard_size,
-           "num_images": len(paths),
-           "inputs_sha256": hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest(),
-           **run_identity(model)}
+           "num_images": len(paths), "inputs_sha256": inputs_sha256(paths), **run_identity(model)}
     if device is not None:
         run["device"] = device
+    run_id = run_sha256(run)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run(out, run, overwrite)
+    lock = None
     if rank == 0:
-        write_text_atomic(out / RUN_FILE, json.dumps(run, indent=1) + "\n")
+        lock = _lock_set(out, run_id)
+        try:
+            _check_run(out, run, overwrite)
+            remove_partials(out)  # of a killed run: nobody else writes here now
+            write_text_atomic(out / RUN_FILE, json.dumps(run, indent=1) + "\n")
+        except BaseException:
+            lock.release()
+            raise
+    if world > 1:
+        torch.distributed.barrier()  # run.json is this run's before any rank looks at a shard
+        if rank != 0:
+            _check_run(out, run, overwrite=False)
     n_shards = -(-len(paths) // shard_size)
     mine = [i for i in range(n_shards) if i % world == rank]
-    todo = [i for i in mine if _done(out, i, file_format) is None]
+    todo = [i for i in mine if _done(out, i, file_format, run_id) is None]
     return FeatureSetPlan(out, run, paths, n_shards, todo, len(mine) - len(todo), model.config.num_features,
-                          rank, world)
+                          rank, world, lock)
+
+
+def inputs_sha256(paths: list[str]) -> str:
+    """The digest of an image list, over an unambiguous encoding (a JSON list): no two lists
+    share it, whatever characters their paths hold (a newline joining them would not do)."""
+    return hashlib.sha256(json.dumps(paths, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _lock_set(out: Path, run_id: str) -> WriterLock:
+    """The writer lock of the set in ``out``: taken at once, or after the holder ends where it
+    writes the same run; :class:`ConfigError` naming the holder where it writes another."""
+    lock = WriterLock(out / LOCK_FILE, tag=run_id)
+    if lock.try_acquire():
+        return lock
+    holder: dict = {}
+    for _ in range(50):  # the holder writes who it is right after it takes the lock
+        if (holder := lock.holder()).get("tag"):
+            break
+        time.sleep(0.02)
+    who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+    if holder.get("tag") != run_id:
+        raise ConfigError(f"{out} is being written by {who} (another model, input list or settings): "
+                          "wait for it to end, or use another --out")
+    log.info("%s is being written by %s with the same inputs, model and settings: waiting for it, "
+             "then resuming", out, who)
+    lock.try_acquire(wait=True)
+    return lock
 
 
 def local_batches(plan: FeatureSetPlan, model: nn.Module, batch_size: int, num_workers: int) -> Iterator[Batch]:
@@ -252,14 +303,14 @@ def write_feature_set(
     """
     out = check_options(out, shard_size, batch_size, store_dtype, file_format)
     dist = setup_distributed(device=False)
-    plan = plan_feature_set(model, inputs, out, shard_size=shard_size, store_dtype=store_dtype,
-                            file_format=file_format, overwrite=overwrite, model_name=model_name,
-                            rank=dist.rank, world=dist.world)
-    started = time.perf_counter()
-    images, first = collect_shards(plan, local_batches(plan, model, batch_size, num_workers), batch_size,
-                                   skip_bad=skip_bad, progress=progress)
-    elapsed = time.perf_counter() - started
-    finish_feature_set(plan)
+    with plan_feature_set(model, inputs, out, shard_size=shard_size, store_dtype=store_dtype,
+                          file_format=file_format, overwrite=overwrite, model_name=model_name,
+                          rank=dist.rank, world=dist.world) as plan:
+        started = time.perf_counter()
+        images, first = collect_shards(plan, local_batches(plan, model, batch_size, num_workers), batch_size,
+                                       skip_bad=skip_bad, progress=progress)
+        elapsed = time.perf_counter() - started
+        finish_feature_set(plan)
     return plan_result(plan, images, elapsed, first=first)
 
 
@@ -344,14 +395,16 @@ def _write_shard(plan: FeatureSetPlan, i: int, batches: list[Batch]) -> None:
             # One metadata entry: safetensors writes several in no fixed order, and a shard
             # rewritten on resume must have the same bytes (the model is in the index).
             save_file({"features": feats.contiguous()}, str(tmp), metadata={"paths": encode_paths(kept, out / name)})
-    record = {"file": name, "rows": len(kept), "sha256": sha256_file(out / name), "bad": bad}
+    record = {"file": name, "rows": len(kept), "sha256": sha256_file(out / name), "bad": bad,
+              "run_sha256": run_sha256(run)}
     write_text_atomic(out / _record_name(i), json.dumps(record, indent=1) + "\n")
 
 
 def _write_index(out: Path, run: dict, n_shards: int) -> None:
     records = []
+    run_id = run_sha256(run)
     for i in range(n_shards):
-        record = _done(out, i, run["file_format"])
+        record = _done(out, i, run["file_format"], run_id)
         if record is None:
             raise ResNetZooError(f"{out / _shard_name(i, run['file_format'])} is missing or damaged after every process "
                                  "finished; re-run the command to write it")
@@ -361,5 +414,5 @@ def _write_index(out: Path, run: dict, n_shards: int) -> None:
         feats, _ = _read_shard(out / _shard_name(0, run["file_format"]), run["file_format"])
         num_features = None if feats is None else feats.shape[1]
     index = {**run, "num_features": num_features, "shards": records,
-             "num_bad": sum(len(r["bad"]) for r in records)}
+             "num_bad": sum(len(r["bad"]) for r in records), "run_sha256": run_id}
     write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")

@@ -32,7 +32,7 @@ from ..factory import create
 from ..manifest import Preprocessing, PretrainedInfo
 from ..plot import line_chart
 from ..registry import get_entry
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .checkpoint import STATE_FILE, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 from .inputs import Normalize, augment, batches, channel_stats, load_data
 
@@ -230,7 +230,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_dir = out / CHECKPOINT_DIR
     start_epoch, history = 0, []
-    if cfg.resume and (ckpt_dir / "state.json").is_file():
+    if cfg.resume and (ckpt_dir / STATE_FILE).is_file():
         start_epoch, history = load_checkpoint(ckpt_dir, run.model, run.optimizer, cfg)
         if dist.main:
             log.info("resuming %s after epoch %d", out, start_epoch)
