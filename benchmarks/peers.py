@@ -145,7 +145,7 @@ def render_record(record: dict) -> list[str]:
 
 
 def chart(record: dict, path: Path) -> None:
-    from resnet_zoo.plot import bar_chart
+    from resnet_zoo.util.plot import bar_chart
 
     rows = [r for r in record["results"] if r["model"] == "resnet50" and r["batch_size"] == 16 and r["images_per_s"]]
     bar_chart([r["path"] for r in rows], [r["images_per_s"] for r in rows], path,

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import cpu, runtimes as rt
-from .config import check_positive_int
+from .util.checks import check_positive_int
 from .errors import ConfigError
 from .factory import create
 from .inference import optimize_for_inference

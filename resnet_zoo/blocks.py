@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import SHORTCUTS, ResNetConfig, check_positive_int
+from .config import SHORTCUTS, ResNetConfig
+from .util.checks import check_positive_int
 from .errors import ConfigError
 
 __all__ = [

@@ -7,8 +7,6 @@ so that a misspelt option fails loudly instead of being swallowed.
 
 from __future__ import annotations
 
-import math
-
 import dataclasses
 import difflib
 import json
@@ -16,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError
+from .util.checks import check_positive_int, is_int
 
 __all__ = ["ResNetConfig", "SHORTCUTS"]
 
@@ -29,38 +28,6 @@ SHORTCUTS = ("projection", "conv3x3", "zero_pad")
 # Bounds that no real ResNet reaches but that keep a hostile config.json from allocating for
 # minutes: ResNet-1202 has 600 blocks; hyperspectral inputs have a few hundred channels.
 MAX_IMG_CHANNELS = 4096
-
-
-def is_int(value: Any, low: int | None = None, high: int | None = None) -> bool:
-    """Whether ``value`` is an int (not a bool) in ``[low, high]``: the one test of every
-    integer a user, a config or a file gives."""
-    return (isinstance(value, int) and not isinstance(value, bool)
-            and (low is None or value >= low) and (high is None or value <= high))
-
-
-def is_number(value: Any, low: float | None = None, high: float | None = None) -> bool:
-    """Whether ``value`` is a finite int or float (not a bool) in ``[low, high]``."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and (low is None or value >= low) and (high is None or value <= high))
-
-
-def check_int(field: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
-    """Return ``value`` if it is an int (not a bool) in ``[low, high]``, else raise
-    :class:`ConfigError` naming ``field`` and the valid range."""
-    if not is_int(value, low, high):
-        if low is not None and high is not None:
-            valid = f"an integer from {low} to {high}"
-        elif low is not None:
-            valid = "a positive integer" if low == 1 else f"an integer >= {low}"
-        else:
-            valid = "an integer" if high is None else f"an integer <= {high}"
-        raise ConfigError(f"{field} must be {valid}, got {value!r}")
-    return value
-
-
-def check_positive_int(field: str, value: Any) -> int:
-    """Return ``value`` if it is an int >= 1, else raise :class:`ConfigError` naming ``field``."""
-    return check_int(field, value, low=1)
 
 
 def _int_tuple(field: str, value: Any, *, allow_empty: bool = False) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import InputError
-from .progress import advance
+from .util.progress import advance
 from .transforms import is_image_path
 
 __all__ = ["find_images", "ImageFiles", "folder_splits", "materialize"]

@@ -16,8 +16,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-
-from .config import check_int, is_int
+from .util.checks import check_int, is_int
 from .errors import ConfigError, ResNetZooError
 from .factory import create
 from .model import ResNetBase

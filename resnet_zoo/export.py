@@ -10,8 +10,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .atomic import atomic_write
-from .config import check_positive_int
+from .util.atomic import atomic_write
+from .util.checks import check_positive_int
 from .errors import ConfigError, ResNetZooError
 
 __all__ = ["FORMATS", "export_model"]

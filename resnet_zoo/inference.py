@@ -23,12 +23,12 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from . import cpu, runtimes
 from .blocks import ShortcutProjection, ZeroPadShortcut
-from .config import check_int, check_positive_int, is_int
+from .util.checks import check_int, check_positive_int, is_int
 from .data import ImageFiles, collate_images, find_images
 from .errors import ConfigError, InputError
 from .manifest import read_labels
 from .model import ResNet, ResNetBase, ResNetFeatures
-from .progress import advance
+from .util.progress import advance
 from .transforms import Preprocess, preprocessing_for
 from .model_view import ModelView
 

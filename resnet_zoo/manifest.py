@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text_atomic
-from .config import is_int, is_number
+from .util.atomic import write_text_atomic
+from .util.checks import is_int, is_number
 from .errors import CheckpointError, ConfigError, UnknownModelError
 
 __all__ = [

@@ -10,7 +10,8 @@ import difflib
 import fnmatch
 from dataclasses import dataclass
 
-from .config import ResNetConfig, check_positive_int
+from .config import ResNetConfig
+from .util.checks import check_positive_int
 from .errors import ConfigError, UnknownModelError
 from .manifest import weight_names
 

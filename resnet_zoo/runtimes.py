@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import cpu
-from .atomic import write_text_atomic
+from .util.atomic import write_text_atomic
 from .data import find_images
 from .errors import ConfigError, ResNetZooError
 from .export import export_model

@@ -16,7 +16,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .config import ResNetConfig, is_int
+from .config import ResNetConfig
+from .util.checks import is_int
 from .errors import ConfigError
 from .manifest import Preprocessing, PretrainedInfo
 from .registry import get_entry

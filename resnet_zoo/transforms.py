@@ -17,7 +17,7 @@ import torch
 
 from .errors import InputError
 from .manifest import Preprocessing
-from .integrity import not_a_regular_file
+from .util.integrity import not_a_regular_file
 
 __all__ = ["Preprocess", "load_image", "to_tensor", "to_uint8_tensor", "preprocessing_for",
            "IMAGE_EXTENSIONS"]

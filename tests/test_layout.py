@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import resnet_zoo
-from resnet_zoo.atomic import atomic_write
+from resnet_zoo.util.atomic import atomic_write
 
 from conftest import REPO_ROOT
 
@@ -27,6 +27,11 @@ def test_no_import_cycles():
 def test_the_weights_wing_never_imports_the_model_or_what_uses_it(module):
     above = {"model", "factory", "inference", "features", "cli", "summary", "bench", "export", "(package)"}
     assert not (GRAPH[module] & above) and not any(d.startswith("train") for d in GRAPH[module])
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("util")))
+def test_util_imports_nothing_of_the_package_but_errors(module):
+    assert not {d for d in GRAPH[module] if d != "errors" and not d.startswith("util")}
 
 
 def test_nothing_imports_the_cli_and_only_the_hub_room_imports_huggingface_hub():

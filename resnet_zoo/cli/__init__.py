@@ -15,7 +15,7 @@ from typing import Sequence
 
 from .._version import __version__
 from ..errors import ResNetZooError
-from ..integrity import printable
+from ..util.integrity import printable
 from . import bench, models, run, train
 
 __all__ = ["main", "build_parser"]

@@ -7,9 +7,9 @@ import sys
 from typing import Any
 
 from ..bench import iter_bench, load_peer_paths, machine_description
-from ..config import check_positive_int
+from ..util.checks import check_positive_int
 from ..cpu import DTYPE_NAMES
-from ..plot import bar_chart
+from ..util.plot import bar_chart
 from .flags import add_output_flags, check_out, default, emit
 
 __all__ = ["add_commands"]

@@ -7,7 +7,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
-from ..dist import rank
+from ..util.dist import rank
 from ..train import TrainConfig, command_line, train
 from ..train.config import NOT_FLAGS
 

@@ -16,7 +16,7 @@ from typing import Iterable
 from torch import nn
 import torch
 
-from ..atomic import atomic_write
+from ..util.atomic import atomic_write
 from ..errors import CheckpointError, ConfigError
 from ..inference import extract_features
 from ..pretrained.files import load_safetensors

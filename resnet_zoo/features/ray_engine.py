@@ -26,8 +26,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
-
-from ..config import check_positive_int, is_number
+from ..util.checks import check_positive_int, is_number
 from ..data import ImageFiles, collate_images
 from ..errors import ConfigError, ResNetZooError
 from ..inference import PooledFeatures

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-
-from ..config import check_positive_int, is_int
+from ..util.checks import check_positive_int, is_int
 from ..errors import CheckpointError, ResNetZooError
-from ..integrity import is_sha256, not_a_regular_file, printable, sha256_file
+from ..util.integrity import is_sha256, not_a_regular_file, printable, sha256_file
 from ..pretrained.files import load_safetensors
 from .file import decode_paths
 

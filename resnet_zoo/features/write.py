@@ -30,14 +30,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..atomic import WriterLock, atomic_write, remove_partials, write_text_atomic
-from ..config import check_positive_int
+from ..util.atomic import WriterLock, atomic_write, remove_partials, write_text_atomic
+from ..util.checks import check_positive_int
 from ..data import ImageFiles, collate_images
-from ..dist import setup_distributed
+from ..util.dist import setup_distributed
 from ..errors import ConfigError, InputError, ResNetZooError
 from ..inference import PooledFeatures
-from ..integrity import sha256_file
-from ..progress import advance
+from ..util.integrity import sha256_file
+from ..util.progress import advance
 from ..transforms import Preprocess, preprocessing_for
 from .sets import (FILE_FORMATS, INDEX_FILE, LOCK_FILE, PARQUET_DTYPES, RUN_FILE, run_sha256, SET_FORMAT, STORE_DTYPES, _arrow_table,
                    _done, _optional, _read_shard, _record_name, _shard_name)

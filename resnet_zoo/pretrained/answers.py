@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from ..errors import DownloadError, IntegrityError
-from ..integrity import content_etag, is_commit, printable
+from ..util.integrity import content_etag, is_commit, printable
 from .cache import RepoCache, check_file
 from .pace import DownloadPace
 

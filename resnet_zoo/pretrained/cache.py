@@ -9,7 +9,7 @@ stdlib only (the layout is huggingface_hub's, so its tools and ours share one ca
         .no_exist/<commit>/<file>   the Hub answered 404 for this file at this commit
     <cache>/.locks/models--owner--repo/<etag>.lock
 
-Every path comes from :class:`~resnet_zoo.integrity.Confined`: a commit must be 40 hex digits,
+Every path comes from :class:`~resnet_zoo.util.integrity.Confined`: a commit must be 40 hex digits,
 an ETag a content hash, a revision a checked branch or tag name, before it names anything; and a
 link found in the cache is followed only to a regular file inside this repo's ``blobs/``.
 """
@@ -22,7 +22,7 @@ import stat
 from pathlib import Path
 
 from ..errors import IntegrityError
-from ..integrity import Confined, check_revision, content_etag, git_blob_sha1, is_commit, sha256_file
+from ..util.integrity import Confined, check_revision, content_etag, git_blob_sha1, is_commit, sha256_file
 
 __all__ = ["RepoCache", "check_file"]
 

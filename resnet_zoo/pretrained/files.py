@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..integrity import not_a_regular_file
+from ..util.integrity import not_a_regular_file
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_safetensors", "read_checkpoint"]
 

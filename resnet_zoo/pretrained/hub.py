@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DownloadError, IntegrityError, ResNetZooError, UnknownModelError
-from ..integrity import check_revision, is_commit, is_sha256, printable, sha256_file
-from ..progress import advance
+from ..util.integrity import check_revision, is_commit, is_sha256, printable, sha256_file
+from ..util.progress import advance
 from .answers import (ALLOW_UNVERIFIED_ENV, MAX_DOWNLOAD_BYTES, FileMetadata, cached_copy,
                       blob_key, checked_metadata, hub_cache_dir, hub_endpoint, is_hf_error, is_transport_error, offline_mode,
                       one_line, unreachable, write_body)

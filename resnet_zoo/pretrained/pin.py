@@ -7,7 +7,7 @@ import logging
 from typing import Any, Sequence
 
 from ..errors import DownloadError, UnknownModelError
-from ..integrity import sha256_file
+from ..util.integrity import sha256_file
 from ..manifest import load_manifest, manifest_path, write_pins
 from . import hub
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import ResNetConfig, is_int
+from ..config import ResNetConfig
+from ..util.checks import is_int
 from ..errors import CheckpointError, ConfigError, IntegrityError, UnknownModelError
 from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
-from ..integrity import check_repo_id, check_revision, not_a_regular_file, printable, sha256_file
+from ..util.integrity import check_repo_id, check_revision, not_a_regular_file, printable, sha256_file
 from . import hub
 from .files import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME
 

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write, remove_partials, write_text_atomic
+from ..util.atomic import atomic_write, remove_partials, write_text_atomic
 from ..errors import CheckpointError
-from ..integrity import sha256_file
-from ..config import is_int
+from ..util.integrity import sha256_file
+from ..util.checks import is_int
 from .config import TrainConfig
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_json", "STATE_FILE"]

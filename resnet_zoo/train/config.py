@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from ..config import check_positive_int, is_int, is_number
+from ..util.checks import check_positive_int, is_int, is_number
 from ..errors import ConfigError
 
 __all__ = ["TrainConfig", "DATASETS", "SCHEDULES", "PRECISIONS"]

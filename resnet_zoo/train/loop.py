@@ -23,14 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import cpu
-from ..atomic import atomic_write
+from ..util.atomic import atomic_write
 from ..cpu import cpu_capabilities
 from ..data import ImageSetDataset
-from ..dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
+from ..util.dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
 from ..errors import ConfigError, ResNetZooError
 from ..factory import create
 from ..manifest import Preprocessing, PretrainedInfo
-from ..plot import line_chart
+from ..util.plot import line_chart
 from ..registry import get_entry
 from .checkpoint import STATE_FILE, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig

@@ -27,7 +27,7 @@ import stat
 from pathlib import Path
 
 from .atomic import promote
-from .errors import ConfigError, IntegrityError
+from ..errors import ConfigError, IntegrityError
 
 __all__ = [
     "Confined",
