@@ -6,7 +6,7 @@
 
 from .blocks import BottleneckResidualBlock, ResidualBlock, ShortcutProjection, ZeroPadShortcut
 from .config import ResNetConfig
-from .convert import convert_state_dict, detect_layout, export_state_dict
+from .pretrained.convert import convert_state_dict, detect_layout, export_state_dict
 from .errors import (
     CheckpointError,
     ConfigError,

@@ -12,13 +12,13 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from .convert import detect_layout
+from .pretrained.convert import detect_layout
 from .errors import CheckpointError, ConfigError
 from .manifest import PretrainedInfo, get_weights
 from .model import ResNet, ResNetBase
 from .pretrained.files import read_checkpoint
 from .pretrained.fit import fit
-from .pretrained.load import load
+from .pretrained.fit import load
 from .pretrained.resolve import resolve
 from .registry import get_entry, resolve_name
 

@@ -21,7 +21,7 @@ from .config import ResNetConfig
 from .errors import ConfigError
 from .input_checks import check_image_batch
 from .manifest import PretrainedInfo
-from .pretrained.load import from_pretrained
+from .pretrained.fit import from_pretrained
 from .pretrained.save import push_to_hub, save_pretrained
 from .timm_api import FeatureInfo, FeatureInfoList, TimmModelApi, resolve_out_indices
 

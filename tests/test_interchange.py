@@ -6,7 +6,7 @@ import torch
 
 import resnet_zoo
 from resnet_zoo import ConfigError, DownloadError, ResNet, create, export_state_dict
-from resnet_zoo.convert import TIMM_ARCHS, TORCHVISION_ARCHS
+from resnet_zoo.pretrained.convert import TIMM_ARCHS, TORCHVISION_ARCHS
 
 from conftest import perturb_bn, rel_err
 

@@ -447,12 +447,12 @@ def test_structured_bad_headers_only_raise_resnet_zoo_errors(tmp_path, tiny_byte
 def test_the_fuzz_check_fails_on_a_silent_misread(tmp_path, tiny_bytes, monkeypatch):
     """_load_bytes is not vacuous: a loader that returned other values would fail it."""
     _load_bytes(tmp_path, tiny_bytes, tiny_bytes)  # the intact file loads as itself
-    real = resnet_zoo.pretrained.load.load_safetensors
+    real = resnet_zoo.pretrained.fit.load_safetensors
 
     def misread(path):
         tensors, meta = real(path)
         return {k: (v + 1 if v.is_floating_point() else v) for k, v in tensors.items()}, meta
 
-    monkeypatch.setattr("resnet_zoo.pretrained.load.load_safetensors", misread)
+    monkeypatch.setattr("resnet_zoo.pretrained.fit.load_safetensors", misread)
     with pytest.raises(AssertionError):
         _load_bytes(tmp_path, tiny_bytes, tiny_bytes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..convert import SOURCES
+from ..pretrained.convert import SOURCES
 from .. import cpu
 from ..errors import ConfigError
 from ..factory import convert_checkpoint

@@ -2,25 +2,32 @@
 head of another size, load strictly into a model built on the meta device, refuse NaN/Inf.
 
 The model is made by a ``build(config)`` callable, so this module never imports the model
-classes and each loader returns the class it was called on.
+classes and each loader (:func:`load`, :func:`from_pretrained`: a resolved source into a model)
+returns the class it was called on.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import torch
 from torch import nn
 
 from ..config import ResNetConfig
-from ..convert import convert_state_dict
 from ..errors import CheckpointError
 from ..manifest import PretrainedInfo
 from ..registry import get_entry, list_models
+from .convert import convert_state_dict
+from .files import load_safetensors
+from .resolve import WeightsSource, resolve_saved
 
-__all__ = ["Build", "adapt_input_conv", "fit"]
+__all__ = ["Build", "adapt_input_conv", "fit", "load", "from_pretrained"]
+
+
+# --- from the former load.py ---
 
 log = logging.getLogger(__name__)
 
@@ -250,3 +257,30 @@ def fit(
         model.reset_classifier(config.num_classes)
     check_finite(model, what)
     return model
+
+
+# --- The loaders: a resolved WeightsSource into a model that build makes ------------------------
+
+def load(source: WeightsSource, build: Build, config: ResNetConfig, *,
+         num_classes_requested: bool, arch: str | None = None) -> nn.Module:
+    """Read ``source`` into ``build(config)`` and attach where it came from (``pretrained_info``).
+
+    Without ``num_classes_requested`` the head takes the checkpoint's number of classes.
+    """
+    state_dict, _ = load_safetensors(source.file)
+    model = fit(build, config, state_dict, layout=source.layout, what=source.what,
+                num_classes_requested=num_classes_requested, arch=arch, info=source.info)
+    if model.arch_name is None:
+        model.arch_name = arch  # the registered name the weights were saved as
+    return model
+
+
+def from_pretrained(build: Build, directory_or_repo: str | os.PathLike, *, revision: str | None = None,
+                    cache_dir: Any = None, force_download: bool = False, token: Any = None,
+                    local_files_only: bool = False, **changes: Any) -> nn.Module:
+    """A save_pretrained directory or Hub repo into ``build(saved config with changes)``."""
+    source = resolve_saved(directory_or_repo, revision=revision, cache_dir=cache_dir,
+                           force_download=force_download, token=token, local_files_only=local_files_only)
+    saved = cast(ResNetConfig, source.config)  # resolve_saved refuses a source without one
+    return load(source, build, saved.replace(**changes),
+                num_classes_requested="num_classes" in changes, arch=source.architecture)

@@ -4,9 +4,9 @@ verify it; save and publish models. The only module that imports huggingface_hub
 
 huggingface_hub's ``hf_hub_download`` joins the ETag and commit a server sends onto cache paths
 before anything checks them, so the download is done here, over huggingface_hub's HTTP client
-and in its cache layout (:mod:`.cache`), under the rules of :mod:`.answers`: the HEAD's answer
+and in its cache layout (:mod:`.cache`), under the rules below: the HEAD's answer
 checked before anything is written, every path confined to the cache, the body bounded and
-paced (:class:`~.pace.DownloadPace`; a stalled transfer keeps ``blobs/<etag>.incomplete``,
+paced (:class:`DownloadPace`; a stalled transfer keeps ``blobs/<etag>.incomplete``,
 resumed by the next attempt and never served), online checked against the ETag just sent and
 the manifest's pin, offline trusted only by the pin or a blob named by its hash. A failed check
 removes the bad blob when it lies in ``blobs/``, and only the link otherwise.
@@ -14,35 +14,312 @@ removes the bad blob when it lies in ``blobs/``, and only the link otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import math
 import os
+import time
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from ..errors import ConfigError, DownloadError, IntegrityError, ResNetZooError, UnknownModelError
-from ..util.integrity import check_revision, is_commit, is_sha256, printable, sha256_file
+from ..errors import (
+    ConfigError,
+    DownloadError,
+    IntegrityError,
+    ResNetZooError,
+    UnknownModelError,
+)
+from ..util.integrity import (
+    check_revision,
+    content_etag,
+    is_commit,
+    is_sha256,
+    printable,
+    sha256_file,
+)
 from ..util.progress import advance
-from .answers import (ALLOW_UNVERIFIED_ENV, MAX_DOWNLOAD_BYTES, FileMetadata, cached_copy,
-                      blob_key, checked_metadata, hub_cache_dir, hub_endpoint, is_hf_error, is_transport_error, offline_mode,
-                      one_line, unreachable, write_body)
 from .cache import RepoCache, check_file
-from .pace import DownloadPace
 
-__all__ = [
-    "download",
-    "download_optional",
-    "file_metadata",
-    "FileMetadata",
-    "offline_mode",
-    "hub_cache_dir",
-    "save_pretrained",
-    "push_to_hub",
-    "DownloadPace",
-    "MAX_DOWNLOAD_BYTES",
-    "ALLOW_UNVERIFIED_ENV",
-]
+__all__ = ["DownloadPace", "FileMetadata", "download", "download_optional", "file_metadata", "save_pretrained",
+           "push_to_hub", "DEADLINE_ENV", "MIN_SPEED_ENV", "WINDOW_ENV", "ALLOW_UNVERIFIED_ENV", "MAX_DOWNLOAD_BYTES"]
 
 log = logging.getLogger(__name__)
+
+# --- The pace a download keeps ------------------------------------------------------------------
+
+# Pacing: a download slower than MIN_SPEED bytes/s over WINDOW seconds, or longer than DEADLINE
+# seconds in all, is stopped. 10 kB/s over 30 s never stops a working link (a 100 MB ResNet-50 at
+# 10 kB/s would take three hours) and stops a one-byte-every-5-s drip after 30 s.
+DEADLINE_ENV = "RESNET_ZOO_DOWNLOAD_DEADLINE"
+MIN_SPEED_ENV = "RESNET_ZOO_DOWNLOAD_MIN_SPEED"
+WINDOW_ENV = "RESNET_ZOO_DOWNLOAD_SPEED_WINDOW"
+DEFAULT_DEADLINE = 0.0  # none: a large file on a slow but steady link is not an error
+DEFAULT_MIN_SPEED = 10_240.0
+DEFAULT_WINDOW = 30.0
+
+
+def _limit_expected(value: Any, *, allow_zero: bool) -> str | None:
+    """``None`` when ``value`` is a valid pace limit, else what a valid one is."""
+    ok = (isinstance(value, (int, float)) and math.isfinite(value)
+          and (value >= 0 if allow_zero else value > 0))
+    return None if ok else ("a number >= 0 (0 turns it off)" if allow_zero else "a number > 0")
+
+
+def _env_seconds(name: str, default: float, *, allow_zero: bool) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if expected := _limit_expected(value, allow_zero=allow_zero):
+        raise ConfigError(f"{name}={raw!r} is not valid: expected {expected}")
+    return value
+
+
+@dataclass
+class DownloadPace:
+    """The limits one download must keep, and what it has received so far.
+
+    ``deadline``: seconds for the whole download (0: none). ``min_speed``: bytes per second,
+    averaged over each ``window`` seconds (0: no minimum).
+    """
+
+    deadline: float = DEFAULT_DEADLINE
+    min_speed: float = DEFAULT_MIN_SPEED
+    window: float = DEFAULT_WINDOW
+    what: str = "the download"
+    received: int = 0
+    _start: float = field(default_factory=time.monotonic, repr=False)
+    _mark: tuple[float, int] = (0.0, 0)
+    _body_started: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value, allow_zero in (("deadline", self.deadline, True),
+                                        ("min_speed", self.min_speed, True),
+                                        ("window", self.window, False)):
+            if expected := _limit_expected(value, allow_zero=allow_zero):
+                raise ConfigError(f"download {name}={value!r} is not valid: expected {expected}")
+        self._mark = (self._start, 0)
+
+    @classmethod
+    def from_env(cls, what: str = "the download") -> "DownloadPace":
+        return cls(deadline=_env_seconds(DEADLINE_ENV, DEFAULT_DEADLINE, allow_zero=True),
+                   min_speed=_env_seconds(MIN_SPEED_ENV, DEFAULT_MIN_SPEED, allow_zero=True),
+                   window=_env_seconds(WINDOW_ENV, DEFAULT_WINDOW, allow_zero=False), what=what)
+
+    def body_started(self) -> None:
+        """The first body is coming: the speed is measured from here, not across the wait for
+        another process's file lock. (Later bodies, huggingface_hub's resumed retries, do not
+        restart it: a drip that outlasts each read timeout must still add up.)"""
+        if not self._body_started:
+            self._body_started = True
+            self._mark = (time.monotonic(), self.received)
+
+    def check(self, nbytes: int = 0) -> None:
+        """Count ``nbytes`` more; raise :class:`DownloadError` when a limit is broken."""
+        self.received += nbytes
+        now = time.monotonic()
+        elapsed = now - self._start
+        if self.deadline and elapsed > self.deadline:
+            raise DownloadError(
+                f"{self.what}: stopped after {elapsed:.0f} s ({self.received:,} bytes received), over "
+                f"the {self.deadline:g} s deadline set by {DEADLINE_ENV}. The part received is kept "
+                "and resumed by the next attempt; raise the deadline for a slow link")
+        mark_t, mark_bytes = self._mark
+        if self.min_speed and now - mark_t >= self.window:
+            speed = (self.received - mark_bytes) / (now - mark_t)
+            if speed < self.min_speed:
+                raise DownloadError(
+                    f"{self.what}: the server sent {speed:,.{1 if speed < 10 else 0}f} bytes/s over the last "
+                    f"{now - mark_t:.0f} s, below the minimum of {self.min_speed:,.0f} bytes/s "
+                    f"({MIN_SPEED_ENV}, over {WINDOW_ENV}={self.window:g} s); stopped. The part "
+                    "received is kept and resumed by the next attempt; retry, or lower the minimum "
+                    "(0 turns it off) for a slow link")
+            self._mark = (now, self.received)
+
+
+# --- What a Hub says: settings read at call time, the HEAD's answer, a blob's key, the body ---
+
+_TRUE = {"1", "on", "yes", "true"}
+# Opt-in for servers whose ETags are not content hashes and whose files are not pinned.
+ALLOW_UNVERIFIED_ENV = "RESNET_ZOO_ALLOW_UNVERIFIED"
+# No ResNet weights file comes near this (wide_resnet101_2 in float32 is 0.5 GB); a server
+# declaring more is refused before a byte is written.
+MAX_DOWNLOAD_BYTES = 4 << 30
+
+
+def offline_mode() -> bool:
+    return (os.environ.get("HF_HUB_OFFLINE") or "").strip().lower() in _TRUE
+
+
+def allow_unverified() -> bool:
+    return os.environ.get(ALLOW_UNVERIFIED_ENV, "").strip().lower() in _TRUE
+
+
+def hub_endpoint() -> str | None:
+    value = os.environ.get("HF_ENDPOINT")
+    return value.rstrip("/") if value else None
+
+
+def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> str | None:
+    if cache_dir is not None:
+        return str(cache_dir)
+    return os.environ.get("HF_HUB_CACHE") or None
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return printable(text[0] if text else type(e).__name__)[:300]
+
+
+def is_transport_error(e: BaseException) -> bool:
+    return type(e).__module__.split(".")[0].startswith("httpx")
+
+
+@dataclass(frozen=True)
+class FileMetadata:
+    """The Hub's answer to a HEAD, checked: ``commit`` is 40 hex digits, ``etag`` a content hash
+    or ``None`` (a mirror's opaque ETag), ``size`` a number of bytes within the bound or ``None``."""
+
+    commit: str
+    etag: str | None
+    size: int | None
+
+
+def checked_metadata(meta: Any, what: str, max_size: int) -> FileMetadata:
+    commit = meta.commit_hash
+    if not is_commit(commit):
+        raise DownloadError(f"{what}: the Hub's answer names commit {printable(str(commit))[:80]!r} "
+                            "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written")
+    etag = content_etag(meta.etag)
+    if meta.etag and etag is None:
+        log.debug("%s: ETag %r is not a content hash", what, meta.etag)
+    size = meta.size
+    if size is not None and not 0 <= size <= max_size:
+        raise DownloadError(f"{what}: the Hub declares {size:,} bytes (X-Linked-Size), beyond the "
+                            f"{max_size:,} bytes a file of this kind may have: refused, nothing written")
+    return FileMetadata(commit, etag, size)
+
+
+def is_hf_error(e: BaseException) -> bool:
+    return type(e).__module__.startswith("huggingface_hub")
+
+
+def unreachable(e: BaseException) -> bool:
+    """The Hub did not answer (down, unreachable, timing out, a 5xx): a cached copy may serve."""
+    if is_transport_error(e):
+        return True
+    response = getattr(e, "response", None)
+    return response is not None and getattr(response, "status_code", 0) >= 500
+
+
+def cached_copy(cache: RepoCache, revision: str | None, filename: str, pinned: str, what: str) -> Path | None:
+    """The cached copy of ``filename`` at ``revision``, verified by the pin or its blob's name;
+    ``None`` when the cache has none."""
+    commit = cache.commit_of(revision)
+    if commit is None:
+        return None
+    snap = cache.snapshot(commit, filename)
+    try:
+        blob = cache.linked_blob(commit, filename)
+    except IntegrityError:
+        cache.evict(snap)
+        raise
+    if blob is None:
+        return None
+    name = content_etag(blob.name) or ""
+    if not pinned and not name:
+        if not allow_unverified():
+            raise IntegrityError(f"{what}: the cached copy is named {printable(blob.name)[:80]!r}, not "
+                                 "a content hash, and nothing is pinned, so it cannot be verified. Pin "
+                                 f"it in the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this cache")
+        log.warning("%s: loaded unverified from the cache because %s is set", what, ALLOW_UNVERIFIED_ENV)
+        return snap
+    ok, why, intact = check_file(snap, name, pinned)
+    if not ok:
+        if intact:
+            cache.remove(snap)  # a good blob behind the wrong link: only the link goes
+        else:
+            cache.evict(snap)
+        raise IntegrityError(f"{what}: {why}; the cached copy was removed. Retry the download online"
+                             + ("" if not pinned else "; if it persists, the published file changed: "
+                                "re-pin it with 'resnet-zoo weights pin' after checking its origin"))
+    return snap
+
+
+def decoder(encoding: str | None, what: str):
+    """A function from a raw chunk to its decoded pieces (each at most 1 MiB, so an inflating
+    body is cut off before it is held in memory)."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return lambda raw: (raw,)
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise DownloadError(f"{what}: the server sent the body with Content-Encoding "
+                            f"{printable(encoding)[:40]!r}; only gzip and deflate are read")
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+
+    def decode(raw: bytes) -> Iterator[bytes]:
+        buf = raw
+        while buf:
+            try:
+                piece = d.decompress(buf, 1 << 20)
+            except zlib.error as e:
+                raise DownloadError(f"{what}: the server's {encoding} body does not decode: {e}") from None
+            yield piece
+            buf = d.unconsumed_tail
+
+    return decode
+
+
+def write_body(chunks: Iterable[bytes], f: BinaryIO, *, encoding: str | None, written: int, bound: int,
+               declared: bool, pace: DownloadPace, what: str, progress: Callable[[int], None]) -> int:
+    """Decode ``chunks`` (as they arrive) into ``f``, which holds ``written`` bytes, never past
+    ``bound`` (the declared size when ``declared``): :class:`DownloadError` when the server sends
+    more, after which the caller removes the part. Returns the bytes ``f`` holds."""
+    decode = decoder(encoding, what)
+    for raw in chunks:
+        pace.check(len(raw))
+        for piece in decode(raw):
+            if written + len(piece) > bound:
+                raise DownloadError(
+                    f"{what}: the server sent more than the {bound:,} bytes "
+                    f"{'it declared' if declared else 'a file of this kind may have'}"
+                    " (a body longer than its size, or a compressed body that "
+                    "inflates): stopped there, and nothing of it was kept")
+            f.write(piece)
+            written += len(piece)
+            progress(len(piece))
+    return written
+
+
+def blob_key(meta: FileMetadata, pinned: str, filename: str, what: str) -> tuple[str, bool]:
+    """The name the downloaded blob is stored and checked under, and whether it is unverified:
+    the content ETag, or the pin (which the ETag must not contradict); with neither, only the
+    opt-in lets it through, under a name for the partial download only."""
+    key, unverified = meta.etag, False
+    if pinned:
+        if key is not None and len(key) == 64 and key != pinned:
+            raise IntegrityError(
+                f"{what}: the Hub's ETag {key} differs from the pinned sha256 {pinned}: the published "
+                "file changed. Nothing was downloaded; re-pin it with 'resnet-zoo weights pin' after "
+                "checking its origin")
+        key = key or pinned
+    if key is None:
+        if not allow_unverified():
+            raise IntegrityError(
+                f"{what}: there is no pinned sha256 and the server's ETag is not a content hash (a "
+                "mirror or proxy?), so the file cannot be verified; nothing was downloaded. Pin it in "
+                f"the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this server")
+        unverified = True  # a name for the partial download only; the blob is named by its sha256
+        key = hashlib.sha256(f"unverified:{meta.commit}:{filename}".encode()).hexdigest()
+    return key, unverified
+
+
 
 _RETRIES = 3  # a dropped connection is resumed this many times within one download
 
@@ -105,6 +382,21 @@ def _translate(e: BaseException, what: str, repo_id: str, filename: str, revisio
     return DownloadError(f"downloading {what} failed: {type(e).__name__}: {one_line(e)}")
 
 
+@contextlib.contextmanager
+def _translated(what: str, repo_id: str, filename: str, revision: str | None,
+                where: str | None = None) -> Iterator[None]:
+    """Word an error of huggingface_hub's, httpx's or the file system's as the one-line
+    ResNetZooError of :func:`_translate`; a ResNetZooError and anything else pass through."""
+    try:
+        yield
+    except ResNetZooError:
+        raise
+    except Exception as e:
+        if not _translatable(e):
+            raise
+        raise _translate(e, what, repo_id, filename, revision, where) from None
+
+
 def _head(repo_id: str, filename: str, revision: str | None, token: Any) -> Any:
     """One HEAD without retries (a down server is a fast, clear error)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -119,14 +411,8 @@ def file_metadata(repo_id: str, filename: str, *, revision: str | None = None,
     """The Hub's commit, ETag and size of a file, checked, without downloading it."""
     revision = check_revision(revision)
     what = f"{repo_id}/{filename}"
-    try:
+    with _translated(what, repo_id, filename, revision):
         return checked_metadata(_head(repo_id, filename, revision, token), what, max_size)
-    except ResNetZooError:
-        raise
-    except Exception as e:
-        if not _translatable(e):
-            raise
-        raise _translate(e, what, repo_id, filename, revision) from None
 
 
 # --- Downloading --------------------------------------------------------------------------------
@@ -161,7 +447,7 @@ def download(
     pace = pace or DownloadPace.from_env(what)  # bad settings are refused before the Hub is asked
     where = _where(hub_cache_dir(cache_dir))
     cache = RepoCache(where, repo_id)
-    try:
+    with _translated(what, repo_id, filename, revision, where):
         if offline_mode() or local_files_only:
             found = cached_copy(cache, revision, filename, expected_sha256, what)
             if found is None:
@@ -194,10 +480,6 @@ def download(
                                  "downloaded; re-pin it with 'resnet-zoo weights pin' after checking its origin")
         return _fetch(cache, meta, repo_id, filename, revision, expected_sha256, max_size, what,
                       force_download, pace, token)
-    except ResNetZooError:
-        raise
-    except OSError as e:
-        raise _translate(e, what, repo_id, filename, revision, where) from None
 
 
 def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, revision: str | None,
@@ -387,5 +669,3 @@ def push_to_hub(tensors: dict[str, Any], repo_id: str, *, config: dict[str, Any]
                 card: tuple[dict[str, Any], str], **kwargs: Any) -> str:
     """Upload ``tensors`` to the Hub as config.json + model.safetensors + README.md."""
     return _mixin_class()(tensors, card).push_to_hub(repo_id, config=config, **kwargs)
-
-

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from .._version import __version__
 from ..config import ResNetConfig
-from ..convert import TIMM_ARCHS, export_state_dict
+from .convert import TIMM_ARCHS, export_state_dict
 from ..errors import ConfigError
 from ..manifest import PretrainedInfo
 from ..registry import get_entry

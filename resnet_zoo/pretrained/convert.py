@@ -15,7 +15,7 @@ from typing import Mapping
 
 import torch
 
-from .errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError
 
 __all__ = ["SOURCES", "EXPORT_LAYOUTS", "TORCHVISION_ARCHS", "TIMM_ARCHS", "convert_state_dict",
            "detect_layout", "export_state_dict"]
