@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from hubserver import HubServer  # noqa: E402
 
 from resnet_zoo.cpu import cpu_capabilities  # noqa: E402
-from resnet_zoo.timing import SETTLE_S  # noqa: E402
+from resnet_zoo.inference.timing import SETTLE_S  # noqa: E402
 
 REPO, FILE = "bench/weights", "model.safetensors"
 

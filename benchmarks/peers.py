@@ -4,7 +4,7 @@
     python benchmarks/peers.py --render   # only re-render PEERS.md and the charts
 
 For ResNet-50 and ResNet-18 at batch 1 and 16 (224x224) and the CIFAR ResNet-56 at batch 256
-(32x32), ``resnet_zoo.bench.iter_bench(peers=peer_paths(), int8=True)`` (the peers in benchmarks/peer_paths.py) times, in interleaved rounds:
+(32x32), ``resnet_zoo.inference.bench.iter_bench(peers=peer_paths(), int8=True)`` (the peers in resnet_zoo/inference/peers.py) times, in interleaved rounds:
 torchvision eager; resnet_zoo eager; resnet_zoo's torch fast path in every dtype this CPU runs
 fast; the peers as their documentation runs them (onnxruntime and OpenVINO with default
 settings on the torchvision model exported to ONNX, OpenVINO in the precision it picks by
@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from resnet_zoo.bench import iter_bench  # noqa: E402
+from resnet_zoo.inference.bench import iter_bench  # noqa: E402
 
-from peer_paths import peer_paths  # noqa: E402
+from resnet_zoo.inference.peers import peer_paths  # noqa: E402
 from resnet_zoo.cpu import cpu_capabilities  # noqa: E402
 
 RECORDS = ROOT / "benchmarks" / "peers"

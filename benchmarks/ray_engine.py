@@ -42,7 +42,7 @@ import resnet_zoo  # noqa: E402
 from resnet_zoo.cpu import cpu_capabilities  # noqa: E402
 from resnet_zoo.features import write_feature_set  # noqa: E402
 from resnet_zoo.features.ray_engine import write_feature_set_ray  # noqa: E402
-from resnet_zoo.recipe import ModelRecipe  # noqa: E402
+from resnet_zoo.inference.recipe import ModelRecipe  # noqa: E402
 
 RECORDS = ROOT / "benchmarks" / "ray_engine"
 BATCH = 64

@@ -11,7 +11,7 @@ Throughput: ResNet-50, batch 16, 224x224: torchvision eager fp32 (the baseline),
 eager fp32, resnet_zoo optimize_for_inference in every dtype this CPU runs fast (bf16 only with
 AVX512-BF16 or AMX); each path's GFLOP/s as a fraction of this machine's matmul peak in the same
 dtype (ResNet-50 = 4.09 GMACs per image): the faster of torch.matmul and the same product as a
-1x1 convolution (resnet_zoo.bench.gemm_peak_gflops).
+1x1 convolution (resnet_zoo.inference.bench.gemm_peak_gflops).
 Cold start: create("resnet50", pretrained=<local timm-layout .safetensors>) against
 torchvision.models.resnet50() + torch.load + load_state_dict, alternated, median of 5.
 Import: what `import resnet_zoo` adds to `import torch` (python -X importtime, median of 7).
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import resnet_zoo  # noqa: E402
-from resnet_zoo.bench import bench_models, gemm_peak_gflops  # noqa: E402
+from resnet_zoo.inference.bench import bench_models, gemm_peak_gflops  # noqa: E402
 from resnet_zoo.cpu import cpu_capabilities, supported_dtypes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -1,7 +1,7 @@
 """The two pieces a Ray Data batch-inference pipeline composes (``pip install 'resnet_zoo[ray]'``).
 
 - :class:`Preprocessor`: for ``map_batches`` on CPU tasks. It decodes and resizes images with
-  the weights' own preprocessing (exactly :class:`~resnet_zoo.transforms.Preprocess`), from a
+  the weights' own preprocessing (exactly :class:`~resnet_zoo.inference.images.Preprocess`), from a
   ``path`` column (``ray.data.from_items``, a parquet or CSV column of paths) or from the
   ``image`` column of ``ray.data.read_images(..., include_paths=True)``.
 - :class:`FeatureExtractor`: a callable class for ``map_batches`` on actors. Each actor loads
@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from .errors import InputError
-from .recipe import ModelRecipe
-from .transforms import Preprocess, preprocessing_for
+from .inference.recipe import ModelRecipe
+from .inference.images import Preprocess, preprocessing_for
 
 __all__ = ["Preprocessor", "FeatureExtractor"]
 

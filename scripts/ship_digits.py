@@ -41,8 +41,8 @@ def heldout_accuracy(model, inverted: bool) -> tuple[int, int]:
     import torch
     from PIL import ImageOps
 
-    from resnet_zoo.data import digits_image, read_digits, split_holdout
-    from resnet_zoo.transforms import Preprocess
+    from resnet_zoo.train.datasets import digits_image, read_digits, split_holdout
+    from resnet_zoo.inference.images import Preprocess
 
     prep = Preprocess(model.pretrained_cfg.preprocessing, channels=1)
     data = read_digits(lambda img: prep(ImageOps.invert(img) if inverted else img))
@@ -62,7 +62,7 @@ def main() -> None:
             shutil.rmtree(src)
         subprocess.run([sys.executable, "-m", "resnet_zoo", *COMMAND, "--out", "build/digits-run",
                         "--quiet"], check=True, cwd=ROOT)
-    from resnet_zoo.data import digits_image, read_digits, split_holdout
+    from resnet_zoo.train.datasets import digits_image, read_digits, split_holdout
 
     dest = ROOT / "weights" / TAG
     if dest.exists():
@@ -84,7 +84,7 @@ def main() -> None:
                             "by": "python scripts/ship_digits.py (heldout_accuracy)"})
 
     # Held-out digits (never trained on), one per class, as ordinary grey PNGs.
-    from resnet_zoo.transforms import to_uint8_tensor
+    from resnet_zoo.inference.images import to_uint8_tensor
 
     data = read_digits(to_uint8_tensor)
     _, held_out = split_holdout(data, 0.2, seed=0)

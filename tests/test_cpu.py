@@ -14,7 +14,7 @@ import torch
 
 import resnet_zoo
 from resnet_zoo import ConfigError, cpu
-from resnet_zoo.bench import gemm_peak_gflops, iter_bench
+from resnet_zoo.inference.bench import gemm_peak_gflops, iter_bench
 from resnet_zoo.cli import main
 
 from conftest import REPO_ROOT
@@ -86,7 +86,7 @@ def test_unknown_dtypes_name_the_choices():
 def test_bench_never_times_an_unsupported_dtype(fake_cpu, monkeypatch):
     fake_cpu("avx2")
     probed = []
-    monkeypatch.setattr("resnet_zoo.bench.gemm_peak_gflops", lambda d: probed.append(d) or 1.0)
+    monkeypatch.setattr("resnet_zoo.inference.bench.gemm_peak_gflops", lambda d: probed.append(d) or 1.0)
     rows = [r for rs in iter_bench(["cifar_resnet20"], batch_size=2, iters=1, repeats=1,
                                    with_torchvision=False) for r in rs]
     assert [r.path for r in rows] == ["resnet_zoo eager fp32", "resnet_zoo fast fp32"]
@@ -121,11 +121,11 @@ def test_cli_on_an_avx2_cpu(fake_cpu, capsys, tmp_path):
 def test_cli_on_an_amx_cpu_chooses_bf16(fake_cpu, monkeypatch):
     fake_cpu("amx")
     chosen = []
-    import resnet_zoo.inference as inference
+    import resnet_zoo.inference.recipe as recipe  # where the command line's model is made fast
 
-    real = inference.optimize_for_inference
+    real = recipe.optimize_for_inference
     # Record the choice; compute in float32 so that the test runs on a CPU without bf16.
-    monkeypatch.setattr(inference, "optimize_for_inference",
+    monkeypatch.setattr(recipe, "optimize_for_inference",
                         lambda m, dtype: chosen.append(cpu.resolve_dtype(dtype)) or real(m))
     samples = sorted((REPO_ROOT / "weights" / "samples").glob("*.png"))
     assert main(["predict", "cifar_resnet20.digits", str(samples[0]), "--top", "1"]) == 0

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from resnet_zoo import InputError
-from resnet_zoo.data import (digits_image, folder_splits, materialize, read_cifar, read_digits,
+from resnet_zoo.train.datasets import (digits_image, folder_splits, materialize, read_cifar, read_digits,
                              read_folder, split_holdout)
 
 
@@ -85,7 +85,7 @@ def test_folder_reader(tmp_path):
 def test_digits_and_fixed_holdout():
     pytest.importorskip("sklearn")
 
-    from resnet_zoo.transforms import to_uint8_tensor
+    from resnet_zoo.inference.images import to_uint8_tensor
 
     data = read_digits(to_uint8_tensor)
     assert len(data) == 1797 and data.classes == [str(i) for i in range(10)]

@@ -219,7 +219,7 @@ def test_a_newer_format_version_is_refused(r20_dir, tmp_path):
 
 def test_non_image_formats_never_reach_their_decoders(tmp_path):
     from resnet_zoo.errors import InputError
-    from resnet_zoo.transforms import load_image
+    from resnet_zoo.inference.images import load_image
 
     eps = tmp_path / "drawing.jpg"  # an EPS under an image name: Pillow would call Ghostscript
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
@@ -232,7 +232,7 @@ def test_image_bombs_by_shape_are_input_errors(tmp_path, size):
     from PIL import Image
 
     from resnet_zoo.errors import InputError
-    from resnet_zoo.transforms import Preprocess
+    from resnet_zoo.inference.images import Preprocess
     from resnet_zoo.manifest import Preprocessing
 
     path = tmp_path / "strip.png"
@@ -251,7 +251,7 @@ def test_an_unconvertible_mode_is_an_input_error_and_skippable(tmp_path):
     from PIL import Image
 
     from resnet_zoo.errors import InputError
-    from resnet_zoo.transforms import load_image
+    from resnet_zoo.inference.images import load_image
 
     path = tmp_path / "lab.tif"
     Image.new("LAB", (16, 16)).save(path)
@@ -352,7 +352,7 @@ def test_bad_pace_settings_are_config_errors(hub, monkeypatch, name, value):
 
 
 def test_bench_settings_are_checked_before_anything_is_printed_or_timed(capsys):
-    from resnet_zoo.bench import iter_bench
+    from resnet_zoo.inference.bench import iter_bench
     from resnet_zoo.cli import main
 
     for flag in ("--iters", "--repeats", "--batch-size"):
@@ -368,7 +368,7 @@ def test_devices_fifos_and_huge_configs_are_named_for_what_they_are(tmp_path, r2
 
     from resnet_zoo import InputError
     from resnet_zoo.pretrained import read_checkpoint
-    from resnet_zoo.transforms import load_image
+    from resnet_zoo.inference.images import load_image
 
     fifo = tmp_path / "weights.safetensors"
     os.mkfifo(fifo)  # opening it would wait for a writer forever

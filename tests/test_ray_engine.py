@@ -17,7 +17,7 @@ import torch
 import resnet_zoo
 from resnet_zoo import ConfigError, InputError
 from resnet_zoo.features import read_feature_set, write_feature_set
-from resnet_zoo.recipe import ModelRecipe
+from resnet_zoo.inference.recipe import ModelRecipe
 
 from test_feature_sets import _images
 

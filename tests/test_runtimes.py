@@ -9,7 +9,7 @@ from torch import nn
 
 import resnet_zoo
 from resnet_zoo import ConfigError, optimize_for_inference
-from resnet_zoo import runtimes
+from resnet_zoo.inference import auto, runtimes
 
 from conftest import REPO_ROOT, perturb_bn, rel_err
 
@@ -69,7 +69,7 @@ def test_backend_arguments_are_checked(r20):
     with pytest.raises(ConfigError, match="int8 runs on the onnxruntime or openvino"):
         optimize_for_inference(r20, dtype="int8")
     assert optimize_for_inference(r20).backend == "torch"
-    if "onnxruntime" in runtimes.available_backends():
+    if "onnxruntime" in auto.available_backends():
         with pytest.raises(ConfigError, match="bfloat16"):
             runtimes.build_runtime(r20, "onnxruntime", torch.bfloat16)
         with pytest.raises(ConfigError, match="calibration"):
@@ -104,7 +104,7 @@ def test_auto_keeps_the_fastest_and_caches_the_choice(r20, tmp_path, monkeypatch
 
     candidates = {name: candidate(name) for name in speeds}
     timer = lambda fast, x: speeds[fast.backend]  # noqa: E731
-    name, fast, measured = runtimes.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32,
+    name, fast, measured = auto.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32,
                                                    timer=timer)
     assert name == "onnxruntime" and fast.backend == "onnxruntime" and measured == speeds
     assert sorted(built) == sorted(speeds)
@@ -113,7 +113,7 @@ def test_auto_keeps_the_fastest_and_caches_the_choice(r20, tmp_path, monkeypatch
     assert entry["backend"] == "onnxruntime" and "|b16|float32" in key and "cifar_resnet20" in key
     # The cached choice builds only the winner, without timing anything.
     built.clear()
-    name, fast, _ = runtimes.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32,
+    name, fast, _ = auto.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32,
                                             timer=lambda f, x: pytest.fail("timed again"))
     assert name == "onnxruntime" and built == ["onnxruntime"]
     # Another batch size is another calibration, and a backend that fails to build is skipped.
@@ -122,7 +122,7 @@ def test_auto_keeps_the_fastest_and_caches_the_choice(r20, tmp_path, monkeypatch
     def broken():
         raise resnet_zoo.ResNetZooError("cannot export")
 
-    name, _, measured = runtimes.choose_backend(r20, {**candidates, "openvino": broken}, batch_size=1,
+    name, _, measured = auto.choose_backend(r20, {**candidates, "openvino": broken}, batch_size=1,
                                                 dtype=torch.float32, timer=timer)
     assert name == "torch" and set(measured) == {"torch", "onnxruntime"}
     assert len(json.loads((tmp_path / "backends.json").read_text())) == 2
@@ -130,7 +130,7 @@ def test_auto_keeps_the_fastest_and_caches_the_choice(r20, tmp_path, monkeypatch
 
 def test_auto_through_optimize_for_inference_reports_what_runs(r20, monkeypatch):
     """With the timing faked, auto returns the candidate it measured fastest."""
-    monkeypatch.setattr(runtimes, "time_backend", lambda fast, x: 1e9 if fast.backend == "torch" else 1.0)
+    monkeypatch.setattr(auto, "time_backend", lambda fast, x: 1e9 if fast.backend == "torch" else 1.0)
     fast = optimize_for_inference(r20, backend="auto", batch_size=4)
     assert fast.backend == "torch"
     x = _x()
@@ -141,19 +141,20 @@ def test_auto_through_optimize_for_inference_reports_what_runs(r20, monkeypatch)
 def test_bench_says_which_peers_are_not_installed(monkeypatch):
     import importlib.util
 
-    from resnet_zoo.bench import iter_bench, load_peer_paths  # the peers of benchmarks/peer_paths.py
+    from resnet_zoo.inference.bench import iter_bench
+    from resnet_zoo.inference.peers import peer_paths
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("onnxruntime", "openvino") else real(name, *a))
     (rows,) = list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), iters=1, repeats=1,
-                              peers=load_peer_paths(("onnxruntime", "openvino")), gemm_peaks={torch.float32: 1.0}))
+                              peers=peer_paths(("onnxruntime", "openvino")), gemm_peaks={torch.float32: 1.0}))
     by_path = {r.path: r for r in rows}
     assert by_path["onnxruntime (peer)"].note == "not installed" and by_path["openvino (peer)"].note == "not installed"
     assert by_path["resnet_zoo auto fp32"].note == "backend torch"  # the only backend left
     assert by_path["resnet_zoo auto fp32"].images_per_s > 0
     with pytest.raises(ConfigError, match="peers must be"):
-        list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), peers=load_peer_paths(("tensorrt",)),
+        list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), peers=peer_paths(("tensorrt",)),
                         gemm_peaks={torch.float32: 1.0}))
 
 
@@ -184,14 +185,15 @@ def test_runtime_backends_and_the_peer_harness_leave_no_temporary_directories(tm
     pytest.importorskip("onnxscript")
     import tempfile
 
-    from resnet_zoo.bench import iter_bench, load_peer_paths
-    from resnet_zoo.runtimes import build_runtime
+    from resnet_zoo.inference.bench import iter_bench
+    from resnet_zoo.inference.peers import peer_paths
+    from resnet_zoo.inference.runtimes import build_runtime
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     model = resnet_zoo.create("cifar_resnet20").eval()
     fast = build_runtime(model, "onnxruntime")
     assert fast(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), iters=1, repeats=1,
-                    peers=load_peer_paths(("onnxruntime",)), runtimes=False,
+                    peers=peer_paths(("onnxruntime",)), runtimes=False,
                     gemm_peaks={torch.float32: 1.0}))
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import resnet_zoo
 from resnet_zoo.manifest import data_path, get_weights
-from resnet_zoo.transforms import Preprocess
+from resnet_zoo.inference.images import Preprocess
 
 from conftest import REPO_ROOT, needs_fast_bf16
 
@@ -30,7 +30,7 @@ def _held_out(model, inverted):
     pytest.importorskip("sklearn")
     from PIL import ImageOps
 
-    from resnet_zoo.data import read_digits, split_holdout
+    from resnet_zoo.train.datasets import read_digits, split_holdout
 
     prep = Preprocess(model.pretrained_cfg.preprocessing, channels=1)
     # The published preprocessing, from a grey picture (dark ink on white, or inverted).

@@ -9,7 +9,7 @@ import torch
 import resnet_zoo
 from resnet_zoo import ResNetBase, create, list_models
 from resnet_zoo.manifest import PretrainedInfo
-from resnet_zoo.transforms import Preprocess, load_image
+from resnet_zoo.inference.images import Preprocess, load_image
 
 from conftest import perturb_bn, rel_err
 from images import sample_photos
@@ -183,7 +183,7 @@ def test_torch_jit_script(name, tmp_path):
 
 
 def test_no_export_path_prints_a_tracer_warning(tmp_path):
-    from resnet_zoo.export import export_model
+    from resnet_zoo.inference.export import export_model
 
     model = create("resnet18").eval()
     x = torch.randn(1, 3, 64, 64)

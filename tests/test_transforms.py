@@ -8,7 +8,7 @@ from PIL import Image
 
 from resnet_zoo import InputError
 from resnet_zoo.manifest import Preprocessing, load_manifest
-from resnet_zoo.transforms import Preprocess, load_image, to_tensor
+from resnet_zoo.inference.images import Preprocess, load_image, to_tensor
 
 from images import sample_photos
 
@@ -159,7 +159,7 @@ def test_from_a_file_equals_torchvisions_preprocessing_of_it(tmp_path, config):
 def test_fast_decode_reads_large_jpegs_at_a_reduced_scale(tmp_path):
     from images import large_photos
 
-    from resnet_zoo.transforms import DRAFT_FACTOR
+    from resnet_zoo.inference.images import DRAFT_FACTOR
 
     prep = Preprocess(Preprocessing(), fast_decode=True)
     for path in large_photos(tmp_path, n=2, size=(4000, 3000)):

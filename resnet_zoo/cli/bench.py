@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..bench import iter_bench, load_peer_paths, machine_description
+from ..inference.bench import iter_bench, machine_description
+from ..inference.peers import peer_paths
 from ..util.checks import check_positive_int
 from ..cpu import DTYPE_NAMES
 from ..util.plot import bar_chart
@@ -24,7 +25,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rows = iter_bench(args.names, batch_size=args.batch_size, dtypes=dtypes,
                       input_size=args.input_size, iters=args.iters, repeats=args.repeats,
                       with_torchvision=not args.no_torchvision, progress=not args.quiet,
-                      peers=load_peer_paths() if args.peers else None, int8=args.int8)
+                      peers=peer_paths() if args.peers else None, int8=args.int8)
     machine = machine_description()
     results = []
     if not args.json:
@@ -63,8 +64,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--no-torchvision", action="store_true")
     p.add_argument("--peers", action="store_true",
                    help="also time onnxruntime, OpenVINO and torch.compile as users run them, and "
-                        "resnet_zoo's runtime backends and backend='auto' (the peer harness of a "
-                        "clone's benchmarks/peer_paths.py)")
+                        "resnet_zoo's runtime backends and backend='auto' (pip install "
+                        "'resnet_zoo[runtimes]'; a peer not installed gets a row saying so)")
     p.add_argument("--int8", action="store_true", help="also time resnet_zoo's int8 paths")
     add_output_flags(p, json_help="machine-readable output")
     p.add_argument("--plot", metavar="FILE.png")

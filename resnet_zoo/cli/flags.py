@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import ConfigError
-from ..recipe import BACKEND_CHOICES, DTYPES, ModelRecipe
+from ..inference.recipe import BACKEND_CHOICES, DTYPES, ModelRecipe
 
 __all__ = ["default", "add_model_flags", "add_loader_flags", "add_output_flags", "recipe", "load",
            "emit", "check_out"]

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 from ..util.checks import check_positive_int
 from ..errors import ConfigError
-from ..export import FORMATS, export_model
+from ..inference.export import FORMATS, export_model
 from ..features import write_feature_set, write_features
 from ..features.sets import FILE_FORMATS, STORE_DTYPES
-from ..inference import predict
+from ..inference.predict import predict
 from ..util.integrity import printable
 from ..registry import get_entry
-from ..runtimes import export_onnx, images_to_tensor, quantize_int8
+from ..inference.runtimes import export_onnx, images_to_tensor, quantize_int8
 from .flags import add_loader_flags, add_model_flags, add_output_flags, check_out, default, emit, load, recipe
 
 __all__ = ["add_commands"]

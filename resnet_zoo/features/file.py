@@ -18,7 +18,7 @@ import torch
 
 from ..util.atomic import atomic_write
 from ..errors import CheckpointError, ConfigError
-from ..inference import extract_features
+from ..inference.predict import extract_features
 from ..pretrained.files import load_safetensors
 
 __all__ = ["FeaturesFile", "write_features", "read_features", "encode_paths", "decode_paths"]

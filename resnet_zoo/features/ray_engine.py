@@ -10,7 +10,7 @@ task whose worker dies and restarts a dead actor, so a killed worker costs a ret
 delivered twice is kept once. A killed driver resumes like the local engine: the same command
 skips every complete shard.
 
-Every actor builds the model from the driver's :class:`~resnet_zoo.recipe.ModelRecipe`, pinned
+Every actor builds the model from the driver's :class:`~resnet_zoo.inference.recipe.ModelRecipe`, pinned
 to the dtype and backend the driver resolved, and refuses to run if its weights, dtype, backend,
 device or preprocessing differ from the run's identity: a feature set never mixes numbers.
 """
@@ -27,12 +27,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 from ..util.checks import check_positive_int, is_number
-from ..data import ImageFiles, collate_images
+from ..inference.images import ImageFiles, collate_images
 from ..errors import ConfigError, ResNetZooError
-from ..inference import PooledFeatures
-from ..recipe import ModelRecipe
+from ..inference.predict import PooledFeatures
+from ..inference.recipe import ModelRecipe
 from ..manifest import Preprocessing
-from ..transforms import Preprocess
+from ..inference.images import Preprocess
 from .sources import readable
 from .write import (Batch, FeatureSetPlan, FeatureSetResult, check_options, collect_shards, finish_feature_set,
                     plan_feature_set, plan_result, run_identity)

@@ -20,9 +20,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..data import find_images
+from ..inference.images import find_images
 from ..errors import InputError
-from ..transforms import is_image_path
+from ..inference.images import is_image_path
 
 __all__ = ["list_images", "is_uri", "open_image", "readable", "LIST_SUFFIXES"]
 
@@ -143,7 +143,7 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[str]:
 
 
 def open_image(source: str | os.PathLike) -> Any:
-    """What :func:`~resnet_zoo.transforms.load_image` opens: a local path as it is, a URI's
+    """What :func:`~resnet_zoo.inference.images.load_image` opens: a local path as it is, a URI's
     bytes as a named file object."""
     source = os.fspath(source)
     if not is_uri(source):

@@ -32,13 +32,13 @@ from tqdm.auto import tqdm
 
 from ..util.atomic import WriterLock, atomic_write, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
-from ..data import ImageFiles, collate_images
+from ..inference.images import ImageFiles, collate_images
 from ..util.dist import setup_distributed
 from ..errors import ConfigError, InputError, ResNetZooError
-from ..inference import PooledFeatures
+from ..inference.predict import PooledFeatures
 from ..util.integrity import sha256_file
 from ..util.progress import advance
-from ..transforms import Preprocess, preprocessing_for
+from ..inference.images import Preprocess, preprocessing_for
 from .sets import (FILE_FORMATS, INDEX_FILE, LOCK_FILE, PARQUET_DTYPES, RUN_FILE, run_sha256, SET_FORMAT, STORE_DTYPES, _arrow_table,
                    _done, _optional, _read_shard, _record_name, _shard_name)
 from .file import encode_paths

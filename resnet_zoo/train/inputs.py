@@ -8,11 +8,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import (folder_splits, ImageSetDataset, materialize, read_cifar, read_digits, read_folder,
+from .datasets import (folder_splits, ImageSetDataset, materialize, read_cifar, read_digits, read_folder,
                     split_holdout)
 from ..errors import InputError
 from ..manifest import Preprocessing
-from ..transforms import Preprocess, load_image, to_uint8_tensor as _uint8_tensor
+from ..inference.images import Preprocess, load_image, to_uint8_tensor as _uint8_tensor
 from .config import TrainConfig
 
 __all__ = ["load_data", "channel_stats", "Normalize", "augment", "batches"]

@@ -25,7 +25,7 @@ from torch import nn
 from .. import cpu
 from ..util.atomic import atomic_write
 from ..cpu import cpu_capabilities
-from ..data import ImageSetDataset
+from .datasets import ImageSetDataset
 from ..util.dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
 from ..errors import ConfigError, ResNetZooError
 from ..factory import create

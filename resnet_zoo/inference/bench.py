@@ -21,17 +21,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import cpu, runtimes as rt
-from .util.checks import check_positive_int
-from .errors import ConfigError
-from .factory import create
-from .inference import optimize_for_inference
-from .registry import get_entry
-from .summary import count_macs
+from .. import cpu
+from . import runtimes as rt
+from ..util.checks import check_positive_int
+from ..errors import ConfigError
+from ..factory import create
+from .auto import optimize_for_inference
+from ..registry import get_entry
+from ..summary import count_macs
 from .timing import SETTLE_S, time_images_per_second
 
 __all__ = ["BenchResult", "ExtraPaths", "PeerHook", "bench_models", "gemm_peak_gflops", "iter_bench",
-           "load_peer_paths", "machine_description",
+           "machine_description",
            "time_images_per_second"]
 
 log = logging.getLogger(__name__)
@@ -108,24 +109,10 @@ class ExtraPaths:
     missing: list[str] = field(default_factory=list)
 
 
-# A peer hook: (the reference model, the input batch, the dtypes timed) -> ExtraPaths. The
-# repository's benchmarks/peer_paths.py has the one `bench --peers` uses (onnxruntime, OpenVINO
+# A peer hook: (the reference model, the input batch, the dtypes timed) -> ExtraPaths.
+# resnet_zoo.inference.peers.peer_paths() is the one `bench --peers` uses (onnxruntime, OpenVINO
 # and torch.compile, each as its documentation runs it); it must leave nothing behind.
 PeerHook = Callable[[nn.Module, torch.Tensor, Sequence[torch.dtype]], ExtraPaths]
-
-
-def load_peer_paths(wanted: Sequence[str] | None = None, path: str | os.PathLike | None = None) -> PeerHook:
-    """The peer hook of a clone's ``benchmarks/peer_paths.py`` (or ``path``): what ``bench
-    --peers`` times beside resnet_zoo, every peer or the ``wanted`` ones. A wheel has no
-    benchmarks/: ConfigError says so."""
-    path = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "benchmarks" / "peer_paths.py"
-    if not path.is_file():
-        raise ConfigError(f"--peers times the peers with the harness in a clone's benchmarks/peer_paths.py, "
-                          f"and {path} is not there: clone the repository, or pass peers= a hook")
-    spec = importlib.util.spec_from_file_location("resnet_zoo_peer_paths", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.peer_paths() if wanted is None else module.peer_paths(wanted)
 
 
 def iter_bench(
@@ -154,7 +141,7 @@ def iter_bench(
     ``runtimes=True`` (the default when ``peers`` is given) adds resnet_zoo's own runtime
     backends and ``backend="auto"``; ``int8=True`` its int8 paths (calibrated on random
     images: speed does not depend on the values). ``peers``: a hook (:data:`PeerHook`) adding
-    what a user would pick instead, as :func:`load_peer_paths` loads from the repository.
+    what a user would pick instead, as :func:`resnet_zoo.inference.peers.peer_paths` builds it.
 
     Every argument is checked when this is called, before anything is timed or printed.
     """
@@ -164,7 +151,7 @@ def iter_bench(
     if input_size is not None:
         check_positive_int("input_size", input_size)
     if peers is not None and not callable(peers):
-        raise ConfigError(f"peers must be a hook (see load_peer_paths), got {peers!r}")
+        raise ConfigError(f"peers must be a hook (see resnet_zoo.inference.peers.peer_paths), got {peers!r}")
     chosen = cpu.supported_dtypes() if dtypes is None else tuple(dict.fromkeys(
         cpu.resolve_dtype(d) for d in dtypes))
     entries = [get_entry(name) for name in names]  # unknown names fail before any timing

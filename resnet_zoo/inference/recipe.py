@@ -11,10 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .factory import create
-from . import inference
-from .runtimes import BACKENDS
+from ..errors import ConfigError
+from ..factory import create
+from .auto import BACKENDS, optimize_for_inference
 
 __all__ = ["ModelRecipe", "DTYPES", "BACKEND_CHOICES"]
 
@@ -59,9 +58,9 @@ class ModelRecipe:
         if self.on_gpu or not self.fast:
             return model.to(self.device)
         if self.backend == "torch" and self.dtype != "int8":
-            fast = inference.optimize_for_inference(model, dtype=self.dtype)
+            fast = optimize_for_inference(model, dtype=self.dtype)
         else:
-            fast = inference.optimize_for_inference(model, dtype=self.dtype, backend=self.backend,
+            fast = optimize_for_inference(model, dtype=self.dtype, backend=self.backend,
                                           batch_size=self.batch_size, calibration=self.calibration)
         log.info("fast path: %s, %s", fast.backend, str(fast.dtype).replace("torch.", ""))
         return fast

@@ -1,64 +1,54 @@
 """onnxruntime and OpenVINO as backends of :func:`~resnet_zoo.optimize_for_inference`.
 
-The model is exported to ONNX by :func:`resnet_zoo.export.export_model` (logits and pooled
+The model is exported to ONNX by :func:`resnet_zoo.inference.export.export_model` (logits and pooled
 features as two outputs, dynamic batch), run by the runtime, and wrapped so that it takes the
 same float32 NCHW tensor and returns the same float32 tensor as the torch path. Every backend is
 checked against the eager model when it is built: float32 relative error <= 1e-4, bfloat16
 cosine >= 0.999, int8 cosine >= 0.98 (int8 accuracy is measured on real data by
 ``scripts/eval_cifar10.py``).
 
-``backend="auto"`` times the candidates on this CPU at the batch size asked for, keeps the
-fastest, and caches the choice per CPU, architecture, input size, batch and dtype (a JSON file in
-``RESNET_ZOO_CACHE``, default ``~/.cache/resnet_zoo``), so the calibration runs once.
+``backend="auto"``, the choice among these and the torch path, is :mod:`.auto`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
-from . import cpu
-from .util.atomic import write_text_atomic
-from .data import find_images
-from .errors import ConfigError, ResNetZooError
+from .. import cpu
+from .images import find_images
+from ..errors import ConfigError, ResNetZooError
 from .export import export_model
-from .model import ResNet, ResNetBase, ResNetFeatures
-from .timing import SETTLE_S, time_images_per_second
-from .transforms import Preprocess, preprocessing_for
+from ..model import ResNet, ResNetBase, ResNetFeatures
+from .images import Preprocess, preprocessing_for
 from .model_view import ModelView
 
-__all__ = ["BACKENDS", "RuntimeModel", "available_backends", "build_runtime", "choose_backend",
-           "check_parity", "calibration_cache_path"]
+__all__ = ["RUNTIMES", "RuntimeModel", "build_runtime", "check_parity", "images_to_tensor", "input_size",
+           "export_onnx", "quantize_int8"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime", "openvino")
-_MODULE = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+RUNTIMES = ("onnxruntime", "openvino")
+RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}  # backend -> the package it needs
 CACHE_ENV = "RESNET_ZOO_CACHE"
 # Parity when a backend is built: float32 relative error, bf16 / int8 cosine similarity.
 FP32_TOL = 1e-4
 COSINE_MIN = {torch.bfloat16: 0.999, "int8": 0.98}
 
 
-def available_backends() -> list[str]:
-    """The backends that can run here: torch, and each runtime that is installed."""
-    return ["torch"] + [b for b, mod in _MODULE.items() if importlib.util.find_spec(mod) is not None]
-
-
 def _require(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {list(BACKENDS) + ['auto']}, got {backend!r}")
-    if backend != "torch" and importlib.util.find_spec(_MODULE[backend]) is None:
-        raise ConfigError(f"backend {backend!r} needs the {_MODULE[backend]} package: "
+    if backend not in RUNTIMES:
+        raise ConfigError(f"build_runtime builds one of {list(RUNTIMES)}, got {backend!r}; "
+                          "the torch path is optimize_for_inference(backend='torch')")
+    if importlib.util.find_spec(RUNTIME_MODULES[backend]) is None:
+        raise ConfigError(f"backend {backend!r} needs the {RUNTIME_MODULES[backend]} package: "
                           "pip install 'resnet_zoo[runtimes]'")
 
 
@@ -198,7 +188,8 @@ class RuntimeModel(ModelView):
         return f"backend={self.backend}, dtype={self.dtype}"
 
 
-def _input_size(model: ResNetBase) -> int:
+def input_size(model: ResNetBase) -> int:
+    """The side of the square images ``model``'s weights are fed."""
     return preprocessing_for(model).input_size
 
 
@@ -209,8 +200,6 @@ def build_runtime(model: ResNetBase, backend: str, dtype: Any = torch.float32, *
     ``dtype`` (float32; bfloat16 on OpenVINO; "int8": static post-training quantization
     calibrated on ``calibration`` images, a float32 ``[N, C, H, W]`` tensor, N <= 512)."""
     _require(backend)
-    if backend == "torch":
-        raise ConfigError("build_runtime builds onnxruntime or OpenVINO models; use optimize_for_inference")
     if isinstance(model, ResNetFeatures):
         raise ConfigError(f"backend {backend!r} runs pooled features and logits; per-stage feature "
                           "maps (features_only) run on backend='torch'")
@@ -220,7 +209,7 @@ def build_runtime(model: ResNetBase, backend: str, dtype: Any = torch.float32, *
     if dtype == "int8" and calibration is None:
         raise ConfigError("dtype='int8' needs calibration images: a float32 [N, C, H, W] tensor of "
                           "up to 512 preprocessed training images")
-    size = _input_size(model)
+    size = input_size(model)
     eager = copy_eval(model)  # one private copy: exported, then kept for metadata and input checks
     # The runtimes read the ONNX file into memory: without a workdir it lives only until then.
     with tempfile.TemporaryDirectory(prefix="resnet_zoo-onnx-") as scratch:
@@ -291,94 +280,6 @@ def quantize_int8(path: Path, calibration: torch.Tensor) -> Path:
 
 
 # --- Choosing the fastest backend -------------------------------------------------------------
-
-def calibration_cache_path() -> Path:
-    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "resnet_zoo")
-    return Path(root) / "backends.json"
-
-
-def _key(model: ResNetBase, batch_size: int, dtype: Any) -> str:
-    arch = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-    name = "int8" if dtype == "int8" else str(dtype).replace("torch.", "")
-    return f"{cpu.cpu_capabilities().slug}|{model.arch_name or 'custom'}-{arch}|{_input_size(model)}|b{batch_size}|{name}"
-
-
-def _read_cache() -> dict[str, Any]:
-    try:
-        data = json.loads(calibration_cache_path().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def time_backend(fast: nn.Module, x: torch.Tensor) -> float:
-    """One calibration round: a pause for the previous candidate's threads to go idle, a warm-up
-    batch, then images/s over 2 batches."""
-    return time_images_per_second(fast, x, iters=2, warmup=1, repeats=1, settle=SETTLE_S)
-
-
-def choose_backend(model: ResNetBase, candidates: dict[str, Callable[[], nn.Module]], *,
-                   batch_size: int, dtype: Any, timer: Callable[[nn.Module, torch.Tensor], float] | None = None,
-                   use_cache: bool = True, rounds: int = 3) -> tuple[str, nn.Module, dict[str, float]]:
-    """Build each candidate, time it at ``batch_size`` and keep the fastest. The choice is cached
-    per CPU, architecture, input size, batch and dtype; a cached choice builds only the winner."""
-    key = _key(model, batch_size, dtype)
-    timer = timer or time_backend
-    if use_cache:
-        cached = _read_cache().get(key)
-        if isinstance(cached, dict) and cached.get("backend") in candidates:
-            log.info("backend for %s: %s (cached calibration)", key, cached["backend"])
-            return cached["backend"], candidates[cached["backend"]](), dict(cached.get("images_per_s", {}))
-    size = _input_size(model)
-    x = torch.randn(batch_size, model.config.img_channels, size, size,
-                    generator=torch.Generator().manual_seed(0))
-    built: dict[str, nn.Module] = {}
-    for name, build in candidates.items():
-        try:
-            built[name] = build()
-        except ResNetZooError as e:
-            log.warning("backend %s skipped: %s", name, e)
-    # Rounds alternate between the candidates (best round kept), so a slow spell of the machine
-    # hits them all alike instead of deciding the choice.
-    speeds: dict[str, float] = {name: 0.0 for name in built}
-    for _ in range(rounds):
-        for name, fast in built.items():
-            speeds[name] = max(speeds[name], timer(fast, x))
-    for name, ips in speeds.items():
-        log.info("calibration %s: %s %.1f images/s", key, name, ips)
-    if not speeds:
-        raise ConfigError(f"no backend could run {model.arch_name or 'this model'} in {dtype}")
-    best = max(speeds, key=speeds.get)
-    if use_cache:
-        data = _read_cache()
-        data[key] = {"backend": best, "images_per_s": speeds}
-        try:
-            write_text_atomic(calibration_cache_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
-        except OSError as e:
-            log.warning("could not cache the backend calibration in %s: %s", calibration_cache_path(), e)
-    return best, built[best], speeds
-
-
-def candidates_for(model: ResNetBase, dtype: Any, backends: Sequence[str] | None,
-                   torch_build: Callable[[], nn.Module] | None,
-                   calibration: torch.Tensor | None) -> dict[str, Callable[[], nn.Module]]:
-    """The backends that can run ``model`` in ``dtype`` here, each as a builder."""
-    names = list(backends) if backends is not None else available_backends()
-    out: dict[str, Callable[[], nn.Module]] = {}
-    for name in names:
-        if name == "torch":
-            if torch_build is not None:
-                out[name] = torch_build
-            continue
-        if importlib.util.find_spec(_MODULE[name]) is None:
-            continue
-        if dtype == torch.bfloat16 and name == "onnxruntime":
-            continue
-        if dtype == "int8" and importlib.util.find_spec("onnxruntime") is None:
-            continue
-        out[name] = (lambda n=name: build_runtime(model, n, dtype, calibration=calibration))
-    return out
-
 
 def images_to_tensor(images: Iterable[Any] | torch.Tensor, model: ResNetBase, limit: int = 512) -> torch.Tensor:
     """Calibration images as the model sees them: a tensor as is, or image files preprocessed

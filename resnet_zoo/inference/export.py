@@ -10,9 +10,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .util.atomic import atomic_write
-from .util.checks import check_positive_int
-from .errors import ConfigError, ResNetZooError
+from ..util.atomic import atomic_write
+from ..util.checks import check_positive_int
+from ..errors import ConfigError, ResNetZooError
 
 __all__ = ["FORMATS", "export_model"]
 

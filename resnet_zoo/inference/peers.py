@@ -1,5 +1,7 @@
 """The peers ``resnet-zoo bench --peers`` and ``benchmarks/peers.py`` time beside resnet_zoo:
-what a user would pick instead, each as its documentation runs it.
+what a user would pick instead, each as its documentation runs it. Shipped in the package (an
+installed wheel runs ``bench --peers`` as a clone does); each peer is imported only when timed,
+and one that is not installed (``pip install 'resnet_zoo[runtimes]'``) gets a row saying so.
 
 - onnxruntime: the reference model (torchvision's, where it has the architecture) exported to
   ONNX, in a default ``InferenceSession`` on the CPU provider;
@@ -7,9 +9,9 @@ what a user would pick instead, each as its documentation runs it.
   itself where the CPU has it: the row says what ran; and f32 when float32 is timed);
 - ``torch.compile`` of the reference model (its compile time in the row's note).
 
-``peer_paths(wanted)`` gives the hook :func:`resnet_zoo.bench.iter_bench` takes as ``peers``.
+``peer_paths(wanted)`` gives the hook :func:`resnet_zoo.inference.bench.iter_bench` takes as ``peers``.
 The ONNX file lives in a temporary directory only while the sessions are built: nothing is
-left behind. A peer that is not installed gets a row saying so.
+left behind.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Sequence
 
 import torch
 
-from resnet_zoo.bench import ExtraPaths, PeerHook
-from resnet_zoo.errors import ConfigError
-from resnet_zoo.export import export_model
+from ..errors import ConfigError
+from .bench import ExtraPaths, PeerHook
+from .export import export_model
+
+__all__ = ["PEERS", "peer_paths"]
 
 PEERS = ("onnxruntime", "openvino", "torch.compile")
 

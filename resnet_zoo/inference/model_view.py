@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .config import ResNetConfig
-from .manifest import PretrainedInfo
-from .model import ResNetBase
-from .timm_api import FeatureInfoList, PretrainedCfg
+from ..config import ResNetConfig
+from ..manifest import PretrainedInfo
+from ..model import ResNetBase
+from ..timm_api import FeatureInfoList, PretrainedCfg
 
 __all__ = ["ModelView"]
 

@@ -7,7 +7,7 @@ import time
 from typing import Callable
 
 import torch
-from .util.checks import check_positive_int
+from ..util.checks import check_positive_int
 
 __all__ = ["time_images_per_second", "SETTLE_S"]
 

@@ -1,4 +1,5 @@
-"""Image preprocessing that matches each weights' config, with Pillow and torch only.
+"""Images in: reading image files (as a dataset whose errors name each file) and the
+preprocessing that matches each weights' config, with Pillow and torch only.
 
 The evaluation pipeline of torchvision and timm: resize the shorter side to
 ``floor(input_size / crop_pct)`` (Pillow's resampling, as torchvision uses for PIL images),
@@ -11,16 +12,17 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
+from torch.utils.data import Dataset
 
-from .errors import InputError
-from .manifest import Preprocessing
-from .util.integrity import not_a_regular_file
+from ..errors import InputError
+from ..manifest import Preprocessing
+from ..util.integrity import not_a_regular_file
 
 __all__ = ["Preprocess", "load_image", "to_tensor", "to_uint8_tensor", "preprocessing_for",
-           "IMAGE_EXTENSIONS"]
+           "IMAGE_EXTENSIONS", "find_images", "ImageFiles", "collate_images"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -192,3 +194,53 @@ def preprocessing_for(model: Any) -> Preprocessing:
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+# --- Image files: found in directories, read one by one, errors kept with their file ----------
+
+def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Image files named by ``inputs``: files as given, directories searched recursively
+    (sorted, so the order is deterministic). A path that does not exist is an error."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p)))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path} is neither an image file nor a directory")
+    if not found:
+        raise InputError(
+            f"no images found in {', '.join(map(str, inputs))} (looked for "
+            "jpg/png/bmp/gif/tiff/webp/ppm files)"
+        )
+    return found
+
+
+class ImageFiles(Dataset):
+    """``(index, tensor or None, error or None)`` per image; errors are returned, not raised,
+    so a DataLoader with workers can report every unreadable file by name."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable[[Path], torch.Tensor]) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            return index, self.transform(self.paths[index]), None
+        except InputError as e:
+            return index, None, str(e)
+        except (OSError, ValueError, TypeError, MemoryError, RuntimeError) as e:  # a decoder or transform failing
+            return index, None, f"cannot read {self.paths[index]} as an image: {type(e).__name__}: {e}"
+
+
+def collate_images(batch: list[tuple[int, torch.Tensor | None, str | None]]):
+    """Stack the good images of a batch; keep the indices and errors of all of them."""
+    good = [(i, t) for i, t, err in batch if t is not None]
+    errors = [(i, err) for i, t, err in batch if err is not None]
+    tensor = torch.stack([t for _, t in good]) if good else None
+    return [i for i, _ in good], tensor, errors

@@ -1,0 +1,157 @@
+"""Models over image files: batched feature extraction and top-k prediction, on any model
+(eager, the fast path, a runtime)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..util.checks import check_int, check_positive_int, is_int
+from .images import ImageFiles, collate_images, find_images
+from ..errors import ConfigError, InputError
+from ..manifest import read_labels
+from ..model import ResNet, ResNetBase, ResNetFeatures
+from ..util.progress import advance
+from .images import Preprocess, preprocessing_for
+from .model_view import ModelView
+
+__all__ = ["extract_features", "predict", "Prediction", "PooledFeatures"]
+
+log = logging.getLogger(__name__)
+
+# --- Features and predictions for image files -------------------------------------------------
+
+def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers: int):
+    from torch.utils.data import DataLoader
+
+    check_positive_int("batch_size", batch_size)
+    check_int("num_workers", num_workers, low=0)
+    return DataLoader(ImageFiles(paths, transform), batch_size=batch_size, shuffle=False,
+                      num_workers=num_workers, collate_fn=collate_images)
+
+
+def _run_over_images(
+    model: nn.Module, inputs: Iterable[str | os.PathLike], *, batch_size: int, num_workers: int,
+    skip_bad: bool, progress: bool, desc: str,
+):
+    from tqdm.auto import tqdm
+
+    paths = find_images(inputs)
+    config = model.config
+    transform = Preprocess(preprocessing_for(model), channels=config.img_channels)
+    was_training = model.training
+    model.eval()
+    kept: list[int] = []
+    outputs: list[torch.Tensor] = []
+    bad: list[tuple[int, str]] = []
+    try:
+        with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
+            for indices, batch, errors in _loader(paths, transform, batch_size, num_workers):
+                bad.extend(errors)
+                if batch is not None:
+                    with torch.inference_mode():
+                        outputs.append(model(batch).float())
+                    kept.extend(indices)
+                advance(bar, len(indices) + len(errors))
+    finally:
+        model.train(was_training)
+    if bad:
+        listed = "; ".join(msg for _, msg in bad[:10]) + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else "")
+        if not skip_bad:
+            raise InputError(f"{len(bad)} unreadable image(s): {listed}. Fix or remove them, or skip them")
+        log.warning("skipped %d unreadable image(s): %s", len(bad), listed)
+    if not kept:
+        raise InputError("none of the images could be read")
+    return [paths[i] for i in kept], torch.cat(outputs)
+
+
+def extract_features(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> tuple[torch.Tensor, list[Path]]:
+    """Pooled features ``[N, C]`` for image files and directories, in a deterministic order.
+
+    Images are prepared with the model's weights' preprocessing (``model.pretrained_cfg``),
+    batched by a DataLoader (``num_workers`` processes). A headed :class:`ResNet` gives its
+    pooled features, not its logits. Unreadable images raise :class:`InputError` naming every
+    one of them, or are skipped (and logged) with ``skip_bad=True``.
+
+    Returns:
+        ``(features, paths)``: row ``i`` of ``features`` belongs to ``paths[i]``.
+    """
+    features_model = PooledFeatures(model)
+    paths, feats = _run_over_images(features_model, inputs, batch_size=batch_size,
+                                    num_workers=num_workers, skip_bad=skip_bad,
+                                    progress=progress, desc="features")
+    return feats, paths
+
+
+class PooledFeatures(ModelView):
+    """A view of a model that returns pooled features (the head is skipped)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        if isinstance(model, ResNetFeatures):
+            raise ConfigError("extract_features gives pooled features: pass a ResNet, not features_only")
+        self.training = model.training  # so that restoring the mode restores the caller's
+
+    def _wrapped(self) -> ResNetBase:
+        return self.inner  # type: ignore[return-value]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.inner
+        if isinstance(m, ResNet) or hasattr(m, "forward_pooled"):
+            return m.forward_pooled(x)
+        return m(x)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: Path
+    topk: list[tuple[int, str, float]]  # (class index, label, probability)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path),
+                "topk": [{"class": c, "label": label, "score": s} for c, label, s in self.topk]}
+
+
+def predict(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    top: int = 5,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Top-``top`` classes with softmax probabilities for each image."""
+    num_classes = model.config.num_classes
+    if not num_classes:
+        raise ConfigError("this model has no classifier head (num_classes=0): use extract_features")
+    if not is_int(top, 1, num_classes):
+        raise ConfigError(f"top must be between 1 and the number of classes ({num_classes}), got {top!r}")
+    labels = list(model.pretrained_cfg.labels or ()) or None
+    if labels is None and num_classes == 1000:
+        labels = read_labels("imagenet_classes.txt")  # a 1000-class ResNet is an ImageNet one
+        log.info("weights carry no class names: using ImageNet's 1000")
+    paths, logits = _run_over_images(model, inputs, batch_size=batch_size, num_workers=num_workers,
+                                     skip_bad=skip_bad, progress=progress, desc="predict")
+    probs = logits.softmax(dim=1)
+    scores, classes = probs.topk(top, dim=1)
+    out = []
+    for path, row_s, row_c in zip(paths, scores.tolist(), classes.tolist()):
+        out.append(Prediction(path, [(c, labels[c] if labels else str(c), s) for c, s in zip(row_c, row_s)]))
+    return out

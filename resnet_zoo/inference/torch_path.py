@@ -1,0 +1,155 @@
+"""The torch fast path: batch norm folded into the conv before it (torch's own
+``fuse_conv_bn_eval``), activations channels-last, optionally bfloat16 compute.
+
+For bfloat16 the convolutions run on oneDNN ("mkldnn") tensors with weights reordered once at
+build time: on CPUs with AMX that is ~1.5x faster than bfloat16 channels-last eager, whose convs
+reorder their weights on every call.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..blocks import ShortcutProjection, ZeroPadShortcut
+from ..errors import ConfigError
+from ..model import ResNetBase, ResNetFeatures
+from .model_view import ModelView
+
+__all__ = ["fold_batch_norm", "InferenceModel", "torch_fast_path"]
+
+
+def fold_batch_norm(model: ResNetBase) -> ResNetBase:
+    """Fold every eval-mode batch norm into its conv, in place; the norms become Identity.
+
+    ``conv -> bn`` computes ``gamma * (W x + b - mean) / sqrt(var + eps) + beta``: one conv
+    with rescaled weights and a new bias does the same, one pass over the map fewer.
+    """
+    if model.training:
+        raise ConfigError("fold_batch_norm needs an eval-mode model (running statistics): call .eval()")
+
+    def fold(owner: nn.Module, conv_name: str, bn_name: str) -> None:
+        conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+        if isinstance(bn, nn.BatchNorm2d):
+            setattr(owner, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(owner, bn_name, nn.Identity())
+
+    fold(model, "conv", "bn")
+    for block in model.blocks:
+        for i in (1, 2, 3):
+            if hasattr(block, f"conv{i}"):
+                fold(block, f"conv{i}", f"bn{i}")
+        if isinstance(block.shortcut, ShortcutProjection):
+            fold(block.shortcut, "conv", "bn")
+    return model
+
+
+class InferenceModel(ModelView):
+    """A folded, eval-only ResNet: float32 NCHW in, float32 out, computed in ``dtype``.
+
+    Outputs are inference tensors (made under ``torch.inference_mode``): they cannot enter
+    autograd. Build it with :func:`optimize_for_inference`.
+    """
+
+    def __init__(self, model: ResNetBase, *, dtype: torch.dtype, channels_last: bool,
+                 use_mkldnn: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.use_mkldnn = use_mkldnn
+        self.backend = "torch"
+
+    def _wrapped(self) -> ResNetBase:
+        return self.model
+
+    def train(self, mode: bool = True) -> "InferenceModel":
+        if mode:
+            raise ConfigError("an InferenceModel is for inference only; train the eager model")
+        return super().train(False)
+
+    def _map_mkldnn(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        y = x.contiguous().to_mkldnn(self.dtype)
+        return m.blocks(m.pool(m.act(m.conv(y)))).to_dense().float()
+
+    def _pooled_mkldnn(self, x: torch.Tensor) -> torch.Tensor:
+        return self._map_mkldnn(x).mean(dim=(2, 3))
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.to(dtype=self.dtype, memory_format=fmt)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        """``[B, C, H, W]`` float32 -> float32 logits / features (a list for feature models)."""
+        self.model._check_input(x)
+        with torch.inference_mode():
+            if self.use_mkldnn:
+                pooled = self._pooled_mkldnn(x)
+                head = getattr(self.model, "fc", None)
+                return pooled if head is None else head(pooled)
+            out = self.model(self._prepare(x))
+            if isinstance(out, list):
+                return [t.float().contiguous() for t in out]
+            return out.float()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last map ``[B, n_channels[-1], h, w]`` (float32), as the eager model's."""
+        self.model._check_input(x)
+        with torch.inference_mode():
+            if self.use_mkldnn:
+                return self._map_mkldnn(x)
+            return self.model.forward_features(self._prepare(x)).float().contiguous()
+
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, n_channels[-1]]`` (float32), the head skipped."""
+        if isinstance(self.model, ResNetFeatures):
+            raise ConfigError("a features_only model has no pooled features; call it for its maps")
+        self.model._check_input(x)
+        with torch.inference_mode():
+            if self.use_mkldnn:
+                return self._pooled_mkldnn(x)
+            return self.model.forward_pooled(self._prepare(x)).float()
+
+    def extra_repr(self) -> str:
+        path = "oneDNN" if self.use_mkldnn else ("channels_last" if self.channels_last else "NCHW")
+        return f"dtype={self.dtype}, path={path}"
+
+
+def torch_fast_path(model: ResNetBase, dtype: torch.dtype, channels_last: bool = True) -> InferenceModel:
+    """An eval-mode copy of ``model``: batch norm folded, channels-last, computing in ``dtype``
+    (bfloat16 on oneDNN tensors where the CPU runs them)."""
+    device = next(model.parameters()).device
+    fast = fold_batch_norm(copy.deepcopy(model).eval())
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    has_zero_pad = any(isinstance(b.shortcut, ZeroPadShortcut) for b in fast.blocks)
+    use_mkldnn = (
+        dtype == torch.bfloat16
+        and device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and not isinstance(fast, ResNetFeatures)
+        and not has_zero_pad  # strided slicing and padding do not run on oneDNN tensors
+    )
+    if use_mkldnn:
+        from torch.utils import mkldnn as mkldnn_utils
+
+        head = getattr(fast, "fc", None)
+        if head is not None:
+            fast.fc = nn.Identity()
+        with warnings.catch_warnings():  # its modules are ScriptModules, which warn on 2.x
+            warnings.simplefilter("ignore", FutureWarning)
+            fast = mkldnn_utils.to_mkldnn(fast, dtype)  # reorders conv weights once, here
+        if head is not None:
+            fast.fc = head  # the head runs on dense float32 features
+    else:
+        fast = fast.to(dtype=dtype)
+        if channels_last:
+            fast = fast.to(memory_format=torch.channels_last)
+    result = InferenceModel(fast, dtype=dtype, channels_last=channels_last, use_mkldnn=use_mkldnn).eval()
+    return result
