@@ -48,7 +48,7 @@ def _files(directory: Path) -> dict[str, bytes]:
 def test_shards_index_and_reading_back(tmp_path, model):
     data = _images(tmp_path / "imgs", 23)
     summary = write_feature_set(model, [data], tmp_path / "set", shard_size=10, batch_size=4, progress=False)
-    assert summary["shards"] == 3 and summary["written_shards"] == 3 and summary["images"] == 23
+    assert summary.shards == 3 and summary.written_shards == 3 and summary.images == 23
     fs = read_feature_set(tmp_path / "set")
     feats, paths = fs.load()
     ref, ref_paths = resnet_zoo.extract_features(model, [data], progress=False)
@@ -73,10 +73,10 @@ def test_resume_skips_complete_shards_and_refuses_another_run(tmp_path, model):
     write_feature_set(model, [data], out, shard_size=10, progress=False)
     before = _files(out)
     again = write_feature_set(model, [data], out, shard_size=10, progress=False)
-    assert again["written_shards"] == 0 and again["skipped_shards"] == 3
+    assert again.written_shards == 0 and again.skipped_shards == 3
     (out / "shard-00001.safetensors").write_bytes(b"damaged")  # a damaged shard is rewritten
     again = write_feature_set(model, [data], out, shard_size=10, progress=False)
-    assert again["written_shards"] == 1 and _files(out) == before
+    assert again.written_shards == 1 and _files(out) == before
     _images(tmp_path / "imgs", 26)  # one file added
     with pytest.raises(ConfigError, match="input list"):
         write_feature_set(model, [data], out, shard_size=10, progress=False)
@@ -85,7 +85,7 @@ def test_resume_skips_complete_shards_and_refuses_another_run(tmp_path, model):
     with pytest.raises(ConfigError, match="model"):
         write_feature_set(other, [data], out, shard_size=10, progress=False)
     summary = write_feature_set(other, [data], out, shard_size=10, progress=False, overwrite=True)
-    assert summary["written_shards"] == 3 and read_feature_set(out).index["model"] == "cifar_resnet32"
+    assert summary.written_shards == 3 and read_feature_set(out).index["model"] == "cifar_resnet32"
 
 
 def test_a_resume_with_other_numerics_refuses_and_names_the_difference(tmp_path, model):
@@ -109,7 +109,7 @@ def test_a_resume_with_other_numerics_refuses_and_names_the_difference(tmp_path,
         write_feature_set(resnet_zoo.optimize_for_inference(changed), [data], out, shard_size=10,
                           progress=False)
     again = write_feature_set(fast, [data], out, shard_size=10, progress=False)
-    assert again["written_shards"] == 1 and again["skipped_shards"] == 2
+    assert again.written_shards == 1 and again.skipped_shards == 2
 
 
 def test_bad_files_listed_with_skip_bad_else_stop_with_the_path(tmp_path, model):
@@ -122,11 +122,11 @@ def test_bad_files_listed_with_skip_bad_else_stop_with_the_path(tmp_path, model)
         write_feature_set(model, [data], out, shard_size=10, progress=False)
     assert (out / "shard-00000.json").is_file() and (out / "shard-00001.json").is_file()
     bad.write_bytes(good_bytes)  # fixed: the resume writes only the last shard
-    assert write_feature_set(model, [data], out, shard_size=10, progress=False)["written_shards"] == 1
+    assert write_feature_set(model, [data], out, shard_size=10, progress=False).written_shards == 1
     bad.write_bytes(b"not a jpeg")
     skipped = write_feature_set(model, [data], tmp_path / "skip", shard_size=10, skip_bad=True, progress=False)
     fs = read_feature_set(tmp_path / "skip")
-    assert skipped["images"] == 25 and fs.num_images == 24
+    assert skipped.images == 25 and fs.num_images == 24
     assert [b["path"] for b in fs.bad] == [str(bad)] and "cannot read" in fs.bad[0]["error"]
 
 
@@ -234,7 +234,7 @@ def test_parquet_shards_same_index_resume_and_features(tmp_path, model):
     (out / "shard-00002.parquet").unlink()
     again = write_feature_set(model, [data], out, shard_size=10, file_format="parquet", progress=False,
                               model_name="cifar_resnet20")
-    assert again["written_shards"] == 1 and _files(out) == before
+    assert again.written_shards == 1 and _files(out) == before
     with pytest.raises(ConfigError, match=r"file_format \(parquet -> safetensors\)"):
         write_feature_set(model, [data], out, shard_size=10, progress=False, model_name="cifar_resnet20")
     with pytest.raises(ConfigError, match="parquet stores float32 or float16"):
@@ -296,20 +296,20 @@ def test_the_identity_of_a_bfloat16_onednn_fast_path_is_hashed(tmp_path):
     assert identity["weights_sha256"] != run_identity(model)["weights_sha256"]
 
 
-def test_paths_live_in_the_header_and_older_shards_still_read(tmp_path):
-    """One storage of paths (the header's metadata); a shard of an earlier version, with its
-    paths as a uint8 tensor, still reads; a header that would overflow is refused by name."""
+def test_paths_live_in_the_header_only(tmp_path):
+    """One storage of paths (the header's metadata): a shard holding them elsewhere (a uint8
+    tensor, as a pre-release wrote them) gives no paths, so a set reading it refuses it; a
+    header that would overflow is refused by name."""
     from safetensors.torch import save_file
 
-    from resnet_zoo.features.file import MAX_PATHS_BYTES, encode_paths
-    from resnet_zoo.features.sets import _read_shard
+    from resnet_zoo.features.format import MAX_PATHS_BYTES, encode_paths, read_shard
 
     old = tmp_path / "old.safetensors"
     encoded = json.dumps(["a.jpg", "b.jpg"]).encode()
     save_file({"features": torch.ones(2, 3), "paths": torch.frombuffer(bytearray(encoded), dtype=torch.uint8)},
               str(old))
-    feats, paths = _read_shard(old, "safetensors")
-    assert paths == ["a.jpg", "b.jpg"] and feats.shape == (2, 3)
+    feats, paths = read_shard(old, "safetensors")
+    assert paths is None and feats.shape == (2, 3)
     with pytest.raises(ConfigError, match="smaller --shard-size"):
         encode_paths(["x" * 1000] * (MAX_PATHS_BYTES // 1000 + 1), tmp_path / "big.safetensors")
 

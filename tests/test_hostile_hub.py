@@ -470,7 +470,7 @@ def test_a_shard_record_naming_another_file_is_rewritten_not_followed(feature_se
     (out / "shard-00001.json").write_text(json.dumps(record))
     (out / "shard-00001.safetensors").unlink()
     summary = write_feature_set(model, [images], out, shard_size=4, progress=False)
-    assert summary["written_shards"] == 1
+    assert summary.written_shards == 1
     feats, paths = read_feature_set(out).load()
     assert paths == good_paths and len(set(paths)) == 10 and torch.equal(feats, good_feats)
     home.untouched(out)

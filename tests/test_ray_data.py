@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import resnet_zoo
-from resnet_zoo.ray_data import FeatureExtractor, Preprocessor
+from resnet_zoo.features.ray_data import FeatureExtractor, Preprocessor
 
 from conftest import REPO_ROOT
 
@@ -27,7 +27,7 @@ def test_import_resnet_zoo_never_imports_ray():
     import subprocess
     import sys
 
-    code = "import sys, resnet_zoo, resnet_zoo.ray_data; print('ray' in sys.modules)"
+    code = "import sys, resnet_zoo, resnet_zoo.features.ray_data; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 

@@ -11,7 +11,7 @@ from ..util.checks import check_positive_int
 from ..errors import ConfigError
 from ..inference.export import FORMATS, export_model
 from ..features import write_feature_set, write_features
-from ..features.sets import FILE_FORMATS, STORE_DTYPES
+from ..features.format import FILE_FORMATS, STORE_DTYPES
 from ..inference.predict import predict
 from ..util.integrity import printable
 from ..registry import get_entry

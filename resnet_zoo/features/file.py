@@ -20,8 +20,9 @@ from ..util.atomic import atomic_write
 from ..errors import CheckpointError, ConfigError
 from ..inference.predict import extract_features
 from ..pretrained.files import load_safetensors
+from .format import decode_paths, encode_paths
 
-__all__ = ["FeaturesFile", "write_features", "read_features", "encode_paths", "decode_paths"]
+__all__ = ["FeaturesFile", "write_features", "read_features"]
 
 
 
@@ -38,33 +39,6 @@ class FeaturesFile:
     def to_dict(self) -> dict:
         """What ``resnet-zoo features ... --out FILE.safetensors --json`` prints."""
         return {"file": str(self.path), "images": self.features.shape[0], "features": self.features.shape[1]}
-
-
-# Image paths live in the safetensors header's metadata, as a JSON list in row order, in every
-# features file: the single file and each shard of a set. A header is bounded (MAX_HEADER_BYTES).
-MAX_PATHS_BYTES = 8 << 20
-
-
-def encode_paths(paths: list[str], where: str | os.PathLike) -> str:
-    """``paths`` as the header's ``paths`` entry, or ConfigError when it would not fit a header."""
-    text = json.dumps([str(p) for p in paths])
-    if len(text.encode("utf-8")) > MAX_PATHS_BYTES:
-        raise ConfigError(f"{where}: the paths of {len(paths):,} images take {len(text.encode()):,} bytes, "
-                          f"over the {MAX_PATHS_BYTES:,} a safetensors header holds: write fewer images a "
-                          "file (a feature set with a smaller --shard-size)")
-    return text
-
-
-def decode_paths(metadata: dict | None, rows: int, where: str | os.PathLike) -> list[str]:
-    """The ``rows`` image paths of a features file's metadata, or CheckpointError saying what is wrong."""
-    try:
-        paths = json.loads((metadata or {})["paths"])
-    except (KeyError, ValueError, RecursionError) as e:
-        raise CheckpointError(f"{where} is not a resnet_zoo features file (no image paths: {e})") from None
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or len(paths) != rows:
-        raise CheckpointError(f"{where}: {rows} feature rows but the metadata lists "
-                              f"{len(paths) if isinstance(paths, list) else 'no'} paths")
-    return paths
 
 
 def write_features(

@@ -25,23 +25,20 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..util.atomic import WriterLock, atomic_write, remove_partials, write_text_atomic
+from ..util.atomic import WriterLock, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
 from ..inference.images import ImageFiles, collate_images
 from ..util.dist import setup_distributed
 from ..errors import ConfigError, InputError, ResNetZooError
 from ..inference.predict import PooledFeatures
-from ..util.integrity import sha256_file
 from ..util.progress import advance
 from ..inference.images import Preprocess, preprocessing_for
-from .sets import (FILE_FORMATS, INDEX_FILE, LOCK_FILE, PARQUET_DTYPES, RUN_FILE, run_sha256, SET_FORMAT, STORE_DTYPES, _arrow_table,
-                   _done, _optional, _read_shard, _record_name, _shard_name)
-from .file import encode_paths
+from .format import (FILE_FORMATS, LOCK_FILE, PARQUET_DTYPES, RUN_FILE, SET_FORMAT, STORE_DTYPES, INDEX_FILE,
+                     optional_module, run_sha256, shard_done, write_index, write_shard)
 from .sources import list_images, readable
 
 __all__ = ["write_feature_set", "plan_feature_set", "collect_shards", "finish_feature_set", "FeatureSetPlan",
@@ -96,7 +93,7 @@ class FeatureSetPlan:
 
 @dataclass(frozen=True)
 class FeatureSetResult:
-    """What :func:`write_feature_set` did. Reads like the dict it once was: ``result["images"]``."""
+    """What :func:`write_feature_set` did."""
 
     directory: str
     images: int
@@ -116,11 +113,6 @@ class FeatureSetResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
-
 
 def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, store_dtype: str,
                   file_format: str) -> Path:
@@ -135,7 +127,7 @@ def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, stor
         if store_dtype not in PARQUET_DTYPES:
             raise ConfigError(f"parquet stores {' or '.join(PARQUET_DTYPES)}, not {store_dtype}: "
                               "use --store-dtype float16, or --format safetensors for bfloat16")
-        _optional("pyarrow.parquet", "parquet shards")  # refused now, not after the first shard
+        optional_module("pyarrow.parquet", "parquet shards")  # refused now, not after the first shard
     out = Path(out)
     if out.suffix == ".safetensors":
         raise ConfigError(f"{out} names a file: a feature set is a directory (or use write_features)")
@@ -178,7 +170,7 @@ def plan_feature_set(model: nn.Module, inputs: Iterable[str | os.PathLike], out:
             _check_run(out, run, overwrite=False)
     n_shards = -(-len(paths) // shard_size)
     mine = [i for i in range(n_shards) if i % world == rank]
-    todo = [i for i in mine if _done(out, i, file_format, run_id) is None]
+    todo = [i for i in mine if shard_done(out, i, file_format, run_id) is None]
     return FeatureSetPlan(out, run, paths, n_shards, todo, len(mine) - len(todo), model.config.num_features,
                           rank, world, lock)
 
@@ -270,7 +262,7 @@ def finish_feature_set(plan: FeatureSetPlan) -> None:
     if plan.world > 1:
         torch.distributed.barrier()
     if plan.rank == 0:
-        _write_index(plan.out, plan.run, plan.n_shards)
+        write_index(plan.out, plan.run, plan.n_shards)
     if plan.world > 1:
         torch.distributed.barrier()
 
@@ -377,42 +369,10 @@ def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
 
 def _write_shard(plan: FeatureSetPlan, i: int, batches: list[Batch]) -> None:
     """Shard ``i`` from its batches in order: the features in the stored dtype, the paths of
-    the images read, the unreadable ones with their errors; then its record."""
-    out, run, width = plan.out, plan.run, plan.num_features
-    dtype = STORE_DTYPES[run["store_dtype"]]
+    the images read, the unreadable ones with their errors."""
+    dtype = STORE_DTYPES[plan.run["store_dtype"]]
     rows = [b.features.float().to(dtype) for b in batches if b.features is not None]
     kept = [plan.paths[k] for b in batches for k in b.indices]
     bad = [{"path": plan.paths[k], "error": message} for b in batches for k, message in b.errors]
-    feats = torch.cat(rows) if rows else torch.empty(0, width, dtype=dtype)
-    fmt = run["file_format"]
-    name = _shard_name(i, fmt)
-    with atomic_write(out / name) as tmp:
-        if fmt == "parquet":
-            table = _arrow_table(feats, kept, width, {"model": run["model"], "weights": run["weights"]},
-                                 "parquet shards")
-            _optional("pyarrow.parquet", "parquet shards").write_table(table, str(tmp))
-        else:
-            # One metadata entry: safetensors writes several in no fixed order, and a shard
-            # rewritten on resume must have the same bytes (the model is in the index).
-            save_file({"features": feats.contiguous()}, str(tmp), metadata={"paths": encode_paths(kept, out / name)})
-    record = {"file": name, "rows": len(kept), "sha256": sha256_file(out / name), "bad": bad,
-              "run_sha256": run_sha256(run)}
-    write_text_atomic(out / _record_name(i), json.dumps(record, indent=1) + "\n")
-
-
-def _write_index(out: Path, run: dict, n_shards: int) -> None:
-    records = []
-    run_id = run_sha256(run)
-    for i in range(n_shards):
-        record = _done(out, i, run["file_format"], run_id)
-        if record is None:
-            raise ResNetZooError(f"{out / _shard_name(i, run['file_format'])} is missing or damaged after every process "
-                                 "finished; re-run the command to write it")
-        records.append(record)
-    num_features = None
-    if records:
-        feats, _ = _read_shard(out / _shard_name(0, run["file_format"]), run["file_format"])
-        num_features = None if feats is None else feats.shape[1]
-    index = {**run, "num_features": num_features, "shards": records,
-             "num_bad": sum(len(r["bad"]) for r in records), "run_sha256": run_id}
-    write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")
+    feats = torch.cat(rows) if rows else torch.empty(0, plan.num_features, dtype=dtype)
+    write_shard(plan.out, i, plan.run, feats, kept, bad)

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from .errors import InputError
-from .inference.recipe import ModelRecipe
-from .inference.images import Preprocess, preprocessing_for
+from ..errors import InputError
+from ..inference.recipe import ModelRecipe
+from ..inference.images import Preprocess, preprocessing_for
 
 __all__ = ["Preprocessor", "FeatureExtractor"]
 

@@ -1,0 +1,269 @@
+"""The bytes of a feature set on disk, and of a features file: the one module that reads or
+writes them.
+
+A set is a directory: shard ``i`` is ``shard-NNNNN.safetensors`` (``features`` ``[n, C]``, the
+image of each row in the header's metadata) or ``shard-NNNNN.parquet`` (a row per image:
+``path`` and ``features``), recorded with its sha256 and its run's digest in ``shard-NNNNN.json``
+once complete; ``run.json`` is the run's identity, ``index.json`` the identity plus every record,
+``.lock`` the writer's lock. Everything read here is checked like any untrusted file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from ..errors import CheckpointError, ConfigError, ResNetZooError
+from ..pretrained.files import load_safetensors
+from ..util.atomic import atomic_write, write_text_atomic
+from ..util.checks import is_int
+from ..util.integrity import is_sha256, not_a_regular_file, printable, sha256_file
+
+__all__ = ["SET_FORMAT", "RUN_FILE", "INDEX_FILE", "LOCK_FILE", "STORE_DTYPES", "FILE_FORMATS", "PARQUET_DTYPES",
+           "run_sha256", "shard_name", "record_name", "read_shard", "write_shard", "arrow_table", "optional_module",
+           "encode_paths", "decode_paths", "MAX_PATHS_BYTES", "checked_record", "checked_index", "read_index",
+           "shard_done", "write_index"]
+
+SET_FORMAT = "resnet_zoo.features/1"
+RUN_FILE = "run.json"
+INDEX_FILE = "index.json"
+LOCK_FILE = ".lock"  # held by the run writing the set (a dot: pyarrow and pandas skip it)
+STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# Shard file formats: safetensors (the default; features and a paths tensor) or parquet (one
+# row per image: path, features as a fixed-size list; the model and weights in its metadata).
+FILE_FORMATS = ("safetensors", "parquet")
+PARQUET_DTYPES = ("float32", "float16")  # parquet has no bfloat16
+
+
+# The index is the run's identity (run.json) plus these keys.
+_INDEX_KEYS = ("num_features", "shards", "num_bad", "run_sha256")
+
+
+def run_sha256(run: dict) -> str:
+    """The digest of a run's identity (what ``run.json`` holds): every shard record carries it,
+    and only records of the run at hand are resumed or indexed."""
+    return hashlib.sha256(json.dumps(run, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _identity_sha256(index: dict) -> str:
+    return run_sha256({k: v for k, v in index.items() if k not in _INDEX_KEYS})
+
+
+def shard_name(i: int, fmt: str = "safetensors") -> str:
+    return f"shard-{i:05d}.{fmt}"
+
+
+def record_name(i: int) -> str:
+    return f"shard-{i:05d}.json"
+
+
+def read_shard(path: Path, fmt: str) -> tuple[torch.Tensor | None, list[str] | None]:
+    """(features [n, C], paths) of one shard file (None where it does not hold them)."""
+    if fmt == "parquet":
+        pq = optional_module("pyarrow.parquet", "parquet shards")
+        try:
+            table = pq.read_table(str(path))
+            column = table.column("features").combine_chunks()
+            width = column.type.list_size
+            values = column.flatten().to_numpy(zero_copy_only=False)
+            paths = table.column("path").to_pylist()
+        except Exception as e:  # pyarrow's errors: a damaged or foreign file
+            raise CheckpointError(f"{path} is not a readable parquet shard: {str(e)[:200]}") from None
+        if not all(isinstance(p, str) for p in paths):
+            return None, None
+        return torch.from_numpy(values.copy()).view(-1, width), paths
+    tensors, metadata = load_safetensors(path)
+    feats = tensors.get("features")
+    if feats is None or feats.dim() != 2 or "paths" not in (metadata or {}):
+        return feats, None
+    return feats, decode_paths(metadata, feats.shape[0], path)
+
+
+def write_shard(out: Path, i: int, run: dict, feats: torch.Tensor, kept: list[str], bad: list[dict]) -> None:
+    """Shard ``i`` of the set in ``out`` (atomically): ``feats`` ``[n, C]`` already in the stored
+    dtype, the paths ``kept`` of its rows, the unreadable images ``bad`` (``{path, error}``);
+    then its record, with its sha256 and the run's digest."""
+    width = feats.shape[1]
+    fmt = run["file_format"]
+    name = shard_name(i, fmt)
+    with atomic_write(out / name) as tmp:
+        if fmt == "parquet":
+            table = arrow_table(feats, kept, width, {"model": run["model"], "weights": run["weights"]},
+                                 "parquet shards")
+            optional_module("pyarrow.parquet", "parquet shards").write_table(table, str(tmp))
+        else:
+            # One metadata entry: safetensors writes several in no fixed order, and a shard
+            # rewritten on resume must have the same bytes (the model is in the index).
+            save_file({"features": feats.contiguous()}, str(tmp), metadata={"paths": encode_paths(kept, out / name)})
+    record = {"file": name, "rows": len(kept), "sha256": sha256_file(out / name), "bad": bad,
+              "run_sha256": run_sha256(run)}
+    write_text_atomic(out / record_name(i), json.dumps(record, indent=1) + "\n")
+
+
+def arrow_table(feats: torch.Tensor, paths: list[str], width: int, metadata: dict[str, str],
+                 what: str) -> Any:
+    """One row per image: ``path`` and ``features`` as a fixed-size list of float16 (for
+    float16 features) or float32 (anything else, bfloat16 widened); ``metadata`` on the schema."""
+    pa = optional_module("pyarrow", what)
+    half = feats.dtype == torch.float16
+    values = (feats if half else feats.float()).contiguous().reshape(-1).numpy()
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values, type=pa.float16() if half else pa.float32()),
+                                               width)
+    return pa.table({"path": pa.array(paths, type=pa.string()), "features": column}, metadata=metadata)
+
+
+def optional_module(module: str, what: str) -> Any:
+    """``module``, or a ResNetZooError saying that ``what`` needs it and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise ResNetZooError(f"{what} needs {package}: pip install {package} "
+                             "(or pip install 'resnet_zoo[arrow]')") from None
+
+
+# Image paths live in the safetensors header's metadata, as a JSON list in row order, in every
+# features file: the single file and each shard of a set. A header is bounded (MAX_HEADER_BYTES).
+MAX_PATHS_BYTES = 8 << 20
+
+
+def encode_paths(paths: list[str], where: str | os.PathLike) -> str:
+    """``paths`` as the header's ``paths`` entry, or ConfigError when it would not fit a header."""
+    text = json.dumps([str(p) for p in paths])
+    if len(text.encode("utf-8")) > MAX_PATHS_BYTES:
+        raise ConfigError(f"{where}: the paths of {len(paths):,} images take {len(text.encode()):,} bytes, "
+                          f"over the {MAX_PATHS_BYTES:,} a safetensors header holds: write fewer images a "
+                          "file (a feature set with a smaller --shard-size)")
+    return text
+
+
+def decode_paths(metadata: dict | None, rows: int, where: str | os.PathLike) -> list[str]:
+    """The ``rows`` image paths of a features file's metadata, or CheckpointError saying what is wrong."""
+    try:
+        paths = json.loads((metadata or {})["paths"])
+    except (KeyError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{where} is not a resnet_zoo features file (no image paths: {e})") from None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or len(paths) != rows:
+        raise CheckpointError(f"{where}: {rows} feature rows but the metadata lists "
+                              f"{len(paths) if isinstance(paths, list) else 'no'} paths")
+    return paths
+
+
+MAX_INDEX_BYTES = 256 << 20
+
+
+def checked_record(record: object, i: int, where: Path, fmt: str = "safetensors") -> dict:
+    """A shard record as written by ``_write_shard``, or :class:`CheckpointError` naming what is
+    wrong. It must name its own shard file, ``shard-NNNNN.safetensors``: nothing else."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: the record of shard {i} {what}; re-run the command "
+                               "(--overwrite to start over)")
+
+    if not isinstance(record, dict):
+        raise bad(f"is a {type(record).__name__}, not an object")
+    if record.get("file") != shard_name(i, fmt):
+        raise bad(f"names the file {printable(str(record.get('file')))[:80]!r}, not its own {shard_name(i, fmt)}")
+    rows = record.get("rows")
+    if not is_int(rows, 0):
+        raise bad(f"counts {printable(repr(rows))[:40]} rows, not a count")
+    if not is_sha256(record.get("sha256")):
+        raise bad("has no sha256 of 64 hex digits")
+    if "run_sha256" in record and not is_sha256(record["run_sha256"]):
+        raise bad("has a run_sha256 that is not 64 hex digits")
+    items = record.get("bad")
+    if not isinstance(items, list) or not all(
+            isinstance(b, dict) and isinstance(b.get("path"), str) and isinstance(b.get("error"), str)
+            for b in items):
+        raise bad("lists its unreadable images as something other than {path, error} objects")
+    return record
+
+
+def checked_index(index: object, where: Path) -> dict:
+    if not isinstance(index, dict) or index.get("format") != SET_FORMAT:
+        raise CheckpointError(f"{where} is not a resnet_zoo feature set index")
+    shards, width = index.get("shards"), index.get("num_features")
+    if not isinstance(shards, list):
+        raise CheckpointError(f"{where}: 'shards' must be a list of shard records")
+    if width is not None and not is_int(width, 1):
+        raise CheckpointError(f"{where}: 'num_features' must be a positive integer, got "
+                              f"{printable(repr(width))[:40]}")
+    if shards and width is None:
+        raise CheckpointError(f"{where}: 'num_features' is missing")
+    if index.get("store_dtype") not in STORE_DTYPES:
+        raise CheckpointError(f"{where}: 'store_dtype' must be one of {list(STORE_DTYPES)}")
+    fmt = index.get("file_format", "safetensors")
+    if fmt not in FILE_FORMATS:
+        raise CheckpointError(f"{where}: 'file_format' must be one of {list(FILE_FORMATS)}")
+    run_id = index.get("run_sha256")
+    for i, record in enumerate(shards):
+        checked_record(record, i, where, fmt)
+        if run_id is not None and record.get("run_sha256") != run_id:
+            raise CheckpointError(f"{where}: shard {i} was written by another run than the index's "
+                                  "(another model, input list or settings); re-run the command with "
+                                  "--overwrite to start over")
+    if run_id is not None and run_id != _identity_sha256(index):
+        raise CheckpointError(f"{where}: its run_sha256 is not the digest of the run it describes "
+                              "(edited or mixed); re-run the command with --overwrite to start over")
+    return index
+
+
+def read_index(directory: Path) -> dict:
+    """The checked ``index.json`` of the complete set in ``directory``: bounded in size, every
+    record naming its own shard, every record of the index's run."""
+    path = directory / INDEX_FILE
+    try:
+        if problem := not_a_regular_file(path):
+            raise OSError(problem)
+        if path.stat().st_size > MAX_INDEX_BYTES:
+            raise OSError(f"{path.stat().st_size:,} bytes, over the {MAX_INDEX_BYTES:,} an index may have")
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{directory} holds no complete feature set ({INDEX_FILE}: {e}); "
+                              "run `resnet-zoo features` to write or finish it") from None
+    return checked_index(index, path)
+
+
+def shard_done(directory: Path, i: int, fmt: str, run_id: str) -> dict | None:
+    """The record of shard ``i`` if the shard is complete, matches it and was written by the
+    run ``run_id`` (a record that names another file, is malformed, or is another run's, is
+    not: the shard is written again)."""
+    try:
+        record = checked_record(json.loads((directory / record_name(i)).read_text()), i,
+                                 directory / record_name(i), fmt)
+        if record.get("run_sha256") != run_id:
+            return None
+        shard = directory / shard_name(i, fmt)
+        if not_a_regular_file(shard) is None and sha256_file(shard) == record["sha256"]:
+            return record
+    except (OSError, ValueError, RecursionError):  # CheckpointError is a ValueError
+        pass
+    return None
+
+
+def write_index(out: Path, run: dict, n_shards: int) -> None:
+    """``index.json``: the run's identity, every shard's record (each checked complete and of
+    this run), the width of the features and the count of unreadable images."""
+    records = []
+    run_id = run_sha256(run)
+    for i in range(n_shards):
+        record = shard_done(out, i, run["file_format"], run_id)
+        if record is None:
+            raise ResNetZooError(f"{out / shard_name(i, run['file_format'])} is missing or damaged after every process "
+                                 "finished; re-run the command to write it")
+        records.append(record)
+    num_features = None
+    if records:
+        feats, _ = read_shard(out / shard_name(0, run["file_format"]), run["file_format"])
+        num_features = None if feats is None else feats.shape[1]
+    index = {**run, "num_features": num_features, "shards": records,
+             "num_bad": sum(len(r["bad"]) for r in records), "run_sha256": run_id}
+    write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")

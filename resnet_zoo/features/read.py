@@ -1,0 +1,117 @@
+"""Reading a feature set (its bytes are :mod:`.format`'s): the index's shards as torch,
+numpy, pyarrow or pandas.
+
+Shard ``i`` is ``shard-NNNNN.safetensors`` (``features`` ``[n, C]`` and ``paths``, the image of
+each row) or ``shard-NNNNN.parquet`` (a row per image: ``path`` and ``features``), recorded with
+its sha256 in ``shard-NNNNN.json`` when complete; the index is every record plus the run's
+identity. Everything read here is checked like any untrusted file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from ..errors import CheckpointError
+from ..util.checks import check_positive_int
+from ..util.integrity import not_a_regular_file, sha256_file
+from .format import INDEX_FILE, arrow_table, optional_module, read_index, read_shard, shard_name
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A directory written by :func:`write_feature_set`: ``index.json`` and numbered shards."""
+
+    directory: Path
+    index: dict
+
+    @property
+    def num_images(self) -> int:
+        return sum(s["rows"] for s in self.index["shards"])
+
+    def shards(self, verify: bool = True):
+        """``(features [n, C], paths)`` of each shard in order; ``verify`` checks its sha256.
+
+        Each shard is the file its record names, ``shard-NNNNN.safetensors`` in this directory
+        (a record naming anything else was refused when the index was read), and must hold the
+        rows its record counts."""
+        fmt = self.index.get("file_format", "safetensors")
+        for i, shard in enumerate(self.index["shards"]):
+            path = self.directory / shard_name(i, fmt)
+            if problem := not_a_regular_file(path):
+                raise CheckpointError(f"{path} {problem}: the feature set is incomplete; re-run the "
+                                      "command to rewrite it")
+            if verify and sha256_file(path) != shard["sha256"]:
+                raise CheckpointError(f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
+                                      "the shard was modified or damaged: re-run the command to rewrite it")
+            feats, paths = read_shard(path, fmt)
+            width = self.index["num_features"]
+            if (feats is None or feats.dim() != 2 or paths is None or feats.shape[0] != shard["rows"]
+                    or len(paths) != shard["rows"] or (width is not None and feats.shape[1] != width)):
+                raise CheckpointError(f"{path} does not hold the {shard['rows']} rows of {width} features "
+                                      "and their paths that its record counts: re-run the command to rewrite it")
+            yield feats, paths
+
+    def load(self, verify: bool = True) -> tuple[torch.Tensor, list[str]]:
+        """Every feature as one ``[N, C]`` tensor, and the image of each row."""
+        feats, paths = [], []
+        for f, p in self.shards(verify):
+            feats.append(f)
+            paths += p
+        if not feats:
+            return torch.empty(0, self.index["num_features"] or 0), []
+        return torch.cat(feats), paths
+
+    def iter_batches(self, batch_size: int = 4096, verify: bool = True) -> Iterator[tuple[Any, list[str]]]:
+        """``(features, paths)`` in batches of ``batch_size`` rows (the last may be shorter),
+        features as a float32 numpy array ``[n, C]`` whatever the stored dtype; one shard is in
+        memory at a time, never the whole set."""
+        check_positive_int("batch_size", batch_size)
+        held: torch.Tensor | None = None
+        held_paths: list[str] = []
+        for feats, paths in self.shards(verify):
+            held = feats if held is None else torch.cat([held, feats])
+            held_paths += paths
+            while len(held_paths) >= batch_size:
+                yield held[:batch_size].float().numpy(), held_paths[:batch_size]
+                held, held_paths = held[batch_size:], held_paths[batch_size:]
+        if held is not None and held_paths:
+            yield held.float().numpy(), held_paths
+
+    def to_numpy(self, verify: bool = True) -> Any:
+        """Every feature as one float32 numpy array ``[N, C]`` (bfloat16 and float16 shards
+        are widened), rows in the order of :meth:`load`'s paths."""
+        feats, _ = self.load(verify)
+        return feats.float().numpy()
+
+    def to_arrow(self, verify: bool = True) -> Any:
+        """A pyarrow Table, one row per image: ``path`` (string) and ``features`` (a
+        fixed-size list of float32, or float16 for float16 shards); the model and weights tag
+        in the schema's metadata. Needs pyarrow."""
+        feats, paths = self.load(verify)
+        return arrow_table(feats, paths, self.index["num_features"] or 0,
+                            {"model": str(self.index.get("model")), "weights": str(self.index.get("weights"))},
+                            "FeatureSet.to_arrow")
+
+    def to_pandas(self, verify: bool = True) -> Any:
+        """A pandas DataFrame: ``path`` and ``features`` (one float32 numpy array per row).
+        Needs pandas."""
+        pd = optional_module("pandas", "FeatureSet.to_pandas")
+        feats, paths = self.load(verify)
+        array = feats.float().numpy()
+        return pd.DataFrame({"path": paths, "features": list(array)})
+
+    @property
+    def bad(self) -> list[dict]:
+        """Images that could not be read (with ``--skip-bad``): path and error."""
+        return [b for s in self.index["shards"] for b in s["bad"]]
+
+
+def read_feature_set(directory: str | os.PathLike) -> FeatureSet:
+    """The feature set in ``directory`` (complete: its ``index.json`` written), with its index
+    checked like any untrusted file: every record names its own shard in ``directory``."""
+    directory = Path(directory)
+    return FeatureSet(directory, read_index(directory))
