@@ -101,65 +101,61 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
 
-# --- The built-in architectures -------------------------------------------------------------
+# --- The built-in architectures: one line each, with its source -----------------------------
 
 # torchvision's ImageNet layout ("v1.5"): 7x7/2 stem + ReLU + 3x3/2 max-pool, bias-free convs
-# (every conv is followed by batch norm, which has its own shift), 1x1 projection shortcuts.
-_IMAGENET = dict(
-    first_kernel_size=7, stem_channels=64, stem_stride=2, stem_act=True, stem_pool=True,
-    conv_bias=False, shortcut="projection", num_classes=1000,
-)
-_BASIC_CHANNELS = (64, 128, 256, 512)
-_BOTTLENECK_CHANNELS = (256, 512, 1024, 2048)
-_BOTTLENECK_WIDTHS = (64, 128, 256, 512)
+# (every conv is followed by batch norm, which has its own shift), 1x1 projection shortcuts, the
+# stride on the bottleneck's 3x3 conv.
+_IMAGENET = dict(first_kernel_size=7, stem_channels=64, stem_stride=2, stem_act=True, stem_pool=True,
+                 conv_bias=False, shortcut="projection", num_classes=1000)
+_BASIC = dict(_IMAGENET, n_channels=(64, 128, 256, 512))
+_BOTTLENECK = dict(_IMAGENET, n_channels=(256, 512, 1024, 2048))
+_WIDTHS = (64, 128, 256, 512)  # the bottleneck 3x3 conv's width in each stage, x the wide factor
+# The paper's CIFAR networks (section 4.2): 3x3 stem at stride 1 on 32x32 inputs, three stages of
+# 16/32/64 channels with n blocks each (6n+2 layers); option A (zero-padding) shortcuts.
+_CIFAR = dict(n_channels=(16, 32, 64), first_kernel_size=3, stem_stride=1, stem_act=True, stem_pool=False,
+              conv_bias=False, num_classes=10)
 
 
-def _imagenet(n_blocks, *, bottleneck: bool, width: int = 1, groups: int = 1) -> ResNetConfig:
-    if not bottleneck:
-        return ResNetConfig(n_blocks=n_blocks, n_channels=_BASIC_CHANNELS, **_IMAGENET)
-    return ResNetConfig(
-        n_blocks=n_blocks,
-        n_channels=_BOTTLENECK_CHANNELS,
-        bottlenecks=tuple(w * width for w in _BOTTLENECK_WIDTHS),
-        groups=groups,
-        **_IMAGENET,
-    )
+def _wide(k: int) -> tuple[int, ...]:
+    return tuple(k * w for w in _WIDTHS)
 
 
-# The paper's CIFAR networks (section 4.2): 3x3 stem at stride 1 on 32x32 inputs, three
-# stages of 16/32/64 channels with n blocks each (6n+2 layers), option A shortcuts.
-_CIFAR = dict(
-    n_channels=(16, 32, 64), first_kernel_size=3, stem_stride=1, stem_act=True,
-    stem_pool=False, conv_bias=False, num_classes=10,
-)
+# name, config, input size, description (its paper or source)
+_ARCHITECTURES = [
+    ("resnet18", ResNetConfig(n_blocks=(2, 2, 2, 2), **_BASIC), 224, "He et al. 2016, basic blocks, torchvision layout"),
+    ("resnet34", ResNetConfig(n_blocks=(3, 4, 6, 3), **_BASIC), 224, "He et al. 2016, basic blocks, torchvision layout"),
+    ("resnet26", ResNetConfig(n_blocks=(2, 2, 2, 2), bottlenecks=_wide(1), **_BOTTLENECK), 224,
+     "ResNet-26: bottleneck blocks [2,2,2,2] (the labml reference's second model), torchvision layout"),
+    ("resnet50", ResNetConfig(n_blocks=(3, 4, 6, 3), bottlenecks=_wide(1), **_BOTTLENECK), 224,
+     "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
+    ("resnet101", ResNetConfig(n_blocks=(3, 4, 23, 3), bottlenecks=_wide(1), **_BOTTLENECK), 224,
+     "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
+    ("resnet152", ResNetConfig(n_blocks=(3, 8, 36, 3), bottlenecks=_wide(1), **_BOTTLENECK), 224,
+     "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
+    ("wide_resnet50_2", ResNetConfig(n_blocks=(3, 4, 6, 3), bottlenecks=_wide(2), **_BOTTLENECK), 224,
+     "Zagoruyko & Komodakis 2016: bottleneck width x2"),
+    ("wide_resnet101_2", ResNetConfig(n_blocks=(3, 4, 23, 3), bottlenecks=_wide(2), **_BOTTLENECK), 224,
+     "Zagoruyko & Komodakis 2016: bottleneck width x2"),
+    ("resnext50_32x4d", ResNetConfig(n_blocks=(3, 4, 6, 3), bottlenecks=_wide(2), groups=32, **_BOTTLENECK), 224,
+     "Xie et al. 2017: 32 groups of width 4"),
+    ("resnext101_32x8d", ResNetConfig(n_blocks=(3, 4, 23, 3), bottlenecks=_wide(4), groups=32, **_BOTTLENECK), 224,
+     "Xie et al. 2017: 32 groups of width 8"),
+    ("cifar_resnet14", ResNetConfig(n_blocks=(2, 2, 2), shortcut="conv3x3", **_CIFAR), 32,
+     "CIFAR ResNet-14: basic blocks [2,2,2] with 3x3 conv projection shortcuts (the labml reference's first model)"),
+    ("cifar_resnet20", ResNetConfig(n_blocks=(3, 3, 3), shortcut="zero_pad", **_CIFAR), 32,
+     "He et al. 2016 section 4.2: n=3, option A (zero-padding) shortcuts"),
+    ("cifar_resnet32", ResNetConfig(n_blocks=(5, 5, 5), shortcut="zero_pad", **_CIFAR), 32,
+     "He et al. 2016 section 4.2: n=5, option A (zero-padding) shortcuts"),
+    ("cifar_resnet44", ResNetConfig(n_blocks=(7, 7, 7), shortcut="zero_pad", **_CIFAR), 32,
+     "He et al. 2016 section 4.2: n=7, option A (zero-padding) shortcuts"),
+    ("cifar_resnet56", ResNetConfig(n_blocks=(9, 9, 9), shortcut="zero_pad", **_CIFAR), 32,
+     "He et al. 2016 section 4.2: n=9, option A (zero-padding) shortcuts"),
+    ("cifar_resnet110", ResNetConfig(n_blocks=(18, 18, 18), shortcut="zero_pad", **_CIFAR), 32,
+     "He et al. 2016 section 4.2: n=18, option A (zero-padding) shortcuts"),
+    ("cifar_resnet1202", ResNetConfig(n_blocks=(200, 200, 200), shortcut="zero_pad", **_CIFAR), 32,
+     "He et al. 2016 section 4.2: n=200, option A (zero-padding) shortcuts"),
+]
 
-_PAPER = "He et al. 2016"
-for _name, _blocks in [("resnet18", (2, 2, 2, 2)), ("resnet34", (3, 4, 6, 3))]:
-    register_model(_name, _imagenet(_blocks, bottleneck=False),
-                   description=f"{_PAPER}, basic blocks, torchvision layout")
-register_model("resnet26", _imagenet((2, 2, 2, 2), bottleneck=True),
-               description="ResNet-26: bottleneck blocks [2,2,2,2] (the labml reference's second model), torchvision layout")
-for _name, _blocks in [("resnet50", (3, 4, 6, 3)), ("resnet101", (3, 4, 23, 3)),
-                       ("resnet152", (3, 8, 36, 3))]:
-    register_model(_name, _imagenet(_blocks, bottleneck=True),
-                   description=f"{_PAPER}, bottleneck blocks, torchvision layout (v1.5)")
-for _name, _blocks in [("wide_resnet50_2", (3, 4, 6, 3)), ("wide_resnet101_2", (3, 4, 23, 3))]:
-    register_model(_name, _imagenet(_blocks, bottleneck=True, width=2),
-                   description="Zagoruyko & Komodakis 2016: bottleneck width x2")
-register_model("resnext50_32x4d", _imagenet((3, 4, 6, 3), bottleneck=True, width=2, groups=32),
-               description="Xie et al. 2017: 32 groups of width 4")
-register_model("resnext101_32x8d", _imagenet((3, 4, 23, 3), bottleneck=True, width=4, groups=32),
-               description="Xie et al. 2017: 32 groups of width 8")
-register_model(
-    "cifar_resnet14",
-    ResNetConfig(n_blocks=(2, 2, 2), shortcut="conv3x3", **_CIFAR),
-    input_size=32,
-    description="CIFAR ResNet-14: basic blocks [2,2,2] with 3x3 conv projection shortcuts (the labml reference's first model)",
-)
-for _n in (3, 5, 7, 9, 18, 200):
-    register_model(
-        f"cifar_resnet{6 * _n + 2}",
-        ResNetConfig(n_blocks=(_n, _n, _n), shortcut="zero_pad", **_CIFAR),
-        input_size=32,
-        description=f"{_PAPER} section 4.2: n={_n}, option A (zero-padding) shortcuts",
-    )
+for _name, _config, _input_size, _description in _ARCHITECTURES:
+    register_model(_name, _config, input_size=_input_size, description=_description)
