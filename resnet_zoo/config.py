@@ -62,20 +62,20 @@ class ResNetConfig:
     bottlenecks: tuple[int, ...] | None = None
     # Channels of the input image.
     img_channels: int = 3
-    # Kernel of the stem conv; its padding is first_kernel_size // 2, as in the seed.
+    # Kernel of the stem conv; its padding is first_kernel_size // 2, as in the labml reference.
     first_kernel_size: int = 7
     # Stride of each stage's first block; None = (1, 2, 2, ...), the labml reference's description.
     # (2, 1, 1, ...) reproduces the labml reference code, which halves the map only once.
     stage_strides: tuple[int, ...] | None = None
-    # Channels out of the stem; None = n_channels[0] as in the seed (torchvision: 64).
+    # Channels out of the stem; None = n_channels[0] as in the labml reference (torchvision: 64).
     stem_channels: int | None = None
-    # Stride of the stem conv: 2 in the seed and on ImageNet, 1 for 32x32 CIFAR inputs.
+    # Stride of the stem conv: 2 in the labml reference and on ImageNet, 1 for 32x32 CIFAR inputs.
     stem_stride: int = 2
-    # ReLU after the stem's batch norm (the seed has none; torchvision and the paper do).
+    # ReLU after the stem's batch norm (the labml reference has none; torchvision and the paper do).
     stem_act: bool = False
     # 3x3 stride-2 max-pool after the stem (torchvision's ImageNet layout).
     stem_pool: bool = False
-    # Bias on every conv: True in the seed; False where a batch norm follows (torchvision).
+    # Bias on every conv: True in the labml reference; False where a batch norm follows (torchvision).
     conv_bias: bool = True
     # Groups of the bottleneck 3x3 conv (ResNeXt cardinality); 1 for plain ResNets.
     groups: int = 1

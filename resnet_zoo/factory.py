@@ -86,7 +86,7 @@ def create(
         if theirs != ours:
             diff = sorted(k for k, v in theirs.items() if ours[k] != v)
             raise CheckpointError(
-                f"{source.what} holds a different architecture than {entry.name!r} "
+                f"{source.label} holds a different architecture than {entry.name!r} "
                 f"(differs in {', '.join(diff)})"
                 + (f": it was saved as {source.architecture!r}" if source.architecture else "")
                 + "; load it with ResNet.from_pretrained"
@@ -112,7 +112,7 @@ def convert_checkpoint(
     entry = get_entry(arch)
     state_dict = read_checkpoint(src)
     config = entry.config if num_classes is None else entry.config.replace(num_classes=num_classes)
-    model = fit(ResNet.builder(arch_name=entry.name), config, state_dict, layout=source, what=str(src),
+    model = fit(ResNet.builder(arch_name=entry.name), config, state_dict, layout=source, label=str(src),
                 num_classes_requested=num_classes is not None, arch=entry.name)
     layout = detect_layout(state_dict) if source == "auto" else source
     model.pretrained_info = PretrainedInfo(source=str(src), extra={"converted_from": layout})

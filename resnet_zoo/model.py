@@ -198,7 +198,7 @@ class ResNetBase(TimmModelApi, nn.Module):
         return x.mean(dim=(2, 3))
 
     def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``[B, n_channels[-1]]``, the head skipped (the seed's ResNetBase output)."""
+        """Pooled features ``[B, n_channels[-1]]``, the head skipped (the labml reference's ResNetBase output)."""
         return self.forward_head(self.forward_features(x), pre_logits=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -392,7 +392,7 @@ def test_the_speed_is_measured_from_the_first_body_not_from_a_lock_wait(monkeypa
     from resnet_zoo import DownloadError
     from resnet_zoo.pretrained.hub import DownloadPace
 
-    pace = DownloadPace(min_speed=1000, window=0.2, what="w")
+    pace = DownloadPace(min_speed=1000, window=0.2, label="w")
     time.sleep(0.3)  # waiting for another process's file lock: no bytes, no fault
     pace.body_started()
     pace.check(500)

@@ -1,4 +1,4 @@
-"""The package's shape: imports point one way, each job has one room, user-facing text is
+"""The package's shape: imports point one way, each job has one module, user-facing text is
 self-contained."""
 
 import importlib.util
@@ -24,7 +24,7 @@ def test_no_import_cycles():
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("pretrained")))
-def test_the_weights_wing_never_imports_the_model_or_what_uses_it(module):
+def test_the_weights_package_never_imports_the_model_or_what_uses_it(module):
     above = {"model", "factory", "inference", "features", "cli", "summary", "bench", "export", "(package)"}
     assert not (GRAPH[module] & above) and not any(d.startswith("train") for d in GRAPH[module])
 
@@ -94,12 +94,12 @@ def test_user_facing_text_is_self_contained():
         assert not re.search(r"\bseed\b|model[12]\b", description), (name, description)
 
 
-def test_the_architecture_doc_names_every_room():
+def test_the_architecture_doc_names_every_module():
     doc = (REPO_ROOT / "docs" / "architecture.md").read_text()
-    rooms = {p.relative_to(REPO_ROOT / "resnet_zoo").with_suffix("").as_posix()
+    modules = {p.relative_to(REPO_ROOT / "resnet_zoo").with_suffix("").as_posix()
              for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
              if not p.name.startswith("_") and p.name != "py.typed"}
-    missing = sorted(r for r in rooms if f"{r}.py" not in doc and f"{r.split('/')[-1]}.py" not in doc)
+    missing = sorted(r for r in modules if f"{r}.py" not in doc and f"{r.split('/')[-1]}.py" not in doc)
     assert missing == []
 
 

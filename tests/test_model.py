@@ -1,4 +1,4 @@
-"""The seed's ResNetBase and the classifier built on it."""
+"""The labml reference's ResNetBase and the classifier built on it."""
 
 import pytest
 

@@ -324,7 +324,7 @@ def test_unknown_tag_in_the_name_fails_without_weights():
     assert model.pretrained_cfg["label_names"] is None and model.pretrained_cfg["input_size"] == (3, 224, 224)
 
 
-# --- One route through the weights wing (issue: weights-only repos, other architectures, classes)
+# --- One route through the weights package (issue: weights-only repos, other architectures, classes)
 
 def test_weights_only_hub_repo_reloads_offline(hub, r18_bytes, tv_resnet18, monkeypatch):
     """A repo with model.safetensors and no config.json: the Hub's 404 for config.json is

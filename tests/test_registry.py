@@ -76,8 +76,8 @@ def test_parameter_count_equals_torchvision(name):
     "name, kwargs, expected",
     [
         ("cifar_resnet20", {}, 269_722),  # paper: 0.27M
-        ("cifar_resnet14", {}, 195_738),  # seed 001 model1
-        ("resnet26", {"num_classes": 10}, 13_966_666),  # seed 001 model2
+        ("cifar_resnet14", {}, 195_738),  # the labml reference's CIFAR model (model1)
+        ("resnet26", {"num_classes": 10}, 13_966_666),  # the labml reference's bottleneck model (model2)
         ("cifar_resnet110", {}, 1_727_962),  # paper: 1.7M
         ("cifar_resnet1202", {}, 19_421_274),  # paper: 19.4M
     ],

@@ -119,7 +119,7 @@ def test_forward_features_is_the_map_and_forward_head_pools(name):
         torch.testing.assert_close(model.forward_head(last), model(x))
         base = ResNetBase.from_config(model.config).eval()
         base.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("fc.")})
-        torch.testing.assert_close(base(x), pooled)  # the seed's ResNetBase: pooled [B, C]
+        torch.testing.assert_close(base(x), pooled)  # the labml reference's ResNetBase: pooled [B, C]
         assert base(x).shape == (2, model.num_features)
 
 

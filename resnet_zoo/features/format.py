@@ -110,10 +110,10 @@ def write_shard(out: Path, i: int, run: dict, feats: torch.Tensor, kept: list[st
 
 
 def arrow_table(feats: torch.Tensor, paths: list[str], width: int, metadata: dict[str, str],
-                 what: str) -> Any:
+                 needed_by: str) -> Any:
     """One row per image: ``path`` and ``features`` as a fixed-size list of float16 (for
     float16 features) or float32 (anything else, bfloat16 widened); ``metadata`` on the schema."""
-    pa = optional_module("pyarrow", what)
+    pa = optional_module("pyarrow", needed_by)
     half = feats.dtype == torch.float16
     values = (feats if half else feats.float()).contiguous().reshape(-1).numpy()
     column = pa.FixedSizeListArray.from_arrays(pa.array(values, type=pa.float16() if half else pa.float32()),
@@ -121,13 +121,13 @@ def arrow_table(feats: torch.Tensor, paths: list[str], width: int, metadata: dic
     return pa.table({"path": pa.array(paths, type=pa.string()), "features": column}, metadata=metadata)
 
 
-def optional_module(module: str, what: str) -> Any:
-    """``module``, or a ResNetZooError saying that ``what`` needs it and how to install it."""
+def optional_module(module: str, needed_by: str) -> Any:
+    """``module``, or a ResNetZooError saying that ``needed_by`` needs it and how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError:
         package = module.split(".")[0]
-        raise ResNetZooError(f"{what} needs {package}: pip install {package} "
+        raise ResNetZooError(f"{needed_by} needs {package}: pip install {package} "
                              "(or pip install 'resnet_zoo[arrow]')") from None
 
 
@@ -164,8 +164,8 @@ MAX_INDEX_BYTES = 256 << 20
 def checked_record(record: object, i: int, where: Path, fmt: str = "safetensors") -> dict:
     """A shard record as written by ``_write_shard``, or :class:`CheckpointError` naming what is
     wrong. It must name its own shard file, ``shard-NNNNN.safetensors``: nothing else."""
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{where}: the record of shard {i} {what}; re-run the command "
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"{where}: the record of shard {i} {problem}; re-run the command "
                                "(--overwrite to start over)")
 
     if not isinstance(record, dict):

@@ -11,10 +11,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch

@@ -50,7 +50,7 @@ class RepoCache:
     """The cache entries of ``repo_id`` (already validated) under ``cache_root``."""
 
     def __init__(self, cache_root: str | os.PathLike, repo_id: str) -> None:
-        self.cache = Confined(cache_root, what="the Hub cache")
+        self.cache = Confined(cache_root, label="the Hub cache")
         self.name = "models--" + repo_id.replace("/", "--")
         self.folder = self.cache.path(self.name)
         self.blobs = self.folder / "blobs"

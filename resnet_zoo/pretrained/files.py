@@ -48,9 +48,9 @@ def _check_header(path: Path, size: int, head: bytes) -> None:
         raise CheckpointError(f"{path} is {size} bytes: too short to be a safetensors file (truncated?)")
     (n,) = struct.unpack("<Q", head[:8])
     if n > size - 8:
-        what = _sniff(head)
-        if what:
-            raise CheckpointError(f"{path} is not a safetensors file: it looks like {what}")
+        label = _sniff(head)
+        if label:
+            raise CheckpointError(f"{path} is not a safetensors file: it looks like {label}")
         raise CheckpointError(
             f"{path}: safetensors header claims {n} bytes but the file has only {size - 8} after "
             "the length field: truncated or not a safetensors file"
@@ -61,9 +61,9 @@ def _check_header(path: Path, size: int, head: bytes) -> None:
             "(no ResNet needs more than ~100 KB): refusing to parse it"
         )
     if head[8:9] != b"{":
-        what = _sniff(head)
+        label = _sniff(head)
         raise CheckpointError(
-            f"{path} is not a safetensors file" + (f": it looks like {what}" if what else
+            f"{path} is not a safetensors file" + (f": it looks like {label}" if label else
                                                    " (its header is not a JSON object)")
         )
 

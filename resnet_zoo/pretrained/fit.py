@@ -98,7 +98,7 @@ def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: Re
     return found
 
 
-def _check_against(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str, reinit_head: bool,
+def _check_against(model: nn.Module, sd: dict[str, torch.Tensor], *, label: str, reinit_head: bool,
                    build: Build, config: ResNetConfig, arch: str | None) -> dict[str, torch.Tensor]:
     """Check ``sd`` against the (meta) model: names, shapes, dtypes; return what to load."""
     expected = model.state_dict()
@@ -115,7 +115,7 @@ def _check_against(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str, 
     unexpected = set(sd) - set(expected)
     mismatched = [k for k in expected if k in sd and k not in head and tuple(sd[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or mismatched:
-        _refuse(sd, missing, unexpected, mismatched, expected, what=what, build=build, config=config,
+        _refuse(sd, missing, unexpected, mismatched, expected, label=label, build=build, config=config,
                 arch=arch, n_model_blocks=_n_blocks(expected))
     out: dict[str, torch.Tensor] = {}
     cast: set[torch.dtype] = set()
@@ -126,23 +126,23 @@ def _check_against(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str, 
         if ref.is_floating_point():
             if not t.is_floating_point():
                 raise CheckpointError(
-                    f"{what}: {k} has dtype {t.dtype} where floating-point weights belong; refusing it"
+                    f"{label}: {k} has dtype {t.dtype} where floating-point weights belong; refusing it"
                 )
             if t.dtype != ref.dtype:
                 cast.add(t.dtype)
                 t = t.to(ref.dtype)
         elif t.dtype != ref.dtype:
             if t.is_floating_point() or t.dtype == torch.bool:
-                raise CheckpointError(f"{what}: {k} has dtype {t.dtype}; expected {ref.dtype}")
+                raise CheckpointError(f"{label}: {k} has dtype {t.dtype}; expected {ref.dtype}")
             t = t.to(ref.dtype)
         out[k] = t
     if cast:
-        log.info("%s: cast %s weights to %s", what, sorted(str(d) for d in cast),
+        log.info("%s: cast %s weights to %s", label, sorted(str(d) for d in cast),
                  next(iter(expected.values())).dtype)
     return out
 
 
-def _refuse(sd, missing, unexpected, mismatched, expected, *, what: str, build: Build,
+def _refuse(sd, missing, unexpected, mismatched, expected, *, label: str, build: Build,
             config: ResNetConfig, arch: str | None, n_model_blocks: int) -> None:
     """Raise the CheckpointError that says why ``sd`` does not fit, and what it fits instead."""
     subject = f"this {arch} model" if arch else "this model"
@@ -150,7 +150,7 @@ def _refuse(sd, missing, unexpected, mismatched, expected, *, what: str, build: 
         k = mismatched[0]
         fits = _fitting_architectures(sd, build, config)
         raise CheckpointError(
-            f"{what}: {k} has shape {list(sd[k].shape)} but this model needs "
+            f"{label}: {k} has shape {list(sd[k].shape)} but this model needs "
             f"{list(expected[k].shape)} (another architecture, width or number of classes?)"
             + (f" This file fits {' and '.join(fits)}: create that architecture instead." if fits
                else "")
@@ -174,10 +174,10 @@ def _refuse(sd, missing, unexpected, mismatched, expected, *, what: str, build: 
                 "it is a shallower architecture.")
     if fits:
         hint += f" This file fits {' and '.join(fits)}: create that architecture instead."
-    raise CheckpointError(f"{what} does not fit {subject}: " + "; ".join(parts) + "." + hint)
+    raise CheckpointError(f"{label} does not fit {subject}: " + "; ".join(parts) + "." + hint)
 
 
-def check_finite(model: nn.Module, what: str) -> None:
+def check_finite(model: nn.Module, label: str) -> None:
     """Refuse NaN/Inf anywhere. A tensor's sum is finite when all its values are (NaN and Inf
     propagate), so one reduction per tensor replaces a full boolean mask; only a non-finite
     sum (or an overflowing one) is looked at element by element."""
@@ -187,7 +187,7 @@ def check_finite(model: nn.Module, what: str) -> None:
     sums = torch.stack([t.sum(dtype=torch.float32) for _, t in tensors])
     for name, t in tensors:  # finite but impossible: a negative variance makes NaN at inference
         if name.endswith("running_var") and bool((t < 0).any()):
-            raise CheckpointError(f"{what}: {name} has {int((t < 0).sum())} negative variances; "
+            raise CheckpointError(f"{label}: {name} has {int((t < 0).sum())} negative variances; "
                                   "the file is corrupt")
     if bool(torch.isfinite(sums).all()):
         return
@@ -195,7 +195,7 @@ def check_finite(model: nn.Module, what: str) -> None:
         if total != total or abs(total) == float("inf"):
             bad = int((~torch.isfinite(t)).sum())
             if bad:
-                raise CheckpointError(f"{what}: {name} has {bad} NaN/Inf values; the file is corrupt")
+                raise CheckpointError(f"{label}: {name} has {bad} NaN/Inf values; the file is corrupt")
 
 
 def fit(
@@ -204,7 +204,7 @@ def fit(
     state_dict: dict[str, torch.Tensor],
     *,
     layout: str = "auto",
-    what: str,
+    label: str,
     num_classes_requested: bool = True,
     arch: str | None = None,
     info: PretrainedInfo | None = None,
@@ -225,7 +225,7 @@ def fit(
     if ckpt_blocks and wanted > ckpt_blocks and wanted > MAX_PRECHECK_BLOCKS:
         # Checked before building: a config.json asking for 30,000 blocks would otherwise spend
         # minutes and gigabytes building what the file cannot fill.
-        raise CheckpointError(f"{what} does not fit: its config asks for {wanted} blocks but the "
+        raise CheckpointError(f"{label} does not fit: its config asks for {wanted} blocks but the "
                               f"weights hold {ckpt_blocks}")
     ckpt_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 0
     if not num_classes_requested:
@@ -233,7 +233,7 @@ def fit(
     first = sd.get("conv.weight")
     if first is not None and first.ndim == 4 and first.shape[1] != config.img_channels:
         log.info("%s: adapting the first conv from %d to %d input channels",
-                 what, first.shape[1], config.img_channels)
+                 label, first.shape[1], config.img_channels)
         sd["conv.weight"] = adapt_input_conv(first, config.img_channels)
     with torch.device("meta"):
         model = build(config)
@@ -247,15 +247,15 @@ def fit(
     model.pretrained_info = info  # reset_classifier below drops what belonged to the old head
     if reinit_head:
         log.info("%s: checkpoint head has %d classes, model wants %d: the head is re-initialised",
-                 what, ckpt_classes, config.num_classes)
-    to_load = _check_against(model, sd, what=what, reinit_head=reinit_head, build=build,
+                 label, ckpt_classes, config.num_classes)
+    to_load = _check_against(model, sd, label=label, reinit_head=reinit_head, build=build,
                              config=config, arch=arch)
     if reinit_head:
         model.fc = nn.Identity()
     model.load_state_dict(to_load, strict=True, assign=True)
     if reinit_head:
         model.reset_classifier(config.num_classes)
-    check_finite(model, what)
+    check_finite(model, label)
     return model
 
 
@@ -268,7 +268,7 @@ def load(source: WeightsSource, build: Build, config: ResNetConfig, *,
     Without ``num_classes_requested`` the head takes the checkpoint's number of classes.
     """
     state_dict, _ = load_safetensors(source.file)
-    model = fit(build, config, state_dict, layout=source.layout, what=source.what,
+    model = fit(build, config, state_dict, layout=source.layout, label=source.label,
                 num_classes_requested=num_classes_requested, arch=arch, info=source.info)
     if model.arch_name is None:
         model.arch_name = arch  # the registered name the weights were saved as

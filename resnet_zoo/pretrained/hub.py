@@ -92,7 +92,7 @@ class DownloadPace:
     deadline: float = DEFAULT_DEADLINE
     min_speed: float = DEFAULT_MIN_SPEED
     window: float = DEFAULT_WINDOW
-    what: str = "the download"
+    label: str = "the download"
     received: int = 0
     _start: float = field(default_factory=time.monotonic, repr=False)
     _mark: tuple[float, int] = (0.0, 0)
@@ -107,10 +107,10 @@ class DownloadPace:
         self._mark = (self._start, 0)
 
     @classmethod
-    def from_env(cls, what: str = "the download") -> "DownloadPace":
+    def from_env(cls, label: str = "the download") -> "DownloadPace":
         return cls(deadline=_env_seconds(DEADLINE_ENV, DEFAULT_DEADLINE, allow_zero=True),
                    min_speed=_env_seconds(MIN_SPEED_ENV, DEFAULT_MIN_SPEED, allow_zero=True),
-                   window=_env_seconds(WINDOW_ENV, DEFAULT_WINDOW, allow_zero=False), what=what)
+                   window=_env_seconds(WINDOW_ENV, DEFAULT_WINDOW, allow_zero=False), label=label)
 
     def body_started(self) -> None:
         """The first body is coming: the speed is measured from here, not across the wait for
@@ -127,7 +127,7 @@ class DownloadPace:
         elapsed = now - self._start
         if self.deadline and elapsed > self.deadline:
             raise DownloadError(
-                f"{self.what}: stopped after {elapsed:.0f} s ({self.received:,} bytes received), over "
+                f"{self.label}: stopped after {elapsed:.0f} s ({self.received:,} bytes received), over "
                 f"the {self.deadline:g} s deadline set by {DEADLINE_ENV}. The part received is kept "
                 "and resumed by the next attempt; raise the deadline for a slow link")
         mark_t, mark_bytes = self._mark
@@ -135,7 +135,7 @@ class DownloadPace:
             speed = (self.received - mark_bytes) / (now - mark_t)
             if speed < self.min_speed:
                 raise DownloadError(
-                    f"{self.what}: the server sent {speed:,.{1 if speed < 10 else 0}f} bytes/s over the last "
+                    f"{self.label}: the server sent {speed:,.{1 if speed < 10 else 0}f} bytes/s over the last "
                     f"{now - mark_t:.0f} s, below the minimum of {self.min_speed:,.0f} bytes/s "
                     f"({MIN_SPEED_ENV}, over {WINDOW_ENV}={self.window:g} s); stopped. The part "
                     "received is kept and resumed by the next attempt; retry, or lower the minimum "
@@ -191,17 +191,17 @@ class FileMetadata:
     size: int | None
 
 
-def checked_metadata(meta: Any, what: str, max_size: int) -> FileMetadata:
+def checked_metadata(meta: Any, label: str, max_size: int) -> FileMetadata:
     commit = meta.commit_hash
     if not is_commit(commit):
-        raise DownloadError(f"{what}: the Hub's answer names commit {printable(str(commit))[:80]!r} "
+        raise DownloadError(f"{label}: the Hub's answer names commit {printable(str(commit))[:80]!r} "
                             "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written")
     etag = content_etag(meta.etag)
     if meta.etag and etag is None:
-        log.debug("%s: ETag %r is not a content hash", what, meta.etag)
+        log.debug("%s: ETag %r is not a content hash", label, meta.etag)
     size = meta.size
     if size is not None and not 0 <= size <= max_size:
-        raise DownloadError(f"{what}: the Hub declares {size:,} bytes (X-Linked-Size), beyond the "
+        raise DownloadError(f"{label}: the Hub declares {size:,} bytes (X-Linked-Size), beyond the "
                             f"{max_size:,} bytes a file of this kind may have: refused, nothing written")
     return FileMetadata(commit, etag, size)
 
@@ -218,7 +218,7 @@ def unreachable(e: BaseException) -> bool:
     return response is not None and getattr(response, "status_code", 0) >= 500
 
 
-def cached_copy(cache: RepoCache, revision: str | None, filename: str, pinned: str, what: str) -> Path | None:
+def cached_copy(cache: RepoCache, revision: str | None, filename: str, pinned: str, label: str) -> Path | None:
     """The cached copy of ``filename`` at ``revision``, verified by the pin or its blob's name;
     ``None`` when the cache has none."""
     commit = cache.commit_of(revision)
@@ -235,10 +235,10 @@ def cached_copy(cache: RepoCache, revision: str | None, filename: str, pinned: s
     name = content_etag(blob.name) or ""
     if not pinned and not name:
         if not allow_unverified():
-            raise IntegrityError(f"{what}: the cached copy is named {printable(blob.name)[:80]!r}, not "
+            raise IntegrityError(f"{label}: the cached copy is named {printable(blob.name)[:80]!r}, not "
                                  "a content hash, and nothing is pinned, so it cannot be verified. Pin "
                                  f"it in the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this cache")
-        log.warning("%s: loaded unverified from the cache because %s is set", what, ALLOW_UNVERIFIED_ENV)
+        log.warning("%s: loaded unverified from the cache because %s is set", label, ALLOW_UNVERIFIED_ENV)
         return snap
     ok, why, intact = check_file(snap, name, pinned)
     if not ok:
@@ -246,20 +246,20 @@ def cached_copy(cache: RepoCache, revision: str | None, filename: str, pinned: s
             cache.remove(snap)  # a good blob behind the wrong link: only the link goes
         else:
             cache.evict(snap)
-        raise IntegrityError(f"{what}: {why}; the cached copy was removed. Retry the download online"
+        raise IntegrityError(f"{label}: {why}; the cached copy was removed. Retry the download online"
                              + ("" if not pinned else "; if it persists, the published file changed: "
                                 "re-pin it with 'resnet-zoo weights pin' after checking its origin"))
     return snap
 
 
-def decoder(encoding: str | None, what: str):
+def decoder(encoding: str | None, label: str):
     """A function from a raw chunk to its decoded pieces (each at most 1 MiB, so an inflating
     body is cut off before it is held in memory)."""
     encoding = (encoding or "identity").strip().lower()
     if encoding == "identity":
         return lambda raw: (raw,)
     if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise DownloadError(f"{what}: the server sent the body with Content-Encoding "
+        raise DownloadError(f"{label}: the server sent the body with Content-Encoding "
                             f"{printable(encoding)[:40]!r}; only gzip and deflate are read")
     d = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
 
@@ -269,7 +269,7 @@ def decoder(encoding: str | None, what: str):
             try:
                 piece = d.decompress(buf, 1 << 20)
             except zlib.error as e:
-                raise DownloadError(f"{what}: the server's {encoding} body does not decode: {e}") from None
+                raise DownloadError(f"{label}: the server's {encoding} body does not decode: {e}") from None
             yield piece
             buf = d.unconsumed_tail
 
@@ -277,17 +277,17 @@ def decoder(encoding: str | None, what: str):
 
 
 def write_body(chunks: Iterable[bytes], f: BinaryIO, *, encoding: str | None, written: int, bound: int,
-               declared: bool, pace: DownloadPace, what: str, progress: Callable[[int], None]) -> int:
+               declared: bool, pace: DownloadPace, label: str, progress: Callable[[int], None]) -> int:
     """Decode ``chunks`` (as they arrive) into ``f``, which holds ``written`` bytes, never past
     ``bound`` (the declared size when ``declared``): :class:`DownloadError` when the server sends
     more, after which the caller removes the part. Returns the bytes ``f`` holds."""
-    decode = decoder(encoding, what)
+    decode = decoder(encoding, label)
     for raw in chunks:
         pace.check(len(raw))
         for piece in decode(raw):
             if written + len(piece) > bound:
                 raise DownloadError(
-                    f"{what}: the server sent more than the {bound:,} bytes "
+                    f"{label}: the server sent more than the {bound:,} bytes "
                     f"{'it declared' if declared else 'a file of this kind may have'}"
                     " (a body longer than its size, or a compressed body that "
                     "inflates): stopped there, and nothing of it was kept")
@@ -297,7 +297,7 @@ def write_body(chunks: Iterable[bytes], f: BinaryIO, *, encoding: str | None, wr
     return written
 
 
-def blob_key(meta: FileMetadata, pinned: str, filename: str, what: str) -> tuple[str, bool]:
+def blob_key(meta: FileMetadata, pinned: str, filename: str, label: str) -> tuple[str, bool]:
     """The name the downloaded blob is stored and checked under, and whether it is unverified:
     the content ETag, or the pin (which the ETag must not contradict); with neither, only the
     opt-in lets it through, under a name for the partial download only."""
@@ -305,14 +305,14 @@ def blob_key(meta: FileMetadata, pinned: str, filename: str, what: str) -> tuple
     if pinned:
         if key is not None and len(key) == 64 and key != pinned:
             raise IntegrityError(
-                f"{what}: the Hub's ETag {key} differs from the pinned sha256 {pinned}: the published "
+                f"{label}: the Hub's ETag {key} differs from the pinned sha256 {pinned}: the published "
                 "file changed. Nothing was downloaded; re-pin it with 'resnet-zoo weights pin' after "
                 "checking its origin")
         key = key or pinned
     if key is None:
         if not allow_unverified():
             raise IntegrityError(
-                f"{what}: there is no pinned sha256 and the server's ETag is not a content hash (a "
+                f"{label}: there is no pinned sha256 and the server's ETag is not a content hash (a "
                 "mirror or proxy?), so the file cannot be verified; nothing was downloaded. Pin it in "
                 f"the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this server")
         unverified = True  # a name for the partial download only; the blob is named by its sha256
@@ -347,7 +347,7 @@ def _commit_of_404(e: BaseException) -> str | None:
     return response.headers.get("X-Repo-Commit") if response is not None else None
 
 
-def _translate(e: BaseException, what: str, repo_id: str, filename: str, revision: str | None,
+def _translate(e: BaseException, label: str, repo_id: str, filename: str, revision: str | None,
                where: Any = None) -> ResNetZooError:
     """huggingface_hub's and httpx's errors as resnet_zoo's, one line each (``where``: the cache)."""
     from huggingface_hub import errors as hf_errors
@@ -361,11 +361,11 @@ def _translate(e: BaseException, what: str, repo_id: str, filename: str, revisio
     if isinstance(e, hf_errors.RemoteEntryNotFoundError):
         commit = _commit_of_404(e)
         if commit is not None and not is_commit(commit):
-            return DownloadError(f"{what}: the Hub's 404 names commit {printable(commit)[:80]!r} "
+            return DownloadError(f"{label}: the Hub's 404 names commit {printable(commit)[:80]!r} "
                                  "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written")
         return _NotOnHub(f"{repo_id!r} has no file {filename!r} at revision {revision or 'main'}")
     if isinstance(e, hf_errors.HfHubHTTPError):
-        return DownloadError(f"the Hub refused {what}: {one_line(e)}")
+        return DownloadError(f"the Hub refused {label}: {one_line(e)}")
     if isinstance(e, PermissionError):
         return DownloadError(f"cannot write to the Hub cache ({e.filename or where}): "
                              "permission denied. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory")
@@ -374,16 +374,16 @@ def _translate(e: BaseException, what: str, repo_id: str, filename: str, revisio
                              "read-only file system. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory")
     if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
         return DownloadError(f"no space left on the device holding the Hub cache {where} while "
-                             f"fetching {what}; free space or set HF_HUB_CACHE to another disk")
+                             f"fetching {label}; free space or set HF_HUB_CACHE to another disk")
     if is_transport_error(e) and type(e).__name__ in ("ConnectError", "ConnectTimeout"):
-        return DownloadError(f"cannot reach the Hub ({endpoint}) to fetch {what} ({one_line(e)}), "
+        return DownloadError(f"cannot reach the Hub ({endpoint}) to fetch {label} ({one_line(e)}), "
                              f"and it is not in the cache {where}. Check the "
                              "network, or set HF_HUB_OFFLINE=1 with a pre-filled cache")
-    return DownloadError(f"downloading {what} failed: {type(e).__name__}: {one_line(e)}")
+    return DownloadError(f"downloading {label} failed: {type(e).__name__}: {one_line(e)}")
 
 
 @contextlib.contextmanager
-def _translated(what: str, repo_id: str, filename: str, revision: str | None,
+def _translated(label: str, repo_id: str, filename: str, revision: str | None,
                 where: str | None = None) -> Iterator[None]:
     """Word an error of huggingface_hub's, httpx's or the file system's as the one-line
     ResNetZooError of :func:`_translate`; a ResNetZooError and anything else pass through."""
@@ -394,7 +394,7 @@ def _translated(what: str, repo_id: str, filename: str, revision: str | None,
     except Exception as e:
         if not _translatable(e):
             raise
-        raise _translate(e, what, repo_id, filename, revision, where) from None
+        raise _translate(e, label, repo_id, filename, revision, where) from None
 
 
 def _head(repo_id: str, filename: str, revision: str | None, token: Any) -> Any:
@@ -410,9 +410,9 @@ def file_metadata(repo_id: str, filename: str, *, revision: str | None = None,
                   max_size: int = MAX_DOWNLOAD_BYTES, token: Any = None) -> FileMetadata:
     """The Hub's commit, ETag and size of a file, checked, without downloading it."""
     revision = check_revision(revision)
-    what = f"{repo_id}/{filename}"
-    with _translated(what, repo_id, filename, revision):
-        return checked_metadata(_head(repo_id, filename, revision, token), what, max_size)
+    label = f"{repo_id}/{filename}"
+    with _translated(label, repo_id, filename, revision):
+        return checked_metadata(_head(repo_id, filename, revision, token), label, max_size)
 
 
 # --- Downloading --------------------------------------------------------------------------------
@@ -443,51 +443,51 @@ def download(
     revision = check_revision(revision)
     if expected_sha256 and not is_sha256(expected_sha256):
         raise ConfigError(f"expected_sha256 must be 64 lowercase hex digits, got {expected_sha256!r}")
-    what = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
-    pace = pace or DownloadPace.from_env(what)  # bad settings are refused before the Hub is asked
+    label = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+    pace = pace or DownloadPace.from_env(label)  # bad settings are refused before the Hub is asked
     where = _where(hub_cache_dir(cache_dir))
     cache = RepoCache(where, repo_id)
-    with _translated(what, repo_id, filename, revision, where):
+    with _translated(label, repo_id, filename, revision, where):
         if offline_mode() or local_files_only:
-            found = cached_copy(cache, revision, filename, expected_sha256, what)
+            found = cached_copy(cache, revision, filename, expected_sha256, label)
             if found is None:
                 why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
                 raise DownloadError(
-                    f"{why} and {what} is not in the cache {where}. Pre-fill the cache by "
+                    f"{why} and {label} is not in the cache {where}. Pre-fill the cache by "
                     f"loading the model once online (or 'hf download {repo_id} {filename}'), or "
                     "point HF_HUB_CACHE at a cache that has it")
             return found
         try:
-            meta = checked_metadata(_head(repo_id, filename, revision, token), what, max_size)
+            meta = checked_metadata(_head(repo_id, filename, revision, token), label, max_size)
         except ResNetZooError:
             raise
         except Exception as e:
             if not _translatable(e):
                 raise
-            error = _translate(e, what, repo_id, filename, revision, where)
+            error = _translate(e, label, repo_id, filename, revision, where)
             if isinstance(error, _NotOnHub) and (commit := _commit_of_404(e)):
                 cache.write_ref(revision, commit)
                 cache.mark_absent(commit, filename)  # so that an offline load knows it is absent
             if unreachable(e):
-                found = cached_copy(cache, revision, filename, expected_sha256, what)
+                found = cached_copy(cache, revision, filename, expected_sha256, label)
                 if found is not None:
-                    log.warning("%s: the Hub could not be reached (%s); using the cached copy", what, one_line(e))
+                    log.warning("%s: the Hub could not be reached (%s); using the cached copy", label, one_line(e))
                     return found
             raise error from None
         if expected_size is not None and meta.size is not None and meta.size != expected_size:
-            raise IntegrityError(f"{what}: the Hub declares {meta.size:,} bytes, the manifest pins "
+            raise IntegrityError(f"{label}: the Hub declares {meta.size:,} bytes, the manifest pins "
                                  f"{expected_size:,}: the published file changed. Nothing was "
                                  "downloaded; re-pin it with 'resnet-zoo weights pin' after checking its origin")
-        return _fetch(cache, meta, repo_id, filename, revision, expected_sha256, max_size, what,
+        return _fetch(cache, meta, repo_id, filename, revision, expected_sha256, max_size, label,
                       force_download, pace, token)
 
 
 def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, revision: str | None,
-           pinned: str, max_size: int, what: str, force: bool, pace: DownloadPace, token: Any) -> Path:
+           pinned: str, max_size: int, label: str, force: bool, pace: DownloadPace, token: Any) -> Path:
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import WeakFileLock
 
-    key, unverified = blob_key(meta, pinned, filename, what)
+    key, unverified = blob_key(meta, pinned, filename, label)
     blob, lock = cache.blob(key), cache.lock(key)
     cache.cache.mkdir(lock.parent)
     if os.path.islink(lock):
@@ -501,21 +501,21 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
         elif os.path.lexists(blob):
             ok, why, _ = check_file(blob, key, pinned)
             if not ok:
-                log.warning("%s: the cached blob is damaged (%s): downloading it again", what, why)
+                log.warning("%s: the cached blob is damaged (%s): downloading it again", label, why)
                 cache.remove(blob)
         if not os.path.lexists(blob):
             part = cache.incomplete(key)
             cache.cache.mkdir(cache.blobs)
             url = hf_hub_url(repo_id, filename, revision=meta.commit, endpoint=hub_endpoint())
-            _stream(cache, url, part, meta.size, max_size, pace, what, filename, token)
+            _stream(cache, url, part, meta.size, max_size, pace, label, filename, token)
             ok, why, _ = check_file(part, "" if unverified else key, pinned)
             if not ok:
                 cache.remove(part)
-                raise IntegrityError(f"{what}: {why} (the download was corrupted, or the file "
+                raise IntegrityError(f"{label}: {why} (the download was corrupted, or the file "
                                      "changed); nothing was kept, retry the download")
             if unverified:
                 log.warning("%s: no pinned sha256 and no content ETag (a mirror or proxy?): loaded "
-                            "unverified because %s is set", what, ALLOW_UNVERIFIED_ENV)
+                            "unverified because %s is set", label, ALLOW_UNVERIFIED_ENV)
                 key = sha256_file(part)
                 blob = cache.blob(key)
             cache.cache.move(part, blob)
@@ -525,7 +525,7 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
 
 
 def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: int,
-            pace: DownloadPace, what: str, filename: str, token: Any) -> None:
+            pace: DownloadPace, label: str, filename: str, token: Any) -> None:
     """GET ``url`` into ``part``, resuming what it holds; never more than ``size`` (declared) or
     ``max_size`` bytes. A dropped connection is resumed up to ``_RETRIES`` times."""
     from huggingface_hub import constants, get_session
@@ -556,7 +556,7 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
                         cache.remove(part)
                         failures += 1
                         if failures >= _RETRIES:
-                            raise DownloadError(f"{what}: the server refused to resume the download")
+                            raise DownloadError(f"{label}: the server refused to resume the download")
                         continue
                     if response.status_code >= 400:
                         response.read()
@@ -571,7 +571,7 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
                             # iter_raw: as it arrives (a chunk size would buffer a drip)
                             written = write_body(response.iter_raw(), f, encoding=response.headers.get(
                                 "Content-Encoding"), written=written, bound=bound, declared=size is not None,
-                                pace=pace, what=what, progress=lambda n: advance(bar, n))
+                                pace=pace, label=label, progress=lambda n: advance(bar, n))
                     except DownloadError:
                         cache.remove(part)
                         raise
@@ -586,9 +586,9 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
                 reason = f"the connection failed ({type(e).__name__}: {one_line(e)})"
             failures += 1
             if failures >= _RETRIES:
-                raise DownloadError(f"{what}: {reason}, {failures} times; the part received is kept "
+                raise DownloadError(f"{label}: {reason}, {failures} times; the part received is kept "
                                     "(never served) and resumed by the next attempt: retry")
-            log.info("%s: %s; resuming", what, reason)
+            log.info("%s: %s; resuming", label, reason)
 
 
 def download_optional(repo_id: str, filename: str, **kwargs: Any) -> Path | None:

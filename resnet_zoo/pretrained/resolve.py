@@ -27,7 +27,7 @@ class WeightsSource:
 
     file: Path  # a verified local .safetensors file
     layout: str  # key layout for convert_state_dict: "resnet_zoo" for our own files, else "auto"
-    what: str  # how errors name it
+    label: str  # how errors name it
     config: ResNetConfig | None = None  # the full config saved beside the weights, if any
     info: PretrainedInfo | None = None
     architecture: str | None = None  # the registered name it was saved as, if any
@@ -82,7 +82,7 @@ def parse_hf_hub(spec: str) -> tuple[str, str | None]:
     repo, at, revision = body.partition("@")
     check_repo_id(repo, spec=spec)
     if at:
-        check_revision(revision, what=f"the revision of {printable(spec[:120])!r}")
+        check_revision(revision, label=f"the revision of {printable(spec[:120])!r}")
     return repo, (revision or None)
 
 
@@ -102,9 +102,9 @@ def _from_hf_hub(repo: str, revision: str | None, cache_dir: Any, **download: An
             config = info = arch = None  # timm's or transformers' config.json: not ours, keys decide
         except (CheckpointError, ConfigError) as e:  # ours, but malformed or hostile: refused
             raise CheckpointError(f"hf-hub:{repo}: {e}") from None
-    what = f"hf-hub:{repo}" + (f"@{revision}" if revision else "")
-    info = replace(info, source=what) if info else PretrainedInfo(source=what)
-    return WeightsSource(weights, "resnet_zoo" if config is not None else "auto", what, config, info, arch)
+    label = f"hf-hub:{repo}" + (f"@{revision}" if revision else "")
+    info = replace(info, source=label) if info else PretrainedInfo(source=label)
+    return WeightsSource(weights, "resnet_zoo" if config is not None else "auto", label, config, info, arch)
 
 
 def _from_spec(spec: WeightsSpec, cache_dir: Any, revision: str | None) -> WeightsSource:
@@ -188,7 +188,7 @@ def resolve_saved(directory_or_repo: str | os.PathLike, *, revision: str | None 
                           token=token, local_files_only=bool(local_files_only))
     if source.config is None:
         raise CheckpointError(
-            f"{source.what} has no resnet_zoo config.json; load it with "
+            f"{source.label} has no resnet_zoo config.json; load it with "
             "resnet_zoo.create(ARCH, pretrained='hf-hub:...') naming the architecture"
         )
     return source

@@ -70,8 +70,8 @@ def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
 def _check_state(state: Any, path: Path) -> dict[str, str]:
     """The structure save_checkpoint writes, or CheckpointError: a damaged or foreign checkpoint.
     Returns the part ("model", "optimizer") -> file name it names."""
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"cannot resume: {path} is damaged or not a resnet_zoo checkpoint ({what}); "
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"cannot resume: {path} is damaged or not a resnet_zoo checkpoint ({problem}); "
                                "delete the checkpoint directory to start over")
 
     if not isinstance(state, dict):

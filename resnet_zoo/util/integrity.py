@@ -63,7 +63,7 @@ def content_etag(value: object) -> str | None:
     return value if isinstance(value, str) and (_HEX64.match(value) or _HEX40.match(value)) else None
 
 
-def check_revision(revision: object, *, what: str = "revision") -> str | None:
+def check_revision(revision: object, *, label: str = "revision") -> str | None:
     """A branch, tag or commit name that is safe to use as a path below ``refs/``, or ``None``.
 
     Allowed: segments of letters, digits, ``-``, ``_`` and ``.`` joined by ``/`` (``main``,
@@ -73,12 +73,12 @@ def check_revision(revision: object, *, what: str = "revision") -> str | None:
     if revision is None:
         return None
     if not isinstance(revision, str):
-        raise ConfigError(f"{what} must be a string (a branch, tag or commit), got {type(revision).__name__}")
+        raise ConfigError(f"{label} must be a string (a branch, tag or commit), got {type(revision).__name__}")
     segments = revision.split("/")
     if (not revision or len(revision) > MAX_REVISION
             or not all(_SEGMENT.match(s) and s not in (".", "..") for s in segments)):
         raise ConfigError(
-            f"{what} {printable(revision[:120])!r} is not a branch, tag or commit name: expected "
+            f"{label} {printable(revision[:120])!r} is not a branch, tag or commit name: expected "
             "letters, digits, '-', '_' and '.' in segments joined by '/', no '.' or '..' segment, "
             f"no leading or trailing '/', at most {MAX_REVISION} characters")
     return revision
@@ -114,9 +114,9 @@ class Confined:
     anywhere under it may have been planted.
     """
 
-    def __init__(self, root: str | os.PathLike, *, what: str = "the cache") -> None:
+    def __init__(self, root: str | os.PathLike, *, label: str = "the cache") -> None:
         self.root = Path(os.path.abspath(os.fspath(root)))
-        self.what = what
+        self.label = label
 
     def __repr__(self) -> str:
         return f"Confined({str(self.root)!r})"
@@ -139,11 +139,11 @@ class Confined:
         """The real parent directory of ``path``, after checking that it is inside the root."""
         path = Path(path)
         if not _is_within(Path(os.path.abspath(path)), self.root):
-            raise IntegrityError(f"{path} is outside {self.what} {self.root}: refused")
+            raise IntegrityError(f"{path} is outside {self.label} {self.root}: refused")
         parent = Path(os.path.realpath(path.parent))
         if not _is_within(parent, self._real_root()):
             raise IntegrityError(
-                f"{self.what} {self.root} was tampered with: {path.parent} is a link to {parent}, "
+                f"{self.label} {self.root} was tampered with: {path.parent} is a link to {parent}, "
                 "outside it. Nothing was written there; remove the link (or use another cache)")
         return parent / path.name
 
@@ -153,7 +153,7 @@ class Confined:
         """Create the directory ``path`` (and its parents) inside the root."""
         absolute = Path(os.path.abspath(path))
         if not _is_within(absolute, self.root):
-            raise IntegrityError(f"{path} is outside {self.what} {self.root}: refused")
+            raise IntegrityError(f"{path} is outside {self.label} {self.root}: refused")
         self.root.mkdir(parents=True, exist_ok=True)  # the root itself is the user's choice
         current = self.root
         for name in absolute.relative_to(self.root).parts:
@@ -161,13 +161,13 @@ class Confined:
             real = self._parent_inside(current)
             if os.path.islink(real) and not self.contains(real):
                 raise IntegrityError(
-                    f"{self.what} {self.root} was tampered with: {current} is a link to "
+                    f"{self.label} {self.root} was tampered with: {current} is a link to "
                     f"{os.path.realpath(real)}, outside it. Nothing was written there; remove the link")
             try:
                 os.mkdir(real)
             except FileExistsError:
                 if not os.path.isdir(real):
-                    raise IntegrityError(f"{current} in {self.what} is not a directory: remove it") from None
+                    raise IntegrityError(f"{current} in {self.label} is not a directory: remove it") from None
         return Path(path)
 
     def remove(self, path: Path) -> bool:
@@ -180,7 +180,7 @@ class Confined:
         except FileNotFoundError:
             return False
         except IsADirectoryError:
-            raise IntegrityError(f"{path} in {self.what} is a directory where a file belongs: "
+            raise IntegrityError(f"{path} in {self.label} is a directory where a file belongs: "
                                  "remove it") from None
 
     def open_write(self, path: Path, *, append: bool = False):
@@ -195,7 +195,7 @@ class Confined:
             fd = os.open(real, flags, 0o644)
         except OSError as e:
             if e.errno == errno.ELOOP:  # re-planted between the check and the open
-                raise IntegrityError(f"{path} in {self.what} is a symbolic link: refused") from None
+                raise IntegrityError(f"{path} in {self.label} is a symbolic link: refused") from None
             raise
         return os.fdopen(fd, "ab" if append else "wb")
 
@@ -235,7 +235,7 @@ class Confined:
 
         real_link = self._parent_inside(link)
         if not self.contains(target):
-            raise IntegrityError(f"{target} is outside {self.what} {self.root}: refused")
+            raise IntegrityError(f"{target} is outside {self.label} {self.root}: refused")
         relative = os.path.relpath(os.path.realpath(target), real_link.parent)
         tmp = real_link.with_name(f".{real_link.name}.{os.getpid()}-{os.urandom(4).hex()}.link")
         try:
