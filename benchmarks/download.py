@@ -57,8 +57,10 @@ def main() -> None:
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for name, fn in (("resnet_zoo download (cold cache, sha256 checked)", ours),
-                             ("huggingface_hub hf_hub_download (cold cache, size checked)", peer)):
+            for name, fn in (
+                ("resnet_zoo download (cold cache, sha256 checked)", ours),
+                ("huggingface_hub hf_hub_download (cold cache, size checked)", peer),
+            ):
                 cache = os.path.join(tmp, f"{r}-{len(best)}-{name[:4]}")
                 time.sleep(SETTLE_S)
                 start = time.perf_counter()
@@ -74,9 +76,15 @@ def main() -> None:
     server.stop()
     caps = cpu_capabilities()
     mb = args.mb * (1 << 20) / 1e6
-    record = {"cpu_kind": caps.kind, "machine": caps.describe(), "date": time.strftime("%Y-%m-%d"),
-              "file_mb": round(mb, 1), "rounds": args.rounds, "seconds": {k: round(v, 3) for k, v in best.items()},
-              "mb_per_s": {k: round(mb / v, 1) for k, v in best.items()}}
+    record = {
+        "cpu_kind": caps.kind,
+        "machine": caps.describe(),
+        "date": time.strftime("%Y-%m-%d"),
+        "file_mb": round(mb, 1),
+        "rounds": args.rounds,
+        "seconds": {k: round(v, 3) for k, v in best.items()},
+        "mb_per_s": {k: round(mb / v, 1) for k, v in best.items()},
+    }
     peer_s = best["huggingface_hub hf_hub_download (cold cache, size checked)"]
     record["ratio_vs_hf_hub_download"] = {k: round(peer_s / v, 2) for k, v in best.items()}
     out = ROOT / "benchmarks" / "download"

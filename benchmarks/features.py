@@ -41,10 +41,10 @@ def baseline(model: torch.nn.Module, root: Path, size: int, resize: int, mean, s
     """images/s of the plain loop: ImageFolder + DataLoader + eager model, saved at the end."""
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(size), transforms.ToTensor(),
-                             transforms.Normalize(mean, std)])
-    loader = torch.utils.data.DataLoader(datasets.ImageFolder(str(root), tf), batch_size=BATCH,
-                                         num_workers=WORKERS)
+    tf = transforms.Compose(
+        [transforms.Resize(resize), transforms.CenterCrop(size), transforms.ToTensor(), transforms.Normalize(mean, std)]
+    )
+    loader = torch.utils.data.DataLoader(datasets.ImageFolder(str(root), tf), batch_size=BATCH, num_workers=WORKERS)
     model.eval()
     start = time.perf_counter()
     feats = []
@@ -64,15 +64,15 @@ def ours(name: str, root: Path) -> tuple[float, str]:
     fast = resnet_zoo.optimize_for_inference(model, dtype="auto", backend="auto", batch_size=BATCH)
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
-        summary = write_feature_set(fast, [root], Path(d) / "set", batch_size=BATCH, num_workers=WORKERS,
-                                    progress=False, model_name=name)
+        summary = write_feature_set(
+            fast, [root], Path(d) / "set", batch_size=BATCH, num_workers=WORKERS, progress=False, model_name=name
+        )
         elapsed = time.perf_counter() - start
     return summary["images"] / elapsed, f"{fast.backend} {str(fast.dtype).replace('torch.', '')}"
 
 
 def measure() -> list[dict]:
     import torchvision
-
     from images import large_photos
 
     rows = []
@@ -83,9 +83,16 @@ def measure() -> list[dict]:
         tv.fc = torch.nn.Identity()  # pooled features, as resnet_zoo's
         base = baseline(tv, large, 224, 256, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
         fast, what = ours("resnet50", large)
-        rows.append({"set": "200 JPEGs 1200x900 (sample photos)", "model": "resnet50",
-                     "baseline_images_per_s": base, "resnet_zoo_images_per_s": fast, "resnet_zoo_path": what,
-                     "ratio": fast / base})
+        rows.append(
+            {
+                "set": "200 JPEGs 1200x900 (sample photos)",
+                "model": "resnet50",
+                "baseline_images_per_s": base,
+                "resnet_zoo_images_per_s": fast,
+                "resnet_zoo_path": what,
+                "ratio": fast / base,
+            }
+        )
         print(rows[-1], flush=True)
     try:
         from eval_cifar10 import cifar_jpeg_dir
@@ -99,9 +106,16 @@ def measure() -> list[dict]:
     eager = _PooledOnly(model)
     base = baseline(eager, test, 32, 32, p.mean, p.std)
     fast, what = ours("cifar_resnet56", test)
-    rows.append({"set": "CIFAR-10 (JPEG copy) test split, 10,000 images 32x32", "model": "cifar_resnet56",
-                 "baseline_images_per_s": base, "resnet_zoo_images_per_s": fast, "resnet_zoo_path": what,
-                 "ratio": fast / base})
+    rows.append(
+        {
+            "set": "CIFAR-10 (JPEG copy) test split, 10,000 images 32x32",
+            "model": "cifar_resnet56",
+            "baseline_images_per_s": base,
+            "resnet_zoo_images_per_s": fast,
+            "resnet_zoo_path": what,
+            "ratio": fast / base,
+        }
+    )
     print(rows[-1], flush=True)
     return rows
 
@@ -116,16 +130,24 @@ class _PooledOnly(torch.nn.Module):
 
 
 def render() -> str:
-    lines = ["Each CPU measured keeps its own record (`benchmarks/features/<cpu>.json`), written by "
-             "`benchmarks/features.py`: JPEG files to features on disk, 2 decoding workers, batch 32.", ""]
+    lines = [
+        "Each CPU measured keeps its own record (`benchmarks/features/<cpu>.json`), written by "
+        "`benchmarks/features.py`: JPEG files to features on disk, 2 decoding workers, batch 32.",
+        "",
+    ]
     for path in sorted(RECORDS.glob("*.json")):
         r = json.loads(path.read_text())
-        lines += [f"{r['cpu_kind']}: {r['machine']} ({r['date']})", "",
-                  "| images | model | plain loop (ImageFolder + DataLoader + eager) | resnet_zoo features (path) | ratio |",
-                  "|---|---|---:|---:|---:|"]
+        lines += [
+            f"{r['cpu_kind']}: {r['machine']} ({r['date']})",
+            "",
+            "| images | model | plain loop (ImageFolder + DataLoader + eager) | resnet_zoo features (path) | ratio |",
+            "|---|---|---:|---:|---:|",
+        ]
         for row in r["results"]:
-            lines.append(f"| {row['set']} | {row['model']} | {row['baseline_images_per_s']:.1f} img/s | "
-                         f"{row['resnet_zoo_images_per_s']:.1f} img/s ({row['resnet_zoo_path']}) | {row['ratio']:.2f}x |")
+            lines.append(
+                f"| {row['set']} | {row['model']} | {row['baseline_images_per_s']:.1f} img/s | "
+                f"{row['resnet_zoo_images_per_s']:.1f} img/s ({row['resnet_zoo_path']}) | {row['ratio']:.2f}x |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -136,8 +158,12 @@ def main() -> None:
     args = parser.parse_args()
     if not args.render:
         caps = cpu_capabilities()
-        record = {"cpu_kind": caps.kind, "machine": caps.describe(), "date": time.strftime("%Y-%m-%d"),
-                  "results": measure()}
+        record = {
+            "cpu_kind": caps.kind,
+            "machine": caps.describe(),
+            "date": time.strftime("%Y-%m-%d"),
+            "results": measure(),
+        }
         RECORDS.mkdir(exist_ok=True)
         (RECORDS / f"{caps.slug}.json").write_text(json.dumps(record, indent=2) + "\n")
     text = render()

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import resnet_zoo  # noqa: E402
-from resnet_zoo.inference.bench import bench_models, gemm_peak_gflops  # noqa: E402
 from resnet_zoo.cpu import cpu_capabilities, supported_dtypes  # noqa: E402
+from resnet_zoo.inference.bench import bench_models, gemm_peak_gflops  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 _TAG = {torch.float32: "fp32", torch.bfloat16: "bf16"}
@@ -84,8 +84,13 @@ def import_overhead(repeats: int = 7) -> dict:
     own = []
     wall = {"torch": [], "torch+resnet_zoo": []}
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import torch; import resnet_zoo"],
-                             capture_output=True, text=True, cwd=ROOT, check=True).stderr
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import torch; import resnet_zoo"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        ).stderr
         for line in out.splitlines():
             parts = [p.strip() for p in line.split("|")]
             if len(parts) == 3 and parts[2] == "resnet_zoo":
@@ -95,9 +100,17 @@ def import_overhead(repeats: int = 7) -> dict:
             subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
             wall[label].append(time.perf_counter() - start)
     heavy = subprocess.run(
-        [sys.executable, "-c", "import sys, torch; before = set(sys.modules); import resnet_zoo; "
-         "print(sorted(m for m in set(sys.modules) - before if '.' not in m and m != 'resnet_zoo'))"],
-        capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
+        [
+            sys.executable,
+            "-c",
+            "import sys, torch; before = set(sys.modules); import resnet_zoo; "
+            "print(sorted(m for m in set(sys.modules) - before if '.' not in m and m != 'resnet_zoo'))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout.strip()
     return {
         "resnet_zoo_cumulative_ms": statistics.median(own),
         "wall_ms": {k: 1000 * statistics.median(v) for k, v in wall.items()},
@@ -108,10 +121,14 @@ def import_overhead(repeats: int = 7) -> dict:
 
 def render_record(record: dict) -> list[str]:
     """One CPU's section of RESULTS.md."""
-    lines = [f"### {record['cpu_kind']}", "",
-             f"{record['machine']} ({record['date']})", "",
-             "| ResNet-50, batch 16, 224x224 | images/s | vs torchvision eager fp32 | GFLOP/s | of matmul peak |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"### {record['cpu_kind']}",
+        "",
+        f"{record['machine']} ({record['date']})",
+        "",
+        "| ResNet-50, batch 16, 224x224 | images/s | vs torchvision eager fp32 | GFLOP/s | of matmul peak |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in record["throughput"]["results"]:
         ratio = f"{r['ratio_vs_torchvision']:.2f}x" if r["ratio_vs_torchvision"] else "-"
         peak = f"{100 * r['fraction_of_gemm_peak']:.0f}%" if r["fraction_of_gemm_peak"] else "-"
@@ -121,7 +138,8 @@ def render_record(record: dict) -> list[str]:
     lines += [
         "",
         "Matmul peak (the faster of `torch.matmul` and a 1x1 convolution): "
-        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + ".",
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items())
+        + ".",
         "",
         f"Cold start, ResNet-50 from a local file: resnet_zoo {1000 * cs['seconds']['resnet_zoo']:.0f} ms "
         f"(create from .safetensors) vs torchvision {1000 * cs['seconds']['torchvision']:.0f} ms "

@@ -27,8 +27,9 @@ ARGS = ["train", "cifar_resnet20", "--dataset", "digits", "--epochs", "3", "--qu
 def run(prefix: list[str], threads: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        subprocess.run([*prefix, "-m", "resnet_zoo", *ARGS, "--out", d], check=True, env=env,
-                       cwd=ROOT, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*prefix, "-m", "resnet_zoo", *ARGS, "--out", d], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL
+        )
         metrics = json.loads((Path(d) / "metrics.json").read_text())
     return statistics.median(m["images_per_s"] for m in metrics[1:])
 
@@ -42,11 +43,19 @@ def main() -> None:
     caps = cpu_capabilities()
     cores = os.cpu_count() or 1
     one = run([sys.executable], threads=cores)
-    two = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
-              threads=max(1, cores // 2))
-    record = {"cpu_kind": caps.kind, "cpu_slug": caps.slug, "machine": caps.describe(),
-              "date": time.strftime("%Y-%m-%d"), "one_process_images_per_s": one,
-              "two_processes_images_per_s": two, "speedup": two / one}
+    two = run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
+        threads=max(1, cores // 2),
+    )
+    record = {
+        "cpu_kind": caps.kind,
+        "cpu_slug": caps.slug,
+        "machine": caps.describe(),
+        "date": time.strftime("%Y-%m-%d"),
+        "one_process_images_per_s": one,
+        "two_processes_images_per_s": two,
+        "speedup": two / one,
+    }
     out = ROOT / "benchmarks" / "train_scaling"
     out.mkdir(exist_ok=True)
     (out / f"{caps.slug}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_cifar10 import cifar_jpeg_dir  # noqa: E402
+
 from resnet_zoo.cpu import cpu_capabilities  # noqa: E402
 
 BATCH = 128
@@ -86,11 +87,11 @@ def plain_loop(train_dir: Path, images: int, workers: int) -> float:
     from torchvision.datasets import ImageFolder
 
     torch.manual_seed(0)
-    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                    T.Normalize(MEAN, STD)])
+    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
     data = ImageFolder(str(train_dir), transform=tf)
-    loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True, num_workers=workers,
-                                         drop_last=True, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=BATCH, shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0
+    )
     model = plain_resnet20().train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     steps, warmup = images // BATCH, 3
@@ -114,8 +115,18 @@ def resnet_zoo_loop(data_dir: Path, images: int, precision: str) -> float:
     from resnet_zoo.train import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as out:
-        train(TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(data_dir), out=out,
-                          epochs=2, limit_train=images, precision=precision, progress=False))
+        train(
+            TrainConfig(
+                arch="cifar_resnet20",
+                dataset="folder",
+                data=str(data_dir),
+                out=out,
+                epochs=2,
+                limit_train=images,
+                precision=precision,
+                progress=False,
+            )
+        )
         return _json.loads((Path(out) / "metrics.json").read_text())[1]["images_per_s"]
 
 
@@ -129,16 +140,21 @@ def main() -> None:
     results: dict[str, float] = {}
     for workers in (0, 2):
         results[f"plain PyTorch loop, {workers} DataLoader workers, fp32"] = plain_loop(
-            data_dir / "train", args.images, workers)
+            data_dir / "train", args.images, workers
+        )
     for precision in ("auto", "float32"):
         results[f"resnet_zoo train, precision={precision}"] = resnet_zoo_loop(data_dir, args.images, precision)
     baseline = max(v for k, v in results.items() if k.startswith("plain"))
     record = {
-        "cpu_kind": caps.kind, "machine": caps.describe(), "date": time.strftime("%Y-%m-%d"),
+        "cpu_kind": caps.kind,
+        "machine": caps.describe(),
+        "date": time.strftime("%Y-%m-%d"),
         "auto_precision": "bfloat16 autocast" if caps.fast_bf16 else "float32",
-        "images": args.images, "batch_size": BATCH,
+        "images": args.images,
+        "batch_size": BATCH,
         "note": "resnet_zoo: its second epoch (the first warms up); plain: after 3 warm-up batches.",
-        "images_per_s": results, "ratio_vs_best_plain": {k: v / baseline for k, v in results.items()},
+        "images_per_s": results,
+        "ratio_vs_best_plain": {k: v / baseline for k, v in results.items()},
     }
     out = ROOT / "benchmarks" / "train_speed"
     out.mkdir(exist_ok=True)

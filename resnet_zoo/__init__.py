@@ -4,9 +4,10 @@
 >>> model = resnet_zoo.create("resnet50")
 """
 
+from ._version import __version__
 from .blocks import BottleneckResidualBlock, ResidualBlock, ShortcutProjection, ZeroPadShortcut
 from .config import ResNetConfig
-from .pretrained.convert import convert_state_dict, detect_layout, export_state_dict
+from .detection import fpn_backbone
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -16,15 +17,14 @@ from .errors import (
     ResNetZooError,
     UnknownModelError,
 )
-from .detection import fpn_backbone
 from .factory import create
 from .inference import InferenceModel, extract_features, optimize_for_inference, predict
 from .model import FeatureInfo, ResNet, ResNetBase, ResNetFeatures
+from .pretrained.convert import convert_state_dict, detect_layout, export_state_dict
 from .registry import get_config, list_models, register_model
 
-from ._version import __version__
-
 __all__ = [
+    "__version__",
     "BottleneckResidualBlock",
     "CheckpointError",
     "ConfigError",

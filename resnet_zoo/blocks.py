@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import SHORTCUTS, ResNetConfig
-from .util.checks import check_positive_int
 from .errors import ConfigError
+from .util.checks import check_positive_int
 
 __all__ = [
     "ShortcutProjection",
@@ -72,8 +72,7 @@ class ZeroPadShortcut(nn.Module):
         check_positive_int("stride", stride)
         if out_channels < in_channels:
             raise ConfigError(
-                f"ZeroPadShortcut cannot reduce channels ({in_channels} -> {out_channels}); "
-                "use ShortcutProjection"
+                f"ZeroPadShortcut cannot reduce channels ({in_channels} -> {out_channels}); use ShortcutProjection"
             )
         self.stride = stride
         self.pad_before = (out_channels - in_channels) // 2
@@ -88,9 +87,7 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
 
 
-def make_shortcut(
-    kind: str, in_channels: int, out_channels: int, stride: int, *, bias: bool
-) -> nn.Module:
+def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, *, bias: bool) -> nn.Module:
     """Identity where the shape is unchanged, otherwise the shortcut ``kind`` (see SHORTCUTS)."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
@@ -169,15 +166,18 @@ class BottleneckResidualBlock(nn.Module):
         check_positive_int("stride", stride)
         check_positive_int("groups", groups)
         if bottleneck_channels % groups:
-            raise ConfigError(
-                f"bottleneck_channels={bottleneck_channels} is not divisible by groups={groups}"
-            )
+            raise ConfigError(f"bottleneck_channels={bottleneck_channels} is not divisible by groups={groups}")
         self.conv1 = nn.Conv2d(in_channels, bottleneck_channels, 1, stride=1, bias=bias)
         self.bn1 = nn.BatchNorm2d(bottleneck_channels)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
-            bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=1,
-            groups=groups, bias=bias,
+            bottleneck_channels,
+            bottleneck_channels,
+            3,
+            stride=stride,
+            padding=1,
+            groups=groups,
+            bias=bias,
         )
         self.bn2 = nn.BatchNorm2d(bottleneck_channels)
         self.act2 = nn.ReLU(inplace=True)
@@ -212,8 +212,13 @@ def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         calls += 1
         if calls == 1 or not block.training:
             return block(inp)
-        saved = [(b, b.clone()) for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                 for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+        saved = [
+            (b, b.clone())
+            for m in block.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked)
+            if b is not None
+        ]
         try:
             return block(inp)
         finally:
@@ -234,12 +239,19 @@ def make_stages(config: ResNetConfig, in_channels: int) -> tuple[list[nn.Module]
         for j in range(n):
             stride = config.strides[i] if j == 0 else 1
             if config.bottlenecks is None:
-                block: nn.Module = ResidualBlock(prev, channels, stride, bias=config.conv_bias,
-                                                 shortcut=config.shortcut)
+                block: nn.Module = ResidualBlock(
+                    prev, channels, stride, bias=config.conv_bias, shortcut=config.shortcut
+                )
             else:
-                block = BottleneckResidualBlock(prev, config.bottlenecks[i], channels, stride,
-                                                groups=config.groups, bias=config.conv_bias,
-                                                shortcut=config.shortcut)
+                block = BottleneckResidualBlock(
+                    prev,
+                    config.bottlenecks[i],
+                    channels,
+                    stride,
+                    groups=config.groups,
+                    bias=config.conv_bias,
+                    shortcut=config.shortcut,
+                )
             blocks.append(block)
             prev = channels
         stage_ends.append(len(blocks) - 1)

@@ -110,8 +110,10 @@ class ResNetConfig:
             set_(self, name, value)
         check_positive_int("img_channels", self.img_channels)
         if self.img_channels > MAX_IMG_CHANNELS:
-            raise ConfigError(f"img_channels={self.img_channels} is more than {MAX_IMG_CHANNELS}: "
-                              "images have 1 (grey), 3 (RGB) or a few more channels")
+            raise ConfigError(
+                f"img_channels={self.img_channels} is more than {MAX_IMG_CHANNELS}: "
+                "images have 1 (grey), 3 (RGB) or a few more channels"
+            )
         check_positive_int("first_kernel_size", self.first_kernel_size)
         if self.stem_channels is not None:
             check_positive_int("stem_channels", self.stem_channels)
@@ -122,9 +124,7 @@ class ResNetConfig:
         if self.shortcut not in SHORTCUTS:
             raise ConfigError(f"shortcut must be one of {list(SHORTCUTS)}, got {self.shortcut!r}")
         if not is_int(self.num_classes, 0):
-            raise ConfigError(
-                f"num_classes must be an integer >= 0 (0 means no head), got {self.num_classes!r}"
-            )
+            raise ConfigError(f"num_classes must be an integer >= 0 (0 means no head), got {self.num_classes!r}")
         if self.groups > 1:
             if self.bottlenecks is None:
                 raise ConfigError(
@@ -167,16 +167,14 @@ class ResNetConfig:
         """Width of the pooled feature vector."""
         return self.n_channels[-1]
 
-    def replace(self, **changes: Any) -> "ResNetConfig":
+    def replace(self, **changes: Any) -> ResNetConfig:
         """A copy with ``changes`` applied; an unknown field name raises :class:`ConfigError`."""
         valid = [f.name for f in fields(self)]
         for key in changes:
             if key not in valid:
                 close = difflib.get_close_matches(key, valid, n=3)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise ConfigError(
-                    f"{key!r} is not a ResNetConfig field.{hint} Valid fields: {', '.join(valid)}"
-                )
+                raise ConfigError(f"{key!r} is not a ResNetConfig field.{hint} Valid fields: {', '.join(valid)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,16 +186,14 @@ class ResNetConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ResNetConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> ResNetConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError` naming them."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a ResNetConfig is read from a JSON object, got {type(data).__name__}")
         valid = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - valid)
         if unknown:
-            raise ConfigError(
-                f"unknown ResNetConfig field(s) {unknown}; valid fields: {', '.join(sorted(valid))}"
-            )
+            raise ConfigError(f"unknown ResNetConfig field(s) {unknown}; valid fields: {', '.join(sorted(valid))}")
         missing = [k for k in ("n_blocks", "n_channels") if k not in data]
         if missing:
             raise ConfigError(f"a ResNetConfig needs {missing}; got keys {sorted(data)}")
@@ -207,7 +203,7 @@ class ResNetConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "ResNetConfig":
+    def from_json(cls, text: str) -> ResNetConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

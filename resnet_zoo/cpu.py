@@ -22,7 +22,12 @@ import torch
 from .errors import ConfigError
 
 __all__ = [
-    "CpuCapabilities", "DTYPE_NAMES", "best_dtype", "cpu_capabilities", "detect", "resolve_dtype",
+    "CpuCapabilities",
+    "DTYPE_NAMES",
+    "best_dtype",
+    "cpu_capabilities",
+    "detect",
+    "resolve_dtype",
     "supported_dtypes",
 ]
 
@@ -58,7 +63,8 @@ def _cpuinfo_model() -> tuple[str, str]:
     except OSError:
         pass
     return name or platform.processor() or platform.machine(), (
-        f"family {family} model {model}" if family and model else "")
+        f"family {family} model {model}" if family and model else ""
+    )
 
 
 @dataclass(frozen=True)
@@ -140,13 +146,19 @@ class CpuCapabilities:
         """One line for the record next to a measured figure."""
         fm = f", {self.family_model}" if self.family_model else ""
         fast = ", ".join(d for d in ("float32", "bfloat16", "int8") if self.is_fast(d))
-        return (f"{self.model_name}{fm}, {self.cores} cores, torch ISA {self.isa}, fast: {fast}; "
-                f"torch {self.torch_version}, {self.threads} threads")
+        return (
+            f"{self.model_name}{fm}, {self.cores} cores, torch ISA {self.isa}, fast: {fast}; "
+            f"torch {self.torch_version}, {self.threads} threads"
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(fast_bf16=self.fast_bf16, fast_int8=self.fast_int8, kind=self.kind,
-                 auto_dtype=str(best_dtype(self)).replace("torch.", ""))
+        d.update(
+            fast_bf16=self.fast_bf16,
+            fast_int8=self.fast_int8,
+            kind=self.kind,
+            auto_dtype=str(best_dtype(self)).replace("torch.", ""),
+        )
         return d
 
 
@@ -212,11 +224,13 @@ def resolve_dtype(dtype: torch.dtype | str, *, on_cpu: bool = True) -> torch.dty
         raise ConfigError(
             f"bfloat16 is not fast on this CPU ({caps.model_name}, torch ISA {caps.isa}): "
             f"{caps.why('bfloat16')}. Use dtype=torch.float32, or dtype='auto' to pick the "
-            "fastest dtype this CPU supports (see `resnet-zoo info --cpu`)")
+            "fastest dtype this CPU supports (see `resnet-zoo info --cpu`)"
+        )
     return dtype
 
 
 def supported_dtypes() -> tuple[torch.dtype, ...]:
     """Every inference dtype that is fast here, float32 first."""
-    return tuple(d for d in DTYPE_NAMES.values()
-                 if d == torch.float32 or (d == torch.bfloat16 and cpu_capabilities().fast_bf16))
+    return tuple(
+        d for d in DTYPE_NAMES.values() if d == torch.float32 or (d == torch.bfloat16 and cpu_capabilities().fast_bf16)
+    )

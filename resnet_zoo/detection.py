@@ -16,10 +16,11 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from .util.checks import check_int, is_int
+
 from .errors import ConfigError, ResNetZooError
 from .factory import create
 from .model import ResNetBase
+from .util.checks import check_int, is_int
 
 __all__ = ["TorchvisionStages", "fpn_backbone", "freeze_batch_norm"]
 
@@ -46,7 +47,7 @@ class TorchvisionStages(nn.Module):
         self.conv1, self.bn1, self.relu, self.maxpool = model.conv, model.bn, model.act, model.pool
         start = 0
         for i, end in enumerate(model.stage_ends):
-            self.add_module(f"layer{i + 1}", nn.Sequential(*model.blocks[start:end + 1]))
+            self.add_module(f"layer{i + 1}", nn.Sequential(*model.blocks[start : end + 1]))
             start = end + 1
         self.n_stages = len(model.stage_ends)
         self.inplanes = model.feature_info[-1].channels
@@ -119,8 +120,7 @@ def fpn_backbone(
     if returned_layers is None:
         returned_layers = list(range(1, n + 1))
     returned = list(returned_layers)
-    if not returned or any(not is_int(i, 1, n) for i in returned) \
-            or len(set(returned)) != len(returned):
+    if not returned or any(not is_int(i, 1, n) for i in returned) or len(set(returned)) != len(returned):
         raise ConfigError(f"returned_layers must be distinct stages from 1 to {n}, got {returned_layers!r}")
     if frozen_batch_norm:
         freeze_batch_norm(stages)

@@ -1,7 +1,7 @@
 """create(): a name, resolved once, to a config, built once, with its weights fitted.
 
-    name -> registry (entry, tag) -> pretrained.resolve (one WeightsSource) -> config
-         -> build (meta when weights follow) -> pretrained.load (fit, strict, finite)
+name -> registry (entry, tag) -> pretrained.resolve (one WeightsSource) -> config
+     -> build (meta when weights follow) -> pretrained.load (fit, strict, finite)
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from .pretrained.convert import detect_layout
 from .errors import CheckpointError, ConfigError
 from .manifest import PretrainedInfo, get_weights
 from .model import ResNet, ResNetBase
+from .pretrained.convert import detect_layout
 from .pretrained.files import read_checkpoint
-from .pretrained.fit import fit
-from .pretrained.fit import load
+from .pretrained.fit import fit, load
 from .pretrained.resolve import resolve
 from .registry import get_entry, resolve_name
 
@@ -103,7 +102,11 @@ def _architecture(config: Any) -> dict[str, Any]:
 
 
 def convert_checkpoint(
-    src: str | os.PathLike, arch: str, out: str | os.PathLike, *, source: str = "auto",
+    src: str | os.PathLike,
+    arch: str,
+    out: str | os.PathLike,
+    *,
+    source: str = "auto",
     num_classes: int | None = None,
 ) -> ResNetBase:
     """Turn a foreign checkpoint (``.pth`` read with ``weights_only=True``, or ``.safetensors``)
@@ -112,8 +115,15 @@ def convert_checkpoint(
     entry = get_entry(arch)
     state_dict = read_checkpoint(src)
     config = entry.config if num_classes is None else entry.config.replace(num_classes=num_classes)
-    model = fit(ResNet.builder(arch_name=entry.name), config, state_dict, layout=source, label=str(src),
-                num_classes_requested=num_classes is not None, arch=entry.name)
+    model = fit(
+        ResNet.builder(arch_name=entry.name),
+        config,
+        state_dict,
+        layout=source,
+        label=str(src),
+        num_classes_requested=num_classes is not None,
+        arch=entry.name,
+    )
     layout = detect_layout(state_dict) if source == "auto" else source
     model.pretrained_info = PretrainedInfo(source=str(src), extra={"converted_from": layout})
     model.save_pretrained(out)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import CheckpointError, ConfigError, UnknownModelError
 from .util.atomic import write_text_atomic
 from .util.checks import is_int, is_number
-from .errors import CheckpointError, ConfigError, UnknownModelError
 
 __all__ = [
     "Preprocessing",
@@ -66,26 +66,32 @@ class Preprocessing:
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
             values = getattr(self, name)
-            if (isinstance(values, (str, bytes)) or not hasattr(values, "__len__")
-                    or not 1 <= len(values) <= MAX_CHANNELS
-                    or not all(is_number(v) or (isinstance(v, float) and not math.isfinite(v)) for v in values)):
-                raise ConfigError(f"preprocessing.{name} must be a list of 1 to {MAX_CHANNELS} numbers, "
-                                  f"got {_short(values)}")
+            if (
+                isinstance(values, (str, bytes))
+                or not hasattr(values, "__len__")
+                or not 1 <= len(values) <= MAX_CHANNELS
+                or not all(is_number(v) or (isinstance(v, float) and not math.isfinite(v)) for v in values)
+            ):
+                raise ConfigError(
+                    f"preprocessing.{name} must be a list of 1 to {MAX_CHANNELS} numbers, got {_short(values)}"
+                )
             object.__setattr__(self, name, tuple(float(v) for v in values))
         if not is_int(self.input_size, 1, MAX_INPUT_SIZE):
-            raise ConfigError(f"preprocessing.input_size must be an integer from 1 to {MAX_INPUT_SIZE}, "
-                              f"got {_short(self.input_size)}")
+            raise ConfigError(
+                f"preprocessing.input_size must be an integer from 1 to {MAX_INPUT_SIZE}, got {_short(self.input_size)}"
+            )
         if not is_number(self.crop_pct, MIN_CROP_PCT, 1):
-            raise ConfigError(f"preprocessing.crop_pct must be a number from {MIN_CROP_PCT} to 1, "
-                              f"got {_short(self.crop_pct)}")
+            raise ConfigError(
+                f"preprocessing.crop_pct must be a number from {MIN_CROP_PCT} to 1, got {_short(self.crop_pct)}"
+            )
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
-                f"preprocessing.interpolation must be one of {list(INTERPOLATIONS)}, "
-                f"got {_short(self.interpolation)}"
+                f"preprocessing.interpolation must be one of {list(INTERPOLATIONS)}, got {_short(self.interpolation)}"
             )
         if not all(math.isfinite(v) and 0 <= v <= 1 for v in self.mean):
-            raise ConfigError(f"preprocessing.mean {list(self.mean)} must be numbers from 0 to 1 "
-                              "(images are scaled to [0, 1] first)")
+            raise ConfigError(
+                f"preprocessing.mean {list(self.mean)} must be numbers from 0 to 1 (images are scaled to [0, 1] first)"
+            )
         if not all(math.isfinite(v) and MIN_STD <= v <= 1 for v in self.std):
             raise ConfigError(f"preprocessing.std {list(self.std)} must be numbers from {MIN_STD} to 1")
         if len(self.mean) != len(self.std):
@@ -94,8 +100,13 @@ class Preprocessing:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "crop_pct": self.crop_pct,
-                "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "input_size": self.input_size,
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
 
 @dataclass(frozen=True)
@@ -135,10 +146,17 @@ class WeightsSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """What ``resnet-zoo weights list --json`` shows of each tag."""
-        return {"hf_hub_id": self.hf_hub_id, "path": self.path, "top1": self.top1,
-                "top1_source": self.top1_source, "evaluations": list(self.evaluations),
-                "license": self.license, "default": self.default, "pinned": self.pinned,
-                "preprocessing": self.preprocessing.to_dict()}
+        return {
+            "hf_hub_id": self.hf_hub_id,
+            "path": self.path,
+            "top1": self.top1,
+            "top1_source": self.top1_source,
+            "evaluations": list(self.evaluations),
+            "license": self.license,
+            "default": self.default,
+            "pinned": self.pinned,
+            "preprocessing": self.preprocessing.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -167,7 +185,7 @@ class PretrainedInfo:
         """``"hf-hub:owner/repo@commit" -> "owner/repo"``; None for a source that is not the Hub."""
         if not self.source.startswith("hf-hub:"):
             return None
-        return self.source[len("hf-hub:"):].split("@", 1)[0] or None
+        return self.source[len("hf-hub:") :].split("@", 1)[0] or None
 
     @property
     def origin(self) -> str | None:
@@ -175,21 +193,33 @@ class PretrainedInfo:
         published tag, else the source."""
         return self.hf_hub_id or self.name or self.source or None
 
-    def for_new_head(self) -> "PretrainedInfo":
+    def for_new_head(self) -> PretrainedInfo:
         """The info after the head is replaced: the tag, the class names and the reported
         accuracy belong to the old weights and are dropped; ``base_model`` says where the body
         came from."""
-        return replace(self, name=None, labels=None, top1=None, base_model=self.base_model or self.origin,
-                       extra={k: v for k, v in self.extra.items()
-                              if k not in ("heldout_accuracy", "heldout_images")})
+        return replace(
+            self,
+            name=None,
+            labels=None,
+            top1=None,
+            base_model=self.base_model or self.origin,
+            extra={k: v for k, v in self.extra.items() if k not in ("heldout_accuracy", "heldout_images")},
+        )
 
     @classmethod
-    def from_spec(cls, spec: WeightsSpec) -> "PretrainedInfo":
+    def from_spec(cls, spec: WeightsSpec) -> PretrainedInfo:
         """The info of a published tag: its name, where it lives, preprocessing and class names."""
         labels = tuple(read_labels(spec.labels)) if spec.labels else None
         source = f"hf-hub:{spec.hf_hub_id}" if spec.hf_hub_id else f"resnet_zoo/weights/{spec.path}"
-        return cls(name=spec.name, source=source, preprocessing=spec.preprocessing, labels=labels,
-                   top1=spec.top1, license=spec.license, description=spec.description)
+        return cls(
+            name=spec.name,
+            source=source,
+            preprocessing=spec.preprocessing,
+            labels=labels,
+            top1=spec.top1,
+            license=spec.license,
+            description=spec.description,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -205,15 +235,16 @@ class PretrainedInfo:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "config.json") -> "PretrainedInfo | None":
+    def from_dict(cls, data: Any, where: str = "config.json") -> PretrainedInfo | None:
         """Read the ``pretrained`` object of a config.json; a malformed one is a CheckpointError."""
         if not data:
             return None
         if not isinstance(data, dict):
             raise CheckpointError(f"{where}: 'pretrained' must be an object, got {type(data).__name__}")
         data = dict(data)
-        known = {k: data.pop(k) for k in ("name", "source", "top1", "license", "description",
-                                                    "base_model") if k in data}
+        known = {
+            k: data.pop(k) for k in ("name", "source", "top1", "license", "description", "base_model") if k in data
+        }
         known = {k: v for k, v in known.items() if v is not None}
         pre = data.pop("preprocessing", None)
         labels = data.pop("labels", None)
@@ -223,13 +254,13 @@ class PretrainedInfo:
             for key in ("name", "source", "license", "description", "base_model"):
                 if known.get(key) is not None and not isinstance(known[key], str):
                     raise TypeError(f"{key!r} must be a string, got {_short(known[key])}")
-            if labels is not None and (not isinstance(labels, list)
-                                       or not all(isinstance(x, str) for x in labels)):
+            if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
                 raise TypeError("'labels' must be a list of strings")
-            if labels is not None and (len(labels) > MAX_LABELS
-                                       or any(len(x) > MAX_LABEL_CHARS for x in labels)):
-                raise ValueError(f"'labels' must be at most {MAX_LABELS:,} names of at most "
-                                 f"{MAX_LABEL_CHARS} characters, got {len(labels):,} names")
+            if labels is not None and (len(labels) > MAX_LABELS or any(len(x) > MAX_LABEL_CHARS for x in labels)):
+                raise ValueError(
+                    f"'labels' must be at most {MAX_LABELS:,} names of at most "
+                    f"{MAX_LABEL_CHARS} characters, got {len(labels):,} names"
+                )
             return cls(
                 preprocessing=Preprocessing(**pre) if pre else None,
                 labels=tuple(labels) if labels else None,
@@ -282,10 +313,13 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsSpec:
         raise ConfigError(f"{where}: entry {name!r} has malformed preprocessing: {e}") from None
     evaluations = data.get("evaluations", [])
     if not isinstance(evaluations, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("top1"), (int, float)) and e.get("data") and e.get("by")
-            for e in evaluations):
-        raise ConfigError(f"{where}: entry {name!r} evaluations must be a list of "
-                          "{{'top1': number, 'data': str, 'by': str}} objects")
+        isinstance(e, dict) and isinstance(e.get("top1"), (int, float)) and e.get("data") and e.get("by")
+        for e in evaluations
+    ):
+        raise ConfigError(
+            f"{where}: entry {name!r} evaluations must be a list of "
+            "{{'top1': number, 'data': str, 'by': str}} objects"
+        )
     data["evaluations"] = tuple(evaluations)
     return WeightsSpec(name=name, **data)
 
@@ -308,9 +342,7 @@ def _load(path: str) -> dict[str, WeightsSpec]:
     for spec in specs.values():
         if spec.default:
             if spec.arch in defaults:
-                raise ConfigError(
-                    f"{path}: {spec.arch} has two default weights, {defaults[spec.arch]} and {spec.name}"
-                )
+                raise ConfigError(f"{path}: {spec.arch} has two default weights, {defaults[spec.arch]} and {spec.name}")
             defaults[spec.arch] = spec.name
     return specs
 
@@ -372,8 +404,10 @@ def read_labels(filename: str) -> list[str]:
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"class names file {path} (named by the weights manifest) cannot be read: "
-                          f"{getattr(e, 'strerror', None) or e}") from None
+        raise ConfigError(
+            f"class names file {path} (named by the weights manifest) cannot be read: "
+            f"{getattr(e, 'strerror', None) or e}"
+        ) from None
 
 
 def write_pins(path: Path, pins: dict[str, dict[str, Any]]) -> None:

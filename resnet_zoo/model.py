@@ -90,10 +90,8 @@ class ResNetBase(TimmModelApi, nn.Module):
 
         # Stem: maps img_channels to the first stage's input channels.
         stem_channels = config.stem_out_channels
-        self.conv = nn.Conv2d(
-            config.img_channels, stem_channels, k, stride=config.stem_stride, padding=k // 2,
-            bias=config.conv_bias,
-        )
+        conv: dict[str, Any] = dict(stride=config.stem_stride, padding=k // 2, bias=config.conv_bias)
+        self.conv = nn.Conv2d(config.img_channels, stem_channels, k, **conv)
         self.bn = nn.BatchNorm2d(stem_channels)
         self.act = nn.ReLU(inplace=True) if config.stem_act else nn.Identity()
         self.pool = nn.MaxPool2d(3, stride=2, padding=1) if config.stem_pool else nn.Identity()
@@ -119,23 +117,30 @@ class ResNetBase(TimmModelApi, nn.Module):
         self.init_weights()
 
     @classmethod
-    def from_config(cls, config: ResNetConfig, *, arch_name: str | None = None) -> "ResNetBase":
+    def from_config(cls, config: ResNetConfig, *, arch_name: str | None = None) -> ResNetBase:
         """Build from a config; for ResNetBase the config's head (``num_classes``) is dropped."""
         kwargs = _layout_kwargs(config)
         if cls is ResNetBase:
             kwargs["num_classes"] = 0
         model = cls(
-            config.n_blocks, config.n_channels, config.bottlenecks, config.img_channels,
-            config.first_kernel_size, **kwargs,
+            config.n_blocks,
+            config.n_channels,
+            config.bottlenecks,
+            config.img_channels,
+            config.first_kernel_size,
+            **kwargs,
         )
         model.arch_name = arch_name
         return model
 
     @classmethod
     def builder(
-        cls, *, features_only: bool = False, out_indices: Sequence[int] | int | None = None,
+        cls,
+        *,
+        features_only: bool = False,
+        out_indices: Sequence[int] | int | None = None,
         arch_name: str | None = None,
-    ) -> Callable[[ResNetConfig], "ResNetBase"]:
+    ) -> Callable[[ResNetConfig], ResNetBase]:
         """``config -> model`` of this class (or a :class:`ResNetFeatures` with
         ``features_only``): what the weights loaders build into."""
         if out_indices is not None and not features_only and cls is not ResNetFeatures:
@@ -210,9 +215,7 @@ class ResNetBase(TimmModelApi, nn.Module):
         """
         return self.forward_pooled(x)
 
-    def forward_intermediates(
-        self, x: torch.Tensor, indices: Sequence[int] | int | None = None
-    ) -> list[torch.Tensor]:
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | int | None = None) -> list[torch.Tensor]:
         """The maps described by :attr:`feature_info`: the stem's output, then each stage's.
 
         ``indices`` picks some of them (timm's ``out_indices``: negative indices count from the
@@ -242,8 +245,13 @@ class ResNetBase(TimmModelApi, nn.Module):
         return f"stage_ends={list(self.stage_ends)}"
 
     def save_pretrained(
-        self, save_directory: str | os.PathLike, *, push_to_hub: bool = False,
-        repo_id: str | None = None, layout: str = "resnet_zoo", **push_kwargs: Any,
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        layout: str = "resnet_zoo",
+        **push_kwargs: Any,
     ) -> str | None:
         """Write ``config.json`` (the full config), ``model.safetensors`` and a model card
         (``README.md``) to ``save_directory``; optionally push them to the Hub as ``repo_id``.
@@ -253,8 +261,9 @@ class ResNetBase(TimmModelApi, nn.Module):
         (and resnet_zoo does too, with ``create(arch, pretrained=<save_directory>/model.safetensors)``).
         """
 
-        return save_pretrained(self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id,
-                               layout=layout, **push_kwargs)
+        return save_pretrained(
+            self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id, layout=layout, **push_kwargs
+        )
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id``
@@ -264,11 +273,18 @@ class ResNetBase(TimmModelApi, nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory_or_repo: str | os.PathLike, *, revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None, force_download: bool = False,
-        token: str | bool | None = None, local_files_only: bool = False,
-        features_only: bool = False, out_indices: Sequence[int] | int | None = None, **changes: Any,
-    ) -> "ResNetBase":
+        cls,
+        directory_or_repo: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        features_only: bool = False,
+        out_indices: Sequence[int] | int | None = None,
+        **changes: Any,
+    ) -> ResNetBase:
         """Load a ``save_pretrained`` directory or a Hub repo (``owner/repo``) written by it,
         as this class (a :class:`ResNetFeatures` with ``features_only``).
 
@@ -283,9 +299,16 @@ class ResNetBase(TimmModelApi, nn.Module):
                 "apply: use ResNet.from_pretrained for a head"
             )
         build = cls.builder(features_only=features_only, out_indices=out_indices)
-        model = from_pretrained(build, directory_or_repo, revision=revision, cache_dir=cache_dir,
-                                force_download=force_download, token=token,
-                                local_files_only=local_files_only, **changes)
+        model = from_pretrained(
+            build,
+            directory_or_repo,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+            **changes,
+        )
         return model  # type: ignore[return-value]
 
 
@@ -345,8 +368,9 @@ class ResNetFeatures(ResNetBase):
     maps; module and parameter names are those of :class:`ResNetBase`.
     """
 
-    def __init__(self, config: ResNetConfig, out_indices: Sequence[int] | int | None = None, *,
-                 arch_name: str | None = None) -> None:
+    def __init__(
+        self, config: ResNetConfig, out_indices: Sequence[int] | int | None = None, *, arch_name: str | None = None
+    ) -> None:
         config = config.replace(num_classes=0)
         full = len(config.n_blocks) + 1
         resolved = resolve_out_indices(out_indices, full)
@@ -361,8 +385,12 @@ class ResNetFeatures(ResNetBase):
                 stage_strides=config.strides[:cut],
             )
         super().__init__(
-            kept.n_blocks, kept.n_channels, kept.bottlenecks, kept.img_channels,
-            kept.first_kernel_size, **_layout_kwargs(kept),
+            kept.n_blocks,
+            kept.n_channels,
+            kept.bottlenecks,
+            kept.img_channels,
+            kept.first_kernel_size,
+            **_layout_kwargs(kept),
         )
         if last_stage == 0:
             self.blocks = nn.Sequential()  # only the stem is wanted
@@ -378,8 +406,9 @@ class ResNetFeatures(ResNetBase):
 
     def unbuilt_keys(self, keys: Iterable[str]) -> set[str]:
         n = len(self.blocks)
-        return {k for k in keys if k.startswith("fc.")
-                or ((m := _BLOCK_KEY.match(k)) is not None and int(m.group(1)) >= n)}
+        return {
+            k for k in keys if k.startswith("fc.") or ((m := _BLOCK_KEY.match(k)) is not None and int(m.group(1)) >= n)
+        }
 
     def save_pretrained(self, *args: Any, **kwargs: Any) -> str | None:
         raise ConfigError("save_pretrained saves whole models; save the model before features_only")

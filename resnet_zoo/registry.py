@@ -11,9 +11,9 @@ import fnmatch
 from dataclasses import dataclass
 
 from .config import ResNetConfig
-from .util.checks import check_positive_int
 from .errors import ConfigError, UnknownModelError
 from .manifest import weight_names
+from .util.checks import check_positive_int
 
 __all__ = ["ModelEntry", "register_model", "list_models", "get_config", "get_entry", "split_name"]
 
@@ -79,8 +79,7 @@ def get_entry(name: str) -> ModelEntry:
         close = difflib.get_close_matches(arch, list(_REGISTRY), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(
-            f"unknown model {arch!r}.{hint} See resnet_zoo.list_models() for the "
-            f"{len(_REGISTRY)} registered names."
+            f"unknown model {arch!r}.{hint} See resnet_zoo.list_models() for the {len(_REGISTRY)} registered names."
         ) from None
 
 
@@ -106,56 +105,68 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
 # torchvision's ImageNet layout ("v1.5"): 7x7/2 stem + ReLU + 3x3/2 max-pool, bias-free convs
 # (every conv is followed by batch norm, which has its own shift), 1x1 projection shortcuts, the
 # stride on the bottleneck's 3x3 conv.
-_IMAGENET = dict(first_kernel_size=7, stem_channels=64, stem_stride=2, stem_act=True, stem_pool=True,
-                 conv_bias=False, shortcut="projection", num_classes=1000)
+_IMAGENET = dict(
+    first_kernel_size=7,
+    stem_channels=64,
+    stem_stride=2,
+    stem_act=True,
+    stem_pool=True,
+    conv_bias=False,
+    shortcut="projection",
+    num_classes=1000,
+)
 _BASIC = dict(_IMAGENET, n_channels=(64, 128, 256, 512))
 _BOTTLENECK = dict(_IMAGENET, n_channels=(256, 512, 1024, 2048))
 _WIDTHS = (64, 128, 256, 512)  # the bottleneck 3x3 conv's width in each stage, x the wide factor
 # The paper's CIFAR networks (section 4.2): 3x3 stem at stride 1 on 32x32 inputs, three stages of
 # 16/32/64 channels with n blocks each (6n+2 layers); option A (zero-padding) shortcuts.
-_CIFAR = dict(n_channels=(16, 32, 64), first_kernel_size=3, stem_stride=1, stem_act=True, stem_pool=False,
-              conv_bias=False, num_classes=10)
+_CIFAR = dict(
+    n_channels=(16, 32, 64),
+    first_kernel_size=3,
+    stem_stride=1,
+    stem_act=True,
+    stem_pool=False,
+    conv_bias=False,
+    num_classes=10,
+)
 
 
-def _wide(k: int) -> tuple[int, ...]:
-    return tuple(k * w for w in _WIDTHS)
+def _basic(n_blocks: tuple[int, ...]) -> ResNetConfig:
+    return ResNetConfig(n_blocks=n_blocks, **_BASIC)
 
 
-# name, config, input size, description (its paper or source)
+def _bottleneck(n_blocks: tuple[int, ...], width: int = 1, groups: int = 1) -> ResNetConfig:
+    return ResNetConfig(n_blocks=n_blocks, bottlenecks=tuple(width * w for w in _WIDTHS), groups=groups, **_BOTTLENECK)
+
+
+def _cifar(n: int, shortcut: str = "zero_pad") -> ResNetConfig:
+    return ResNetConfig(n_blocks=(n, n, n), shortcut=shortcut, **_CIFAR)
+
+
+_A = "option A (zero-padding) shortcuts"
+
+# One line per architecture: name, config, input size, description (its paper or source).
+# fmt: off
 _ARCHITECTURES = [
-    ("resnet18", ResNetConfig(n_blocks=(2, 2, 2, 2), **_BASIC), 224, "He et al. 2016, basic blocks, torchvision layout"),
-    ("resnet34", ResNetConfig(n_blocks=(3, 4, 6, 3), **_BASIC), 224, "He et al. 2016, basic blocks, torchvision layout"),
-    ("resnet26", ResNetConfig(n_blocks=(2, 2, 2, 2), bottlenecks=_wide(1), **_BOTTLENECK), 224,
-     "ResNet-26: bottleneck blocks [2,2,2,2] (the labml reference's second model), torchvision layout"),
-    ("resnet50", ResNetConfig(n_blocks=(3, 4, 6, 3), bottlenecks=_wide(1), **_BOTTLENECK), 224,
-     "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
-    ("resnet101", ResNetConfig(n_blocks=(3, 4, 23, 3), bottlenecks=_wide(1), **_BOTTLENECK), 224,
-     "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
-    ("resnet152", ResNetConfig(n_blocks=(3, 8, 36, 3), bottlenecks=_wide(1), **_BOTTLENECK), 224,
-     "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
-    ("wide_resnet50_2", ResNetConfig(n_blocks=(3, 4, 6, 3), bottlenecks=_wide(2), **_BOTTLENECK), 224,
-     "Zagoruyko & Komodakis 2016: bottleneck width x2"),
-    ("wide_resnet101_2", ResNetConfig(n_blocks=(3, 4, 23, 3), bottlenecks=_wide(2), **_BOTTLENECK), 224,
-     "Zagoruyko & Komodakis 2016: bottleneck width x2"),
-    ("resnext50_32x4d", ResNetConfig(n_blocks=(3, 4, 6, 3), bottlenecks=_wide(2), groups=32, **_BOTTLENECK), 224,
-     "Xie et al. 2017: 32 groups of width 4"),
-    ("resnext101_32x8d", ResNetConfig(n_blocks=(3, 4, 23, 3), bottlenecks=_wide(4), groups=32, **_BOTTLENECK), 224,
-     "Xie et al. 2017: 32 groups of width 8"),
-    ("cifar_resnet14", ResNetConfig(n_blocks=(2, 2, 2), shortcut="conv3x3", **_CIFAR), 32,
-     "CIFAR ResNet-14: basic blocks [2,2,2] with 3x3 conv projection shortcuts (the labml reference's first model)"),
-    ("cifar_resnet20", ResNetConfig(n_blocks=(3, 3, 3), shortcut="zero_pad", **_CIFAR), 32,
-     "He et al. 2016 section 4.2: n=3, option A (zero-padding) shortcuts"),
-    ("cifar_resnet32", ResNetConfig(n_blocks=(5, 5, 5), shortcut="zero_pad", **_CIFAR), 32,
-     "He et al. 2016 section 4.2: n=5, option A (zero-padding) shortcuts"),
-    ("cifar_resnet44", ResNetConfig(n_blocks=(7, 7, 7), shortcut="zero_pad", **_CIFAR), 32,
-     "He et al. 2016 section 4.2: n=7, option A (zero-padding) shortcuts"),
-    ("cifar_resnet56", ResNetConfig(n_blocks=(9, 9, 9), shortcut="zero_pad", **_CIFAR), 32,
-     "He et al. 2016 section 4.2: n=9, option A (zero-padding) shortcuts"),
-    ("cifar_resnet110", ResNetConfig(n_blocks=(18, 18, 18), shortcut="zero_pad", **_CIFAR), 32,
-     "He et al. 2016 section 4.2: n=18, option A (zero-padding) shortcuts"),
-    ("cifar_resnet1202", ResNetConfig(n_blocks=(200, 200, 200), shortcut="zero_pad", **_CIFAR), 32,
-     "He et al. 2016 section 4.2: n=200, option A (zero-padding) shortcuts"),
+    ("resnet18", _basic((2, 2, 2, 2)), 224, "He et al. 2016, basic blocks, torchvision layout"),
+    ("resnet34", _basic((3, 4, 6, 3)), 224, "He et al. 2016, basic blocks, torchvision layout"),
+    ("resnet26", _bottleneck((2, 2, 2, 2)), 224, "ResNet-26: bottleneck blocks [2,2,2,2] (the labml reference's second model), torchvision layout"),  # noqa: E501
+    ("resnet50", _bottleneck((3, 4, 6, 3)), 224, "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
+    ("resnet101", _bottleneck((3, 4, 23, 3)), 224, "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
+    ("resnet152", _bottleneck((3, 8, 36, 3)), 224, "He et al. 2016, bottleneck blocks, torchvision layout (v1.5)"),
+    ("wide_resnet50_2", _bottleneck((3, 4, 6, 3), width=2), 224, "Zagoruyko & Komodakis 2016: bottleneck width x2"),
+    ("wide_resnet101_2", _bottleneck((3, 4, 23, 3), width=2), 224, "Zagoruyko & Komodakis 2016: bottleneck width x2"),
+    ("resnext50_32x4d", _bottleneck((3, 4, 6, 3), width=2, groups=32), 224, "Xie et al. 2017: 32 groups of width 4"),
+    ("resnext101_32x8d", _bottleneck((3, 4, 23, 3), width=4, groups=32), 224, "Xie et al. 2017: 32 groups of width 8"),
+    ("cifar_resnet14", _cifar(2, shortcut="conv3x3"), 32, "CIFAR ResNet-14: basic blocks [2,2,2] with 3x3 conv projection shortcuts (the labml reference's first model)"),  # noqa: E501
+    ("cifar_resnet20", _cifar(3), 32, f"He et al. 2016 section 4.2: n=3, {_A}"),
+    ("cifar_resnet32", _cifar(5), 32, f"He et al. 2016 section 4.2: n=5, {_A}"),
+    ("cifar_resnet44", _cifar(7), 32, f"He et al. 2016 section 4.2: n=7, {_A}"),
+    ("cifar_resnet56", _cifar(9), 32, f"He et al. 2016 section 4.2: n=9, {_A}"),
+    ("cifar_resnet110", _cifar(18), 32, f"He et al. 2016 section 4.2: n=18, {_A}"),
+    ("cifar_resnet1202", _cifar(200), 32, f"He et al. 2016 section 4.2: n=200, {_A}"),
 ]
+# fmt: on
 
 for _name, _config, _input_size, _description in _ARCHITECTURES:
     register_model(_name, _config, input_size=_input_size, description=_description)

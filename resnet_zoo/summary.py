@@ -67,9 +67,14 @@ class ModelSummary:
         return self.macs / 1e9
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "params": self.params, "macs": self.macs,
-                "input_size": self.input_size,
-                "feature_maps": [{"channels": c, "reduction": r} for c, r in self.feature_maps]}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "params": self.params,
+            "macs": self.macs,
+            "input_size": self.input_size,
+            "feature_maps": [{"channels": c, "reduction": r} for c, r in self.feature_maps],
+        }
 
 
 def summarize(name: str) -> ModelSummary:
@@ -93,10 +98,12 @@ def model_table_markdown(names: list[str] | None = None) -> str:
     for name in names if names is not None else list_models():
         s = summarize(name)
         chans = ", ".join(str(c) for c, _ in s.feature_maps)
-        rows.append(
-            f"| `{s.name}` | {s.params:,} | {s.gmacs:.2f} | {s.input_size} | {chans} | {s.description} |"
-        )
+        rows.append(f"| `{s.name}` | {s.params:,} | {s.gmacs:.2f} | {s.input_size} | {chans} | {s.description} |")
     return "\n".join(rows) + "\n"
+
+
+_WEIGHTS_COLUMNS = ("weights", "where", "top-1 % (publisher)", "top-1 % (measured here)",
+                    "input, crop_pct, interpolation", "license", "default", "pinned")  # fmt: skip
 
 
 def weights_table(fmt: str = "text") -> str:
@@ -114,22 +121,32 @@ def weights_table(fmt: str = "text") -> str:
             notes.append(text)
         return f" [{notes.index(text) + 1}]" if md else ""
 
-    header = ["weights", "where", "top-1 % (publisher)", "top-1 % (measured here)",
-              "input, crop_pct, interpolation", "license", "default", "pinned"]
+    header = list(_WEIGHTS_COLUMNS)
     rows = []
     for name, s in load_manifest().items():
         p = s.preprocessing
         top1 = "-" if s.top1 is None else f"{s.top1:.3f}" + (note(s.top1_source) if s.top1_source else "")
-        ours = "; ".join(f"{e['top1']:.2f}" + note(f"{e['data']}, by `{e['by']}`")
-                         for e in s.evaluations) or "-"
+        ours = "; ".join(f"{e['top1']:.2f}" + note(f"{e['data']}, by `{e['by']}`") for e in s.evaluations) or "-"
         if md:
-            where = (f"[{s.hf_hub_id}](https://huggingface.co/{s.hf_hub_id})" if s.hf_hub_id
-                     else f"shipped in `weights/{s.path}`")
+            where = (
+                f"[{s.hf_hub_id}](https://huggingface.co/{s.hf_hub_id})"
+                if s.hf_hub_id
+                else f"shipped in `weights/{s.path}`"
+            )
         else:
             where = s.hf_hub_id or f"shipped: weights/{s.path}"
-        rows.append([f"`{name}`" if md else name, where, top1, ours,
-                     f"{p.input_size}, {p.crop_pct}, {p.interpolation}", s.license,
-                     "yes" if s.default else "", "yes" if s.pinned else "no"])
+        rows.append(
+            [
+                f"`{name}`" if md else name,
+                where,
+                top1,
+                ours,
+                f"{p.input_size}, {p.crop_pct}, {p.interpolation}",
+                s.license,
+                "yes" if s.default else "",
+                "yes" if s.pinned else "no",
+            ]
+        )
     if md:
         lines = ["| " + " | ".join(header) + " |", "|---|---|---:|---:|---|---|:---:|:---:|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -139,6 +156,8 @@ def weights_table(fmt: str = "text") -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append("publisher: the publisher's figure; measured here: by this project "
-                 "(`resnet-zoo weights list --json` names the data of each)")
+    lines.append(
+        "publisher: the publisher's figure; measured here: by this project "
+        "(`resnet-zoo weights list --json` names the data of each)"
+    )
     return "\n".join(lines) + "\n"

@@ -17,13 +17,20 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .config import ResNetConfig
-from .util.checks import is_int
 from .errors import ConfigError
 from .manifest import Preprocessing, PretrainedInfo
 from .registry import get_entry
+from .util.checks import is_int
 
-__all__ = ["FeatureInfo", "FeatureInfoList", "PretrainedCfg", "TimmModelApi", "default_preprocessing", "resolve_out_indices",
-           "group_matcher"]
+__all__ = [
+    "FeatureInfo",
+    "FeatureInfoList",
+    "PretrainedCfg",
+    "TimmModelApi",
+    "default_preprocessing",
+    "resolve_out_indices",
+    "group_matcher",
+]
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,7 @@ class FeatureInfoList(list):
             return [self[i][key] for i in idx]
         return self[idx][key]
 
-    def get_dicts(self, keys: Sequence[str] | None = None,
-                  idx: int | Sequence[int] | None = None) -> Any:
+    def get_dicts(self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None) -> Any:
         pick = (lambda fi: dict(fi)) if keys is None else (lambda fi: {k: fi[k] for k in keys})
         if idx is None:
             return [pick(fi) for fi in self]
@@ -98,8 +104,9 @@ def default_preprocessing(config: ResNetConfig, arch: str | None) -> Preprocessi
     crop_pct = 0.875 if size > 64 else 1.0
     if config.img_channels == 3:
         return Preprocessing(input_size=size, crop_pct=crop_pct)
-    return Preprocessing(input_size=size, crop_pct=crop_pct,
-                         mean=(0.5,) * config.img_channels, std=(0.5,) * config.img_channels)
+    return Preprocessing(
+        input_size=size, crop_pct=crop_pct, mean=(0.5,) * config.img_channels, std=(0.5,) * config.img_channels
+    )
 
 
 class PretrainedCfg(Mapping):
@@ -118,8 +125,9 @@ class PretrainedCfg(Mapping):
     assigning ``model.pretrained_cfg = PretrainedInfo(...)``.
     """
 
-    def __init__(self, info: PretrainedInfo | None, config: ResNetConfig, arch: str | None,
-                 final_reduction: int) -> None:
+    def __init__(
+        self, info: PretrainedInfo | None, config: ResNetConfig, arch: str | None, final_reduction: int
+    ) -> None:
         self.info = info
         self._config = config
         self._arch = arch
@@ -195,6 +203,7 @@ def group_matcher(stage_ends: Sequence[int], coarse: bool = False) -> dict[str, 
         start = end + 1
     return {"stem": r"^(?:conv|bn)\.", "blocks": stages}
 
+
 class TimmModelApi:
     """The model methods timm's tools call, mixed into :class:`~resnet_zoo.model.ResNetBase`
     (which provides ``config``, ``full_config``, ``arch_name``, ``stage_ends`` and
@@ -207,16 +216,16 @@ class TimmModelApi:
     @property
     def pretrained_cfg(self) -> PretrainedCfg:
         """timm's ``pretrained_cfg`` mapping (never None; see :class:`~resnet_zoo.timm_api.PretrainedCfg`)."""
-        return PretrainedCfg(self.pretrained_info, self.config, self.arch_name,
-                             self.full_feature_reduction)
+        return PretrainedCfg(self.pretrained_info, self.config, self.arch_name, self.full_feature_reduction)
 
     @pretrained_cfg.setter
     def pretrained_cfg(self, value: PretrainedInfo | PretrainedCfg | None) -> None:
         if isinstance(value, PretrainedCfg):
             value = value.info
         if value is not None and not isinstance(value, PretrainedInfo):
-            raise ConfigError(f"pretrained_cfg takes a resnet_zoo.manifest.PretrainedInfo (or None), "
-                              f"got {type(value).__name__}")
+            raise ConfigError(
+                f"pretrained_cfg takes a resnet_zoo.manifest.PretrainedInfo (or None), got {type(value).__name__}"
+            )
         self.pretrained_info = value
 
     default_cfg = pretrained_cfg  # timm's older name for the same mapping

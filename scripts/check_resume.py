@@ -42,8 +42,22 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")  # the torchrun comparison uses 1 thread per process
 
     def command(out: Path) -> list[str]:
-        return [sys.executable, "-m", "resnet_zoo", "features", args.model, str(data), "--out", str(out),
-                "--shard-size", str(args.shard_size), "--batch-size", "100", "--quiet", "--eager"]
+        return [
+            sys.executable,
+            "-m",
+            "resnet_zoo",
+            "features",
+            args.model,
+            str(data),
+            "--out",
+            str(out),
+            "--shard-size",
+            str(args.shard_size),
+            "--batch-size",
+            "100",
+            "--quiet",
+            "--eager",
+        ]
 
     report: dict = {"data": str(data), "model": args.model}
     with tempfile.TemporaryDirectory() as d:
@@ -67,9 +81,22 @@ def main() -> None:
         out = subprocess.run(command(killed) + ["--json"], check=True, env=env, capture_output=True, text=True)
         report["resume"] = json.loads(out.stdout)
         report["resumed_equals_uninterrupted"] = files(killed) == files(ref)
-        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "resnet_zoo", *command(two)[3:]], check=True, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node=2",
+                "-m",
+                "resnet_zoo",
+                *command(two)[3:],
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         report["torchrun_2_equals_1_process"] = files(two) == files(ref)
     print(json.dumps(report, indent=2))
 

@@ -37,8 +37,10 @@ def cifar_jpeg_dir(data: str | None = None) -> Path:
         root = ROOT / "build" / "cifar10-jpg"
         if not (root / "test").is_dir():
             if not ARCHIVE.is_file():
-                raise SystemExit(f"CIFAR-10 (JPEG copy) not found: {ARCHIVE} is absent (it lives in "
-                                 "../shared/data beside a developer's clone); pass --data DIR")
+                raise SystemExit(
+                    f"CIFAR-10 (JPEG copy) not found: {ARCHIVE} is absent (it lives in "
+                    "../shared/data beside a developer's clone); pass --data DIR"
+                )
             with tarfile.open(ARCHIVE) as tar:
                 tar.extractall(ROOT / "build", filter="data")
     if not (root / "test").is_dir():
@@ -66,9 +68,17 @@ def calibration_files(root: Path, n: int) -> list[Path]:
     return files
 
 
-def evaluate(name: str, pretrained: object = True, *, data: str | None = None,
-             limit: int | None = None, progress: bool = True, dtype: str = "eager",
-             backend: str = "auto", calibration: int = 512) -> dict:
+def evaluate(
+    name: str,
+    pretrained: object = True,
+    *,
+    data: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    dtype: str = "eager",
+    backend: str = "auto",
+    calibration: int = 512,
+) -> dict:
     """``{"top1": %, "correct": n, "images": n, "data": ...}`` of ``create(name, pretrained=...)``,
     eager float32 (``dtype="eager"``) or through ``optimize_for_inference(dtype=..., backend=...)``;
     int8 is calibrated on ``calibration`` images of the training split."""
@@ -77,13 +87,20 @@ def evaluate(name: str, pretrained: object = True, *, data: str | None = None,
     model = resnet_zoo.create(name, pretrained=pretrained).eval()
     if dtype != "eager":
         images = calibration_files(root, calibration) if dtype == "int8" else None
-        model = resnet_zoo.optimize_for_inference(model, dtype=dtype, backend=backend, batch_size=500,
-                                                  calibration=images)
+        model = resnet_zoo.optimize_for_inference(
+            model, dtype=dtype, backend=backend, batch_size=500, calibration=images
+        )
     preds = resnet_zoo.predict(model, files, top=1, batch_size=500, progress=progress)
     correct = sum(p.topk[0][1] == label for p, label in zip(preds, labels))
     what = f"{DATA_NAME}, {len(files):,} images" + (f" (first {limit // 10} a class)" if limit else "")
-    return {"top1": round(100 * correct / len(files), 2), "correct": correct, "images": len(files),
-            "data": what, "dtype": dtype, "backend": getattr(model, "backend", "eager")}
+    return {
+        "top1": round(100 * correct / len(files), 2),
+        "correct": correct,
+        "images": len(files),
+        "data": what,
+        "dtype": dtype,
+        "backend": getattr(model, "backend", "eager"),
+    }
 
 
 def main() -> None:
@@ -92,21 +109,35 @@ def main() -> None:
     parser.add_argument("--pretrained", default=None, help="a create() spec (directory, file, tag)")
     parser.add_argument("--data", help="folder with test/<class>/*.jpg")
     parser.add_argument("--limit", type=int, default=None, help="evaluate N images (N/10 a class)")
-    parser.add_argument("--dtype", default="eager", choices=("eager", "float32", "bfloat16", "int8"),
-                        help="eager (the plain float32 model, default) or optimize_for_inference's dtype")
+    parser.add_argument(
+        "--dtype",
+        default="eager",
+        choices=("eager", "float32", "bfloat16", "int8"),
+        help="eager (the plain float32 model, default) or optimize_for_inference's dtype",
+    )
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"))
-    parser.add_argument("--calibration", type=int, default=512,
-                        help="training images that calibrate int8 (default 512, 51 a class)")
+    parser.add_argument(
+        "--calibration", type=int, default=512, help="training images that calibrate int8 (default 512, 51 a class)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = {}
     for name in args.names:
-        r = evaluate(name, args.pretrained if args.pretrained else True, data=args.data, limit=args.limit,
-                     dtype=args.dtype, backend=args.backend, calibration=args.calibration)
+        r = evaluate(
+            name,
+            args.pretrained if args.pretrained else True,
+            data=args.data,
+            limit=args.limit,
+            dtype=args.dtype,
+            backend=args.backend,
+            calibration=args.calibration,
+        )
         results[name] = r
         if not args.json:
-            print(f"{name} ({r['dtype']}, {r['backend']}): top-1 {r['top1']:.2f}% "
-                  f"({r['correct']}/{r['images']}) on {r['data']}")
+            print(
+                f"{name} ({r['dtype']}, {r['backend']}): top-1 {r['top1']:.2f}% "
+                f"({r['correct']}/{r['images']}) on {r['data']}"
+            )
     if args.json:
         print(json.dumps(results, indent=2))
 

@@ -15,8 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-import resnet_zoo  # noqa: E402
 from route import import_picture  # noqa: E402  (scripts/route.py)
+
+import resnet_zoo  # noqa: E402
 from resnet_zoo.summary import model_table_markdown, summarize, weights_table  # noqa: E402
 
 # Which generated blocks each file holds. Benchmark figures are written by the scripts in
@@ -24,8 +25,10 @@ from resnet_zoo.summary import model_table_markdown, summarize, weights_table  #
 TABLES = {
     "README.md": {"model-table": lambda: model_table_markdown(), "perf-summary": lambda: perf_summary_markdown()},
     "docs/weights.md": {"weights-table": lambda: weights_table("markdown")},
-    "docs/training.md": {"train-speed": lambda: train_speed_markdown(),
-                         "train-scaling": lambda: train_scaling_markdown()},
+    "docs/training.md": {
+        "train-speed": lambda: train_speed_markdown(),
+        "train-scaling": lambda: train_scaling_markdown(),
+    },
     "benchmarks/README.md": {
         "benchmarks": lambda: (ROOT / "benchmarks" / "RESULTS.md").read_text(),
         "features": lambda: (ROOT / "benchmarks" / "FEATURES.md").read_text(),
@@ -40,18 +43,22 @@ def perf_summary_markdown() -> str:
     at batch 16, torchvision eager against resnet_zoo's fastest fast path, and cold start."""
     import json
 
-    lines = ["| CPU (measured) | torchvision eager fp32 | resnet_zoo fast path (best dtype) | ratio | cold start vs torchvision |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| CPU (measured) | torchvision eager fp32 | resnet_zoo fast path (best dtype) | ratio "
+        "| cold start vs torchvision |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
         r = json.loads(path.read_text())
         rows = [x for x in r["throughput"]["results"] if x["model"] == "resnet50"]
         tv = next(x for x in rows if x["path"].startswith("torchvision"))
         best = max((x for x in rows if x["path"].startswith("resnet_zoo fast")), key=lambda x: x["images_per_s"])
         cold = r.get("cold_start", {}).get("speedup")
-        lines.append(f"| {r['cpu_kind']} ({r['date']}) | {tv['images_per_s']:.1f} img/s | "
-                     f"{best['images_per_s']:.1f} img/s ({best['path'].split()[-1]}) | "
-                     f"{best['images_per_s'] / tv['images_per_s']:.2f}x | "
-                     + (f"{cold:.1f}x faster |" if cold else "- |"))
+        lines.append(
+            f"| {r['cpu_kind']} ({r['date']}) | {tv['images_per_s']:.1f} img/s | "
+            f"{best['images_per_s']:.1f} img/s ({best['path'].split()[-1]}) | "
+            f"{best['images_per_s'] / tv['images_per_s']:.2f}x | " + (f"{cold:.1f}x faster |" if cold else "- |")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -62,9 +69,13 @@ def train_speed_markdown() -> str:
     parts = []
     for path in sorted((ROOT / "benchmarks" / "train_speed").glob("*.json")):
         r = json.loads(path.read_text())
-        parts += [f"{r['cpu_kind']}: {r['machine']} ({r['date']}); cifar_resnet20, batch "
-                  f"{r['batch_size']}, {r['images']:,} CIFAR-10 (JPEG copy) training images per path.", "",
-                  "| training loop | images/s | vs the faster plain loop |", "|---|---:|---:|"]
+        parts += [
+            f"{r['cpu_kind']}: {r['machine']} ({r['date']}); cifar_resnet20, batch "
+            f"{r['batch_size']}, {r['images']:,} CIFAR-10 (JPEG copy) training images per path.",
+            "",
+            "| training loop | images/s | vs the faster plain loop |",
+            "|---|---:|---:|",
+        ]
         for name, ips in r["images_per_s"].items():
             parts.append(f"| {name} | {ips:.0f} | {r['ratio_vs_best_plain'][name]:.2f}x |")
         parts.append("")
@@ -81,13 +92,14 @@ def train_scaling_markdown() -> str:
     for path in sorted((ROOT / "benchmarks" / "train_scaling").glob("*.json")):
         r = json.loads(path.read_text())
         when = f" ({r['date']})" if r.get("date") else ""
-        lines.append(f"- {r['machine']}{when}: 1 process (2 threads) {r['one_process_images_per_s']:.0f} "
-                     f"images/s, 2 processes (1 thread each) {r['two_processes_images_per_s']:.0f} "
-                     f"images/s, {r['speedup']:.2f}x.")
+        lines.append(
+            f"- {r['machine']}{when}: 1 process (2 threads) {r['one_process_images_per_s']:.0f} "
+            f"images/s, 2 processes (1 thread each) {r['two_processes_images_per_s']:.0f} "
+            f"images/s, {r['speedup']:.2f}x."
+        )
     return (
         "Measured by `benchmarks/train_scaling.py`: cifar_resnet20 on digits, global batch 128, "
-        "one process against two (DDP over gloo), each CPU in its own record:\n\n"
-        + "\n".join(lines) + "\n\n"
+        "one process against two (DDP over gloo), each CPU in its own record:\n\n" + "\n".join(lines) + "\n\n"
         "Both runs use the same 2 cores, so this measures the cost of DDP's gradient all-reduce "
         "against intra-op threading, not a gain from more hardware: the speed-up comes from more "
         "machines or GPUs, each process with its own.\n"
@@ -134,8 +146,11 @@ def render_hubconf() -> str:
     parts = [HUBCONF_HEAD]
     for name in resnet_zoo.list_models():
         s = summarize(name)
-        parts.append(HUBCONF_ENTRY.format(
-            name=name, description=s.description, params=s.params, gmacs=s.gmacs, size=s.input_size))
+        parts.append(
+            HUBCONF_ENTRY.format(
+                name=name, description=s.description, params=s.params, gmacs=s.gmacs, size=s.input_size
+            )
+        )
     return "".join(parts)
 
 
@@ -147,7 +162,7 @@ def render_readme(current: str, tables: dict) -> str:
             head, rest = current.split(start, 1)
             _, tail = rest.split(end, 1)
         except ValueError:
-            raise SystemExit(f"the file lacks the markers {start.strip()} ... {end.strip()}")
+            raise SystemExit(f"the file lacks the markers {start.strip()} ... {end.strip()}") from None
         current = head + start + render() + end + tail
     return current
 
@@ -156,9 +171,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="only check freshness")
     args = parser.parse_args()
-    targets = {ROOT / "hubconf.py": render_hubconf(),
-               ROOT / "docs" / "architecture.md": render_readme(
-                   (ROOT / "docs" / "architecture.md").read_text(), {"imports": import_picture})}
+    targets = {
+        ROOT / "hubconf.py": render_hubconf(),
+        ROOT / "docs" / "architecture.md": render_readme(
+            (ROOT / "docs" / "architecture.md").read_text(), {"imports": import_picture}
+        ),
+    }
     for name, tables in TABLES.items():
         targets[ROOT / name] = render_readme((ROOT / name).read_text(), tables)
     stale = [p for p, text in targets.items() if not p.exists() or p.read_text() != text]

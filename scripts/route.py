@@ -68,7 +68,7 @@ def import_graph() -> dict[str, set[str]]:
                 full = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 for f in full:
                     if f.startswith("resnet_zoo."):
-                        deps.add(f[len("resnet_zoo."):])
+                        deps.add(f[len("resnet_zoo.") :])
         graph[mod] = {d for d in deps if d in names and d != mod and d != ""}
     return graph
 
@@ -155,8 +155,12 @@ def trace(fn) -> dict:
             name = frame.f_code.co_qualname
             if mod is not None:
                 modules.add(mod)
-            if (mod is not None and mod not in LEAVES and caller is not None
-                    and not frame.f_code.co_name.startswith(("__", "<"))):
+            if (
+                mod is not None
+                and mod not in LEAVES
+                and caller is not None
+                and not frame.f_code.co_name.startswith(("__", "<"))
+            ):
                 step = f"{mod}.{name}"
                 steps.append(step)
                 calls[step] += 1
@@ -195,16 +199,14 @@ def main() -> int:
 
     import torch
     import torchvision
-    from safetensors.torch import save
-
     from hubserver import HubServer
+    from safetensors.torch import save
 
     server = HubServer()
     scratch = tempfile.TemporaryDirectory(prefix="route-cache-")  # removed when the trace is done
     os.environ.update(HF_ENDPOINT=server.url, HF_HUB_CACHE=scratch.name)
     torch.manual_seed(0)
-    server.add_file("timm/resnet18.tv_in1k", "model.safetensors",
-                    save(torchvision.models.resnet18().state_dict()))
+    server.add_file("timm/resnet18.tv_in1k", "model.safetensors", save(torchvision.models.resnet18().state_dict()))
     resnet_zoo.create("cifar_resnet20", pretrained=True)  # first imports happen outside the trace
     results = {
         "resnet18.tv_in1k (Hub)": trace(lambda: resnet_zoo.create("resnet18.tv_in1k", pretrained=True)),
@@ -218,9 +220,11 @@ def main() -> int:
         return 0
     print(f"import cycles: {len(cycles)}" + "".join(f"\n  {' <-> '.join(c)}" for c in cycles))
     for what, r in results.items():
-        print(f"{what}: {r['steps']} steps, {r['crossings']} between modules, through "
-              f"{len(r['modules'])} modules; {len(r['climbs'])} climbs; {len(r['revisits'])} revisits; "
-              f"{len(r['repeated'])} functions called twice or more")
+        print(
+            f"{what}: {r['steps']} steps, {r['crossings']} between modules, through "
+            f"{len(r['modules'])} modules; {len(r['climbs'])} climbs; {len(r['revisits'])} revisits; "
+            f"{len(r['repeated'])} functions called twice or more"
+        )
         print(f"  modules: {', '.join(r['modules'])}")
         for step in r["climbs"]:
             print(f"  climb: {step}")

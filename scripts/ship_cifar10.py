@@ -16,7 +16,6 @@ test image of each class is copied to weights/samples/cifar10/<class>.jpg (the m
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -39,9 +38,8 @@ UPSTREAM = "https://github.com/akamaster/pytorch_resnet_cifar10"
 
 
 def ship(depth: int, checkpoint: Path, notice: str) -> dict:
-    from resnet_zoo.manifest import Preprocessing
     from resnet_zoo.factory import convert_checkpoint
-    from resnet_zoo.manifest import PretrainedInfo
+    from resnet_zoo.manifest import Preprocessing, PretrainedInfo
 
     arch, tag = f"cifar_resnet{depth}", f"cifar_resnet{depth}.cifar10"
     top1 = round(100 - PUBLISHED_ERROR[depth], 2)
@@ -49,9 +47,12 @@ def ship(depth: int, checkpoint: Path, notice: str) -> dict:
         model = convert_checkpoint(checkpoint, arch, Path(tmp) / "converted", source="cifar")
     classes = (ROOT / "weights" / "cifar10_classes.txt").read_text().split()
     model.pretrained_info = PretrainedInfo(
-        name=tag, source=f"{UPSTREAM} ({checkpoint.name}), converted by scripts/ship_cifar10.py",
+        name=tag,
+        source=f"{UPSTREAM} ({checkpoint.name}), converted by scripts/ship_cifar10.py",
         preprocessing=Preprocessing(32, 1.0, "bilinear", mean=MEAN, std=STD),
-        labels=tuple(classes), top1=top1, license="bsd-2-clause",
+        labels=tuple(classes),
+        top1=top1,
+        license="bsd-2-clause",
         description=f"the paper's CIFAR ResNet-{depth} (option A) trained on CIFAR-10 by Yerlan Idelbayev",
         extra={"license_notice": notice, "converted_from": "cifar"},
     )
@@ -61,18 +62,30 @@ def ship(depth: int, checkpoint: Path, notice: str) -> dict:
     model.eval().save_pretrained(dest)
     (dest / "LICENSE").write_text(notice)
     measured = evaluate(arch, pretrained=str(dest))
-    print(f"{tag}: publisher {top1:.2f}% (original test set), ours {measured['top1']:.2f}% "
-          f"({measured['correct']}/{measured['images']}, {measured['data']})")
+    print(
+        f"{tag}: publisher {top1:.2f}% (original test set), ours {measured['top1']:.2f}% "
+        f"({measured['correct']}/{measured['images']}, {measured['data']})"
+    )
     return shipped_entry(
-        tag, default=True, num_classes=10, labels="cifar10_classes.txt", top1=top1,
+        tag,
+        default=True,
+        num_classes=10,
+        labels="cifar10_classes.txt",
+        top1=top1,
         top1_source=f"the publisher ({UPSTREAM}): original CIFAR-10 test set, 10,000 images",
-        evaluations=[{"top1": measured["top1"], "data": measured["data"],
-                      "by": f"python scripts/eval_cifar10.py {tag}"}],
+        evaluations=[
+            {"top1": measured["top1"], "data": measured["data"], "by": f"python scripts/eval_cifar10.py {tag}"}
+        ],
         license="bsd-2-clause",
         description=f"He et al. 2016 CIFAR ResNet-{depth} (option A), CIFAR-10, by akamaster "
-                    "(Yerlan Idelbayev), converted",
-        preprocessing={"input_size": 32, "crop_pct": 1.0, "interpolation": "bilinear",
-                       "mean": list(MEAN), "std": list(STD)},
+        "(Yerlan Idelbayev), converted",
+        preprocessing={
+            "input_size": 32,
+            "crop_pct": 1.0,
+            "interpolation": "bilinear",
+            "mean": list(MEAN),
+            "std": list(STD),
+        },
     )
 
 
@@ -91,8 +104,10 @@ def write_samples() -> None:
 
 def main() -> None:
     if not SOURCE.is_dir():
-        raise SystemExit(f"{SOURCE} is absent: this script converts the akamaster checkpoints found "
-                         "in ../shared/data beside the clone; nothing was changed")
+        raise SystemExit(
+            f"{SOURCE} is absent: this script converts the akamaster checkpoints found "
+            "in ../shared/data beside the clone; nothing was changed"
+        )
     notice = (SOURCE / "LICENSE").read_text()
     for depth in PUBLISHED_ERROR:
         found = sorted(SOURCE.glob(f"resnet{depth}-*.th"))

@@ -31,8 +31,20 @@ TAG = "cifar_resnet20.digits"
 # accuracy, with 5e-4 98.61% (1,438 training images overfit; 100% train accuracy either way).
 # Half the training images are inverted, so that it reads white-on-black digits too (without,
 # 19.3% on them).
-COMMAND = ["train", "cifar_resnet20", "--dataset", "digits", "--epochs", "60", "--seed", "0",
-           "--weight-decay", "5e-4", "--invert", "0.5"]
+COMMAND = [
+    "train",
+    "cifar_resnet20",
+    "--dataset",
+    "digits",
+    "--epochs",
+    "60",
+    "--seed",
+    "0",
+    "--weight-decay",
+    "5e-4",
+    "--invert",
+    "0.5",
+]
 
 
 def heldout_accuracy(model, inverted: bool) -> tuple[int, int]:
@@ -41,8 +53,8 @@ def heldout_accuracy(model, inverted: bool) -> tuple[int, int]:
     import torch
     from PIL import ImageOps
 
-    from resnet_zoo.train.datasets import digits_image, read_digits, split_holdout
     from resnet_zoo.inference.images import Preprocess
+    from resnet_zoo.train.datasets import read_digits, split_holdout
 
     prep = Preprocess(model.pretrained_cfg.preprocessing, channels=1)
     data = read_digits(lambda img: prep(ImageOps.invert(img) if inverted else img))
@@ -60,8 +72,9 @@ def main() -> None:
     if not args.src:
         if src.exists():
             shutil.rmtree(src)
-        subprocess.run([sys.executable, "-m", "resnet_zoo", *COMMAND, "--out", "build/digits-run",
-                        "--quiet"], check=True, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "resnet_zoo", *COMMAND, "--out", "build/digits-run", "--quiet"], check=True, cwd=ROOT
+        )
     from resnet_zoo.train.datasets import digits_image, read_digits, split_holdout
 
     dest = ROOT / "weights" / TAG
@@ -78,10 +91,13 @@ def main() -> None:
     evaluations = []
     for inverted, drawn in ((False, "dark ink on white"), (True, "white on black (inverted)")):
         right, total = heldout_accuracy(model, inverted)
-        evaluations.append({"top1": round(100 * right / total, 2),
-                            "data": f"held-out 20% of scikit-learn's digits (seed 0, {total} images), "
-                                    f"drawn {drawn}",
-                            "by": "python scripts/ship_digits.py (heldout_accuracy)"})
+        evaluations.append(
+            {
+                "top1": round(100 * right / total, 2),
+                "data": f"held-out 20% of scikit-learn's digits (seed 0, {total} images), drawn {drawn}",
+                "by": "python scripts/ship_digits.py (heldout_accuracy)",
+            }
+        )
 
     # Held-out digits (never trained on), one per class, as ordinary grey PNGs.
     from resnet_zoo.inference.images import to_uint8_tensor
@@ -101,18 +117,30 @@ def main() -> None:
     assert digits_image([0] * 64).getpixel((0, 0)) == 255
 
     manifest = json.loads(MANIFEST.read_text())
-    default = not any(s.get("default") for name, s in manifest["weights"].items()
-                      if name.startswith("cifar_resnet20.") and name != TAG)
+    default = not any(
+        s.get("default")
+        for name, s in manifest["weights"].items()
+        if name.startswith("cifar_resnet20.") and name != TAG
+    )
     entry = shipped_entry(
-        TAG, default=default,  # the CIFAR-10 weights are the default where they are shipped
-        num_classes=10, labels=None, top1=None, top1_source="", evaluations=evaluations,
+        TAG,
+        default=default,  # the CIFAR-10 weights are the default where they are shipped
+        num_classes=10,
+        labels=None,
+        top1=None,
+        top1_source="",
+        evaluations=evaluations,
         license="mit",
         description="the paper's CIFAR ResNet-20 trained on scikit-learn's 8x8 digits, drawn in "
-                    "both polarities (dark on white, white on black), resized to 32x32 grey",
-        preprocessing=pretrained["preprocessing"])
+        "both polarities (dark on white, white on black), resized to 32x32 grey",
+        preprocessing=pretrained["preprocessing"],
+    )
     update_manifest({TAG: entry})
-    print(f"shipped {TAG}: held-out accuracy " + ", ".join(f"{e['top1']:.2f}% ({e['data']})" for e in evaluations)
-          + f"; sha256 {entry['sha256']}")
+    print(
+        f"shipped {TAG}: held-out accuracy "
+        + ", ".join(f"{e['top1']:.2f}% ({e['data']})" for e in evaluations)
+        + f"; sha256 {entry['sha256']}"
+    )
 
 
 if __name__ == "__main__":

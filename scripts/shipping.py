@@ -16,8 +16,16 @@ def shipped_entry(name: str, **fields: Any) -> dict[str, Any]:
     from resnet_zoo.pretrained.hub import sha256_file
 
     weights = ROOT / "weights" / name / "model.safetensors"
-    return {"hf_hub_id": "", "path": name, "filename": "model.safetensors", "source": "resnet_zoo",
-            "revision": "", "sha256": sha256_file(weights), "size": weights.stat().st_size, **fields}
+    return {
+        "hf_hub_id": "",
+        "path": name,
+        "filename": "model.safetensors",
+        "source": "resnet_zoo",
+        "revision": "",
+        "sha256": sha256_file(weights),
+        "size": weights.stat().st_size,
+        **fields,
+    }
 
 
 def update_manifest(entries: dict[str, dict[str, Any]], *, default_for: str | None = None) -> None:

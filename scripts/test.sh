@@ -9,6 +9,9 @@ PY=${PYTHON:-python3}
 # (torchtext, fairscale) are not needed by labml_nn.resnet and would pin an old torch.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
     "labml-nn==0.5.1" "labml==0.5.3" "labml-helpers==0.4.89"
+# Formatting and lint (configured in pyproject.toml), before anything slow.
+.venv/bin/ruff format --check --quiet resnet_zoo tests scripts benchmarks hubconf.py
+.venv/bin/ruff check --quiet resnet_zoo tests scripts benchmarks hubconf.py
 # The installed package, as a user gets it: a wheel (not editable), its CLI, every module, the main job.
 PYTHON=.venv/bin/python bash scripts/check_wheel.sh
 exec .venv/bin/python -m pytest -q "$@"

@@ -68,21 +68,49 @@ from resnet_zoo.cpu import CpuCapabilities, cpu_capabilities  # noqa: E402
 needs_fast_bf16 = pytest.mark.skipif(
     not cpu_capabilities().fast_bf16,
     reason=f"{cpu_capabilities().kind} has no AVX512-BF16 or AMX: bf16 is refused here "
-           "(the refusal is tested in test_cpu.py)")
+    "(the refusal is tested in test_cpu.py)",
+)
 
 FAKE_CPUS = {
     # An AMD EPYC with AVX2 only: oneDNN refuses bf16, no VNNI.
-    "avx2": dict(model_name="AMD EPYC 7B12", family_model="family 23 model 49", isa="AVX2",
-                 avx2=True, avx512=False, avx512_bf16=False, amx=False, vnni=False,
-                 onednn=True, onednn_bf16=False),
+    "avx2": dict(
+        model_name="AMD EPYC 7B12",
+        family_model="family 23 model 49",
+        isa="AVX2",
+        avx2=True,
+        avx512=False,
+        avx512_bf16=False,
+        amx=False,
+        vnni=False,
+        onednn=True,
+        onednn_bf16=False,
+    ),
     # A Skylake-class Xeon: AVX-512 but no BF16, so oneDNN emulates bf16 (slower than fp32).
-    "avx512": dict(model_name="Intel(R) Xeon(R) Gold 6148", family_model="family 6 model 85",
-                   isa="AVX512", avx2=True, avx512=True, avx512_bf16=False, amx=False, vnni=False,
-                   onednn=True, onednn_bf16=True),
+    "avx512": dict(
+        model_name="Intel(R) Xeon(R) Gold 6148",
+        family_model="family 6 model 85",
+        isa="AVX512",
+        avx2=True,
+        avx512=True,
+        avx512_bf16=False,
+        amx=False,
+        vnni=False,
+        onednn=True,
+        onednn_bf16=True,
+    ),
     # A Sapphire Rapids Xeon: AMX tiles for bf16 and int8.
-    "amx": dict(model_name="Intel(R) Xeon(R) Platinum 8480+", family_model="family 6 model 143",
-                isa="AVX512", avx2=True, avx512=True, avx512_bf16=True, amx=True, vnni=True,
-                onednn=True, onednn_bf16=True),
+    "amx": dict(
+        model_name="Intel(R) Xeon(R) Platinum 8480+",
+        family_model="family 6 model 143",
+        isa="AVX512",
+        avx2=True,
+        avx512=True,
+        avx512_bf16=True,
+        amx=True,
+        vnni=True,
+        onednn=True,
+        onednn_bf16=True,
+    ),
 }
 
 

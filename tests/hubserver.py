@@ -154,10 +154,15 @@ class HubServer:
             payload, encoding = gzip.compress(payload + b"\0" * (64 << 20), compresslevel=9), "gzip"
         elif fault == "short_clean":
             payload = payload[: len(payload) // 2]
-        headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
-                   "X-Linked-Size": str(len(data)), "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream",
-                   "Content-Length": str(len(payload) if body or fault == "short_clean" else end - start)}
+        headers = {
+            "X-Repo-Commit": repo.commit,
+            "ETag": f'"{sha}"',
+            "X-Linked-Etag": f'"{sha}"',
+            "X-Linked-Size": str(len(data)),
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(len(payload) if body or fault == "short_clean" else end - start),
+        }
         if encoding:
             headers["Content-Encoding"] = encoding
         if status == 206:
@@ -190,7 +195,7 @@ class HubServer:
         elif fault == "drip":
             try:
                 for i in range(len(payload)):
-                    h.wfile.write(payload[i:i + 1])
+                    h.wfile.write(payload[i : i + 1])
                     h.wfile.flush()
                     time.sleep(self.drip_interval)
             except (BrokenPipeError, ConnectionResetError):

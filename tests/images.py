@@ -24,8 +24,15 @@ def sample_photos() -> dict[str, Path]:
         import skimage
 
         d = Path(os.path.dirname(skimage.__file__)) / "data"
-        for name in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "camera.png",
-                     "logo.png", "no_time_for_that_tiny.gif"):
+        for name in (
+            "chelsea.png",
+            "coffee.png",
+            "astronaut.png",
+            "rocket.jpg",
+            "camera.png",
+            "logo.png",
+            "no_time_for_that_tiny.gif",
+        ):
             if (d / name).is_file():
                 found[name] = d / name
     except ImportError:
@@ -40,8 +47,11 @@ def large_photos(directory: Path, n: int = 8, size: tuple[int, int] = (1200, 900
     upscaled (bicubic) to ``size`` in a few crops, saved at quality 90."""
     from PIL import Image
 
-    rgb = [p for name, p in sample_photos().items() if name.endswith((".jpg", ".png"))
-           and name not in ("camera.png", "logo.png")]
+    rgb = [
+        p
+        for name, p in sample_photos().items()
+        if name.endswith((".jpg", ".png")) and name not in ("camera.png", "logo.png")
+    ]
     directory.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(n):

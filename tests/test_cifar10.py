@@ -4,22 +4,19 @@ with the publisher's network, sha256 pins, accuracy on CIFAR-10 (JPEG copy), CIF
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT, perturb_bn, rel_err
+from test_convert import _CifarResNet
 from torch import nn
 
 import resnet_zoo
-from resnet_zoo.manifest import data_path, get_weights, load_manifest
 from resnet_zoo.factory import convert_checkpoint
-
-from conftest import REPO_ROOT, perturb_bn, rel_err
-from test_convert import _CifarResNet
+from resnet_zoo.manifest import data_path, get_weights, load_manifest
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
-CIFAR10_TAGS = [name for name, s in load_manifest().items()
-                if s.labels == "cifar10_classes.txt"]
+CIFAR10_TAGS = [name for name, s in load_manifest().items() if s.labels == "cifar10_classes.txt"]
 CLASSES = (REPO_ROOT / "weights" / "cifar10_classes.txt").read_text().split()
 
 
@@ -69,8 +66,10 @@ def test_shipped_file_matches_its_pin_and_carries_its_licence(tag):
         assert "Copyright (c) 2018, Yerlan Idelbayev" in notice and notice.strip() in card
 
 
-@pytest.mark.skipif(not (SHARED / "cifar10-jpg.tar.gz").is_file(),
-                    reason="needs ../shared/data/cifar10-jpg.tar.gz (a developer's clone only)")
+@pytest.mark.skipif(
+    not (SHARED / "cifar10-jpg.tar.gz").is_file(),
+    reason="needs ../shared/data/cifar10-jpg.tar.gz (a developer's clone only)",
+)
 @pytest.mark.parametrize("tag", CIFAR10_TAGS)
 def test_accuracy_on_a_500_image_subset_agrees_with_the_manifest(tag):
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -89,9 +88,13 @@ def test_predict_prints_cifar10_class_names(tmp_path):
     from images import sample_photos
 
     photo = sample_photos()["china.jpg"]
-    result = subprocess.run([sys.executable, "-m", "resnet_zoo", "predict", "cifar_resnet56",
-                             str(photo), "--top", "3", "--json"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", "predict", "cifar_resnet56", str(photo), "--top", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 0, result.stderr
     (entry,) = json.loads(result.stdout)
     assert [k["label"] for k in entry["topk"]] == [CLASSES[k["class"]] for k in entry["topk"]]

@@ -33,8 +33,9 @@ def test_info_text(capsys):
 
 
 def test_unknown_name_is_one_line_on_stderr_and_nonzero():
-    result = subprocess.run([sys.executable, "-m", "resnet_zoo", "info", "resnet05"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", "info", "resnet05"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -54,9 +55,24 @@ def test_console_script_is_declared():
 def test_any_failure_is_one_line_without_traceback(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory is needed")
-    result = subprocess.run([sys.executable, "-m", "resnet_zoo", "export", "cifar_resnet20", "--format",
-                             "torchscript", "--out", str(blocker / "x.pt"), "--pretrained", "none"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnet_zoo",
+            "export",
+            "cifar_resnet20",
+            "--format",
+            "torchscript",
+            "--out",
+            str(blocker / "x.pt"),
+            "--pretrained",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert "--debug" in result.stderr

@@ -8,18 +8,18 @@ import sys
 
 import pytest
 import torch
+from images import sample_photos
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 import resnet_zoo
 from resnet_zoo.inference import extract_features
 
-from images import sample_photos
-
 
 def run(*args, timeout=600, env=None):
-    return subprocess.run([sys.executable, "-m", "resnet_zoo", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,20 @@ def test_predict_text_and_bad_image(weights, photos, tmp_path):
 
 def test_features_file_has_rows_in_path_order(weights, photos, tmp_path):
     out = tmp_path / "feats.safetensors"
-    result = run("features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights),
-                 "--batch-size", "2", "--workers", "2", "--eager")  # eager: exact to compare
+    result = run(
+        "features",
+        "resnet18",
+        str(photos),
+        "--out",
+        str(out),
+        "--pretrained",
+        str(weights),
+        "--batch-size",
+        "2",
+        "--workers",
+        "2",
+        "--eager",
+    )  # eager: exact to compare
     assert result.returncode == 0, result.stderr
     assert "img" in result.stderr  # the tqdm bar
     with safe_open(str(out), framework="pt") as f:
@@ -89,8 +101,9 @@ def test_features_bad_images_named_or_skipped(weights, photos, tmp_path):
     out = tmp_path / "f.safetensors"
     result = run("features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights))
     assert result.returncode == 1 and "zzz_truncated.jpg" in result.stderr and not out.exists()
-    result = run("features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights),
-                 "--skip-bad", "--quiet")
+    result = run(
+        "features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights), "--skip-bad", "--quiet"
+    )
     assert result.returncode == 0, result.stderr
     assert "zzz_truncated.jpg" in result.stderr  # logged, never silent
     with safe_open(str(out), framework="pt") as f:
@@ -103,8 +116,9 @@ def test_export_onnx_matches_onnxruntime(tmp_path, weights):
     import onnx
 
     out = tmp_path / "r18.onnx"
-    result = run("export", "resnet18", "--format", "onnx", "--out", str(out), "--pretrained",
-                 str(weights), "--input-size", "64")
+    result = run(
+        "export", "resnet18", "--format", "onnx", "--out", str(out), "--pretrained", str(weights), "--input-size", "64"
+    )
     assert result.returncode == 0, result.stderr
     assert onnx.load(str(out)).graph.input[0].name == "images"
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -120,8 +134,18 @@ def test_export_onnx_matches_onnxruntime(tmp_path, weights):
 
 def test_export_torchscript_reloads_and_matches(tmp_path, weights):
     out = tmp_path / "r18.pt"
-    result = run("export", "resnet18", "--format", "torchscript", "--out", str(out), "--pretrained",
-                 str(weights), "--input-size", "64")
+    result = run(
+        "export",
+        "resnet18",
+        "--format",
+        "torchscript",
+        "--out",
+        str(out),
+        "--pretrained",
+        str(weights),
+        "--input-size",
+        "64",
+    )
     assert result.returncode == 0, result.stderr
     loaded = torch.jit.load(str(out))
     model = resnet_zoo.create("resnet18", pretrained=weights).eval()
@@ -132,8 +156,20 @@ def test_export_torchscript_reloads_and_matches(tmp_path, weights):
 
 def test_bench_json_and_plot(tmp_path):
     plot = tmp_path / "bench.png"
-    result = run("bench", "cifar_resnet20", "--batch-size", "4", "--iters", "1", "--repeats", "1",
-                 "--json", "--plot", str(plot), "--no-torchvision")
+    result = run(
+        "bench",
+        "cifar_resnet20",
+        "--batch-size",
+        "4",
+        "--iters",
+        "1",
+        "--repeats",
+        "1",
+        "--json",
+        "--plot",
+        str(plot),
+        "--no-torchvision",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert "cores" in data["machine"]
@@ -154,8 +190,18 @@ def test_features_out_must_be_safetensors(weights, photos):
 def test_features_progress_bar_draws_its_last_line_once(weights, photos, tmp_path):
     """Every update drawn (TQDM_MININTERVAL=0): the 100% state appears once, from close()."""
     out = tmp_path / "feats.safetensors"
-    result = run("features", "resnet18", str(photos), "--out", str(out), "--pretrained", str(weights),
-                 "--batch-size", "2", env=dict(os.environ, TQDM_MININTERVAL="0", TQDM_MINITERS="1"))
+    result = run(
+        "features",
+        "resnet18",
+        str(photos),
+        "--out",
+        str(out),
+        "--pretrained",
+        str(weights),
+        "--batch-size",
+        "2",
+        env=dict(os.environ, TQDM_MININTERVAL="0", TQDM_MINITERS="1"),
+    )
     assert result.returncode == 0, result.stderr
     states = [s.strip() for s in result.stderr.replace("\r", "\n").splitlines() if s.startswith("features")]
     n = len(list(photos.iterdir()))

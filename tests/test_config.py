@@ -17,8 +17,7 @@ def test_every_config_round_trips_through_json(name):
 def test_lists_are_normalised_to_tuples():
     c = ResNetConfig(n_blocks=[1, 2], n_channels=[8, 16], bottlenecks=[4, 8], stage_strides=[1, 2])
     assert c.n_blocks == (1, 2) and c.bottlenecks == (4, 8) and c.stage_strides == (1, 2)
-    assert hash(c) == hash(ResNetConfig(n_blocks=(1, 2), n_channels=(8, 16), bottlenecks=(4, 8),
-                                        stage_strides=(1, 2)))
+    assert hash(c) == hash(ResNetConfig(n_blocks=(1, 2), n_channels=(8, 16), bottlenecks=(4, 8), stage_strides=(1, 2)))
 
 
 @pytest.mark.parametrize(

@@ -3,16 +3,24 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import perturb_bn, rel_err
 from torch import nn
 
 import resnet_zoo
 from resnet_zoo import CheckpointError, convert_state_dict, create, detect_layout
 
-from conftest import perturb_bn, rel_err
-
 TOL = 1e-5
-TORCHVISION_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                     "wide_resnet50_2", "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d"]
+TORCHVISION_ARCHS = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+]
 
 
 def _parity(reference: nn.Module, ours: nn.Module, x: torch.Tensor) -> float:
@@ -64,8 +72,12 @@ def test_timm_parity():
 def test_transformers_parity():
     transformers = pytest.importorskip("transformers")
     config = transformers.ResNetConfig(  # microsoft/resnet-50's architecture
-        depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048], embedding_size=64,
-        layer_type="bottleneck", num_labels=1000, downsample_in_first_stage=False,
+        depths=[3, 4, 6, 3],
+        hidden_sizes=[256, 512, 1024, 2048],
+        embedding_size=64,
+        layer_type="bottleneck",
+        num_labels=1000,
+        downsample_in_first_stage=False,
     )
     reference = transformers.ResNetForImageClassification(config)
     perturb_bn(reference)
@@ -78,7 +90,7 @@ def test_transformers_parity():
     with torch.no_grad():
         assert rel_err(ours(x), reference(pixel_values=x).logits) <= TOL
     # The backbone alone (ResNetModel, no "resnet." prefix, no classifier) also converts.
-    body = {k[len("resnet."):]: v for k, v in sd.items() if k.startswith("resnet.")}
+    body = {k[len("resnet.") :]: v for k, v in sd.items() if k.startswith("resnet.")}
     headless = create("resnet50", num_classes=0)
     headless.load_state_dict(convert_state_dict(body, source="transformers"), strict=True)
 
@@ -116,8 +128,7 @@ class _CifarBlock(nn.Module):
             if option == "A":
                 self.shortcut = _OptionAShortcut(cout)
             else:
-                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                              nn.BatchNorm2d(cout))
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))

@@ -11,13 +11,12 @@ import time
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 import resnet_zoo
 from resnet_zoo import ConfigError, cpu
-from resnet_zoo.inference.bench import gemm_peak_gflops, iter_bench
 from resnet_zoo.cli import main
-
-from conftest import REPO_ROOT
+from resnet_zoo.inference.bench import gemm_peak_gflops, iter_bench
 
 
 def test_detect_reports_torchs_own_probes():
@@ -33,8 +32,7 @@ def test_detect_reports_torchs_own_probes():
 
 def test_detect_maps_an_avx2_cpu(monkeypatch):
     """torch's probes as an AVX2-only EPYC answers them."""
-    for probe in ("_is_avx512_supported", "_is_avx512_bf16_supported", "_is_amx_tile_supported",
-                  "_is_vnni_supported"):
+    for probe in ("_is_avx512_supported", "_is_avx512_bf16_supported", "_is_amx_tile_supported", "_is_vnni_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: False)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     monkeypatch.setattr(cpu, "_onednn_bf16", lambda: False)
@@ -49,17 +47,19 @@ def test_a_missing_probe_answers_no(monkeypatch):
     assert cpu.detect().amx is False
 
 
-@pytest.mark.parametrize("kind, auto, fast", [
-    ("avx2", torch.float32, ("float32",)),
-    ("avx512", torch.float32, ("float32",)),
-    ("amx", torch.bfloat16, ("float32", "bfloat16", "int8")),
-])
+@pytest.mark.parametrize(
+    "kind, auto, fast",
+    [
+        ("avx2", torch.float32, ("float32",)),
+        ("avx512", torch.float32, ("float32",)),
+        ("amx", torch.bfloat16, ("float32", "bfloat16", "int8")),
+    ],
+)
 def test_auto_dtype_and_fast_dtypes_per_cpu(fake_cpu, kind, auto, fast):
     caps = fake_cpu(kind)
     assert cpu.resolve_dtype("auto") == auto
     assert tuple(d for d in ("float32", "bfloat16", "int8") if caps.is_fast(d)) == fast
-    assert cpu.supported_dtypes() == ((torch.float32, torch.bfloat16) if auto == torch.bfloat16
-                                      else (torch.float32,))
+    assert cpu.supported_dtypes() == ((torch.float32, torch.bfloat16) if auto == torch.bfloat16 else (torch.float32,))
     assert caps.to_dict()["auto_dtype"] == str(auto).replace("torch.", "")
 
 
@@ -87,8 +87,9 @@ def test_bench_never_times_an_unsupported_dtype(fake_cpu, monkeypatch):
     fake_cpu("avx2")
     probed = []
     monkeypatch.setattr("resnet_zoo.inference.bench.gemm_peak_gflops", lambda d: probed.append(d) or 1.0)
-    rows = [r for rs in iter_bench(["cifar_resnet20"], batch_size=2, iters=1, repeats=1,
-                                   with_torchvision=False) for r in rs]
+    rows = [
+        r for rs in iter_bench(["cifar_resnet20"], batch_size=2, iters=1, repeats=1, with_torchvision=False) for r in rs
+    ]
     assert [r.path for r in rows] == ["resnet_zoo eager fp32", "resnet_zoo fast fp32"]
     assert probed == [torch.float32]
     with pytest.raises(ConfigError, match="bfloat16 is not fast"):
@@ -125,16 +126,18 @@ def test_cli_on_an_amx_cpu_chooses_bf16(fake_cpu, monkeypatch):
 
     real = recipe.optimize_for_inference
     # Record the choice; compute in float32 so that the test runs on a CPU without bf16.
-    monkeypatch.setattr(recipe, "optimize_for_inference",
-                        lambda m, dtype: chosen.append(cpu.resolve_dtype(dtype)) or real(m))
+    monkeypatch.setattr(
+        recipe, "optimize_for_inference", lambda m, dtype: chosen.append(cpu.resolve_dtype(dtype)) or real(m)
+    )
     samples = sorted((REPO_ROOT / "weights" / "samples").glob("*.png"))
     assert main(["predict", "cifar_resnet20.digits", str(samples[0]), "--top", "1"]) == 0
     assert chosen == [torch.bfloat16]
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "resnet_zoo", *args], capture_output=True,
-                          text=True, timeout=600, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", *args], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT
+    )
 
 
 def test_predict_features_and_bench_with_auto_on_this_cpu(tmp_path):
@@ -154,19 +157,32 @@ def test_predict_features_and_bench_with_auto_on_this_cpu(tmp_path):
     model = resnet_zoo.create("cifar_resnet20.digits", pretrained=True).eval()
     eager, _ = resnet_zoo.extract_features(model, samples, progress=False)
     assert torch.nn.functional.cosine_similarity(feats, eager).min() >= 0.999
-    result = run("bench", "cifar_resnet20", "--batch-size", "4", "--iters", "1", "--repeats", "1",
-                 "--json", "--no-torchvision")
+    result = run(
+        "bench", "cifar_resnet20", "--batch-size", "4", "--iters", "1", "--repeats", "1", "--json", "--no-torchvision"
+    )
     assert result.returncode == 0, result.stderr
     timed = [r["path"] for r in json.loads(result.stdout)["results"]]
     assert timed == ["resnet_zoo eager fp32", "resnet_zoo fast fp32"] + (
-        ["resnet_zoo fast bf16"] if caps.fast_bf16 else [])
+        ["resnet_zoo fast bf16"] if caps.fast_bf16 else []
+    )
 
 
 def test_each_cpu_has_its_own_record_key():
     """Zen 4 and Zen 5 both read "AMD EPYC" with AVX512-BF16: their figures must not share a file."""
-    common = dict(model_name="AMD EPYC", isa="AVX512", avx2=True, avx512=True, avx512_bf16=True,
-                  amx=False, vnni=True, onednn=True, onednn_bf16=True, cores=2, threads=2,
-                  torch_version=torch.__version__)
+    common = dict(
+        model_name="AMD EPYC",
+        isa="AVX512",
+        avx2=True,
+        avx512=True,
+        avx512_bf16=True,
+        amx=False,
+        vnni=True,
+        onednn=True,
+        onednn_bf16=True,
+        cores=2,
+        threads=2,
+        torch_version=torch.__version__,
+    )
     zen4 = cpu.CpuCapabilities(family_model="family 25 model 17", **common)
     zen5 = cpu.CpuCapabilities(family_model="family 26 model 2", **common)
     assert zen4.slug == "amd-epyc-f25m17_avx512-bf16"

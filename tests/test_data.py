@@ -5,8 +5,15 @@ import torch
 from PIL import Image
 
 from resnet_zoo import InputError
-from resnet_zoo.train.datasets import (digits_image, folder_splits, materialize, read_cifar, read_digits,
-                             read_folder, split_holdout)
+from resnet_zoo.train.datasets import (
+    digits_image,
+    folder_splits,
+    materialize,
+    read_cifar,
+    read_digits,
+    read_folder,
+    split_holdout,
+)
 
 
 def _write_cifar(root, kind, n_train=(3, 2, 2, 2, 2), n_test=4, seed=0):
@@ -15,7 +22,7 @@ def _write_cifar(root, kind, n_train=(3, 2, 2, 2, 2), n_test=4, seed=0):
     n_classes, label_bytes = (10, 1) if kind == "cifar10" else (100, 2)
     sub = root / ("cifar-10-batches-bin" if kind == "cifar10" else "cifar-100-binary")
     sub.mkdir(parents=True)
-    names = ([f"data_batch_{i}.bin" for i in range(1, 6)] if kind == "cifar10" else ["train.bin"])
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if kind == "cifar10" else ["train.bin"]
     counts = list(n_train) if kind == "cifar10" else [sum(n_train)]
     written = {}
     for name, n in list(zip(names, counts)) + [("test_batch.bin" if kind == "cifar10" else "test.bin", n_test)]:
@@ -47,10 +54,11 @@ def test_cifar_binary_reader(tmp_path, kind):
     assert torch.equal(test.labels, written[test_name][0])
     assert train.classes[3] == "class3"
     # The first record's red plane is the first 1024 pixel bytes, row-major.
-    raw = (tmp_path / ("cifar-10-batches-bin" if kind == "cifar10" else "cifar-100-binary") /
-           train_names[0]).read_bytes()
+    raw = (
+        tmp_path / ("cifar-10-batches-bin" if kind == "cifar10" else "cifar-100-binary") / train_names[0]
+    ).read_bytes()
     offset = 1 if kind == "cifar10" else 2
-    assert train.images[0, 0, 0, :5].tolist() == list(raw[offset:offset + 5])
+    assert train.images[0, 0, 0, :5].tolist() == list(raw[offset : offset + 5])
     assert train.images[0, 1, 0, 0].item() == raw[offset + 1024]
 
 
@@ -115,8 +123,7 @@ def test_split_layouts_are_recognised(tmp_path, held):
     assert folder_splits(tmp_path / "train") is None  # a plain folder of classes
 
 
-@pytest.mark.parametrize("folders", [("train",), ("test", "val"), ("training", "cats"),
-                                     ("train", "test", "extra")])
+@pytest.mark.parametrize("folders", [("train",), ("test", "val"), ("training", "cats"), ("train", "test", "extra")])
 def test_split_like_folders_without_a_recognised_pair_are_refused(tmp_path, folders):
     for name in folders:
         _classes(tmp_path / name)

@@ -24,8 +24,9 @@ def test_fpn_backbone_is_torchvisions_resnet_fpn_backbone():
     # The same frozen parameters: stem and layer1 frozen, layer2..4 trainable (trainable_layers=3).
     trainable = sorted(_tv_name(n) for n, p in ours.named_parameters() if p.requires_grad)
     assert trainable == sorted(n for n, p in theirs.named_parameters() if p.requires_grad)
-    assert sum(isinstance(m, FrozenBatchNorm2d) for m in ours.modules()) == \
-        sum(isinstance(m, FrozenBatchNorm2d) for m in theirs.modules())
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in ours.modules()) == sum(
+        isinstance(m, FrozenBatchNorm2d) for m in theirs.modules()
+    )
     # The same weights give the same maps.
     theirs.load_state_dict({_tv_name(k): v for k, v in ours.state_dict().items()}, strict=True)
     x = torch.randn(1, 3, 96, 128)
@@ -42,8 +43,7 @@ def test_the_view_works_with_torchvisions_own_helpers():
     assert stages.inplanes == 2048 and stages.layer1[0] is model.blocks[0]
     backbone = _resnet_fpn_extractor(stages, 2)  # what raised "no attribute 'inplanes'"
     assert backbone.out_channels == 256
-    manual = BackboneWithFPN(TorchvisionStages(create("cifar_resnet20")), {"layer1": "0", "layer3": "1"},
-                             [16, 64], 32)
+    manual = BackboneWithFPN(TorchvisionStages(create("cifar_resnet20")), {"layer1": "0", "layer3": "1"}, [16, 64], 32)
     out = manual(torch.randn(1, 3, 32, 32))
     assert [t.shape[1] for t in out.values()] == [32, 32, 32]
 
@@ -55,15 +55,23 @@ def test_faster_rcnn_trains_and_detects(name):
 
     backbone = fpn_backbone(name, trainable_layers=2, returned_layers=[2, 3])  # maps "0", "1", "pool"
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,)), aspect_ratios=((0.5, 1.0, 2.0),) * 3)
-    model = tv_detection.FasterRCNN(backbone, num_classes=3, min_size=96, max_size=128,
-                                    rpn_anchor_generator=anchors,
-                                    box_roi_pool=MultiScaleRoIAlign(["0", "1"], 7, 2),
-                                    rpn_pre_nms_top_n_train=50, rpn_post_nms_top_n_train=20,
-                                    rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20)
+    model = tv_detection.FasterRCNN(
+        backbone,
+        num_classes=3,
+        min_size=96,
+        max_size=128,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign(["0", "1"], 7, 2),
+        rpn_pre_nms_top_n_train=50,
+        rpn_post_nms_top_n_train=20,
+        rpn_pre_nms_top_n_test=50,
+        rpn_post_nms_top_n_test=20,
+    )
     images = [torch.rand(3, 96, 128), torch.rand(3, 80, 100)]
-    targets = [{"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]), "labels": torch.tensor([1])},
-               {"boxes": torch.tensor([[5.0, 5.0, 40.0, 30.0], [50.0, 20.0, 90.0, 70.0]]),
-                "labels": torch.tensor([2, 1])}]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.tensor([[5.0, 5.0, 40.0, 30.0], [50.0, 20.0, 90.0, 70.0]]), "labels": torch.tensor([2, 1])},
+    ]
     model.train()
     losses = model(images, targets)
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}

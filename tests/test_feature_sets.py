@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from PIL import Image
 
 import resnet_zoo
 from resnet_zoo import ConfigError, InputError
 from resnet_zoo.features import read_feature_set, write_feature_set
-
-from conftest import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "weights" / "samples" / "cifar10"
 
@@ -106,8 +105,7 @@ def test_a_resume_with_other_numerics_refuses_and_names_the_difference(tmp_path,
     with torch.no_grad():
         changed.fc.bias.add_(1.0)
     with pytest.raises(ConfigError, match="weights_sha256"):
-        write_feature_set(resnet_zoo.optimize_for_inference(changed), [data], out, shard_size=10,
-                          progress=False)
+        write_feature_set(resnet_zoo.optimize_for_inference(changed), [data], out, shard_size=10, progress=False)
     again = write_feature_set(fast, [data], out, shard_size=10, progress=False)
     assert again.written_shards == 1 and again.skipped_shards == 2
 
@@ -131,28 +129,48 @@ def test_bad_files_listed_with_skip_bad_else_stop_with_the_path(tmp_path, model)
 
 
 def _features_cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["features", "cifar_resnet20", str(data), "--out", str(out), "--shard-size", "40",
-            "--batch-size", "8", "--quiet", "--eager", *extra]
+    return [
+        "features",
+        "cifar_resnet20",
+        str(data),
+        "--out",
+        str(out),
+        "--shard-size",
+        "40",
+        "--batch-size",
+        "8",
+        "--quiet",
+        "--eager",
+        *extra,
+    ]
 
 
 def test_sigkill_then_resume_gives_the_same_bytes(tmp_path):
     data = _images(tmp_path / "imgs", 400)
     ref = tmp_path / "ref"
-    done = subprocess.run([sys.executable, "-m", "resnet_zoo", *_features_cmd(data, ref)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", *_features_cmd(data, ref)], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     out = tmp_path / "killed"
     for kill_after in (2, 6):  # shard records present when killed
-        proc = subprocess.Popen([sys.executable, "-m", "resnet_zoo", *_features_cmd(data, out)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "resnet_zoo", *_features_cmd(data, out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 300
         while len(list(out.glob("shard-*.json"))) < kill_after and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not (out / "index.json").exists()
-    resumed = subprocess.run([sys.executable, "-m", "resnet_zoo", *_features_cmd(data, out), "--json"],
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", *_features_cmd(data, out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["skipped_shards"] >= 6 and summary["written_shards"] == 10 - summary["skipped_shards"]
@@ -167,12 +185,30 @@ def test_two_processes_under_torchrun_write_the_same_features(tmp_path):
     one = tmp_path / "one"
     two = tmp_path / "two"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r1 = subprocess.run([sys.executable, "-m", "resnet_zoo", *_features_cmd(data, one)],
-                        capture_output=True, text=True, timeout=600, env=env)
+    r1 = subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", *_features_cmd(data, one)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r1.returncode == 0, r1.stderr
-    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                         "-m", "resnet_zoo", *_features_cmd(data, two)],
-                        capture_output=True, text=True, timeout=600, env=env)
+    r2 = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "resnet_zoo",
+            *_features_cmd(data, two),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r2.returncode == 0, r2.stderr
     a, pa = read_feature_set(one).load()
     b, pb = read_feature_set(two).load()
@@ -215,9 +251,27 @@ def test_parquet_shards_same_index_resume_and_features(tmp_path, model):
     write_feature_set(model, [data], tmp_path / "st", shard_size=10, progress=False)
     ref, ref_paths = read_feature_set(tmp_path / "st").load()
     out = tmp_path / "pq"
-    result = subprocess.run([sys.executable, "-m", "resnet_zoo", "features", "cifar_resnet20", str(data),
-                             "--out", str(out), "--format", "parquet", "--shard-size", "10", "--eager",
-                             "--quiet"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnet_zoo",
+            "features",
+            "cifar_resnet20",
+            str(data),
+            "--out",
+            str(out),
+            "--format",
+            "parquet",
+            "--shard-size",
+            "10",
+            "--eager",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.glob("shard-*.parquet")) == [f"shard-0000{i}.parquet" for i in range(3)]
     fs = read_feature_set(out)
@@ -232,18 +286,17 @@ def test_parquet_shards_same_index_resume_and_features(tmp_path, model):
     assert table.schema.metadata[b"model"] == b"cifar_resnet20"
     before = _files(out)
     (out / "shard-00002.parquet").unlink()
-    again = write_feature_set(model, [data], out, shard_size=10, file_format="parquet", progress=False,
-                              model_name="cifar_resnet20")
+    again = write_feature_set(
+        model, [data], out, shard_size=10, file_format="parquet", progress=False, model_name="cifar_resnet20"
+    )
     assert again.written_shards == 1 and _files(out) == before
     with pytest.raises(ConfigError, match=r"file_format \(parquet -> safetensors\)"):
         write_feature_set(model, [data], out, shard_size=10, progress=False, model_name="cifar_resnet20")
     with pytest.raises(ConfigError, match="parquet stores float32 or float16"):
         write_feature_set(model, [data], tmp_path / "bf", file_format="parquet", store_dtype="bfloat16")
     half = tmp_path / "half"
-    write_feature_set(model, [data], half, shard_size=10, file_format="parquet", store_dtype="float16",
-                      progress=False)
-    assert pq.read_table(str(half / "shard-00000.parquet")).schema.field("features").type.value_type == \
-        pa.float16()
+    write_feature_set(model, [data], half, shard_size=10, file_format="parquet", store_dtype="float16", progress=False)
+    assert pq.read_table(str(half / "shard-00000.parquet")).schema.field("features").type.value_type == pa.float16()
     assert read_feature_set(half).to_numpy().dtype.name == "float32"
 
 
@@ -264,7 +317,10 @@ def test_inputs_as_lists_and_uris_give_the_directorys_features(tmp_path, model):
     assert list_images(lists) == list_images([data]) == files
     want = write_feature_set(model, [data], tmp_path / "dir", progress=False)
     got = write_feature_set(model, lists, tmp_path / "lists", progress=False)
-    assert read_feature_set(tmp_path / "lists").index["inputs_sha256"] == read_feature_set(tmp_path / "dir").index["inputs_sha256"]
+    assert (
+        read_feature_set(tmp_path / "lists").index["inputs_sha256"]
+        == read_feature_set(tmp_path / "dir").index["inputs_sha256"]
+    )
     assert got.images == want.images == 12
     uris = list_images([f"file://{data}"])
     assert uris == [f"file://{f}" for f in files]
@@ -306,8 +362,9 @@ def test_paths_live_in_the_header_only(tmp_path):
 
     old = tmp_path / "old.safetensors"
     encoded = json.dumps(["a.jpg", "b.jpg"]).encode()
-    save_file({"features": torch.ones(2, 3), "paths": torch.frombuffer(bytearray(encoded), dtype=torch.uint8)},
-              str(old))
+    save_file(
+        {"features": torch.ones(2, 3), "paths": torch.frombuffer(bytearray(encoded), dtype=torch.uint8)}, str(old)
+    )
     feats, paths = read_shard(old, "safetensors")
     assert paths is None and feats.shape == (2, 3)
     with pytest.raises(ConfigError, match="smaller --shard-size"):
@@ -322,8 +379,16 @@ def test_a_batch_delivered_twice_is_kept_once_even_after_its_shard_is_written(tm
     data = _images(tmp_path / "imgs", 12)
     write_feature_set(model, [data], tmp_path / "ref", shard_size=4, batch_size=2, progress=False)
     out = tmp_path / "twice"
-    with plan_feature_set(model, [data], out, shard_size=4, store_dtype="float32", file_format="safetensors",
-                          overwrite=False, model_name=None) as plan:
+    with plan_feature_set(
+        model,
+        [data],
+        out,
+        shard_size=4,
+        store_dtype="float32",
+        file_format="safetensors",
+        overwrite=False,
+        model_name=None,
+    ) as plan:
         batches = list(local_batches(plan, model, 2, 0))
         repeated = batches[:1] + batches[:2] + batches[2:] + batches[:1] + batches[-1:]
         images, _ = collect_shards(plan, repeated, 2, skip_bad=False, progress=False)
@@ -354,8 +419,9 @@ def _features_args(arch: str, data: Path, out: Path, *extra: str) -> list[str]:
 
 def _gated_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     gate = tmp_path / "go"
-    proc = subprocess.Popen([sys.executable, "-c", _GATED, str(gate), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _GATED, str(gate), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     return proc, gate
 
 
@@ -372,20 +438,26 @@ def test_a_second_writer_of_another_run_fails_at_once_naming_the_first(tmp_path)
     first, gate = _gated_run(tmp_path, *_features_args("cifar_resnet56", data, out, "--eager"))
     _wait_for(out / "run.json", first)
     started = time.time()
-    second = subprocess.run([sys.executable, "-m", "resnet_zoo",
-                             *_features_args("cifar_resnet20", data, out, "--overwrite")],
-                            capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, out, "--overwrite")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert second.returncode == 1
     assert f"is being written by pid {first.pid} on {os.uname().nodename}" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1 and time.time() - started < 60
     gate.touch()
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     fs = read_feature_set(out)
-    assert fs.index["model"] == "cifar_resnet56" and json.loads((out / "run.json").read_text())["model"] == \
-        "cifar_resnet56"
+    assert (
+        fs.index["model"] == "cifar_resnet56"
+        and json.loads((out / "run.json").read_text())["model"] == "cifar_resnet56"
+    )
     feats, _ = fs.load()
-    ref, _ = resnet_zoo.extract_features(resnet_zoo.create("cifar_resnet56", pretrained=True).eval(), [data],
-                                         progress=False)
+    ref, _ = resnet_zoo.extract_features(
+        resnet_zoo.create("cifar_resnet56", pretrained=True).eval(), [data], progress=False
+    )
     assert torch.allclose(feats, ref, atol=1e-5)
 
 
@@ -393,12 +465,20 @@ def test_a_second_writer_of_another_run_fails_at_once_naming_the_first(tmp_path)
 def test_two_runs_of_the_same_command_on_one_directory_both_succeed_with_the_same_bytes(tmp_path):
     data = _images(tmp_path / "imgs", 10)
     out, alone = tmp_path / "set", tmp_path / "alone"
-    assert subprocess.run([sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, alone)],
-                          timeout=300).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, alone)], timeout=300
+        ).returncode
+        == 0
+    )
     first, gate = _gated_run(tmp_path, *_features_args("cifar_resnet20", data, out))
     _wait_for(out / "run.json", first)
-    second = subprocess.Popen([sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, out),
-                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(
+        [sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, out), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(3)
     assert second.poll() is None  # it waits for the first writer
     gate.touch()

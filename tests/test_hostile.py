@@ -36,8 +36,9 @@ def test_a_huge_block_index_is_refused_without_allocating(tmp_path):
     with pytest.raises(CheckpointError, match="block indices must be 0..n-1"):
         create("resnet18", pretrained=path)
     with pytest.raises(CheckpointError, match="block indices"):
-        resnet_zoo.convert_state_dict({"conv1.weight": torch.zeros(1), "layer1.5.conv1.weight": torch.zeros(1)},
-                                      source="torchvision")
+        resnet_zoo.convert_state_dict(
+            {"conv1.weight": torch.zeros(1), "layer1.5.conv1.weight": torch.zeros(1)}, source="torchvision"
+        )
 
 
 def test_a_config_asking_for_more_blocks_than_the_weights_hold_is_refused_before_building(r20_dir, tmp_path):
@@ -48,13 +49,17 @@ def test_a_config_asking_for_more_blocks_than_the_weights_hold_is_refused_before
         create("cifar_resnet20", pretrained=True, img_channels=100_000_000)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda doc: doc.update(pretrained={"labels": 5}),
-    lambda doc: doc.update(pretrained=[1, 2]),
-    lambda doc: doc["pretrained"]["preprocessing"].update(mean=["a", "b", "c"]),
-    lambda doc: doc["pretrained"]["preprocessing"].update(std=[float("nan")] * 3),
-    lambda doc: doc["pretrained"]["preprocessing"].update(std=[0.0, 1.0, 1.0]),
-], ids=["labels-int", "pretrained-list", "mean-text", "std-nan", "std-zero"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda doc: doc.update(pretrained={"labels": 5}),
+        lambda doc: doc.update(pretrained=[1, 2]),
+        lambda doc: doc["pretrained"]["preprocessing"].update(mean=["a", "b", "c"]),
+        lambda doc: doc["pretrained"]["preprocessing"].update(std=[float("nan")] * 3),
+        lambda doc: doc["pretrained"]["preprocessing"].update(std=[0.0, 1.0, 1.0]),
+    ],
+    ids=["labels-int", "pretrained-list", "mean-text", "std-nan", "std-zero"],
+)
 def test_malformed_side_fields_of_config_json_are_checkpoint_errors(r20_dir, tmp_path, edit):
     d = _edit_config(r20_dir, tmp_path / "bad", edit)
     with pytest.raises(CheckpointError):
@@ -79,8 +84,17 @@ def test_negative_running_variance_is_refused(tmp_path):
         create("cifar_resnet20", pretrained=tmp_path / "neg.safetensors")
 
 
-@pytest.mark.parametrize("spec", ["hf-hub:../etc", "hf-hub:a b/c", "hf-hub:\u00e9t\u00e9/x", "hf-hub:" + "a" * 300 + "/b",
-                                  "hf-hub:a/b@bad rev", "hf-hub:a--b/c"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "hf-hub:../etc",
+        "hf-hub:a b/c",
+        "hf-hub:\u00e9t\u00e9/x",
+        "hf-hub:" + "a" * 300 + "/b",
+        "hf-hub:a/b@bad rev",
+        "hf-hub:a--b/c",
+    ],
+)
 def test_malformed_hub_ids_are_config_errors(spec):
     with pytest.raises(ConfigError, match="hf-hub:owner/repo|revision"):
         create("resnet18", pretrained=spec)
@@ -91,11 +105,22 @@ def test_an_empty_pretrained_spec_is_refused():
         create("cifar_resnet20", pretrained="")
 
 
-@pytest.mark.parametrize("field, value", [
-    ("lr", math.nan), ("weight_decay", math.nan), ("lr", math.inf), ("label_smoothing", 5.0),
-    ("input_size", -5), ("input_size", 0), ("limit_train", 0), ("limit_train", -1), ("seed", 2**70),
-    ("gamma", 0.0), ("val_fraction", 1.5),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr", math.nan),
+        ("weight_decay", math.nan),
+        ("lr", math.inf),
+        ("label_smoothing", 5.0),
+        ("input_size", -5),
+        ("input_size", 0),
+        ("limit_train", 0),
+        ("limit_train", -1),
+        ("seed", 2**70),
+        ("gamma", 0.0),
+        ("val_fraction", 1.5),
+    ],
+)
 def test_every_numeric_training_setting_is_checked(field, value, tmp_path):
     with pytest.raises(ConfigError, match=field):
         TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(tmp_path), **{field: value})
@@ -112,8 +137,16 @@ def test_cli_training_flags_fail_in_one_line(tmp_path, capsys):
 def test_a_diverging_loss_stops_training(tmp_path):
     from resnet_zoo.train import train
 
-    cfg = TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(tmp_path / "run"), epochs=1,
-                      limit_train=64, batch_size=32, lr=1e30, progress=False)
+    cfg = TrainConfig(
+        arch="cifar_resnet20",
+        dataset="digits",
+        out=str(tmp_path / "run"),
+        epochs=1,
+        limit_train=64,
+        batch_size=32,
+        lr=1e30,
+        progress=False,
+    )
     with pytest.raises(ResNetZooError, match="not finite|diverged"):
         train(cfg)
     assert not (tmp_path / "run" / "model.safetensors").exists()
@@ -124,18 +157,31 @@ def checkpoint(tmp_path_factory):
     from resnet_zoo.train import train
 
     out = tmp_path_factory.mktemp("ckpt") / "run"
-    train(TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(out), epochs=1, limit_train=64,
-                      batch_size=32, progress=False))
+    train(
+        TrainConfig(
+            arch="cifar_resnet20",
+            dataset="digits",
+            out=str(out),
+            epochs=1,
+            limit_train=64,
+            batch_size=32,
+            progress=False,
+        )
+    )
     return out
 
 
-@pytest.mark.parametrize("edit", [
-    lambda s: {"epoch": 1},
-    lambda s: {**s, "sha256": {}},
-    lambda s: {**s, "epoch": "one"},
-    lambda s: {**s, "param_groups": []},
-    lambda s: [1, 2],
-], ids=["epoch-only", "no-digests", "epoch-text", "no-param-groups", "list"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: {"epoch": 1},
+        lambda s: {**s, "sha256": {}},
+        lambda s: {**s, "epoch": "one"},
+        lambda s: {**s, "param_groups": []},
+        lambda s: [1, 2],
+    ],
+    ids=["epoch-only", "no-digests", "epoch-text", "no-param-groups", "list"],
+)
 def test_a_damaged_or_foreign_state_json_is_a_checkpoint_error(checkpoint, tmp_path, edit):
     import shutil
 
@@ -145,22 +191,56 @@ def test_a_damaged_or_foreign_state_json_is_a_checkpoint_error(checkpoint, tmp_p
     shutil.copytree(checkpoint, out)
     state_path = out / "checkpoint" / "state.json"
     state_path.write_text(json.dumps(edit(json.loads(state_path.read_text()))))
-    cfg = TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(out), epochs=1, limit_train=64,
-                      batch_size=32, progress=False, resume=True)  # the same recipe: only state.json differs
+    cfg = TrainConfig(
+        arch="cifar_resnet20",
+        dataset="digits",
+        out=str(out),
+        epochs=1,
+        limit_train=64,
+        batch_size=32,
+        progress=False,
+        resume=True,
+    )  # the same recipe: only state.json differs
     with pytest.raises(CheckpointError, match="cannot resume"):
         train(cfg)
 
 
-@pytest.mark.parametrize("write", [
-    lambda p: p.mkdir(),
-    lambda p: p.write_bytes(b"\xff\xfe{\x00"),
-    lambda p: p.write_text(json.dumps({"weights": {"cifar_resnet20.x": {
-        "filename": "model.safetensors", "source": "resnet_zoo", "hf_hub_id": "a/b",
-        "preprocessing": {"input_size": "big"}}}})),
-    lambda p: p.write_text(json.dumps({"weights": {"cifar_resnet20.x": {
-        "filename": "model.safetensors", "source": "resnet_zoo", "hf_hub_id": "a/b",
-        "preprocessing": [1, 2]}}})),
-], ids=["directory", "not-utf8", "input-size-text", "preprocessing-list"])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: p.mkdir(),
+        lambda p: p.write_bytes(b"\xff\xfe{\x00"),
+        lambda p: p.write_text(
+            json.dumps(
+                {
+                    "weights": {
+                        "cifar_resnet20.x": {
+                            "filename": "model.safetensors",
+                            "source": "resnet_zoo",
+                            "hf_hub_id": "a/b",
+                            "preprocessing": {"input_size": "big"},
+                        }
+                    }
+                }
+            )
+        ),
+        lambda p: p.write_text(
+            json.dumps(
+                {
+                    "weights": {
+                        "cifar_resnet20.x": {
+                            "filename": "model.safetensors",
+                            "source": "resnet_zoo",
+                            "hf_hub_id": "a/b",
+                            "preprocessing": [1, 2],
+                        }
+                    }
+                }
+            )
+        ),
+    ],
+    ids=["directory", "not-utf8", "input-size-text", "preprocessing-list"],
+)
 def test_a_broken_manifest_is_a_config_error(tmp_path, monkeypatch, write):
     from resnet_zoo import manifest
 
@@ -193,8 +273,15 @@ def test_train_and_held_out_folders_with_other_classes_are_refused(tmp_path):
             (tmp_path / "data" / split / c).mkdir(parents=True)
             for i in range(2):
                 Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "data" / split / c / f"{i}.png")
-    cfg = TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(tmp_path / "data"),
-                      out=str(tmp_path / "run"), epochs=1, batch_size=2, progress=False)
+    cfg = TrainConfig(
+        arch="cifar_resnet20",
+        dataset="folder",
+        data=str(tmp_path / "data"),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=2,
+        progress=False,
+    )
     with pytest.raises(InputError, match="different classes"):
         train(cfg)
 
@@ -289,12 +376,20 @@ def _trusted_files(cache: Path) -> list[Path]:
     return [p for p in cache.glob("models--*/snapshots/*/*") if p.resolve().is_file()]
 
 
-@pytest.mark.parametrize("limits, match", [
-    ({"RESNET_ZOO_DOWNLOAD_MIN_SPEED": "1000", "RESNET_ZOO_DOWNLOAD_SPEED_WINDOW": "1"},
-     r"bytes/s over the last 1 s, below the minimum of 1,000"),
-    ({"RESNET_ZOO_DOWNLOAD_MIN_SPEED": "0", "RESNET_ZOO_DOWNLOAD_DEADLINE": "1.5"},
-     r"over the 1.5 s deadline set by RESNET_ZOO_DOWNLOAD_DEADLINE"),
-], ids=["minimum-speed", "deadline"])
+@pytest.mark.parametrize(
+    "limits, match",
+    [
+        (
+            {"RESNET_ZOO_DOWNLOAD_MIN_SPEED": "1000", "RESNET_ZOO_DOWNLOAD_SPEED_WINDOW": "1"},
+            r"bytes/s over the last 1 s, below the minimum of 1,000",
+        ),
+        (
+            {"RESNET_ZOO_DOWNLOAD_MIN_SPEED": "0", "RESNET_ZOO_DOWNLOAD_DEADLINE": "1.5"},
+            r"over the 1.5 s deadline set by RESNET_ZOO_DOWNLOAD_DEADLINE",
+        ),
+    ],
+    ids=["minimum-speed", "deadline"],
+)
 def test_a_slow_drip_download_stops_and_leaves_nothing_trusted(drip, monkeypatch, limits, match):
     import os
     import time
@@ -341,10 +436,15 @@ def test_the_pace_only_applies_inside_resnet_zoo_downloads(drip, monkeypatch):
     assert len(got) >= 3
 
 
-@pytest.mark.parametrize("name, value", [
-    ("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "fast"), ("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "-1"),
-    ("RESNET_ZOO_DOWNLOAD_DEADLINE", "nan"), ("RESNET_ZOO_DOWNLOAD_SPEED_WINDOW", "0"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "fast"),
+        ("RESNET_ZOO_DOWNLOAD_MIN_SPEED", "-1"),
+        ("RESNET_ZOO_DOWNLOAD_DEADLINE", "nan"),
+        ("RESNET_ZOO_DOWNLOAD_SPEED_WINDOW", "0"),
+    ],
+)
 def test_bad_pace_settings_are_config_errors(hub, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"{name}={value!r} is not valid"):
@@ -352,8 +452,8 @@ def test_bad_pace_settings_are_config_errors(hub, monkeypatch, name, value):
 
 
 def test_bench_settings_are_checked_before_anything_is_printed_or_timed(capsys):
-    from resnet_zoo.inference.bench import iter_bench
     from resnet_zoo.cli import main
+    from resnet_zoo.inference.bench import iter_bench
 
     for flag in ("--iters", "--repeats", "--batch-size"):
         assert main(["bench", "cifar_resnet20", flag, "0", "--quiet"]) == 1
@@ -367,8 +467,8 @@ def test_devices_fifos_and_huge_configs_are_named_for_what_they_are(tmp_path, r2
     import os
 
     from resnet_zoo import InputError
-    from resnet_zoo.pretrained import read_checkpoint
     from resnet_zoo.inference.images import load_image
+    from resnet_zoo.pretrained import read_checkpoint
 
     fifo = tmp_path / "weights.safetensors"
     os.mkfifo(fifo)  # opening it would wait for a writer forever

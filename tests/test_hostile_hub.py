@@ -17,16 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from PIL import Image
 from safetensors.torch import save
 
 import resnet_zoo
-from resnet_zoo import (CheckpointError, ConfigError, DownloadError, IntegrityError, ResNetZooError,
-                        create)
+from resnet_zoo import CheckpointError, ConfigError, DownloadError, IntegrityError, ResNetZooError, create
 from resnet_zoo.cli import main
 from resnet_zoo.features import read_feature_set, write_feature_set
-
-from conftest import REPO_ROOT
 
 EVIL = "evil/weights"
 SPEC = f"hf-hub:{EVIL}"
@@ -47,14 +45,18 @@ class Home:
         for p in sorted(self.root.rglob("*")):
             if p == self.cache or self.cache in p.parents or any(p == s or s in p.parents for s in skip):
                 continue
-            out[str(p)] = (("link", os.readlink(p)) if p.is_symlink()
-                           else ("file", p.read_bytes()) if p.is_file() else ("dir", None))
+            out[str(p)] = (
+                ("link", os.readlink(p))
+                if p.is_symlink()
+                else ("file", p.read_bytes())
+                if p.is_file()
+                else ("dir", None)
+            )
         return out
 
     def untouched(self, *skip: Path) -> None:
         after = self.tree(*skip)
-        assert after == self.before, {k for k in set(after) | set(self.before)
-                                      if after.get(k) != self.before.get(k)}
+        assert after == self.before, {k for k in set(after) | set(self.before) if after.get(k) != self.before.get(k)}
 
 
 @pytest.fixture
@@ -115,10 +117,10 @@ def _snapshot(cache: Path) -> Path:
 
 # --- 1. An ETag with a path in it ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("header", ["ETag", "X-Linked-Etag"])
 @pytest.mark.parametrize("entry", ["lib", "cli"])
-def test_an_etag_naming_a_user_file_never_touches_it(home, evil, r20, header, entry, capsys,
-                                                     monkeypatch):
+def test_an_etag_naming_a_user_file_never_touches_it(home, evil, r20, header, entry, capsys, monkeypatch):
     lie = {"ETag": f'"{TRAVERSAL}"', "X_Linked_Etag": None} if header == "ETag" else {"X_Linked_Etag": f'"{TRAVERSAL}"'}
     evil.lie(EVIL, FILE, **lie)
     if entry == "lib":
@@ -139,6 +141,7 @@ def test_an_etag_naming_a_user_file_never_touches_it(home, evil, r20, header, en
 
 # --- 2 and 3. A commit or a revision with a path in it ---------------------------------------
 
+
 @pytest.mark.parametrize("where", ["weights", "404 of config.json"])
 @pytest.mark.parametrize("entry", ["lib", "cli"])
 def test_a_commit_naming_a_path_is_refused_before_anything_is_written(home, evil, where, entry, capsys):
@@ -158,8 +161,9 @@ def test_a_commit_naming_a_path_is_refused_before_anything_is_written(home, evil
     assert not list(home.root.parent.glob("pwned*")) and not list(home.root.glob("pwned*"))
 
 
-@pytest.mark.parametrize("revision", ["../../../../notes.txt", "main/../../x", "/etc/passwd", "a\\b",
-                                      "refs//x", "x/", ".", "a b"])
+@pytest.mark.parametrize(
+    "revision", ["../../../../notes.txt", "main/../../x", "/etc/passwd", "a\\b", "refs//x", "x/", ".", "a b"]
+)
 def test_a_revision_naming_a_path_is_refused_everywhere(home, evil, revision, capsys):
     with pytest.raises(ConfigError, match="not a branch, tag or commit"):
         create("cifar_resnet20", pretrained=f"{SPEC}@{revision}")
@@ -169,8 +173,9 @@ def test_a_revision_naming_a_path_is_refused_everywhere(home, evil, revision, ca
         resnet_zoo.ResNet.from_pretrained(EVIL, revision=revision)
     with pytest.raises(ConfigError, match="not a branch, tag or commit"):
         resnet_zoo.pretrained.hub.download(EVIL, FILE, revision=revision)
-    code, _, err = _cli(["predict", "cifar_resnet20", str(home.home / "cat.png"),
-                         "--pretrained", f"{SPEC}@{revision}"], capsys)
+    code, _, err = _cli(
+        ["predict", "cifar_resnet20", str(home.home / "cat.png"), "--pretrained", f"{SPEC}@{revision}"], capsys
+    )
     assert code == 1
     _one_line_error(err)
     assert evil.requests == []  # refused before the Hub was asked
@@ -195,6 +200,7 @@ def test_a_redirect_to_a_path_is_only_a_url(home, evil):
 
 
 # --- 4 and 5. A tampered cache ---------------------------------------------------------------
+
 
 def _plant(home: Home, kind: str) -> None:
     snap = _snapshot(home.cache)
@@ -244,8 +250,9 @@ def test_a_planted_link_loses_only_itself(home, evil, r20, kind, mode, monkeypat
         assert code == 1 and "tampered" in err
         _one_line_error(err)
         if kind in ("snapshot entry", "blob"):  # the link went: now the cache simply lacks the file
-            assert not os.path.lexists(home.cache / "models--evil--weights" / "snapshots"
-                                       / evil.repos[EVIL].commit / FILE)
+            assert not os.path.lexists(
+                home.cache / "models--evil--weights" / "snapshots" / evil.repos[EVIL].commit / FILE
+            )
             with pytest.raises(DownloadError, match="not in the cache"):
                 create("cifar_resnet20", pretrained=SPEC)
         else:  # a planted folder link is refused every time, never followed
@@ -264,8 +271,13 @@ def test_a_planted_link_loses_only_itself(home, evil, r20, kind, mode, monkeypat
 def _pinned_manifest(tmp_path: Path, sha: str) -> Path:
     data = json.loads((REPO_ROOT / "weights" / "manifest.json").read_text())
     data["weights"]["cifar_resnet20.evil"] = {
-        "hf_hub_id": EVIL, "filename": FILE, "source": "resnet_zoo", "sha256": sha, "num_classes": 10,
-        "preprocessing": {"input_size": 32, "crop_pct": 1.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
+        "hf_hub_id": EVIL,
+        "filename": FILE,
+        "source": "resnet_zoo",
+        "sha256": sha,
+        "num_classes": 10,
+        "preprocessing": {"input_size": 32, "crop_pct": 1.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+    }
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(data))
     return path
@@ -309,6 +321,7 @@ def test_a_substituted_blob(home, evil, r20, mode, monkeypatch, caplog):
 
 # --- 6 and 9. Bodies and sizes that lie ------------------------------------------------------
 
+
 @pytest.mark.parametrize("fault", ["oversize", "inflate"])
 def test_a_body_beyond_its_declared_size_is_cut_off_and_not_kept(home, evil, r20, fault):
     evil.set_fault(EVIL, FILE, fault)
@@ -322,11 +335,14 @@ def test_a_body_beyond_its_declared_size_is_cut_off_and_not_kept(home, evil, r20
     assert _same(create("cifar_resnet20", pretrained=SPEC), r20[0])
 
 
-@pytest.mark.parametrize("lie, match", [
-    ({"X_Linked_Size": str(10 ** 15)}, "declares 1,000,000,000,000,000 bytes"),
-    ({"X_Linked_Size": "-5"}, "declares -5 bytes"),
-    ({"fault": "short_clean"}, "the body ended after"),
-])
+@pytest.mark.parametrize(
+    "lie, match",
+    [
+        ({"X_Linked_Size": str(10**15)}, "declares 1,000,000,000,000,000 bytes"),
+        ({"X_Linked_Size": "-5"}, "declares -5 bytes"),
+        ({"fault": "short_clean"}, "the body ended after"),
+    ],
+)
 @pytest.mark.parametrize("entry", ["lib", "cli"])
 def test_absurd_sizes_and_short_bodies_are_one_line(home, evil, lie, match, entry, capsys):
     lie = dict(lie)
@@ -346,6 +362,7 @@ def test_absurd_sizes_and_short_bodies_are_one_line(home, evil, lie, match, entr
 
 
 # --- 7 and 8. A config.json that builds bombs, labels that drive the terminal ----------------
+
 
 @pytest.fixture(scope="module")
 def r20_saved(tmp_path_factory, r20):
@@ -368,16 +385,27 @@ def _publish(where: str, doc: dict, saved: Path, hub, tmp_path: Path) -> str:
     return str(d)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("input_size", 40000), ("input_size", 0), ("crop_pct", 1e-6), ("crop_pct", 3.0),
-    ("mean", [1e9, 0, 0]), ("std", [0, 1, 1]), ("std", [1e-9] * 3), ("mean", list(range(1000))),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("input_size", 40000),
+        ("input_size", 0),
+        ("crop_pct", 1e-6),
+        ("crop_pct", 3.0),
+        ("mean", [1e9, 0, 0]),
+        ("std", [0, 1, 1]),
+        ("std", [1e-9] * 3),
+        ("mean", list(range(1000))),
+    ],
+)
 @pytest.mark.parametrize("where", ["hub", "directory"])
-def test_bomb_preprocessing_is_a_bad_config_before_any_image(home, hub, r20_saved, field, value, where,
-                                                              tmp_path, capsys):
+def test_bomb_preprocessing_is_a_bad_config_before_any_image(
+    home, hub, r20_saved, field, value, where, tmp_path, capsys
+):
     doc = json.loads((r20_saved / "config.json").read_text())
-    doc["pretrained"] = {"preprocessing": {"input_size": 32, "crop_pct": 1.0, "mean": [0.5] * 3,
-                                           "std": [0.25] * 3, field: value}}
+    doc["pretrained"] = {
+        "preprocessing": {"input_size": 32, "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.25] * 3, field: value}
+    }
     spec = _publish(where, doc, r20_saved, hub, tmp_path)
     with pytest.raises(CheckpointError, match=f"preprocessing.{field}"):
         create("cifar_resnet20", pretrained=spec)
@@ -395,21 +423,35 @@ def test_too_many_labels_are_a_bad_config(r20_saved, tmp_path):
 
 @pytest.mark.parametrize("where", ["hub", "directory"])
 def test_labels_reach_the_terminal_escaped(home, hub, r20_saved, where, tmp_path, capsys):
-    hostile = ["\x1b[2J\x1b[31mpwned", "cat\nresnet-zoo: error: fake", "\u202eevil", "bell\x07",
-               "\x9b31m", "tab\there", "ok", "ok2", "ok3", "ok4"]
+    hostile = [
+        "\x1b[2J\x1b[31mpwned",
+        "cat\nresnet-zoo: error: fake",
+        "\u202eevil",
+        "bell\x07",
+        "\x9b31m",
+        "tab\there",
+        "ok",
+        "ok2",
+        "ok3",
+        "ok4",
+    ]
     doc = json.loads((r20_saved / "config.json").read_text())
-    doc["pretrained"] = {"labels": hostile, "preprocessing": {"input_size": 32, "crop_pct": 1.0,
-                                                              "mean": [0.5] * 3, "std": [0.25] * 3}}
+    doc["pretrained"] = {
+        "labels": hostile,
+        "preprocessing": {"input_size": 32, "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.25] * 3},
+    }
     spec = _publish(where, doc, r20_saved, hub, tmp_path)
-    code, out, err = _cli(["predict", "cifar_resnet20", str(home.home / "cat.png"), "--pretrained", spec,
-                           "--top", "10"], capsys)
+    code, out, err = _cli(
+        ["predict", "cifar_resnet20", str(home.home / "cat.png"), "--pretrained", spec, "--top", "10"], capsys
+    )
     assert code == 0, err
     assert not any(c in out for c in "\x1b\x07\x9b\u202e\t"), out
     assert len(out.splitlines()) == 11  # the path, then exactly one line per class
     assert "\\x1b[2J" in out and "cat\\nresnet-zoo" in out
     # --json stays exact: JSON escapes control characters itself.
-    code, out, _ = _cli(["predict", "cifar_resnet20", str(home.home / "cat.png"), "--pretrained", spec,
-                         "--top", "10", "--json"], capsys)
+    code, out, _ = _cli(
+        ["predict", "cifar_resnet20", str(home.home / "cat.png"), "--pretrained", spec, "--top", "10", "--json"], capsys
+    )
     assert {t["label"] for t in json.loads(out)[0]["topk"]} == set(hostile)
 
 
@@ -421,6 +463,7 @@ def test_error_messages_quoting_a_server_are_one_safe_line(home, evil, capsys):
 
 
 # --- 10. A features index that lies ----------------------------------------------------------
+
 
 @pytest.fixture
 def feature_set(home, tmp_path):
@@ -441,18 +484,21 @@ def _edit_index(out: Path, edit) -> None:
     (out / "index.json").write_text(json.dumps(index))
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda ix: ix["shards"][0].update(rows="7"), "rows"),
-    (lambda ix: ix["shards"][1].update(file="shard-00000.safetensors"), "not its own shard-00001"),
-    (lambda ix: ix["shards"][0].update(file="../../outside.bin"), "not its own shard-00000"),
-    (lambda ix: ix["shards"][0].update(file=None), "not its own"),
-    (lambda ix: ix["shards"][0].update(sha256=5), "sha256"),
-    (lambda ix: ix["shards"][0].update(bad="x"), "unreadable"),
-    (lambda ix: ix.update(shards={"a": 1}), "list"),
-    (lambda ix: ix.update(num_features="512"), "num_features"),
-    (lambda ix: ix["shards"].__setitem__(0, []), "not an object"),
-    (lambda ix: ix["shards"][0].update(rows=3), "rows"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda ix: ix["shards"][0].update(rows="7"), "rows"),
+        (lambda ix: ix["shards"][1].update(file="shard-00000.safetensors"), "not its own shard-00001"),
+        (lambda ix: ix["shards"][0].update(file="../../outside.bin"), "not its own shard-00000"),
+        (lambda ix: ix["shards"][0].update(file=None), "not its own"),
+        (lambda ix: ix["shards"][0].update(sha256=5), "sha256"),
+        (lambda ix: ix["shards"][0].update(bad="x"), "unreadable"),
+        (lambda ix: ix.update(shards={"a": 1}), "list"),
+        (lambda ix: ix.update(num_features="512"), "num_features"),
+        (lambda ix: ix["shards"].__setitem__(0, []), "not an object"),
+        (lambda ix: ix["shards"][0].update(rows=3), "rows"),
+    ],
+)
 def test_a_tampered_index_is_one_checkpoint_error(feature_set, home, edit, match):
     _, _, out = feature_set
     _edit_index(out, edit)
@@ -478,8 +524,16 @@ def test_a_shard_record_naming_another_file_is_rewritten_not_followed(feature_se
 
 # --- 11. weights pin against a hostile endpoint ----------------------------------------------
 
-@pytest.mark.parametrize("lie", [{"X_Repo_Commit": "../../../x"}, {"ETag": '"../.."', "X_Linked_Etag": None},
-                                 {"X_Linked_Size": str(10 ** 15)}, {"X_Repo_Commit": None}])
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        {"X_Repo_Commit": "../../../x"},
+        {"ETag": '"../.."', "X_Linked_Etag": None},
+        {"X_Linked_Size": str(10**15)},
+        {"X_Repo_Commit": None},
+    ],
+)
 def test_weights_pin_validates_before_it_writes(home, hub, r20, lie, capsys, monkeypatch):
     manifest = _pinned_manifest(home.root, "")
     monkeypatch.setenv("RESNET_ZOO_MANIFEST", str(manifest))

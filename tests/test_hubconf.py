@@ -7,11 +7,9 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-import torch
+from conftest import REPO_ROOT
 
 import resnet_zoo
-from conftest import REPO_ROOT
 
 
 def _load_hubconf():
@@ -53,8 +51,7 @@ def test_entry_builds_the_model_and_passes_kwargs():
 def test_torch_hub_load_from_a_fresh_copy_in_another_directory(tmp_path):
     """A copy of the repo that is not installed, loaded from an unrelated working directory."""
     clone = tmp_path / "clone"
-    shutil.copytree(REPO_ROOT / "resnet_zoo", clone / "resnet_zoo",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO_ROOT / "resnet_zoo", clone / "resnet_zoo", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO_ROOT / "hubconf.py", clone / "hubconf.py")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -66,13 +63,16 @@ def test_torch_hub_load_from_a_fresh_copy_in_another_directory(tmp_path):
         "y = m.eval()(torch.randn(1, 3, 64, 64))\n"
         "print(type(m).__name__, tuple(y.shape))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ResNet (1, 3)"
 
 
 def test_generated_files_are_fresh():
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "generate.py"), "--check"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr

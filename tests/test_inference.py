@@ -6,16 +6,14 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import needs_fast_bf16, perturb_bn, rel_err
+from images import sample_photos
 
 import resnet_zoo
 from resnet_zoo import ConfigError, InputError, create
 from resnet_zoo.inference import extract_features, optimize_for_inference, predict
-from resnet_zoo.registry import get_entry
 from resnet_zoo.inference.images import Preprocess, preprocessing_for
-
-from conftest import needs_fast_bf16, perturb_bn, rel_err
-from images import sample_photos
-
+from resnet_zoo.registry import get_entry
 
 _PHOTOS: dict[int, torch.Tensor] = {}
 

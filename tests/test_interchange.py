@@ -3,12 +3,11 @@ folder format, huggingface_hub's download arguments, honest heads and model card
 
 import pytest
 import torch
+from conftest import perturb_bn, rel_err
 
 import resnet_zoo
 from resnet_zoo import ConfigError, DownloadError, ResNet, create, export_state_dict
 from resnet_zoo.pretrained.convert import TIMM_ARCHS, TORCHVISION_ARCHS
-
-from conftest import perturb_bn, rel_err
 
 SHIPPED = "cifar_resnet20.cifar10"  # weights in weights/, with class names and a reported top-1
 

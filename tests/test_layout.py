@@ -4,14 +4,12 @@ self-contained."""
 import importlib.util
 import re
 from dataclasses import MISSING, fields
-from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 import resnet_zoo
 from resnet_zoo.util.atomic import atomic_write
-
-from conftest import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("route", REPO_ROOT / "scripts" / "route.py")
 route = importlib.util.module_from_spec(_spec)
@@ -36,15 +34,21 @@ def test_util_imports_nothing_of_the_package_but_errors(module):
 
 def test_nothing_imports_the_cli_and_only_the_hub_room_imports_huggingface_hub():
     assert not [m for m, deps in GRAPH.items() if "cli" in deps and m != "__main__"]
-    users = [p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
-             if re.search(r"^\s*(from|import) huggingface_hub", p.read_text(), re.M)]
+    users = [
+        p.relative_to(REPO_ROOT).as_posix()
+        for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
+        if re.search(r"^\s*(from|import) huggingface_hub", p.read_text(), re.M)
+    ]
     assert users == ["resnet_zoo/pretrained/hub.py"]
 
 
 def test_one_atomic_write():
     """Every write-to-a-temporary-name-then-rename goes through atomic_write."""
-    offenders = [p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
-                 if p.name != "atomic.py" and re.search(r"os\.replace\(|\.replace\(out\)|\.rename\(", p.read_text())]
+    offenders = [
+        p.relative_to(REPO_ROOT).as_posix()
+        for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
+        if p.name != "atomic.py" and re.search(r"os\.replace\(|\.replace\(out\)|\.rename\(", p.read_text())
+    ]
     assert offenders == []
 
 
@@ -96,12 +100,13 @@ def test_user_facing_text_is_self_contained():
 
 def test_the_architecture_doc_names_every_module():
     doc = (REPO_ROOT / "docs" / "architecture.md").read_text()
-    modules = {p.relative_to(REPO_ROOT / "resnet_zoo").with_suffix("").as_posix()
-             for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
-             if not p.name.startswith("_") and p.name != "py.typed"}
+    modules = {
+        p.relative_to(REPO_ROOT / "resnet_zoo").with_suffix("").as_posix()
+        for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
+        if not p.name.startswith("_") and p.name != "py.typed"
+    }
     missing = sorted(r for r in modules if f"{r}.py" not in doc and f"{r.split('/')[-1]}.py" not in doc)
     assert missing == []
-
 
 
 def _function_lengths():
@@ -112,18 +117,27 @@ def _function_lengths():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = node.body
-                doc = (body[0].end_lineno - body[0].lineno + 1 if body and isinstance(body[0], ast.Expr)
-                       and isinstance(getattr(body[0], "value", None), ast.Constant)
-                       and isinstance(body[0].value.value, str) else 0)
-                yield node.end_lineno - node.lineno + 1 - doc, f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name}"
+                doc = (
+                    body[0].end_lineno - body[0].lineno + 1
+                    if body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(getattr(body[0], "value", None), ast.Constant)
+                    and isinstance(body[0].value.value, str)
+                    else 0
+                )
+                yield (
+                    node.end_lineno - node.lineno + 1 - doc,
+                    f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name}",
+                )
 
 
 def test_modules_and_functions_stay_small():
     """A smoke alarm, not a budget: no module over 800 lines (a module that grows past it holds
     two jobs); at most two functions over 60 lines, docstrings excluded. Modules are split by
     what they hold, never to meet a line count."""
-    sizes = {p.relative_to(REPO_ROOT).as_posix(): p.read_text().count("\n")
-             for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")}
+    sizes = {
+        p.relative_to(REPO_ROOT).as_posix(): p.read_text().count("\n") for p in (REPO_ROOT / "resnet_zoo").rglob("*.py")
+    }
     assert [p for p, n in sizes.items() if n > 800] == []
     long = sorted(f for f in _function_lengths() if f[0] > 60)
     assert len(long) <= 2, long

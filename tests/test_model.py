@@ -1,11 +1,11 @@
 """The labml reference's ResNetBase and the classifier built on it."""
 
 import pytest
-
-import resnet_zoo
 import torch
+from conftest import perturb_bn
 from torch import nn
 
+import resnet_zoo
 from resnet_zoo import (
     BottleneckResidualBlock,
     ConfigError,
@@ -17,8 +17,6 @@ from resnet_zoo import (
     ZeroPadShortcut,
     create,
 )
-
-from conftest import perturb_bn
 
 
 def test_seed_defaults():
@@ -120,8 +118,7 @@ def _reference_model1() -> nn.Module:
             self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
             self.bn2 = nn.BatchNorm2d(cout)
             if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
-                                                nn.BatchNorm2d(cout))
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
 
     class Model1(nn.Module):
         def __init__(self):
@@ -143,8 +140,18 @@ def _layers(model: nn.Module) -> list[tuple]:
     out = []
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            out.append(("conv", m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                        m.groups, m.bias is not None))
+            out.append(
+                (
+                    "conv",
+                    m.in_channels,
+                    m.out_channels,
+                    m.kernel_size,
+                    m.stride,
+                    m.padding,
+                    m.groups,
+                    m.bias is not None,
+                )
+            )
         elif isinstance(m, nn.BatchNorm2d):
             out.append(("bn", m.num_features, m.eps, m.momentum))
         elif isinstance(m, nn.Linear):
@@ -169,8 +176,7 @@ def test_resnet18_intermediates_at_224_match_seed_004():
     m = create("resnet18").eval()
     with torch.no_grad():
         maps = m.forward_intermediates(torch.randn(1, 3, 224, 224))
-    assert [tuple(t.shape[1:]) for t in maps] == [
-        (64, 56, 56), (64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
+    assert [tuple(t.shape[1:]) for t in maps] == [(64, 56, 56), (64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
 
 
 def test_forward_intermediates_indices_and_early_stop():

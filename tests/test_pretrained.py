@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT, perturb_bn, rel_err
 from safetensors.torch import save, save_file
 
 import resnet_zoo
 from resnet_zoo import CheckpointError, DownloadError, IntegrityError, UnknownModelError, create
-
-from conftest import REPO_ROOT, perturb_bn, rel_err
 
 tvm = pytest.importorskip("torchvision.models")
 
@@ -70,10 +69,10 @@ def test_second_load_is_served_from_the_cache(hub, r18_bytes):
     assert hub.gets(FILE) == 1
 
 
-@pytest.mark.parametrize("fault, error", [("short", DownloadError), ("drop", DownloadError),
-                                          ("corrupt", IntegrityError)])
-def test_bad_bodies_raise_and_leave_nothing_trusted(hub, r18_bytes, tv_resnet18, fault, error,
-                                                    monkeypatch):
+@pytest.mark.parametrize(
+    "fault, error", [("short", DownloadError), ("drop", DownloadError), ("corrupt", IntegrityError)]
+)
+def test_bad_bodies_raise_and_leave_nothing_trusted(hub, r18_bytes, tv_resnet18, fault, error, monkeypatch):
     hub.add_file(R18, FILE, r18_bytes, fault=fault)
     with pytest.raises(error):
         create("resnet18", pretrained=True)
@@ -208,7 +207,10 @@ def test_wrong_architecture_and_nonfinite_weights(tmp_path, tv_resnet18):
     save_file(tv_resnet18.state_dict(), path)
     with pytest.raises(CheckpointError, match="missing keys.*shallower architecture"):
         create("resnet34", pretrained=path)
-    with pytest.raises(CheckpointError, match=r"blocks\.6\.conv1\.weight has shape \[512, 256, 3, 3\] but this model needs \[256, 256, 3, 3\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"blocks\.6\.conv1\.weight has shape \[512, 256, 3, 3\] but this model needs \[256, 256, 3, 3\]",
+    ):
         create("resnet18", pretrained=path, n_channels=(64, 128, 256, 256))
     sd = dict(tv_resnet18.state_dict())
     sd["layer3.0.conv1.weight"] = sd["layer3.0.conv1.weight"].clone()
@@ -246,8 +248,9 @@ def test_save_pretrained_round_trip(tmp_path, tv_resnet18):
 
 
 def test_custom_config_round_trip_and_hub_repo(tmp_path, hub):
-    model = resnet_zoo.ResNet([1, 1], [8, 16], [4, 8], img_channels=1, first_kernel_size=3,
-                              num_classes=3, shortcut="conv3x3").eval()
+    model = resnet_zoo.ResNet(
+        [1, 1], [8, 16], [4, 8], img_channels=1, first_kernel_size=3, num_classes=3, shortcut="conv3x3"
+    ).eval()
     perturb_bn(model)
     model.save_pretrained(tmp_path / "tiny")
     for name in ("config.json", FILE):
@@ -268,9 +271,23 @@ def _write(tmp_path, module) -> Path:
 def test_convert_cli_pth_to_directory(tmp_path, tv_resnet18):
     torch.save({"epoch": 3, "state_dict": tv_resnet18.state_dict()}, tmp_path / "ckpt.pth")
     result = subprocess.run(
-        [sys.executable, "-m", "resnet_zoo", "convert", str(tmp_path / "ckpt.pth"), "--arch",
-         "resnet18", "--source", "torchvision", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "resnet_zoo",
+            "convert",
+            str(tmp_path / "ckpt.pth"),
+            "--arch",
+            "resnet18",
+            "--source",
+            "torchvision",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     model = create("resnet18", pretrained=tmp_path / "out")
     assert _same(model, tv_resnet18) <= 1e-5
@@ -287,9 +304,21 @@ def test_convert_refuses_a_code_running_pickle(tmp_path, monkeypatch):
     monkeypatch.setenv("PAYLOAD_MARK", str(mark))
     torch.save({"conv1.weight": torch.zeros(1), "evil": _Payload()}, tmp_path / "evil.pth")
     result = subprocess.run(
-        [sys.executable, "-m", "resnet_zoo", "convert", str(tmp_path / "evil.pth"), "--arch",
-         "resnet18", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "resnet_zoo",
+            "convert",
+            str(tmp_path / "evil.pth"),
+            "--arch",
+            "resnet18",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert "weights_only=True" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not mark.exists()
@@ -308,10 +337,21 @@ def test_hubconf_pretrained_through_the_local_server(hub, r18_bytes, tv_resnet18
 
 def test_list_models_pretrained():
     names = resnet_zoo.list_models(pretrained=True)
-    assert {"resnet18.tv_in1k", "resnet34.tv_in1k", "resnet50.tv_in1k", "resnet50.tv2_in1k",
-            "resnet50.a1_in1k", "resnet101.tv_in1k", "resnet152.tv_in1k", "resnet152.tv2_in1k"} <= set(names)
+    assert {
+        "resnet18.tv_in1k",
+        "resnet34.tv_in1k",
+        "resnet50.tv_in1k",
+        "resnet50.tv2_in1k",
+        "resnet50.a1_in1k",
+        "resnet101.tv_in1k",
+        "resnet152.tv_in1k",
+        "resnet152.tv2_in1k",
+    } <= set(names)
     assert resnet_zoo.list_models("resnet50*", pretrained=True) == [
-        "resnet50.tv_in1k", "resnet50.tv2_in1k", "resnet50.a1_in1k"]
+        "resnet50.tv_in1k",
+        "resnet50.tv2_in1k",
+        "resnet50.a1_in1k",
+    ]
     for name in names:
         assert name.split(".")[0] in resnet_zoo.list_models()
 
@@ -325,6 +365,7 @@ def test_unknown_tag_in_the_name_fails_without_weights():
 
 
 # --- One route through the weights package (issue: weights-only repos, other architectures, classes)
+
 
 def test_weights_only_hub_repo_reloads_offline(hub, r18_bytes, tv_resnet18, monkeypatch):
     """A repo with model.safetensors and no config.json: the Hub's 404 for config.json is
@@ -353,12 +394,15 @@ def test_weights_of_another_architecture_name_the_one_they_fit(tmp_path, tv_resn
         create("resnet50", pretrained=wide)
 
 
-@pytest.mark.parametrize("cls_name, kwargs, expected", [
-    ("ResNetBase", {}, "ResNetBase"),
-    ("ResNet", {}, "ResNet"),
-    ("ResNet", {"features_only": True, "out_indices": (1, 2)}, "ResNetFeatures"),
-    ("ResNetFeatures", {"out_indices": 2}, "ResNetFeatures"),
-])
+@pytest.mark.parametrize(
+    "cls_name, kwargs, expected",
+    [
+        ("ResNetBase", {}, "ResNetBase"),
+        ("ResNet", {}, "ResNet"),
+        ("ResNet", {"features_only": True, "out_indices": (1, 2)}, "ResNetFeatures"),
+        ("ResNetFeatures", {"out_indices": 2}, "ResNetFeatures"),
+    ],
+)
 def test_from_pretrained_returns_its_own_class(tmp_path, tv_resnet18, cls_name, kwargs, expected):
     model = create("resnet18", pretrained=_saved_r18(tmp_path, tv_resnet18))
     model.save_pretrained(tmp_path / "saved")

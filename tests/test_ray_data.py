@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 import resnet_zoo
 from resnet_zoo.features.ray_data import FeatureExtractor, Preprocessor
-
-from conftest import REPO_ROOT
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -41,8 +40,9 @@ def test_the_three_line_pipeline_gives_the_local_engines_features(local_ray, sou
     else:
         ds = ray.data.read_images([str(p) for p in SAMPLES], include_paths=True, mode="RGB")
     ds = ds.map_batches(Preprocessor("cifar_resnet20", pretrained=True), batch_size=4)
-    ds = ds.map_batches(FeatureExtractor, fn_constructor_kwargs={"name": "cifar_resnet20", "fast": False},
-                        concurrency=1, batch_size=4)
+    ds = ds.map_batches(
+        FeatureExtractor, fn_constructor_kwargs={"name": "cifar_resnet20", "fast": False}, concurrency=1, batch_size=4
+    )
     rows = sorted(ds.take_all(), key=lambda r: str(r["path"]))
     model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
     want, paths = resnet_zoo.extract_features(model, SAMPLES, progress=False)

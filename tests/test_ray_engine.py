@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_feature_sets import _images
 
 import resnet_zoo
 from resnet_zoo import ConfigError, InputError
 from resnet_zoo.features import read_feature_set, write_feature_set
 from resnet_zoo.inference.recipe import ModelRecipe
-
-from test_feature_sets import _images
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -53,8 +52,9 @@ def _assert_same_set(got, want, exact: bool = False) -> float:
     """Same run identity, rows, paths and bad files; features within 1e-5 (or bit for bit).
     Returns the largest difference."""
     skip = {"shards"}
-    assert {k: v for k, v in got.index.items() if k not in skip} == {k: v for k, v in want.index.items()
-                                                                     if k not in skip}
+    assert {k: v for k, v in got.index.items() if k not in skip} == {
+        k: v for k, v in want.index.items() if k not in skip
+    }
     assert [(s["rows"], s["bad"]) for s in got.index["shards"]] == [(s["rows"], s["bad"]) for s in want.index["shards"]]
     (fg, pg), (fw, pw) = got.load(), want.load()
     assert pg == pw and len(set(pg)) == len(pg)
@@ -75,13 +75,35 @@ def test_list_inputs_and_a_local_instance_of_its_own(data, tmp_path):
     table.write_text("path,label\n" + "".join(f"{p},x\n" for p in files[20:]))
     out = tmp_path / "out"
     env = {**os.environ, "RAY_ADDRESS": ""}
-    done = subprocess.run([sys.executable, "-m", "resnet_zoo", "features", "cifar_resnet20", str(listing), str(table),
-                           "--out", str(out), "--engine", "ray", "--num-workers", "1", "--quiet", "--eager", "--json"],
-                          capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnet_zoo",
+            "features",
+            "cifar_resnet20",
+            str(listing),
+            str(table),
+            "--out",
+            str(out),
+            "--engine",
+            "ray",
+            "--num-workers",
+            "1",
+            "--quiet",
+            "--eager",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     got = read_feature_set(out)
-    assert sorted(got.load()[1]) == sorted({str(tmp_path / os.path.relpath(p, tmp_path)) for p in files[:20]}
-                                           | {str(p) for p in files[20:]})
+    assert sorted(got.load()[1]) == sorted(
+        {str(tmp_path / os.path.relpath(p, tmp_path)) for p in files[:20]} | {str(p) for p in files[20:]}
+    )
     model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
     write_feature_set(model, [listing, table], tmp_path / "local", progress=False, model_name="cifar_resnet20")
     _assert_same_set(got, read_feature_set(tmp_path / "local"))
@@ -94,11 +116,28 @@ def test_the_ray_engine_writes_the_local_engines_feature_set(cluster, data, tmp_
     bad.write_bytes(b"not a jpeg")
     inputs = [data, bad.parent]
     model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
-    write_feature_set(model, inputs, tmp_path / "local", shard_size=50, batch_size=16, skip_bad=True,
-                      file_format=file_format, progress=False, model_name="cifar_resnet20")
+    write_feature_set(
+        model,
+        inputs,
+        tmp_path / "local",
+        shard_size=50,
+        batch_size=16,
+        skip_bad=True,
+        file_format=file_format,
+        progress=False,
+        model_name="cifar_resnet20",
+    )
     want = read_feature_set(tmp_path / "local")
-    result = write_feature_set_ray(RECIPE, inputs, tmp_path / "ray", shard_size=50, batch_size=16,
-                                   skip_bad=True, file_format=file_format, progress=False)
+    result = write_feature_set_ray(
+        RECIPE,
+        inputs,
+        tmp_path / "ray",
+        shard_size=50,
+        batch_size=16,
+        skip_bad=True,
+        file_format=file_format,
+        progress=False,
+    )
     assert result.engine == "ray" and result.written_shards == 5 and result.images_this_run == 241
     got = read_feature_set(tmp_path / "ray")
     diff = _assert_same_set(got, want)
@@ -118,9 +157,27 @@ def test_without_skip_bad_the_first_bad_file_stops_the_run(cluster, data, tmp_pa
 
 
 def _cmd(data, out, address, *extra):
-    return [sys.executable, "-m", "resnet_zoo", "features", "cifar_resnet20", str(data), "--out", str(out),
-            "--engine", "ray", "--address", address, "--shard-size", "20", "--batch-size", "4", "--quiet",
-            "--eager", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "resnet_zoo",
+        "features",
+        "cifar_resnet20",
+        str(data),
+        "--out",
+        str(out),
+        "--engine",
+        "ray",
+        "--address",
+        address,
+        "--shard-size",
+        "20",
+        "--batch-size",
+        "4",
+        "--quiet",
+        "--eager",
+        *extra,
+    ]
 
 
 def test_driver_sigkill_then_the_same_command_resumes_to_the_uninterrupted_result(cluster, data, tmp_path):
@@ -175,8 +232,7 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_job(cluster, data, tmp_pa
     killer = threading.Thread(target=kill_one_worker, daemon=True)
     killer.start()
     # one shard per batch, and slow batches: the kill lands while most of the run is still to do
-    result = write_feature_set_ray(RECIPE, [data], out, shard_size=4, batch_size=4, progress=False,
-                                   num_workers=1)
+    result = write_feature_set_ray(RECIPE, [data], out, shard_size=4, batch_size=4, progress=False, num_workers=1)
     killer.join(timeout=5)
     assert killed, "no model worker was found to kill"
     assert killed[1] < result.shards, "the kill came after the run had finished"

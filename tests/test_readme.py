@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
 from images import sample_photos
 
@@ -25,8 +24,10 @@ def _blocks(files=DOCS) -> list[tuple[str, str]]:
     out = []
     for path in files:
         text = path.read_text(encoding="utf-8")
-        out += [(f"{path.relative_to(REPO_ROOT)}:{text[:m.start()].count(chr(10)) + 1}", m.group(1))
-                for m in BLOCK.finditer(text)]
+        out += [
+            (f"{path.relative_to(REPO_ROOT)}:{text[: m.start()].count(chr(10)) + 1}", m.group(1))
+            for m in BLOCK.finditer(text)
+        ]
     return out
 
 
@@ -52,14 +53,18 @@ def readme_dir(tmp_path, monkeypatch):
     import resnet_zoo
     from resnet_zoo.features import write_feature_set
 
-    write_feature_set(resnet_zoo.create("cifar_resnet20").eval(), [tmp_path / "photos"], tmp_path / "feats",
-                      progress=False)
+    write_feature_set(
+        resnet_zoo.create("cifar_resnet20").eval(), [tmp_path / "photos"], tmp_path / "feats", progress=False
+    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-@pytest.mark.parametrize("line,code", [b for b in _blocks() if not b[1].startswith((NEEDS_HUB, NEEDS_CLUSTER))],
-                         ids=lambda v: v if isinstance(v, str) and ":" in v and "\n" not in v else "")
+@pytest.mark.parametrize(
+    "line,code",
+    [b for b in _blocks() if not b[1].startswith((NEEDS_HUB, NEEDS_CLUSTER))],
+    ids=lambda v: v if isinstance(v, str) and ":" in v and "\n" not in v else "",
+)
 def test_readme_block_runs(readme_dir, line, code):
     """Each block in its own interpreter, as a user pastes it (and so that runtimes a block
     starts, OpenVINO's and onnxruntime's threads, end with it)."""
@@ -68,6 +73,5 @@ def test_readme_block_runs(readme_dir, line, code):
     code = code.replace("/path/to/resnet_zoo", str(REPO_ROOT))
     script = readme_dir / f"block_{line.replace('/', '_').replace(':', '_').replace('.', '_')}.py"
     script.write_text(code.replace("\n    ...\n", "\n    pass\n"), encoding="utf-8")
-    result = subprocess.run([sys.executable, str(script)], cwd=readme_dir, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(script)], cwd=readme_dir, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{line} failed:\n{result.stderr[-3000:]}"

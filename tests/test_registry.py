@@ -68,8 +68,9 @@ def test_parameter_count_equals_torchvision(name):
         ours = create(name)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(ours) == count(theirs)
-    assert {k: v.shape for k, v in ours.state_dict().items() if "num_batches" not in k}.__len__() == \
-        len([k for k in theirs.state_dict() if "num_batches" not in k])
+    assert {k: v.shape for k, v in ours.state_dict().items() if "num_batches" not in k}.__len__() == len(
+        [k for k in theirs.state_dict() if "num_batches" not in k]
+    )
 
 
 @pytest.mark.parametrize(
@@ -89,8 +90,14 @@ def test_published_parameter_counts(name, kwargs, expected):
 
 
 def test_cifar_depths_follow_6n_plus_2():
-    for n, name in [(3, "cifar_resnet20"), (5, "cifar_resnet32"), (7, "cifar_resnet44"),
-                    (9, "cifar_resnet56"), (18, "cifar_resnet110"), (200, "cifar_resnet1202")]:
+    for n, name in [
+        (3, "cifar_resnet20"),
+        (5, "cifar_resnet32"),
+        (7, "cifar_resnet44"),
+        (9, "cifar_resnet56"),
+        (18, "cifar_resnet110"),
+        (200, "cifar_resnet1202"),
+    ]:
         c = resnet_zoo.get_config(name)
         assert c.n_blocks == (n, n, n) and c.shortcut == "zero_pad" and c.num_classes == 10
         with torch.device("meta"):
@@ -143,9 +150,16 @@ def test_list_models_pattern():
     assert resnet_zoo.list_models("nothing*") == []
 
 
-@pytest.mark.parametrize("out_indices, reductions", [
-    (None, [4, 4, 8, 16, 32]), ((1, 2), [4, 8]), ((-1,), [32]), ((0,), [4]), (2, [16, 32]),
-])
+@pytest.mark.parametrize(
+    "out_indices, reductions",
+    [
+        (None, [4, 4, 8, 16, 32]),
+        ((1, 2), [4, 8]),
+        ((-1,), [32]),
+        ((0,), [4]),
+        (2, [16, 32]),
+    ],
+)
 def test_features_only(out_indices, reductions):
     m = create("resnet50", features_only=True, out_indices=out_indices).eval()
     x = torch.randn(1, 3, 64, 64)

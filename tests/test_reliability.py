@@ -13,20 +13,27 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import rel_err
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save, save_file
 
 import resnet_zoo
-from resnet_zoo import (CheckpointError, ConfigError, DownloadError, InputError, ResNetZooError,
-                        UnknownModelError, create)
+from resnet_zoo import (
+    CheckpointError,
+    ConfigError,
+    DownloadError,
+    InputError,
+    ResNetZooError,
+    UnknownModelError,
+    create,
+)
 from resnet_zoo.pretrained import load_safetensors
 
-from conftest import REPO_ROOT, rel_err
-
 TINY = "test_tiny_reliability"
-TINY_CONFIG = resnet_zoo.ResNetConfig(n_blocks=(1, 1), n_channels=(4, 8), first_kernel_size=3,
-                                      conv_bias=False, stem_act=True, num_classes=3)
+TINY_CONFIG = resnet_zoo.ResNetConfig(
+    n_blocks=(1, 1), n_channels=(4, 8), first_kernel_size=3, conv_bias=False, stem_act=True, num_classes=3
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,6 +66,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 # --- Files -----------------------------------------------------------------------------------
 
+
 def test_truncated_safetensors(tmp_path, tiny_bytes):
     for cut in (3, 8, 20, len(tiny_bytes) // 2, len(tiny_bytes) - 1):
         path = _write(tmp_path / f"cut{cut}.safetensors", tiny_bytes[:cut])
@@ -78,9 +86,15 @@ def test_header_length_beyond_the_file_or_absurd(tmp_path, tiny_bytes):
         load_safetensors(_write(tmp_path / "c.safetensors", struct.pack("<Q", len(big)) + big))
 
 
-@pytest.mark.parametrize("kind, match", [
-    ("zip", "zip archive"), ("pickle", "pickle"), ("html", "HTML"), ("lfs", "git-lfs pointer"),
-])
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("zip", "zip archive"),
+        ("pickle", "pickle"),
+        ("html", "HTML"),
+        ("lfs", "git-lfs pointer"),
+    ],
+)
 def test_foreign_files_under_a_safetensors_name_are_named_and_never_run(tmp_path, kind, match):
     marker = tmp_path / "executed"
     path = tmp_path / "model.safetensors"
@@ -117,9 +131,22 @@ def test_pickle_payload_through_every_entry_point_never_runs(tmp_path):
     legacy = _write(tmp_path / "legacy.pt", pickle.dumps({"evil": Payload(marker)}, protocol=2))
     with pytest.raises(CheckpointError, match="weights_only=True"):
         convert_checkpoint(legacy, TINY, tmp_path / "out")
-    result = subprocess.run([sys.executable, "-m", "resnet_zoo", "convert", str(tmp_path / "legacy.pt"),
-                             "--arch", "resnet18", "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnet_zoo",
+            "convert",
+            str(tmp_path / "legacy.pt"),
+            "--arch",
+            "resnet18",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "weights_only" in result.stderr
     assert not marker.exists() and not (tmp_path / "out").exists()
 
@@ -129,13 +156,21 @@ def _raw_safetensors(header: dict, data: bytes) -> bytes:
     return struct.pack("<Q", len(h)) + h + data
 
 
-@pytest.mark.parametrize("header, data", [
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12),  # overlapping
-    ({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),  # beyond the data
-    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),  # shape vs size
-    ({"a": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8),  # unknown dtype
-])
+@pytest.mark.parametrize(
+    "header, data",
+    [
+        (
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            b"\0" * 12,
+        ),  # overlapping
+        ({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),  # beyond the data
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),  # shape vs size
+        ({"a": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8),  # unknown dtype
+    ],
+)
 def test_bad_offsets_and_dtypes(tmp_path, header, data):
     with pytest.raises(CheckpointError):
         load_safetensors(_write(tmp_path / "x.safetensors", _raw_safetensors(header, data)))
@@ -218,8 +253,9 @@ def test_unknown_revision_file_and_repo_are_unknown_weights(hub, r18):
 
 
 def _child(code: str, env: dict, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
 
 
 def test_four_processes_at_once_download_once(hub, r18, tmp_path):
@@ -270,8 +306,7 @@ def test_a_killed_download_leaves_nothing_trusted(hub, r18, tmp_path, monkeypatc
 
 def _mount_tmpfs(path: Path, options: str) -> None:
     path.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                      capture_output=True).returncode != 0:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
 
 
@@ -302,12 +337,17 @@ def test_disk_full_is_a_clear_error_and_leaves_nothing_trusted(hub, r18, tmp_pat
 
 # --- Inputs -------------------------------------------------------------------------------------
 
+
 def test_input_checks():
     m = create(TINY).eval()
-    for x, match in [(torch.randn(3, 16, 16), "4-d"), (torch.randn(1, 3, 16, 16, 1), "4-d"),
-                     (torch.randn(1, 2, 16, 16), "input channels"),
-                     (torch.ones(1, 3, 16, 16, dtype=torch.int64), "floating-point"),
-                     (torch.randn(1, 3, 0, 16), "empty spatial"), ([[1.0]], "torch.Tensor")]:
+    for x, match in [
+        (torch.randn(3, 16, 16), "4-d"),
+        (torch.randn(1, 3, 16, 16, 1), "4-d"),
+        (torch.randn(1, 2, 16, 16), "input channels"),
+        (torch.ones(1, 3, 16, 16, dtype=torch.int64), "floating-point"),
+        (torch.randn(1, 3, 0, 16), "empty spatial"),
+        ([[1.0]], "torch.Tensor"),
+    ]:
         with pytest.raises(InputError, match=match):
             m(x)
     assert m(torch.randn(0, 3, 16, 16)).shape == (0, 3)
@@ -333,6 +373,7 @@ def test_every_error_is_a_resnet_zoo_error_with_a_builtin_parent():
 
 
 # --- Property and fuzz tests ------------------------------------------------------------------------
+
 
 @st.composite
 def configs(draw):
@@ -372,13 +413,21 @@ def test_any_valid_config_builds_and_gives_the_right_shape(cfg, batch, size):
     assert [t.shape[1] for t in maps] == [i.channels for i in model.feature_info]
 
 
-_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-              "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+_ST_DTYPES = {
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def _header(blob: bytes) -> tuple[int, dict]:
     (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
+    header = json.loads(blob[8 : 8 + n])
     header.pop("__metadata__", None)  # free-form strings: not weights
     return n, header
 
@@ -398,13 +447,15 @@ def _load_bytes(tmp_path: Path, data: bytes, reference: bytes) -> None:
     assert header == _header(reference)[1], "a file with another header loaded without an error"
     state = model.state_dict()
     assert set(state) == set(header)
-    body = data[8 + n:]
+    body = data[8 + n :]
     for name, entry in header.items():
         start, end = entry["data_offsets"]
         raw = torch.frombuffer(bytearray(body[start:end]), dtype=torch.uint8)
         expected = raw.view(_ST_DTYPES[entry["dtype"]]).reshape(entry["shape"])
-        assert torch.equal(state[name].view(torch.uint8) if state[name].ndim else state[name],
-                           expected.view(torch.uint8) if expected.ndim else expected), name
+        assert torch.equal(
+            state[name].view(torch.uint8) if state[name].ndim else state[name],
+            expected.view(torch.uint8) if expected.ndim else expected,
+        ), name
 
 
 @settings(max_examples=1500, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -418,7 +469,7 @@ def test_mutated_safetensors_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, 
             hi = min(len(blob) - 1, 8 + n_header) if action == "flip_header" else len(blob) - 1
             blob[data.draw(st.integers(0, hi))] = data.draw(st.integers(0, 255))
         elif action == "truncate":
-            del blob[data.draw(st.integers(0, len(blob))):]
+            del blob[data.draw(st.integers(0, len(blob))) :]
         elif action == "extend":
             blob += data.draw(st.binary(max_size=64))
         elif len(blob) >= 8:
@@ -433,13 +484,22 @@ def test_random_bytes_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, raw):
 
 
 @settings(max_examples=800, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(header=st.dictionaries(
-    st.sampled_from(["conv.weight", "fc.bias", "bn.weight", "x", "__metadata__"]),
-    st.fixed_dictionaries({
-        "dtype": st.sampled_from(["F32", "F16", "BF16", "F64", "I64", "I32", "U8", "BOOL", "F8_E4M3", "ZZ", ""]),
-        "shape": st.lists(st.integers(-2, 2**40), max_size=4),
-        "data_offsets": st.lists(st.integers(-1, 2**40), min_size=0, max_size=3),
-    }), max_size=4), data=st.binary(max_size=128))
+@given(
+    header=st.dictionaries(
+        st.sampled_from(["conv.weight", "fc.bias", "bn.weight", "x", "__metadata__"]),
+        st.fixed_dictionaries(
+            {
+                "dtype": st.sampled_from(
+                    ["F32", "F16", "BF16", "F64", "I64", "I32", "U8", "BOOL", "F8_E4M3", "ZZ", ""]
+                ),
+                "shape": st.lists(st.integers(-2, 2**40), max_size=4),
+                "data_offsets": st.lists(st.integers(-1, 2**40), min_size=0, max_size=3),
+            }
+        ),
+        max_size=4,
+    ),
+    data=st.binary(max_size=128),
+)
 def test_structured_bad_headers_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, header, data):
     _load_bytes(tmp_path, _raw_safetensors(header, data), tiny_bytes)
 

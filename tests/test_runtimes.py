@@ -5,13 +5,12 @@ import json
 
 import pytest
 import torch
+from conftest import REPO_ROOT, perturb_bn, rel_err
 from torch import nn
 
 import resnet_zoo
 from resnet_zoo import ConfigError, optimize_for_inference
 from resnet_zoo.inference import auto, runtimes
-
-from conftest import REPO_ROOT, perturb_bn, rel_err
 
 SAMPLES = REPO_ROOT / "weights" / "samples" / "cifar10"
 
@@ -100,21 +99,22 @@ def test_auto_keeps_the_fastest_and_caches_the_choice(r20, tmp_path, monkeypatch
         def build():
             built.append(name)
             return _Fake(name)
+
         return build
 
     candidates = {name: candidate(name) for name in speeds}
     timer = lambda fast, x: speeds[fast.backend]  # noqa: E731
-    name, fast, measured = auto.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32,
-                                                   timer=timer)
+    name, fast, measured = auto.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32, timer=timer)
     assert name == "onnxruntime" and fast.backend == "onnxruntime" and measured == speeds
     assert sorted(built) == sorted(speeds)
     cache = json.loads((tmp_path / "backends.json").read_text())
-    (key, entry), = cache.items()
+    ((key, entry),) = cache.items()
     assert entry["backend"] == "onnxruntime" and "|b16|float32" in key and "cifar_resnet20" in key
     # The cached choice builds only the winner, without timing anything.
     built.clear()
-    name, fast, _ = auto.choose_backend(r20, candidates, batch_size=16, dtype=torch.float32,
-                                            timer=lambda f, x: pytest.fail("timed again"))
+    name, fast, _ = auto.choose_backend(
+        r20, candidates, batch_size=16, dtype=torch.float32, timer=lambda f, x: pytest.fail("timed again")
+    )
     assert name == "onnxruntime" and built == ["onnxruntime"]
     # Another batch size is another calibration, and a backend that fails to build is skipped.
     speeds["onnxruntime"] = 50.0
@@ -122,8 +122,9 @@ def test_auto_keeps_the_fastest_and_caches_the_choice(r20, tmp_path, monkeypatch
     def broken():
         raise resnet_zoo.ResNetZooError("cannot export")
 
-    name, _, measured = auto.choose_backend(r20, {**candidates, "openvino": broken}, batch_size=1,
-                                                dtype=torch.float32, timer=timer)
+    name, _, measured = auto.choose_backend(
+        r20, {**candidates, "openvino": broken}, batch_size=1, dtype=torch.float32, timer=timer
+    )
     assert name == "torch" and set(measured) == {"torch", "onnxruntime"}
     assert len(json.loads((tmp_path / "backends.json").read_text())) == 2
 
@@ -145,38 +146,70 @@ def test_bench_says_which_peers_are_not_installed(monkeypatch):
     from resnet_zoo.inference.peers import peer_paths
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("onnxruntime", "openvino") else real(name, *a))
-    (rows,) = list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), iters=1, repeats=1,
-                              peers=peer_paths(("onnxruntime", "openvino")), gemm_peaks={torch.float32: 1.0}))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("onnxruntime", "openvino") else real(name, *a)
+    )
+    (rows,) = list(
+        iter_bench(
+            ["cifar_resnet20"],
+            batch_size=2,
+            dtypes=("float32",),
+            iters=1,
+            repeats=1,
+            peers=peer_paths(("onnxruntime", "openvino")),
+            gemm_peaks={torch.float32: 1.0},
+        )
+    )
     by_path = {r.path: r for r in rows}
     assert by_path["onnxruntime (peer)"].note == "not installed" and by_path["openvino (peer)"].note == "not installed"
     assert by_path["resnet_zoo auto fp32"].note == "backend torch"  # the only backend left
     assert by_path["resnet_zoo auto fp32"].images_per_s > 0
     with pytest.raises(ConfigError, match="peers must be"):
-        list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), peers=peer_paths(("tensorrt",)),
-                        gemm_peaks={torch.float32: 1.0}))
+        list(
+            iter_bench(
+                ["cifar_resnet20"],
+                batch_size=2,
+                dtypes=("float32",),
+                peers=peer_paths(("tensorrt",)),
+                gemm_peaks={torch.float32: 1.0},
+            )
+        )
 
 
 def test_cli_predict_on_a_runtime_backend_matches_torch():
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from resnet_zoo.cli import main
-
     import io
     from contextlib import redirect_stdout
+
+    from resnet_zoo.cli import main
 
     outputs = {}
     for backend in ("torch", "onnxruntime"):
         buffer = io.StringIO()
         with redirect_stdout(buffer):
-            assert main(["predict", "cifar_resnet20", str(SAMPLES), "--top", "1", "--json",
-                         "--dtype", "float32", "--backend", backend]) == 0
+            assert (
+                main(
+                    [
+                        "predict",
+                        "cifar_resnet20",
+                        str(SAMPLES),
+                        "--top",
+                        "1",
+                        "--json",
+                        "--dtype",
+                        "float32",
+                        "--backend",
+                        backend,
+                    ]
+                )
+                == 0
+            )
         outputs[backend] = json.loads(buffer.getvalue())
-    assert [e["topk"][0]["label"] for e in outputs["onnxruntime"]] == \
-        [e["topk"][0]["label"] for e in outputs["torch"]]
-    assert [e["path"].rsplit("/", 1)[-1].split(".")[0] for e in outputs["torch"]] == \
-        [e["topk"][0]["label"] for e in outputs["torch"]]  # the shipped samples are named by class
+    assert [e["topk"][0]["label"] for e in outputs["onnxruntime"]] == [e["topk"][0]["label"] for e in outputs["torch"]]
+    assert [e["path"].rsplit("/", 1)[-1].split(".")[0] for e in outputs["torch"]] == [
+        e["topk"][0]["label"] for e in outputs["torch"]
+    ]  # the shipped samples are named by class
 
 
 def test_runtime_backends_and_the_peer_harness_leave_no_temporary_directories(tmp_path, monkeypatch):
@@ -193,7 +226,16 @@ def test_runtime_backends_and_the_peer_harness_leave_no_temporary_directories(tm
     model = resnet_zoo.create("cifar_resnet20").eval()
     fast = build_runtime(model, "onnxruntime")
     assert fast(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-    list(iter_bench(["cifar_resnet20"], batch_size=2, dtypes=("float32",), iters=1, repeats=1,
-                    peers=peer_paths(("onnxruntime",)), runtimes=False,
-                    gemm_peaks={torch.float32: 1.0}))
+    list(
+        iter_bench(
+            ["cifar_resnet20"],
+            batch_size=2,
+            dtypes=("float32",),
+            iters=1,
+            repeats=1,
+            peers=peer_paths(("onnxruntime",)),
+            runtimes=False,
+            gemm_peaks={torch.float32: 1.0},
+        )
+    )
     assert list(tmp_path.iterdir()) == []

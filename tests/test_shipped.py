@@ -10,12 +10,11 @@ import zipfile
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO_ROOT, needs_fast_bf16
 
 import resnet_zoo
-from resnet_zoo.manifest import data_path, get_weights
 from resnet_zoo.inference.images import Preprocess
-
-from conftest import REPO_ROOT, needs_fast_bf16
+from resnet_zoo.manifest import data_path, get_weights
 
 TAG = "cifar_resnet20.digits"
 SAMPLES = sorted(data_path("samples").glob("digit_*.png"))
@@ -57,8 +56,9 @@ def test_held_out_accuracy_in_both_polarities_is_at_least_95_and_as_recorded(mod
     with torch.no_grad():
         accuracy = (model(x).argmax(1) == y).float().mean().item()
     assert accuracy >= 0.95
-    (recorded,) = [e for e in get_weights("cifar_resnet20", "digits").evaluations
-                   if ("inverted" in e["data"]) == inverted]
+    (recorded,) = [
+        e for e in get_weights("cifar_resnet20", "digits").evaluations if ("inverted" in e["data"]) == inverted
+    ]
     assert 100 * accuracy == pytest.approx(recorded["top1"], abs=0.01)
     card = (data_path(TAG) / "README.md").read_text()
     assert "resnet_zoo train cifar_resnet20 --dataset digits" in card and "--invert 0.5" in card
@@ -102,18 +102,35 @@ CHECK = (
 
 
 def test_offline_from_a_clone_through_torch_hub(tmp_path):
-    code = CHECK.format(build=f"torch.hub.load({str(REPO_ROOT)!r}, 'cifar_resnet20', source='local', pretrained='digits').eval()")
+    code = CHECK.format(
+        build=f"torch.hub.load({str(REPO_ROOT)!r}, 'cifar_resnet20', source='local', pretrained='digits').eval()"
+    )
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty"))
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 1 2 3 4 5 6 7 8 9"
 
 
 def test_offline_from_an_installed_wheel(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                             "-q", "-w", str(tmp_path / "dist"), str(REPO_ROOT)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(REPO_ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     wheel = next((tmp_path / "dist").glob("resnet_zoo-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -127,8 +144,9 @@ def test_offline_from_an_installed_wheel(tmp_path):
     code = CHECK.format(build=f"resnet_zoo.create({TAG!r}, pretrained=True).eval()")
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty"), PYTHONPATH=str(site))
     # -I would also drop the venv's packages; instead run from elsewhere and check the origin.
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr
     origin, labels = result.stdout.splitlines()[-2:]
     assert origin.startswith(str(site)), origin
@@ -136,7 +154,9 @@ def test_offline_from_an_installed_wheel(tmp_path):
 
 
 def test_a_new_head_drops_the_old_class_names():
-    for model in (resnet_zoo.ResNet.from_pretrained(data_path(TAG), num_classes=3),
-                  resnet_zoo.create(TAG, pretrained=True, num_classes=3)):
+    for model in (
+        resnet_zoo.ResNet.from_pretrained(data_path(TAG), num_classes=3),
+        resnet_zoo.create(TAG, pretrained=True, num_classes=3),
+    ):
         assert model.fc.out_features == 3 and model.pretrained_cfg.labels is None
     assert resnet_zoo.ResNet.from_pretrained(data_path(TAG)).pretrained_cfg.labels[7] == "7"

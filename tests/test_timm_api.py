@@ -5,21 +5,30 @@ import warnings
 
 import pytest
 import torch
+from conftest import perturb_bn, rel_err
+from images import sample_photos
 
 import resnet_zoo
 from resnet_zoo import ResNetBase, create, list_models
-from resnet_zoo.manifest import PretrainedInfo
 from resnet_zoo.inference.images import Preprocess, load_image
-
-from conftest import perturb_bn, rel_err
-from images import sample_photos
+from resnet_zoo.manifest import PretrainedInfo
 
 timm = pytest.importorskip("timm")
 from timm.data import create_transform, resolve_data_config  # noqa: E402
 from timm.optim import create_optimizer_v2  # noqa: E402
 
-TIMM_KEYS = ("input_size", "crop_pct", "interpolation", "mean", "std", "num_classes", "first_conv",
-             "classifier", "license", "hf_hub_id")
+TIMM_KEYS = (
+    "input_size",
+    "crop_pct",
+    "interpolation",
+    "mean",
+    "std",
+    "num_classes",
+    "first_conv",
+    "classifier",
+    "license",
+    "hf_hub_id",
+)
 # One of each block kind, shortcut and stem: basic, bottleneck, grouped, CIFAR option A.
 KINDS = ["resnet18", "resnet50", "resnext50_32x4d", "cifar_resnet20"]
 
@@ -57,8 +66,9 @@ def test_timm_transform_of_our_cfg_is_our_preprocessing():
 
 
 def test_hub_weights_give_their_hub_id():
-    info = PretrainedInfo(name="resnet50.a1_in1k", source="hf-hub:timm/resnet50.a1_in1k@" + "0" * 40,
-                          license="apache-2.0")
+    info = PretrainedInfo(
+        name="resnet50.a1_in1k", source="hf-hub:timm/resnet50.a1_in1k@" + "0" * 40, license="apache-2.0"
+    )
     model = create("resnet50")
     model.pretrained_cfg = info
     assert model.pretrained_info is info
@@ -82,7 +92,7 @@ def test_layer_decay_groups_follow_the_depth(name, coarse):
     assert scale_of[id(model.fc.weight)] == 1.0
     assert scale_of[id(model.conv.weight)] == pytest.approx(0.5 ** (layers - 1))
     assert scale_of[id(model.blocks[-1].conv1.weight)] == pytest.approx(0.5)
-    assert scale_of[id(model.blocks[0].conv1.weight)] == pytest.approx(0.5 ** n_blocks)
+    assert scale_of[id(model.blocks[0].conv1.weight)] == pytest.approx(0.5**n_blocks)
     from timm.models import group_parameters
 
     groups = group_parameters(model, model.group_matcher(coarse=coarse))

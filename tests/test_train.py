@@ -9,15 +9,14 @@ import time
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from PIL import Image
 from safetensors.torch import load_file
+from test_data import _write_cifar
 
 import resnet_zoo
 from resnet_zoo import CheckpointError, InputError
 from resnet_zoo.train import TrainConfig, train
-
-from conftest import REPO_ROOT
-from test_data import _write_cifar
 
 pytest.importorskip("sklearn")
 
@@ -25,15 +24,28 @@ SMALL = dict(arch="cifar_resnet20", dataset="digits", batch_size=64, limit_train
 
 
 def _cli(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "resnet_zoo", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "digits"
-    result = _cli("train", "cifar_resnet20", "--dataset", "digits", "--epochs", "2", "--out", str(out),
-                  "--batch-size", "64", "--limit-train", "256")
+    result = _cli(
+        "train",
+        "cifar_resnet20",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--batch-size",
+        "64",
+        "--limit-train",
+        "256",
+    )
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -47,7 +59,10 @@ def test_outputs(trained):
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"} <= set(metrics[0])
     assert Image.open(out / "curves.png").size == (900, 480)
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
-        "model-00002.safetensors", "optimizer-00002.safetensors", "state.json"]
+        "model-00002.safetensors",
+        "optimizer-00002.safetensors",
+        "state.json",
+    ]
     card = (out / "README.md").read_text()
     assert "resnet_zoo train cifar_resnet20 --dataset digits --epochs 2" in card
     n_val = json.loads((out / "config.json").read_text())["pretrained"]["heldout_images"]
@@ -80,13 +95,27 @@ def test_lr_schedule_is_the_papers():
 
 
 def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path):
-    args = ["train", "cifar_resnet20", "--dataset", "digits", "--epochs", "4", "--batch-size", "64",
-            "--limit-train", "256", "--quiet"]
+    args = [
+        "train",
+        "cifar_resnet20",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "64",
+        "--limit-train",
+        "256",
+        "--quiet",
+    ]
     whole = tmp_path / "whole"
     assert _cli(*args, "--out", str(whole)).returncode == 0
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "resnet_zoo", *args, "--out", str(cut)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resnet_zoo", *args, "--out", str(cut)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state = cut / "checkpoint" / "state.json"
     deadline = time.time() + 300
     while time.time() < deadline and not state.exists():
@@ -132,21 +161,39 @@ def uninterrupted(tmp_path_factory):
     return load_file(str(out / "model.safetensors"))
 
 
-_KILL_ARGS = ["train", "cifar_resnet20", "--dataset", "digits", "--epochs", "3", "--batch-size", "64",
-              "--limit-train", "128", "--quiet"]
+_KILL_ARGS = [
+    "train",
+    "cifar_resnet20",
+    "--dataset",
+    "digits",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "64",
+    "--limit-train",
+    "128",
+    "--quiet",
+]
 
 
-@pytest.mark.parametrize("op, n", [
-    pytest.param("replace", 1, marks=pytest.mark.slow),  # before the new model file is in place
-    ("replace", 2),  # model in place, optimizer not (the old three-file save lost the run here)
-    pytest.param("replace", 3, marks=pytest.mark.slow),  # both in place, state.json not yet
-    ("unlink", 1),  # state.json committed, the previous epoch's files not yet deleted
-    pytest.param("unlink", 2, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "op, n",
+    [
+        pytest.param("replace", 1, marks=pytest.mark.slow),  # before the new model file is in place
+        ("replace", 2),  # model in place, optimizer not (the old three-file save lost the run here)
+        pytest.param("replace", 3, marks=pytest.mark.slow),  # both in place, state.json not yet
+        ("unlink", 1),  # state.json committed, the previous epoch's files not yet deleted
+        pytest.param("unlink", 2, marks=pytest.mark.slow),
+    ],
+)
 def test_a_kill_at_any_point_of_a_checkpoint_save_resumes_to_the_same_weights(tmp_path, uninterrupted, op, n):
     out = tmp_path / "run"
-    killed = subprocess.run([sys.executable, "-c", _KILL_DURING_SAVE, op, str(n), *_KILL_ARGS, "--out", str(out)],
-                            capture_output=True, text=True, timeout=600)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_DURING_SAVE, op, str(n), *_KILL_ARGS, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == (1 if op == "replace" else 2)
@@ -157,7 +204,10 @@ def test_a_kill_at_any_point_of_a_checkpoint_save_resumes_to_the_same_weights(tm
     for k in final:
         assert torch.equal(final[k], uninterrupted[k]), k
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
-        "model-00003.safetensors", "optimizer-00003.safetensors", "state.json"]  # nothing stale left
+        "model-00003.safetensors",
+        "optimizer-00003.safetensors",
+        "state.json",
+    ]  # nothing stale left
 
 
 def test_resume_refuses_a_damaged_or_different_checkpoint(tmp_path):
@@ -179,10 +229,33 @@ def test_torchrun_two_processes(tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "resnet_zoo", "train", "cifar_resnet20", "--dataset", "digits", "--epochs", "2",
-         "--batch-size", "64", "--limit-train", "256", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "resnet_zoo",
+            "train",
+            "cifar_resnet20",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--limit-train",
+            "256",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote") == 1  # rank 0 alone reports and saves
     metrics = json.loads((out / "metrics.json").read_text())
@@ -194,8 +267,17 @@ def test_torchrun_two_processes(tmp_path):
 def test_cifar10_binary_end_to_end(tmp_path):
     _write_cifar(tmp_path / "data", "cifar10", n_train=(8, 8, 8, 8, 8), n_test=8)
     out = tmp_path / "c10"
-    final = train(TrainConfig(arch="cifar_resnet20", dataset="cifar10", data=str(tmp_path / "data"),
-                              out=str(out), epochs=1, batch_size=16, progress=False))
+    final = train(
+        TrainConfig(
+            arch="cifar_resnet20",
+            dataset="cifar10",
+            data=str(tmp_path / "data"),
+            out=str(out),
+            epochs=1,
+            batch_size=16,
+            progress=False,
+        )
+    )
     assert 0 <= final["val_acc"] <= 1
     model = resnet_zoo.create("cifar_resnet20", pretrained=out)
     assert model.pretrained_cfg.labels[0] == "class0" and model.config.img_channels == 3
@@ -209,15 +291,26 @@ def test_folder_with_train_and_test_splits(tmp_path):
             for i in range(n):
                 Image.new("RGB", (36 + i, 40), colour).save(root / split / cls / f"{i}.png")
     out = tmp_path / "split"
-    final = train(TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(root), out=str(out),
-                              epochs=1, batch_size=4, invert=0.5, progress=False))
+    final = train(
+        TrainConfig(
+            arch="cifar_resnet20",
+            dataset="folder",
+            data=str(root),
+            out=str(out),
+            epochs=1,
+            batch_size=4,
+            invert=0.5,
+            progress=False,
+        )
+    )
     card = json.loads((out / "config.json").read_text())["pretrained"]
     assert card["labels"] == ["blue", "red"]  # not "test" and "train"
     assert card["heldout_images"] == 6 and card["train_images"] == 12 and 0 <= final["val_acc"] <= 1
     (root / "extra").mkdir()
     with pytest.raises(InputError, match="split layout"):
-        train(TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(root), out=str(out),
-                          epochs=1, progress=False))
+        train(
+            TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(root), out=str(out), epochs=1, progress=False)
+        )
 
 
 def test_uint8_augmentation_in_one_gather():
@@ -229,7 +322,7 @@ def test_uint8_augmentation_in_one_gather():
     assert out.dtype == torch.uint8 and out.shape == x.shape
     for i in range(2):  # each image is a 4x4 window of its own zero-padded self
         padded = torch.nn.functional.pad(x[i, 0], (1, 1, 1, 1))
-        windows = [padded[dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)]
+        windows = [padded[dy : dy + 4, dx : dx + 4] for dy in range(3) for dx in range(3)]
         assert any(torch.equal(out[i, 0], w) for w in windows)
     flipped = _augment(x, pad=0, flip=False, g=g, invert=1.0)
     assert torch.equal(flipped, 255 - x)
@@ -242,8 +335,18 @@ def test_folder_training_and_fine_tuning(tmp_path, trained):
         for i in range(6):
             Image.new("RGB", (36 + i, 40), colour).save(root / cls / f"{i}.png")
     out = tmp_path / "folder"
-    final = train(TrainConfig(arch="cifar_resnet20", dataset="folder", data=str(root), out=str(out),
-                              epochs=2, batch_size=4, val_fraction=0.25, progress=False))
+    final = train(
+        TrainConfig(
+            arch="cifar_resnet20",
+            dataset="folder",
+            data=str(root),
+            out=str(out),
+            epochs=2,
+            batch_size=4,
+            val_fraction=0.25,
+            progress=False,
+        )
+    )
     assert final["epoch"] == 2
     assert resnet_zoo.create("cifar_resnet20", pretrained=out).pretrained_cfg.labels == ("blue", "red")
     # Fine-tuning the digits model on 3 classes of digits: the body is loaded, the head is new.

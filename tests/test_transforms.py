@@ -4,13 +4,12 @@ import io
 
 import pytest
 import torch
+from images import sample_photos
 from PIL import Image
 
 from resnet_zoo import InputError
-from resnet_zoo.manifest import Preprocessing, load_manifest
 from resnet_zoo.inference.images import Preprocess, load_image, to_tensor
-
-from images import sample_photos
+from resnet_zoo.manifest import Preprocessing, load_manifest
 
 T = pytest.importorskip("torchvision.transforms")
 
@@ -20,17 +19,22 @@ CONFIGS = {
     "a1_in1k": Preprocessing(224, 0.95, "bicubic"),
     "small_nearest": Preprocessing(32, 1.0, "nearest", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
 }
-MODES = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
-         "nearest": T.InterpolationMode.NEAREST}
+MODES = {
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "nearest": T.InterpolationMode.NEAREST,
+}
 
 
 def _torchvision(config: Preprocessing):
-    return T.Compose([
-        T.Resize(int(config.input_size / config.crop_pct), interpolation=MODES[config.interpolation]),
-        T.CenterCrop(config.input_size),
-        T.ToTensor(),
-        T.Normalize(config.mean, config.std),
-    ])
+    return T.Compose(
+        [
+            T.Resize(int(config.input_size / config.crop_pct), interpolation=MODES[config.interpolation]),
+            T.CenterCrop(config.input_size),
+            T.ToTensor(),
+            T.Normalize(config.mean, config.std),
+        ]
+    )
 
 
 @pytest.mark.parametrize("config_name", list(CONFIGS))
@@ -65,15 +69,19 @@ def test_grey_rgba_palette_and_16_bit():
     rgba.paste((0, 0, 0, 0), (10, 10, 60, 60))
     composited = to_tensor(load_image(rgba))
     assert torch.all(composited[:, 10:60, 10:60] == 1.0)
-    torch.testing.assert_close(composited[:, 100:, 100:],
-                               to_tensor(Image.open(photos["chelsea.png"]))[:, 100:, 100:])
+    torch.testing.assert_close(composited[:, 100:, 100:], to_tensor(Image.open(photos["chelsea.png"]))[:, 100:, 100:])
     gif = load_image(photos["no_time_for_that_tiny.gif"])
     assert gif.mode == "RGB"
     # 16-bit: the camera scaled to 0..65535 reads back as the 8-bit camera.
     camera = Image.open(photos["camera.png"])
-    wide = Image.frombytes("I;16", camera.size,
-                           (torch.frombuffer(bytearray(camera.tobytes()), dtype=torch.uint8)
-                            .to(torch.int32) * 257).to(torch.int16).numpy().tobytes())
+    wide = Image.frombytes(
+        "I;16",
+        camera.size,
+        (torch.frombuffer(bytearray(camera.tobytes()), dtype=torch.uint8).to(torch.int32) * 257)
+        .to(torch.int16)
+        .numpy()
+        .tobytes(),
+    )
     buf = io.BytesIO()
     wide.save(buf, format="PNG")
     buf.seek(0)
@@ -111,8 +119,9 @@ def parity_photos(directory):
     """Real photos as files of several sizes: the samples as they ship (427x640 up to 600x400,
     JPEG and PNG), chelsea (451x300) as a JPEG, and three samples upscaled (bicubic) to JPEGs
     of 1200x800, 4000x2667 and 4200x2800."""
-    photos = {n: p for n, p in sample_photos().items() if n not in ("camera.png", "logo.png")
-              and n.endswith((".jpg", ".png"))}
+    photos = {
+        n: p for n, p in sample_photos().items() if n not in ("camera.png", "logo.png") and n.endswith((".jpg", ".png"))
+    }
     files = list(photos.values())
     chelsea = Image.open(photos["chelsea.png"]).convert("RGB")
     chelsea.save(directory / "chelsea_451x300.jpg", quality=90)
@@ -143,8 +152,7 @@ def pixel_and_feature_parity(files, config, *, fast_decode=False):
     return diff.max().item(), diff.mean().item(), cos
 
 
-@pytest.mark.parametrize("config", [CONFIGS["tv_in1k"], Preprocessing(32, 1.0, "bilinear")],
-                         ids=["224px", "32px"])
+@pytest.mark.parametrize("config", [CONFIGS["tv_in1k"], Preprocessing(32, 1.0, "bilinear")], ids=["224px", "32px"])
 def test_from_a_file_equals_torchvisions_preprocessing_of_it(tmp_path, config):
     files = parity_photos(tmp_path)
     assert len(files) >= 12

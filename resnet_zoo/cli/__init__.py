@@ -55,8 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(_OneLineFormatter("resnet-zoo: %(levelname)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO if args.verbose or args.debug else logging.WARNING,
-                        handlers=[handler])
+    logging.basicConfig(level=logging.INFO if args.verbose or args.debug else logging.WARNING, handlers=[handler])
     try:
         return args.func(args)
     except ResNetZooError as e:
@@ -71,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"resnet-zoo: error: {type(e).__name__}: {printable(first)} (run with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"resnet-zoo: error: {type(e).__name__}: {printable(first)} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

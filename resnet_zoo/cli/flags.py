@@ -13,8 +13,7 @@ from typing import Any, Callable, Iterable
 from ..errors import ConfigError
 from ..inference.recipe import BACKEND_CHOICES, DTYPES, ModelRecipe
 
-__all__ = ["default", "add_model_flags", "add_loader_flags", "add_output_flags", "recipe", "load",
-           "emit", "check_out"]
+__all__ = ["default", "add_model_flags", "add_loader_flags", "add_output_flags", "recipe", "load", "emit", "check_out"]
 
 
 def default(function: Callable, name: str) -> Any:
@@ -25,36 +24,53 @@ def default(function: Callable, name: str) -> Any:
 def add_model_flags(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
     """--pretrained; with ``fast``, the fast path's --dtype, --backend, --calibration, --eager."""
     g = p.add_argument_group("model")
-    g.add_argument("--pretrained", default=None, metavar="SPEC",
-                   help="weights: a tag, hf-hub:owner/repo, a .safetensors file or a directory; "
-                        "'none' for random init (default: the architecture's default weights)")
+    g.add_argument(
+        "--pretrained",
+        default=None,
+        metavar="SPEC",
+        help="weights: a tag, hf-hub:owner/repo, a .safetensors file or a directory; "
+        "'none' for random init (default: the architecture's default weights)",
+    )
     if not fast:
         return
-    g.add_argument("--dtype", choices=DTYPES, default=default(ModelRecipe, "dtype"),
-                   help="compute dtype of the fast path (optimize_for_inference); auto: the "
-                        "fastest float dtype this CPU supports, see `resnet-zoo cpu` "
-                        "(default: %(default)s); int8 needs --calibration")
-    g.add_argument("--backend", choices=BACKEND_CHOICES, default=default(ModelRecipe, "backend"),
-                   help="what runs the fast path: torch (default), onnxruntime or openvino "
-                        "(pip install 'resnet_zoo[runtimes]'), or auto: the fastest here, "
-                        "timed once and cached")
+    g.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=default(ModelRecipe, "dtype"),
+        help="compute dtype of the fast path (optimize_for_inference); auto: the "
+        "fastest float dtype this CPU supports, see `resnet-zoo cpu` "
+        "(default: %(default)s); int8 needs --calibration",
+    )
+    g.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default=default(ModelRecipe, "backend"),
+        help="what runs the fast path: torch (default), onnxruntime or openvino "
+        "(pip install 'resnet_zoo[runtimes]'), or auto: the fastest here, "
+        "timed once and cached",
+    )
     g.add_argument("--calibration", metavar="DIR", help="up to 512 training images for --dtype int8")
-    g.add_argument("--eager", action="store_true",
-                   help="run the plain float32 model instead of the fast path")
+    g.add_argument("--eager", action="store_true", help="run the plain float32 model instead of the fast path")
 
 
 def add_loader_flags(p: argparse.ArgumentParser, function: Callable, *, skip_bad_help: str) -> None:
     """--batch-size, --workers and --skip-bad, defaulting to ``function``'s."""
     g = p.add_argument_group("loading images")
-    g.add_argument("--batch-size", type=int, default=default(function, "batch_size"),
-                   help="images per forward pass (default %(default)s)")
-    g.add_argument("--workers", type=int, default=default(function, "num_workers"),
-                   help="decoding processes (default %(default)s)")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=default(function, "batch_size"),
+        help="images per forward pass (default %(default)s)",
+    )
+    g.add_argument(
+        "--workers", type=int, default=default(function, "num_workers"), help="decoding processes (default %(default)s)"
+    )
     g.add_argument("--skip-bad", action="store_true", help=skip_bad_help)
 
 
-def add_output_flags(p: argparse.ArgumentParser, *, json_help: str = "machine-readable output",
-                     quiet: bool = True) -> None:
+def add_output_flags(
+    p: argparse.ArgumentParser, *, json_help: str = "machine-readable output", quiet: bool = True
+) -> None:
     """--json and (with ``quiet``) --quiet."""
     p.add_argument("--json", action="store_true", help=json_help)
     if quiet:
@@ -72,17 +88,24 @@ def recipe(args: argparse.Namespace) -> ModelRecipe:
     """The model the flags name: ``--pretrained``, and the fast path in ``--dtype`` unless
     ``--eager`` (or the command has no fast path)."""
     fast = getattr(args, "dtype", None) is not None and not args.eager
-    return ModelRecipe(args.name, pretrained=_pretrained(args.pretrained), fast=fast,
-                       dtype=args.dtype if fast else "float32", backend=getattr(args, "backend", "torch"),
-                       batch_size=getattr(args, "batch_size", default(ModelRecipe, "batch_size")),
-                       calibration=getattr(args, "calibration", None))
+    return ModelRecipe(
+        args.name,
+        pretrained=_pretrained(args.pretrained),
+        fast=fast,
+        dtype=args.dtype if fast else "float32",
+        backend=getattr(args, "backend", "torch"),
+        batch_size=getattr(args, "batch_size", default(ModelRecipe, "batch_size")),
+        calibration=getattr(args, "calibration", None),
+    )
 
 
 def load(args: argparse.Namespace) -> Any:
     return recipe(args).build()
 
 
-def emit(args: argparse.Namespace, result: Any, lines: Callable[[], Iterable[str]], *, indent: int | None = None) -> int:
+def emit(
+    args: argparse.Namespace, result: Any, lines: Callable[[], Iterable[str]], *, indent: int | None = None
+) -> int:
     """Print ``result`` as JSON (``to_dict()``, or a list or dict of such) with --json, else
     ``lines()``. Returns the exit status, 0."""
     if getattr(args, "json", False):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..pretrained.convert import SOURCES
 from .. import cpu
 from ..errors import ConfigError
 from ..factory import convert_checkpoint
 from ..manifest import load_manifest
+from ..pretrained.convert import SOURCES
 from ..pretrained.pin import pin_weights
 from ..registry import get_config, list_models
 from ..summary import summarize, weights_table
@@ -28,8 +28,11 @@ def _cmd_cpu(args: argparse.Namespace) -> int:
     caps = cpu.cpu_capabilities()
 
     def lines():
-        yield (f"cpu          {caps.model_name}" + (f" ({caps.family_model})" if caps.family_model else "")
-               + f", {caps.cores} cores, {caps.threads} torch threads")
+        yield (
+            f"cpu          {caps.model_name}"
+            + (f" ({caps.family_model})" if caps.family_model else "")
+            + f", {caps.cores} cores, {caps.threads} torch threads"
+        )
         yield f"torch ISA    {caps.isa} (torch {caps.torch_version}, oneDNN {'yes' if caps.onednn else 'no'})"
         for dtype in ("float32", "bfloat16", "int8"):
             yield f"{dtype:<12} {'fast' if caps.is_fast(dtype) else 'slow':<5} {caps.why(dtype)}"
@@ -49,8 +52,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         yield f"{s.name}: {s.description}"
         yield f"  parameters   {s.params:,}"
         yield f"  GMACs        {s.gmacs:.3f} at {s.input_size}x{s.input_size} (torchvision's 'GFLOPS')"
-        yield ("  feature maps " + ", ".join(f"{c}ch/{r}x" for c, r in s.feature_maps)
-               + "  (stem, then each stage: channels/reduction)")
+        yield (
+            "  feature maps "
+            + ", ".join(f"{c}ch/{r}x" for c, r in s.feature_maps)
+            + "  (stem, then each stage: channels/reduction)"
+        )
         yield "  config"
         for key, value in config.to_dict().items():
             yield f"    {key:<20} {value}"
@@ -61,8 +67,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     model = convert_checkpoint(args.src, args.arch, args.out, source=args.source, num_classes=args.num_classes)
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.out}: {args.arch}, {params:,} parameters, {model.config.num_classes} classes "
-          f"(load with resnet_zoo.create({args.arch!r}, pretrained={str(args.out)!r}))")
+    print(
+        f"wrote {args.out}: {args.arch}, {params:,} parameters, {model.config.num_classes} classes "
+        f"(load with resnet_zoo.create({args.arch!r}, pretrained={str(args.out)!r}))"
+    )
     return 0
 
 

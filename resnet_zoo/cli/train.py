@@ -7,9 +7,9 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
-from ..util.dist import rank
 from ..train import TrainConfig, command_line, train
 from ..train.config import NOT_FLAGS
+from ..util.dist import rank
 
 __all__ = ["add_commands"]
 
@@ -19,9 +19,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(arch=args.name, progress=not args.quiet, command=command_line(), **values)
     final = train(cfg)
     if rank() == 0:
-        print(f"wrote {cfg.out}: held-out accuracy {final.get('val_acc', float('nan')):.4f} after "
-              f"{final.get('epoch')} epochs (load with resnet_zoo.create({args.name!r}, "
-              f"pretrained={cfg.out!r}))")
+        print(
+            f"wrote {cfg.out}: held-out accuracy {final.get('val_acc', float('nan')):.4f} after "
+            f"{final.get('epoch')} epochs (load with resnet_zoo.create({args.name!r}, "
+            f"pretrained={cfg.out!r}))"
+        )
     return 0
 
 
@@ -40,16 +42,15 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         required = f.default is MISSING and f.default_factory is MISSING
         default = None if required else f.default
         if base is bool and optional:  # --flip / --no-flip, absent = None (the field decides)
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                           help=f.metadata.get("help"))
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata.get("help"))
         elif base is bool:
             p.add_argument(flag, action="store_true", help=f.metadata.get("help"))
         elif typing.get_origin(base) is tuple:
-            p.add_argument(flag, type=typing.get_args(base)[0], nargs="+", default=default,
-                           help=f.metadata.get("help"), **extra)
+            p.add_argument(
+                flag, type=typing.get_args(base)[0], nargs="+", default=default, help=f.metadata.get("help"), **extra
+            )
         else:
-            p.add_argument(flag, type=base, default=default, required=required,
-                           help=f.metadata.get("help"), **extra)
+            p.add_argument(flag, type=base, default=default, required=required, help=f.metadata.get("help"), **extra)
 
 
 def add_commands(sub: Any) -> None:

@@ -19,5 +19,12 @@ from .file import FeaturesFile, read_features, write_features
 from .read import FeatureSet, read_feature_set
 from .write import FeatureSetResult, write_feature_set
 
-__all__ = ["FeaturesFile", "FeatureSet", "FeatureSetResult", "write_features", "read_features",
-           "write_feature_set", "read_feature_set"]
+__all__ = [
+    "FeaturesFile",
+    "FeatureSet",
+    "FeatureSetResult",
+    "write_features",
+    "read_features",
+    "write_feature_set",
+    "read_feature_set",
+]

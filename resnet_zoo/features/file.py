@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from torch import nn
 import torch
+from torch import nn
 
-from ..util.atomic import atomic_write
 from ..errors import CheckpointError, ConfigError
 from ..inference.predict import extract_features
 from ..pretrained.files import load_safetensors
+from ..util.atomic import atomic_write
 from .format import decode_paths, encode_paths
 
 __all__ = ["FeaturesFile", "write_features", "read_features"]
-
 
 
 @dataclass(frozen=True)
@@ -59,13 +58,18 @@ def write_features(
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"the features file must be a .safetensors file, got {str(out)!r}")
-    feats, paths = extract_features(model, inputs, batch_size=batch_size, num_workers=num_workers,
-                                    skip_bad=skip_bad, progress=progress)
+    feats, paths = extract_features(
+        model, inputs, batch_size=batch_size, num_workers=num_workers, skip_bad=skip_bad, progress=progress
+    )
     info = model.pretrained_info
     name = model_name or model.arch_name or "custom"
     weights = (info.name or info.source) if info is not None else "random init"
-    metadata = {"paths": encode_paths(paths, out), "model": name, "weights": weights,
-                "shape": json.dumps(list(feats.shape))}
+    metadata = {
+        "paths": encode_paths(paths, out),
+        "model": name,
+        "weights": weights,
+        "shape": json.dumps(list(feats.shape)),
+    }
     with atomic_write(out) as tmp:
         save_file({"features": feats.contiguous()}, str(tmp), metadata=metadata)
     return FeaturesFile(out, feats, [str(p) for p in paths], name, weights)
@@ -78,6 +82,4 @@ def read_features(path: str | os.PathLike) -> FeaturesFile:
     if feats is None or feats.dim() != 2:
         raise CheckpointError(f"{path} is not a resnet_zoo features file (no [N, C] 'features' tensor)")
     paths = decode_paths(metadata, feats.shape[0], path)
-    return FeaturesFile(Path(path), feats, paths, metadata.get("model", ""),
-                        metadata.get("weights", ""))
-
+    return FeaturesFile(Path(path), feats, paths, metadata.get("model", ""), metadata.get("weights", ""))

@@ -26,10 +26,30 @@ from ..util.atomic import atomic_write, write_text_atomic
 from ..util.checks import is_int
 from ..util.integrity import is_sha256, not_a_regular_file, printable, sha256_file
 
-__all__ = ["SET_FORMAT", "RUN_FILE", "INDEX_FILE", "LOCK_FILE", "STORE_DTYPES", "FILE_FORMATS", "PARQUET_DTYPES",
-           "run_sha256", "shard_name", "record_name", "read_shard", "write_shard", "arrow_table", "optional_module",
-           "encode_paths", "decode_paths", "MAX_PATHS_BYTES", "checked_record", "checked_index", "read_index",
-           "shard_done", "write_index"]
+__all__ = [
+    "SET_FORMAT",
+    "RUN_FILE",
+    "INDEX_FILE",
+    "LOCK_FILE",
+    "STORE_DTYPES",
+    "FILE_FORMATS",
+    "PARQUET_DTYPES",
+    "run_sha256",
+    "shard_name",
+    "record_name",
+    "read_shard",
+    "write_shard",
+    "arrow_table",
+    "optional_module",
+    "encode_paths",
+    "decode_paths",
+    "MAX_PATHS_BYTES",
+    "checked_record",
+    "checked_index",
+    "read_index",
+    "shard_done",
+    "write_index",
+]
 
 SET_FORMAT = "resnet_zoo.features/1"
 RUN_FILE = "run.json"
@@ -97,27 +117,31 @@ def write_shard(out: Path, i: int, run: dict, feats: torch.Tensor, kept: list[st
     name = shard_name(i, fmt)
     with atomic_write(out / name) as tmp:
         if fmt == "parquet":
-            table = arrow_table(feats, kept, width, {"model": run["model"], "weights": run["weights"]},
-                                 "parquet shards")
+            table = arrow_table(
+                feats, kept, width, {"model": run["model"], "weights": run["weights"]}, "parquet shards"
+            )
             optional_module("pyarrow.parquet", "parquet shards").write_table(table, str(tmp))
         else:
             # One metadata entry: safetensors writes several in no fixed order, and a shard
             # rewritten on resume must have the same bytes (the model is in the index).
             save_file({"features": feats.contiguous()}, str(tmp), metadata={"paths": encode_paths(kept, out / name)})
-    record = {"file": name, "rows": len(kept), "sha256": sha256_file(out / name), "bad": bad,
-              "run_sha256": run_sha256(run)}
+    record = {
+        "file": name,
+        "rows": len(kept),
+        "sha256": sha256_file(out / name),
+        "bad": bad,
+        "run_sha256": run_sha256(run),
+    }
     write_text_atomic(out / record_name(i), json.dumps(record, indent=1) + "\n")
 
 
-def arrow_table(feats: torch.Tensor, paths: list[str], width: int, metadata: dict[str, str],
-                 needed_by: str) -> Any:
+def arrow_table(feats: torch.Tensor, paths: list[str], width: int, metadata: dict[str, str], needed_by: str) -> Any:
     """One row per image: ``path`` and ``features`` as a fixed-size list of float16 (for
     float16 features) or float32 (anything else, bfloat16 widened); ``metadata`` on the schema."""
     pa = optional_module("pyarrow", needed_by)
     half = feats.dtype == torch.float16
     values = (feats if half else feats.float()).contiguous().reshape(-1).numpy()
-    column = pa.FixedSizeListArray.from_arrays(pa.array(values, type=pa.float16() if half else pa.float32()),
-                                               width)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values, type=pa.float16() if half else pa.float32()), width)
     return pa.table({"path": pa.array(paths, type=pa.string()), "features": column}, metadata=metadata)
 
 
@@ -127,8 +151,9 @@ def optional_module(module: str, needed_by: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         package = module.split(".")[0]
-        raise ResNetZooError(f"{needed_by} needs {package}: pip install {package} "
-                             "(or pip install 'resnet_zoo[arrow]')") from None
+        raise ResNetZooError(
+            f"{needed_by} needs {package}: pip install {package} (or pip install 'resnet_zoo[arrow]')"
+        ) from None
 
 
 # Image paths live in the safetensors header's metadata, as a JSON list in row order, in every
@@ -140,9 +165,11 @@ def encode_paths(paths: list[str], where: str | os.PathLike) -> str:
     """``paths`` as the header's ``paths`` entry, or ConfigError when it would not fit a header."""
     text = json.dumps([str(p) for p in paths])
     if len(text.encode("utf-8")) > MAX_PATHS_BYTES:
-        raise ConfigError(f"{where}: the paths of {len(paths):,} images take {len(text.encode()):,} bytes, "
-                          f"over the {MAX_PATHS_BYTES:,} a safetensors header holds: write fewer images a "
-                          "file (a feature set with a smaller --shard-size)")
+        raise ConfigError(
+            f"{where}: the paths of {len(paths):,} images take {len(text.encode()):,} bytes, "
+            f"over the {MAX_PATHS_BYTES:,} a safetensors header holds: write fewer images a "
+            "file (a feature set with a smaller --shard-size)"
+        )
     return text
 
 
@@ -153,8 +180,10 @@ def decode_paths(metadata: dict | None, rows: int, where: str | os.PathLike) -> 
     except (KeyError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{where} is not a resnet_zoo features file (no image paths: {e})") from None
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or len(paths) != rows:
-        raise CheckpointError(f"{where}: {rows} feature rows but the metadata lists "
-                              f"{len(paths) if isinstance(paths, list) else 'no'} paths")
+        raise CheckpointError(
+            f"{where}: {rows} feature rows but the metadata lists "
+            f"{len(paths) if isinstance(paths, list) else 'no'} paths"
+        )
     return paths
 
 
@@ -164,9 +193,11 @@ MAX_INDEX_BYTES = 256 << 20
 def checked_record(record: object, i: int, where: Path, fmt: str = "safetensors") -> dict:
     """A shard record as written by ``_write_shard``, or :class:`CheckpointError` naming what is
     wrong. It must name its own shard file, ``shard-NNNNN.safetensors``: nothing else."""
+
     def bad(problem: str) -> CheckpointError:
-        return CheckpointError(f"{where}: the record of shard {i} {problem}; re-run the command "
-                               "(--overwrite to start over)")
+        return CheckpointError(
+            f"{where}: the record of shard {i} {problem}; re-run the command (--overwrite to start over)"
+        )
 
     if not isinstance(record, dict):
         raise bad(f"is a {type(record).__name__}, not an object")
@@ -181,8 +212,8 @@ def checked_record(record: object, i: int, where: Path, fmt: str = "safetensors"
         raise bad("has a run_sha256 that is not 64 hex digits")
     items = record.get("bad")
     if not isinstance(items, list) or not all(
-            isinstance(b, dict) and isinstance(b.get("path"), str) and isinstance(b.get("error"), str)
-            for b in items):
+        isinstance(b, dict) and isinstance(b.get("path"), str) and isinstance(b.get("error"), str) for b in items
+    ):
         raise bad("lists its unreadable images as something other than {path, error} objects")
     return record
 
@@ -194,8 +225,7 @@ def checked_index(index: object, where: Path) -> dict:
     if not isinstance(shards, list):
         raise CheckpointError(f"{where}: 'shards' must be a list of shard records")
     if width is not None and not is_int(width, 1):
-        raise CheckpointError(f"{where}: 'num_features' must be a positive integer, got "
-                              f"{printable(repr(width))[:40]}")
+        raise CheckpointError(f"{where}: 'num_features' must be a positive integer, got {printable(repr(width))[:40]}")
     if shards and width is None:
         raise CheckpointError(f"{where}: 'num_features' is missing")
     if index.get("store_dtype") not in STORE_DTYPES:
@@ -207,12 +237,16 @@ def checked_index(index: object, where: Path) -> dict:
     for i, record in enumerate(shards):
         checked_record(record, i, where, fmt)
         if run_id is not None and record.get("run_sha256") != run_id:
-            raise CheckpointError(f"{where}: shard {i} was written by another run than the index's "
-                                  "(another model, input list or settings); re-run the command with "
-                                  "--overwrite to start over")
+            raise CheckpointError(
+                f"{where}: shard {i} was written by another run than the index's "
+                "(another model, input list or settings); re-run the command with "
+                "--overwrite to start over"
+            )
     if run_id is not None and run_id != _identity_sha256(index):
-        raise CheckpointError(f"{where}: its run_sha256 is not the digest of the run it describes "
-                              "(edited or mixed); re-run the command with --overwrite to start over")
+        raise CheckpointError(
+            f"{where}: its run_sha256 is not the digest of the run it describes "
+            "(edited or mixed); re-run the command with --overwrite to start over"
+        )
     return index
 
 
@@ -227,8 +261,10 @@ def read_index(directory: Path) -> dict:
             raise OSError(f"{path.stat().st_size:,} bytes, over the {MAX_INDEX_BYTES:,} an index may have")
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as e:
-        raise CheckpointError(f"{directory} holds no complete feature set ({INDEX_FILE}: {e}); "
-                              "run `resnet-zoo features` to write or finish it") from None
+        raise CheckpointError(
+            f"{directory} holds no complete feature set ({INDEX_FILE}: {e}); "
+            "run `resnet-zoo features` to write or finish it"
+        ) from None
     return checked_index(index, path)
 
 
@@ -237,8 +273,9 @@ def shard_done(directory: Path, i: int, fmt: str, run_id: str) -> dict | None:
     run ``run_id`` (a record that names another file, is malformed, or is another run's, is
     not: the shard is written again)."""
     try:
-        record = checked_record(json.loads((directory / record_name(i)).read_text()), i,
-                                 directory / record_name(i), fmt)
+        record = checked_record(
+            json.loads((directory / record_name(i)).read_text()), i, directory / record_name(i), fmt
+        )
         if record.get("run_sha256") != run_id:
             return None
         shard = directory / shard_name(i, fmt)
@@ -257,13 +294,20 @@ def write_index(out: Path, run: dict, n_shards: int) -> None:
     for i in range(n_shards):
         record = shard_done(out, i, run["file_format"], run_id)
         if record is None:
-            raise ResNetZooError(f"{out / shard_name(i, run['file_format'])} is missing or damaged after every process "
-                                 "finished; re-run the command to write it")
+            raise ResNetZooError(
+                f"{out / shard_name(i, run['file_format'])} is missing or damaged after every process "
+                "finished; re-run the command to write it"
+            )
         records.append(record)
     num_features = None
     if records:
         feats, _ = read_shard(out / shard_name(0, run["file_format"]), run["file_format"])
         num_features = None if feats is None else feats.shape[1]
-    index = {**run, "num_features": num_features, "shards": records,
-             "num_bad": sum(len(r["bad"]) for r in records), "run_sha256": run_id}
+    index = {
+        **run,
+        "num_features": num_features,
+        "shards": records,
+        "num_bad": sum(len(r["bad"]) for r in records),
+        "run_sha256": run_id,
+    }
     write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")

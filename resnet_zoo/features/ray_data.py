@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..inference.recipe import ModelRecipe
 from ..inference.images import Preprocess, preprocessing_for
+from ..inference.recipe import ModelRecipe
 
 __all__ = ["Preprocessor", "FeatureExtractor"]
 
@@ -69,8 +69,9 @@ class FeatureExtractor:
     ``"float32"`` or ``"bfloat16"``) on CPU; ``device="cuda"`` runs the eager model there.
     """
 
-    def __init__(self, name: str, pretrained: Any = True, *, fast: bool = True, device: str = "cpu",
-                 dtype: str = "auto") -> None:
+    def __init__(
+        self, name: str, pretrained: Any = True, *, fast: bool = True, device: str = "cpu", dtype: str = "auto"
+    ) -> None:
         self.device = torch.device(device)
         self.model = ModelRecipe(name, pretrained=pretrained, fast=fast, dtype=dtype, device=device).build()
 

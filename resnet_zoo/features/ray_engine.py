@@ -26,16 +26,25 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
-from ..util.checks import check_positive_int, is_number
-from ..inference.images import ImageFiles, collate_images
+
 from ..errors import ConfigError, ResNetZooError
+from ..inference.images import ImageFiles, Preprocess, collate_images
 from ..inference.predict import PooledFeatures
 from ..inference.recipe import ModelRecipe
 from ..manifest import Preprocessing
-from ..inference.images import Preprocess
+from ..util.checks import check_positive_int, is_number
 from .sources import readable
-from .write import (Batch, FeatureSetPlan, FeatureSetResult, check_options, collect_shards, finish_feature_set,
-                    plan_feature_set, plan_result, run_identity)
+from .write import (
+    Batch,
+    FeatureSetPlan,
+    FeatureSetResult,
+    check_options,
+    collect_shards,
+    finish_feature_set,
+    plan_feature_set,
+    plan_result,
+    run_identity,
+)
 
 __all__ = ["write_feature_set_ray", "DECODE_CPUS"]
 
@@ -69,8 +78,10 @@ def _decode(rows: dict[str, Any], preprocessing: dict, channels: int) -> dict[st
         out["errors"].append(json.dumps([[first + k, message] for k, message in errors]))
         out["pixels"].append(b"" if pixels is None else pixels.contiguous().numpy().tobytes())
         out["shape"].append(json.dumps([] if pixels is None else list(pixels.shape)))
-    return {k: np.asarray(v, dtype=object) if k in ("pixels", "kept", "errors", "shape") else np.asarray(v)
-            for k, v in out.items()}
+    return {
+        k: np.asarray(v, dtype=object) if k in ("pixels", "kept", "errors", "shape") else np.asarray(v)
+        for k, v in out.items()
+    }
 
 
 class _Extract:
@@ -79,18 +90,24 @@ class _Extract:
     ``preprocessing`` it decodes the batch's files itself (CPU workers: no pixels cross the
     object store); without, it takes the pixels of :func:`_decode` tasks (GPU workers)."""
 
-    def __init__(self, recipe: ModelRecipe, identity: dict, threads: int, channels: int,
-                 preprocessing: dict | None = None) -> None:
+    def __init__(
+        self, recipe: ModelRecipe, identity: dict, threads: int, channels: int, preprocessing: dict | None = None
+    ) -> None:
         torch.set_num_threads(max(1, threads))
         model = recipe.build()
         mine = run_identity(model)
         changed = sorted(k for k in identity if mine.get(k) != identity[k])
         if changed:
-            raise ConfigError(f"a Ray worker on {os.uname().nodename} builds {recipe.name} with other "
-                              f"{', '.join(changed)} than the driver ("
-                              + ", ".join(f"{k}: {mine.get(k)} vs {identity[k]}" for k in changed
-                                          if k != "weights_sha256" and k != "preprocessing")
-                              + "): install the same resnet_zoo, torch and weights on every node")
+            raise ConfigError(
+                f"a Ray worker on {os.uname().nodename} builds {recipe.name} with other "
+                f"{', '.join(changed)} than the driver ("
+                + ", ".join(
+                    f"{k}: {mine.get(k)} vs {identity[k]}"
+                    for k in changed
+                    if k != "weights_sha256" and k != "preprocessing"
+                )
+                + "): install the same resnet_zoo, torch and weights on every node"
+            )
         self.model = PooledFeatures(model).eval()
         self.device = torch.device(recipe.device)
         self.decode = None if preprocessing is None else {"preprocessing": preprocessing, "channels": channels}
@@ -107,8 +124,13 @@ class _Extract:
             x = torch.frombuffer(bytearray(pixels), dtype=torch.float32).view(shape).to(self.device)
             with torch.inference_mode():
                 features.append(self.model(x).float().cpu().contiguous().numpy().tobytes())
-        return {"shard": rows["shard"], "first": rows["first"], "kept": rows["kept"], "errors": rows["errors"],
-                "features": np.asarray(features, dtype=object)}
+        return {
+            "shard": rows["shard"],
+            "first": rows["first"],
+            "kept": rows["kept"],
+            "errors": rows["errors"],
+            "features": np.asarray(features, dtype=object),
+        }
 
 
 def _batches(rows: Iterable[dict[str, Any]], width: int) -> Iterator[Batch]:
@@ -117,8 +139,9 @@ def _batches(rows: Iterable[dict[str, Any]], width: int) -> Iterator[Batch]:
         feats = None
         if kept:
             feats = torch.frombuffer(bytearray(row["features"]), dtype=torch.float32).view(len(kept), width)
-        yield Batch(int(row["shard"]), int(row["first"]), kept, feats,
-                    [(int(k), str(m)) for k, m in json.loads(row["errors"])])
+        yield Batch(
+            int(row["shard"]), int(row["first"]), kept, feats, [(int(k), str(m)) for k, m in json.loads(row["errors"])]
+        )
 
 
 def _user_error(e: BaseException) -> BaseException | None:
@@ -144,12 +167,33 @@ def _fit_pool(ray: Any, num_workers: int | None, cpus_per_worker: float, gpus_pe
         num_workers = max(1, min(by_cpu, by_gpu))
     need_cpus, need_gpus = num_workers * cpus_per_worker + decode, num_workers * gpus_per_worker
     if need_cpus > cpus or need_gpus > gpus:
-        raise ConfigError(f"{num_workers} model workers x {cpus_per_worker:g} CPUs"
-                          + (f" x {gpus_per_worker:g} GPUs and a decode task ({decode:g} CPU)" if decode else "")
-                          + f" need {need_cpus:g} CPUs" + (f" and {need_gpus:g} GPUs" if decode else "")
-                          + f"; the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs: lower --num-workers "
-                            "or --cpus-per-worker, or add nodes")
+        raise ConfigError(
+            f"{num_workers} model workers x {cpus_per_worker:g} CPUs"
+            + (f" x {gpus_per_worker:g} GPUs and a decode task ({decode:g} CPU)" if decode else "")
+            + f" need {need_cpus:g} CPUs"
+            + (f" and {need_gpus:g} GPUs" if decode else "")
+            + f"; the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs: lower --num-workers "
+            "or --cpus-per-worker, or add nodes"
+        )
     return num_workers
+
+
+def _worker_recipe(
+    recipe: ModelRecipe, num_workers: int | None, cpus_per_worker: float, gpus_per_worker: float
+) -> ModelRecipe:
+    """``recipe`` as the model actors build it (the eager model on CUDA on GPU workers), once
+    the pool's settings are valid."""
+    if num_workers is not None:
+        check_positive_int("num_workers", num_workers)
+    for name, value in (("cpus_per_worker", cpus_per_worker), ("gpus_per_worker", gpus_per_worker)):
+        if not is_number(value, 0):
+            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    if recipe.pretrained is False or recipe.pretrained is None:
+        raise ConfigError(
+            "random init differs in every Ray worker, so their features would not be one "
+            "model's: pass weights (--pretrained TAG, DIR or FILE; save_pretrained writes a DIR)"
+        )
+    return replace(recipe, device="cuda", fast=False) if gpus_per_worker > 0 else recipe
 
 
 def write_feature_set_ray(
@@ -180,32 +224,40 @@ def write_feature_set_ray(
     CUDA) and ``threads_per_worker`` torch threads (default: its CPUs, at least one).
     """
     out = check_options(out, shard_size, batch_size, store_dtype, file_format)
-    if num_workers is not None:
-        check_positive_int("num_workers", num_workers)
-    for name, value in (("cpus_per_worker", cpus_per_worker), ("gpus_per_worker", gpus_per_worker)):
-        if not is_number(value, 0):
-            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-    if recipe.pretrained is False or recipe.pretrained is None:
-        raise ConfigError("random init differs in every Ray worker, so their features would not be one "
-                          "model's: pass weights (--pretrained TAG, DIR or FILE; save_pretrained writes a DIR)")
-    if gpus_per_worker > 0:
-        recipe = replace(recipe, device="cuda", fast=False)
+    recipe = _worker_recipe(recipe, num_workers, cpus_per_worker, gpus_per_worker)
     ray = _ray()
     model = replace(recipe, device="cpu").build()  # the driver's copy: the run's identity
     pinned = recipe.pinned(model)
-    with plan_feature_set(model, inputs, out, shard_size=shard_size, store_dtype=store_dtype,
-                          file_format=file_format, overwrite=overwrite, model_name=recipe.name,
-                          device=torch.device(recipe.device).type) as plan:
+    with plan_feature_set(
+        model,
+        inputs,
+        out,
+        shard_size=shard_size,
+        store_dtype=store_dtype,
+        file_format=file_format,
+        overwrite=overwrite,
+        model_name=recipe.name,
+        device=torch.device(recipe.device).type,
+    ) as plan:
         started, images, first = time.perf_counter(), 0, None
         if plan.todo:
             started_ray = not ray.is_initialized()
             if started_ray:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             try:
-                images, first = _compute(ray, plan, pinned, model.config.img_channels, batch_size,
-                                         skip_bad=skip_bad, progress=progress, num_workers=num_workers,
-                                         cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                                         threads=threads_per_worker)
+                images, first = _compute(
+                    ray,
+                    plan,
+                    pinned,
+                    model.config.img_channels,
+                    batch_size,
+                    skip_bad=skip_bad,
+                    progress=progress,
+                    num_workers=num_workers,
+                    cpus_per_worker=cpus_per_worker,
+                    gpus_per_worker=gpus_per_worker,
+                    threads=threads_per_worker,
+                )
             finally:
                 if started_ray:
                     ray.shutdown()
@@ -214,37 +266,63 @@ def write_feature_set_ray(
     return plan_result(plan, images, elapsed, engine="ray", first=first)
 
 
-def _compute(ray: Any, plan: FeatureSetPlan, recipe: ModelRecipe, channels: int, batch_size: int, *, skip_bad: bool,
-             progress: bool, num_workers: int | None, cpus_per_worker: float, gpus_per_worker: float,
-             threads: int | None) -> tuple[int, float | None]:
+def _compute(
+    ray: Any,
+    plan: FeatureSetPlan,
+    recipe: ModelRecipe,
+    channels: int,
+    batch_size: int,
+    *,
+    skip_bad: bool,
+    progress: bool,
+    num_workers: int | None,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+    threads: int | None,
+) -> tuple[int, float | None]:
     """Stream the plan's batches through decode tasks and the actor pool; write shards as they
     complete. Returns the images computed and the seconds to the first batch."""
     pool = _fit_pool(ray, num_workers, cpus_per_worker, gpus_per_worker)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # one bar: collect_shards'
-    items = [{"shard": s, "first": b[0], "paths": json.dumps([plan.paths[k] for k in b])}
-             for s, b in plan.batches(batch_size)]
+    items = [
+        {"shard": s, "first": b[0], "paths": json.dumps([plan.paths[k] for k in b])}
+        for s, b in plan.batches(batch_size)
+    ]
     run = plan.run
     identity = {k: run[k] for k in ("weights_sha256", "compute_dtype", "backend", "device", "preprocessing")}
-    actor = {"recipe": recipe, "identity": identity, "threads": threads or round(cpus_per_worker),
-             "channels": channels}
+    actor = {"recipe": recipe, "identity": identity, "threads": threads or round(cpus_per_worker), "channels": channels}
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     if gpus_per_worker:  # decode on CPU tasks, the model on GPU actors
-        ds = ds.map_batches(_decode, batch_size=1, num_cpus=DECODE_CPUS,
-                            fn_kwargs={"preprocessing": run["preprocessing"], "channels": channels})
+        ds = ds.map_batches(
+            _decode,
+            batch_size=1,
+            num_cpus=DECODE_CPUS,
+            fn_kwargs={"preprocessing": run["preprocessing"], "channels": channels},
+        )
     else:  # each CPU actor decodes its own batches: no pixels in the object store
         actor["preprocessing"] = run["preprocessing"]
-    ds = ds.map_batches(_Extract, batch_size=1, compute=ray.data.ActorPoolStrategy(size=pool),
-                        num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
-                        fn_constructor_kwargs=actor)
-    log.info("Ray engine: %d batches, %d model workers x %g CPUs / %g GPUs", len(items), pool,
-             cpus_per_worker, gpus_per_worker)
+    ds = ds.map_batches(
+        _Extract,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=pool),
+        num_cpus=cpus_per_worker,
+        num_gpus=gpus_per_worker or None,
+        fn_constructor_kwargs=actor,
+    )
+    log.info(
+        "Ray engine: %d batches, %d model workers x %g CPUs / %g GPUs",
+        len(items),
+        pool,
+        cpus_per_worker,
+        gpus_per_worker,
+    )
     try:
-        return collect_shards(plan, _batches(ds.iter_rows(), plan.num_features), batch_size,
-                              skip_bad=skip_bad, progress=progress)
+        return collect_shards(
+            plan, _batches(ds.iter_rows(), plan.num_features), batch_size, skip_bad=skip_bad, progress=progress
+        )
     except Exception as e:
         user = _user_error(e)
         if user is not None and user is not e:
             raise type(user)(str(user)) from None
         raise
-

@@ -21,6 +21,7 @@ from ..util.checks import check_positive_int
 from ..util.integrity import not_a_regular_file, sha256_file
 from .format import INDEX_FILE, arrow_table, optional_module, read_index, read_shard, shard_name
 
+
 @dataclass(frozen=True)
 class FeatureSet:
     """A directory written by :func:`write_feature_set`: ``index.json`` and numbered shards."""
@@ -42,17 +43,28 @@ class FeatureSet:
         for i, shard in enumerate(self.index["shards"]):
             path = self.directory / shard_name(i, fmt)
             if problem := not_a_regular_file(path):
-                raise CheckpointError(f"{path} {problem}: the feature set is incomplete; re-run the "
-                                      "command to rewrite it")
+                raise CheckpointError(
+                    f"{path} {problem}: the feature set is incomplete; re-run the command to rewrite it"
+                )
             if verify and sha256_file(path) != shard["sha256"]:
-                raise CheckpointError(f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
-                                      "the shard was modified or damaged: re-run the command to rewrite it")
+                raise CheckpointError(
+                    f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
+                    "the shard was modified or damaged: re-run the command to rewrite it"
+                )
             feats, paths = read_shard(path, fmt)
             width = self.index["num_features"]
-            if (feats is None or feats.dim() != 2 or paths is None or feats.shape[0] != shard["rows"]
-                    or len(paths) != shard["rows"] or (width is not None and feats.shape[1] != width)):
-                raise CheckpointError(f"{path} does not hold the {shard['rows']} rows of {width} features "
-                                      "and their paths that its record counts: re-run the command to rewrite it")
+            if (
+                feats is None
+                or feats.dim() != 2
+                or paths is None
+                or feats.shape[0] != shard["rows"]
+                or len(paths) != shard["rows"]
+                or (width is not None and feats.shape[1] != width)
+            ):
+                raise CheckpointError(
+                    f"{path} does not hold the {shard['rows']} rows of {width} features "
+                    "and their paths that its record counts: re-run the command to rewrite it"
+                )
             yield feats, paths
 
     def load(self, verify: bool = True) -> tuple[torch.Tensor, list[str]]:
@@ -92,9 +104,13 @@ class FeatureSet:
         fixed-size list of float32, or float16 for float16 shards); the model and weights tag
         in the schema's metadata. Needs pyarrow."""
         feats, paths = self.load(verify)
-        return arrow_table(feats, paths, self.index["num_features"] or 0,
-                            {"model": str(self.index.get("model")), "weights": str(self.index.get("weights"))},
-                            "FeatureSet.to_arrow")
+        return arrow_table(
+            feats,
+            paths,
+            self.index["num_features"] or 0,
+            {"model": str(self.index.get("model")), "weights": str(self.index.get("weights"))},
+            "FeatureSet.to_arrow",
+        )
 
     def to_pandas(self, verify: bool = True) -> Any:
         """A pandas DataFrame: ``path`` and ``features`` (one float32 numpy array per row).

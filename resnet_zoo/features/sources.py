@@ -20,9 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..inference.images import find_images
 from ..errors import InputError
-from ..inference.images import is_image_path
+from ..inference.images import find_images, is_image_path
 
 __all__ = ["list_images", "is_uri", "open_image", "readable", "LIST_SUFFIXES"]
 
@@ -59,8 +58,9 @@ def _expand_uri(uri: str) -> list[str]:
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.Directory:
         found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        return sorted(_uri_of(uri, f.path) for f in found
-                      if f.type == pafs.FileType.File and is_image_path(Path(f.path)))
+        return sorted(
+            _uri_of(uri, f.path) for f in found if f.type == pafs.FileType.File and is_image_path(Path(f.path))
+        )
     if info.type == pafs.FileType.File:
         return _read_list(uri, _read_uri(uri).decode("utf-8")) if uri.endswith(LIST_SUFFIXES) else [uri]
     raise InputError(f"{uri} is neither an image file, a list of images nor a directory")

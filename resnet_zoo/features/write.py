@@ -29,20 +29,41 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError, InputError, ResNetZooError
+from ..inference.images import ImageFiles, Preprocess, collate_images, preprocessing_for
+from ..inference.predict import PooledFeatures
 from ..util.atomic import WriterLock, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
-from ..inference.images import ImageFiles, collate_images
 from ..util.dist import setup_distributed
-from ..errors import ConfigError, InputError, ResNetZooError
-from ..inference.predict import PooledFeatures
 from ..util.progress import advance
-from ..inference.images import Preprocess, preprocessing_for
-from .format import (FILE_FORMATS, LOCK_FILE, PARQUET_DTYPES, RUN_FILE, SET_FORMAT, STORE_DTYPES, INDEX_FILE,
-                     optional_module, run_sha256, shard_done, write_index, write_shard)
+from .format import (
+    FILE_FORMATS,
+    INDEX_FILE,
+    LOCK_FILE,
+    PARQUET_DTYPES,
+    RUN_FILE,
+    SET_FORMAT,
+    STORE_DTYPES,
+    optional_module,
+    run_sha256,
+    shard_done,
+    write_index,
+    write_shard,
+)
 from .sources import list_images, readable
 
-__all__ = ["write_feature_set", "plan_feature_set", "collect_shards", "finish_feature_set", "FeatureSetPlan",
-           "FeatureSetResult", "Batch", "run_identity", "inputs_sha256", "run_sha256"]
+__all__ = [
+    "write_feature_set",
+    "plan_feature_set",
+    "collect_shards",
+    "finish_feature_set",
+    "FeatureSetPlan",
+    "FeatureSetResult",
+    "Batch",
+    "run_identity",
+    "inputs_sha256",
+    "run_sha256",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +97,7 @@ class FeatureSetPlan:
     world: int = 1
     lock: WriterLock | None = None  # rank 0's hold on the set, until the plan's ``with`` ends
 
-    def __enter__(self) -> "FeatureSetPlan":
+    def __enter__(self) -> FeatureSetPlan:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,8 +108,11 @@ class FeatureSetPlan:
         """``(shard, image indices)`` of every batch still to compute: ``batch_size`` images,
         cut at each shard's start, so that any engine computes the same batches."""
         size, n = self.run["shard_size"], len(self.paths)
-        return [(i, list(range(start, min(start + batch_size, (i + 1) * size, n))))
-                for i in self.todo for start in range(i * size, min((i + 1) * size, n), batch_size)]
+        return [
+            (i, list(range(start, min(start + batch_size, (i + 1) * size, n))))
+            for i in self.todo
+            for start in range(i * size, min((i + 1) * size, n), batch_size)
+        ]
 
 
 @dataclass(frozen=True)
@@ -114,8 +138,7 @@ class FeatureSetResult:
         return asdict(self)
 
 
-def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, store_dtype: str,
-                  file_format: str) -> Path:
+def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, store_dtype: str, file_format: str) -> Path:
     """``out`` as a Path, once every option is valid (:class:`ConfigError` naming the bad one)."""
     check_positive_int("shard_size", shard_size)
     check_positive_int("batch_size", batch_size)
@@ -125,8 +148,10 @@ def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, stor
         raise ConfigError(f"file_format must be one of {list(FILE_FORMATS)}, got {file_format!r}")
     if file_format == "parquet":
         if store_dtype not in PARQUET_DTYPES:
-            raise ConfigError(f"parquet stores {' or '.join(PARQUET_DTYPES)}, not {store_dtype}: "
-                              "use --store-dtype float16, or --format safetensors for bfloat16")
+            raise ConfigError(
+                f"parquet stores {' or '.join(PARQUET_DTYPES)}, not {store_dtype}: "
+                "use --store-dtype float16, or --format safetensors for bfloat16"
+            )
         optional_module("pyarrow.parquet", "parquet shards")  # refused now, not after the first shard
     out = Path(out)
     if out.suffix == ".safetensors":
@@ -134,9 +159,20 @@ def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, stor
     return out
 
 
-def plan_feature_set(model: nn.Module, inputs: Iterable[str | os.PathLike], out: Path, *, shard_size: int,
-                     store_dtype: str, file_format: str, overwrite: bool, model_name: str | None,
-                     rank: int = 0, world: int = 1, device: str | None = None) -> FeatureSetPlan:
+def plan_feature_set(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    out: Path,
+    *,
+    shard_size: int,
+    store_dtype: str,
+    file_format: str,
+    overwrite: bool,
+    model_name: str | None,
+    rank: int = 0,
+    world: int = 1,
+    device: str | None = None,
+) -> FeatureSetPlan:
     """List the inputs, fix the run's identity, take the set's writer lock (rank 0), check the
     identity against what ``out`` holds (refused unless ``overwrite``), write ``run.json`` and
     find the shards still to write. ``device``: the device type the features are computed on,
@@ -146,10 +182,17 @@ def plan_feature_set(model: nn.Module, inputs: Iterable[str | os.PathLike], out:
     another run fails at once naming the holder; one of the same run waits, then resumes."""
     paths = list_images(inputs)
     info = model.pretrained_info
-    run = {"format": SET_FORMAT, "model": model_name or model.arch_name or "custom",
-           "weights": (info.name or info.source) if info is not None else "random init",
-           "store_dtype": store_dtype, "file_format": file_format, "shard_size": shard_size,
-           "num_images": len(paths), "inputs_sha256": inputs_sha256(paths), **run_identity(model)}
+    run = {
+        "format": SET_FORMAT,
+        "model": model_name or model.arch_name or "custom",
+        "weights": (info.name or info.source) if info is not None else "random init",
+        "store_dtype": store_dtype,
+        "file_format": file_format,
+        "shard_size": shard_size,
+        "num_images": len(paths),
+        "inputs_sha256": inputs_sha256(paths),
+        **run_identity(model),
+    }
     if device is not None:
         run["device"] = device
     run_id = run_sha256(run)
@@ -171,8 +214,9 @@ def plan_feature_set(model: nn.Module, inputs: Iterable[str | os.PathLike], out:
     n_shards = -(-len(paths) // shard_size)
     mine = [i for i in range(n_shards) if i % world == rank]
     todo = [i for i in mine if shard_done(out, i, file_format, run_id) is None]
-    return FeatureSetPlan(out, run, paths, n_shards, todo, len(mine) - len(todo), model.config.num_features,
-                          rank, world, lock)
+    return FeatureSetPlan(
+        out, run, paths, n_shards, todo, len(mine) - len(todo), model.config.num_features, rank, world, lock
+    )
 
 
 def inputs_sha256(paths: list[str]) -> str:
@@ -194,10 +238,13 @@ def _lock_set(out: Path, run_id: str) -> WriterLock:
         time.sleep(0.02)
     who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
     if holder.get("tag") != run_id:
-        raise ConfigError(f"{out} is being written by {who} (another model, input list or settings): "
-                          "wait for it to end, or use another --out")
-    log.info("%s is being written by %s with the same inputs, model and settings: waiting for it, "
-             "then resuming", out, who)
+        raise ConfigError(
+            f"{out} is being written by {who} (another model, input list or settings): "
+            "wait for it to end, or use another --out"
+        )
+    log.info(
+        "%s is being written by %s with the same inputs, model and settings: waiting for it, then resuming", out, who
+    )
     lock.try_acquire(wait=True)
     return lock
 
@@ -210,16 +257,21 @@ def local_batches(plan: FeatureSetPlan, model: nn.Module, batch_size: int, num_w
         return
     features_model = PooledFeatures(model).eval()
     transform = readable(Preprocess(preprocessing_for(model), channels=model.config.img_channels))
-    loader = DataLoader(ImageFiles(plan.paths, transform), batch_sampler=[b for _, b in batches],
-                        num_workers=num_workers, collate_fn=collate_images)
+    loader = DataLoader(
+        ImageFiles(plan.paths, transform),
+        batch_sampler=[b for _, b in batches],
+        num_workers=num_workers,
+        collate_fn=collate_images,
+    )
     with torch.inference_mode():
         for (shard, indices), (kept, pixels, errors) in zip(batches, loader):
             feats = None if pixels is None else features_model(pixels)
             yield Batch(shard, indices[0], kept, feats, errors)
 
 
-def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: int, *, skip_bad: bool,
-                   progress: bool) -> tuple[int, float | None]:
+def collect_shards(
+    plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: int, *, skip_bad: bool, progress: bool
+) -> tuple[int, float | None]:
     """Write each shard of ``plan.todo`` once all its batches (in any order) are in; the first
     unreadable image raises :class:`InputError` unless ``skip_bad``. Returns the images seen
     and the seconds until the first batch arrived."""
@@ -238,8 +290,10 @@ def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: i
             if first is None:
                 first = time.perf_counter() - started
             if batch.errors and not skip_bad:
-                raise InputError(f"{batch.errors[0][1]} (shards already complete stay valid; fix or remove "
-                                 "the file, or pass --skip-bad, and re-run to resume)")
+                raise InputError(
+                    f"{batch.errors[0][1]} (shards already complete stay valid; fix or remove "
+                    "the file, or pass --skip-bad, and re-run to resume)"
+                )
             if batch.shard in written or batch.first in pending.get(batch.shard, {}):
                 continue  # a retried task delivered twice (even after its shard was written): keep one
             got = pending.setdefault(batch.shard, {})
@@ -252,8 +306,10 @@ def collect_shards(plan: FeatureSetPlan, batches: Iterable[Batch], batch_size: i
                 del pending[batch.shard]
                 written.add(batch.shard)
     if pending or seen != total:
-        raise ResNetZooError(f"the engine delivered {seen:,} of {total:,} images "
-                             f"(shards {sorted(pending)} incomplete); re-run the command to resume")
+        raise ResNetZooError(
+            f"the engine delivered {seen:,} of {total:,} images "
+            f"(shards {sorted(pending)} incomplete); re-run the command to resume"
+        )
     return seen, first
 
 
@@ -295,23 +351,44 @@ def write_feature_set(
     """
     out = check_options(out, shard_size, batch_size, store_dtype, file_format)
     dist = setup_distributed(device=False)
-    with plan_feature_set(model, inputs, out, shard_size=shard_size, store_dtype=store_dtype,
-                          file_format=file_format, overwrite=overwrite, model_name=model_name,
-                          rank=dist.rank, world=dist.world) as plan:
+    with plan_feature_set(
+        model,
+        inputs,
+        out,
+        shard_size=shard_size,
+        store_dtype=store_dtype,
+        file_format=file_format,
+        overwrite=overwrite,
+        model_name=model_name,
+        rank=dist.rank,
+        world=dist.world,
+    ) as plan:
         started = time.perf_counter()
-        images, first = collect_shards(plan, local_batches(plan, model, batch_size, num_workers), batch_size,
-                                       skip_bad=skip_bad, progress=progress)
+        images, first = collect_shards(
+            plan, local_batches(plan, model, batch_size, num_workers), batch_size, skip_bad=skip_bad, progress=progress
+        )
         elapsed = time.perf_counter() - started
         finish_feature_set(plan)
     return plan_result(plan, images, elapsed, first=first)
 
 
-def plan_result(plan: FeatureSetPlan, images: int, elapsed: float, engine: str = "local",
-                first: float | None = None) -> FeatureSetResult:
-    return FeatureSetResult(str(plan.out), len(plan.paths), plan.n_shards, plan.rank, plan.world, len(plan.todo),
-                            plan.skipped, images, round(elapsed, 3),
-                            round(images / elapsed, 2) if elapsed > 0 and images else None, engine,
-                            None if first is None else round(first, 3))
+def plan_result(
+    plan: FeatureSetPlan, images: int, elapsed: float, engine: str = "local", first: float | None = None
+) -> FeatureSetResult:
+    return FeatureSetResult(
+        str(plan.out),
+        len(plan.paths),
+        plan.n_shards,
+        plan.rank,
+        plan.world,
+        len(plan.todo),
+        plan.skipped,
+        images,
+        round(elapsed, 3),
+        round(images / elapsed, 2) if elapsed > 0 and images else None,
+        engine,
+        None if first is None else round(first, 3),
+    )
 
 
 def _weights_sha256(inner: nn.Module) -> str:
@@ -333,11 +410,13 @@ def run_identity(model: nn.Module) -> dict:
     backend = getattr(model, "backend", "eager")
     dtype = getattr(model, "dtype", None) or (first.dtype if first is not None else torch.float32)
     on_torch = backend in ("eager", "torch") and first is not None  # a runtime computes on the CPU
-    return {"weights_sha256": _weights_sha256(inner),
-            "compute_dtype": str(dtype).replace("torch.", ""),
-            "backend": backend,
-            "device": first.device.type if on_torch else "cpu",
-            "preprocessing": preprocessing_for(model).to_dict()}
+    return {
+        "weights_sha256": _weights_sha256(inner),
+        "compute_dtype": str(dtype).replace("torch.", ""),
+        "backend": backend,
+        "device": first.device.type if on_torch else "cpu",
+        "preprocessing": preprocessing_for(model).to_dict(),
+    }
 
 
 def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
@@ -359,10 +438,15 @@ def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
                 return k
             return f"{k} ({old.get(k, 'not recorded')} -> {run.get(k)})"
 
-        what = ("the input list (files added or removed)" if changed == ["inputs_sha256"] or
-                "inputs_sha256" in changed and "num_images" in changed else ", ".join(map(says, changed)))
-        raise ConfigError(f"{directory} holds features of another run: {what} changed. Use another "
-                          "--out, or --overwrite to start over")
+        what = (
+            "the input list (files added or removed)"
+            if changed == ["inputs_sha256"] or "inputs_sha256" in changed and "num_images" in changed
+            else ", ".join(map(says, changed))
+        )
+        raise ConfigError(
+            f"{directory} holds features of another run: {what} changed. Use another "
+            "--out, or --overwrite to start over"
+        )
     for p in list(directory.glob("shard-*")) + [directory / INDEX_FILE, path]:
         p.unlink(missing_ok=True)
 

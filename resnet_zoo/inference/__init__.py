@@ -16,5 +16,12 @@ from .auto import optimize_for_inference
 from .predict import PooledFeatures, Prediction, extract_features, predict
 from .torch_path import InferenceModel, fold_batch_norm
 
-__all__ = ["InferenceModel", "PooledFeatures", "Prediction", "extract_features", "fold_batch_norm",
-           "optimize_for_inference", "predict"]
+__all__ = [
+    "InferenceModel",
+    "PooledFeatures",
+    "Prediction",
+    "extract_features",
+    "fold_batch_norm",
+    "optimize_for_inference",
+    "predict",
+]

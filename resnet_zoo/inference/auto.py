@@ -24,12 +24,18 @@ from ..errors import ConfigError, ResNetZooError
 from ..model import ResNetBase, ResNetFeatures
 from ..util.atomic import write_text_atomic
 from ..util.checks import check_positive_int
-from .runtimes import CACHE_ENV, RUNTIMES, RUNTIME_MODULES, build_runtime, images_to_tensor, input_size
+from .runtimes import CACHE_ENV, RUNTIME_MODULES, RUNTIMES, build_runtime, images_to_tensor, input_size
 from .timing import SETTLE_S, time_images_per_second
 from .torch_path import torch_fast_path
 
-__all__ = ["BACKENDS", "optimize_for_inference", "available_backends", "candidates_for", "choose_backend",
-           "calibration_cache_path"]
+__all__ = [
+    "BACKENDS",
+    "optimize_for_inference",
+    "available_backends",
+    "candidates_for",
+    "choose_backend",
+    "calibration_cache_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,13 @@ def available_backends() -> list[str]:
 
 
 def optimize_for_inference(
-    model: ResNetBase, *, dtype: torch.dtype | str = torch.float32, channels_last: bool = True,
-    backend: str = "torch", batch_size: int = 16, calibration: Any = None,
+    model: ResNetBase,
+    *,
+    dtype: torch.dtype | str = torch.float32,
+    channels_last: bool = True,
+    backend: str = "torch",
+    batch_size: int = 16,
+    calibration: Any = None,
 ) -> nn.Module:
     """An eval-mode copy of ``model`` for fast CPU inference (the original is untouched).
 
@@ -76,8 +87,9 @@ def optimize_for_inference(
     if dtype != "int8":
         dtype = cpu.resolve_dtype(dtype, on_cpu=device.type == "cpu")
     if backend == "torch" and dtype == "int8":
-        raise ConfigError("int8 runs on the onnxruntime or openvino backends: pass backend='auto', "
-                          "'onnxruntime' or 'openvino'")
+        raise ConfigError(
+            "int8 runs on the onnxruntime or openvino backends: pass backend='auto', 'onnxruntime' or 'openvino'"
+        )
     if backend == "torch" or (backend == "auto" and isinstance(model, ResNetFeatures)):
         return torch_fast_path(model, dtype, channels_last)
 
@@ -89,8 +101,12 @@ def optimize_for_inference(
     if not candidates:
         raise ConfigError(f"no installed backend runs {dtype}: pip install 'resnet_zoo[runtimes]'")
     name, fast, speeds = choose_backend(model, candidates, batch_size=batch_size, dtype=dtype)
-    log.info("backend='auto' chose %s (%s images/s at batch %d)", name,
-             ", ".join(f"{k} {v:.1f}" for k, v in speeds.items()), batch_size)
+    log.info(
+        "backend='auto' chose %s (%s images/s at batch %d)",
+        name,
+        ", ".join(f"{k} {v:.1f}" for k, v in speeds.items()),
+        batch_size,
+    )
     return fast
 
 
@@ -102,7 +118,9 @@ def calibration_cache_path() -> Path:
 def _key(model: ResNetBase, batch_size: int, dtype: Any) -> str:
     arch = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
     name = "int8" if dtype == "int8" else str(dtype).replace("torch.", "")
-    return f"{cpu.cpu_capabilities().slug}|{model.arch_name or 'custom'}-{arch}|{input_size(model)}|b{batch_size}|{name}"
+    return (
+        f"{cpu.cpu_capabilities().slug}|{model.arch_name or 'custom'}-{arch}|{input_size(model)}|b{batch_size}|{name}"
+    )
 
 
 def _read_cache() -> dict[str, Any]:
@@ -119,9 +137,16 @@ def time_backend(fast: nn.Module, x: torch.Tensor) -> float:
     return time_images_per_second(fast, x, iters=2, warmup=1, repeats=1, settle=SETTLE_S)
 
 
-def choose_backend(model: ResNetBase, candidates: dict[str, Callable[[], nn.Module]], *,
-                   batch_size: int, dtype: Any, timer: Callable[[nn.Module, torch.Tensor], float] | None = None,
-                   use_cache: bool = True, rounds: int = 3) -> tuple[str, nn.Module, dict[str, float]]:
+def choose_backend(
+    model: ResNetBase,
+    candidates: dict[str, Callable[[], nn.Module]],
+    *,
+    batch_size: int,
+    dtype: Any,
+    timer: Callable[[nn.Module, torch.Tensor], float] | None = None,
+    use_cache: bool = True,
+    rounds: int = 3,
+) -> tuple[str, nn.Module, dict[str, float]]:
     """Build each candidate, time it at ``batch_size`` and keep the fastest. The choice is cached
     per CPU, architecture, input size, batch and dtype; a cached choice builds only the winner."""
     key = _key(model, batch_size, dtype)
@@ -132,8 +157,7 @@ def choose_backend(model: ResNetBase, candidates: dict[str, Callable[[], nn.Modu
             log.info("backend for %s: %s (cached calibration)", key, cached["backend"])
             return cached["backend"], candidates[cached["backend"]](), dict(cached.get("images_per_s", {}))
     size = input_size(model)
-    x = torch.randn(batch_size, model.config.img_channels, size, size,
-                    generator=torch.Generator().manual_seed(0))
+    x = torch.randn(batch_size, model.config.img_channels, size, size, generator=torch.Generator().manual_seed(0))
     built: dict[str, nn.Module] = {}
     for name, build in candidates.items():
         try:
@@ -161,8 +185,9 @@ def choose_backend(model: ResNetBase, candidates: dict[str, Callable[[], nn.Modu
     return best, built[best], speeds
 
 
-def candidates_for(model: ResNetBase, dtype: Any, *, channels_last: bool = True,
-                   calibration: torch.Tensor | None = None) -> dict[str, Callable[[], nn.Module]]:
+def candidates_for(
+    model: ResNetBase, dtype: Any, *, channels_last: bool = True, calibration: torch.Tensor | None = None
+) -> dict[str, Callable[[], nn.Module]]:
     """The backends that can run ``model`` in ``dtype`` here, each as a builder: the torch fast
     path (not for int8) and every installed runtime."""
     out: dict[str, Callable[[], nn.Module]] = {}
@@ -175,5 +200,5 @@ def candidates_for(model: ResNetBase, dtype: Any, *, channels_last: bool = True,
             continue
         if dtype == "int8" and importlib.util.find_spec("onnxruntime") is None:
             continue
-        out[name] = (lambda n=name: build_runtime(model, n, dtype, calibration=calibration))
+        out[name] = lambda n=name: build_runtime(model, n, dtype, calibration=calibration)
     return out

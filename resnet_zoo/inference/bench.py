@@ -20,18 +20,25 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import cpu
-from . import runtimes as rt
-from ..util.checks import check_positive_int
 from ..errors import ConfigError
 from ..factory import create
-from .auto import optimize_for_inference
 from ..registry import get_entry
 from ..summary import count_macs
+from ..util.checks import check_positive_int
+from . import runtimes as rt
+from .auto import optimize_for_inference
 from .timing import SETTLE_S, time_images_per_second
 
-__all__ = ["BenchResult", "ExtraPaths", "PeerHook", "bench_models", "gemm_peak_gflops", "iter_bench",
-           "machine_description",
-           "time_images_per_second"]
+__all__ = [
+    "BenchResult",
+    "ExtraPaths",
+    "PeerHook",
+    "bench_models",
+    "gemm_peak_gflops",
+    "iter_bench",
+    "machine_description",
+    "time_images_per_second",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +82,10 @@ def gemm_peak_gflops(dtype: torch.dtype, *, budget_s: float = 2.0, max_n: int = 
             side = math.isqrt(n)
             x = torch.randn(1, n, side, side).to(dtype).contiguous(memory_format=torch.channels_last)
             w = b.reshape(n, n, 1, 1).contiguous(memory_format=torch.channels_last)
-            products = ((lambda: a @ b, 2 * n**3),
-                        (lambda: torch.nn.functional.conv2d(x, w), 2 * n * n * side * side))
+            products = (
+                (lambda a=a, b=b: a @ b, 2 * n**3),
+                (lambda x=x, w=w: torch.nn.functional.conv2d(x, w), 2 * n * n * side * side),
+            )
             took = 0.0
             for product, flops in products:
                 product()  # warm-up: first-call packing and thread start
@@ -150,18 +159,42 @@ def iter_bench(
         check_positive_int("input_size", input_size)
     if peers is not None and not callable(peers):
         raise ConfigError(f"peers must be a hook (see resnet_zoo.inference.peers.peer_paths), got {peers!r}")
-    chosen = cpu.supported_dtypes() if dtypes is None else tuple(dict.fromkeys(
-        cpu.resolve_dtype(d) for d in dtypes))
+    chosen = cpu.supported_dtypes() if dtypes is None else tuple(dict.fromkeys(cpu.resolve_dtype(d) for d in dtypes))
     entries = [get_entry(name) for name in names]  # unknown names fail before any timing
     own_runtimes = peers is not None if runtimes is None else runtimes
-    return _iter_rows(names, entries, batch_size=batch_size, chosen=chosen, input_size=input_size, iters=iters,
-                      repeats=repeats, with_torchvision=with_torchvision, gemm_peaks=gemm_peaks, progress=progress,
-                      peers=peers, own_runtimes=own_runtimes, int8=int8)
+    return _iter_rows(
+        names,
+        entries,
+        batch_size=batch_size,
+        chosen=chosen,
+        input_size=input_size,
+        iters=iters,
+        repeats=repeats,
+        with_torchvision=with_torchvision,
+        gemm_peaks=gemm_peaks,
+        progress=progress,
+        peers=peers,
+        own_runtimes=own_runtimes,
+        int8=int8,
+    )
 
 
-def _iter_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int, chosen: Sequence[torch.dtype],
-               input_size: int | None, iters: int, repeats: int, with_torchvision: bool, gemm_peaks: dict | None,
-               progress: bool, peers: PeerHook | None, own_runtimes: bool, int8: bool) -> Iterator[list[BenchResult]]:
+def _iter_rows(
+    names: Sequence[str],
+    entries: Sequence[Any],
+    *,
+    batch_size: int,
+    chosen: Sequence[torch.dtype],
+    input_size: int | None,
+    iters: int,
+    repeats: int,
+    with_torchvision: bool,
+    gemm_peaks: dict | None,
+    progress: bool,
+    peers: PeerHook | None,
+    own_runtimes: bool,
+    int8: bool,
+) -> Iterator[list[BenchResult]]:
     peaks = dict(gemm_peaks) if gemm_peaks is not None else {}
     for dtype in chosen:
         if dtype not in peaks:
@@ -183,8 +216,9 @@ def _iter_rows(names: Sequence[str], entries: Sequence[Any], *, batch_size: int,
         yield _rows(name, paths, best, extra, batch_size, size, macs, peaks)
 
 
-def _own_paths(entry: Any, model: nn.Module, chosen: Sequence[torch.dtype],
-               with_torchvision: bool) -> list[tuple[str, Callable, Any]]:
+def _own_paths(
+    entry: Any, model: nn.Module, chosen: Sequence[torch.dtype], with_torchvision: bool
+) -> list[tuple[str, Callable, Any]]:
     """torchvision eager (if it has the architecture and is installed), resnet_zoo eager, and
     resnet_zoo's fast path in each dtype."""
     paths: list[tuple[str, Callable, Any]] = []
@@ -203,44 +237,72 @@ def _own_paths(entry: Any, model: nn.Module, chosen: Sequence[torch.dtype],
     return paths
 
 
-def _time_rounds(name: str, paths: list, x: torch.Tensor, *, iters: int, repeats: int,
-                 progress: bool) -> dict[str, float]:
+def _time_rounds(
+    name: str, paths: list, x: torch.Tensor, *, iters: int, repeats: int, progress: bool
+) -> dict[str, float]:
     """The best images/s of each path over ``repeats`` rounds that alternate between them, so
     that a slow spell of the machine hits them all."""
     best = {label: 0.0 for label, _, _ in paths}
-    with tqdm(total=len(paths) * (1 + repeats), desc=f"bench {name}", unit="run",
-              disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=len(paths) * (1 + repeats), desc=f"bench {name}", unit="run", disable=not progress, leave=False
+    ) as bar:
         with torch.inference_mode():
             for _, fn, _ in paths:  # warm-up once: first-call allocation and weight packing
                 fn(x)
                 bar.update()
         for _ in range(repeats):
             for label, fn, _ in paths:
-                best[label] = max(best[label], time_images_per_second(
-                    fn, x, iters=iters, warmup=0, repeats=1, settle=SETTLE_S))
+                best[label] = max(
+                    best[label], time_images_per_second(fn, x, iters=iters, warmup=0, repeats=1, settle=SETTLE_S)
+                )
                 bar.update()
     return best
 
 
-def _rows(name: str, paths: list, best: dict[str, float], extra: ExtraPaths, batch_size: int, size: int,
-          macs: int, peaks: dict) -> list[BenchResult]:
+def _rows(
+    name: str,
+    paths: list,
+    best: dict[str, float],
+    extra: ExtraPaths,
+    batch_size: int,
+    size: int,
+    macs: int,
+    peaks: dict,
+) -> list[BenchResult]:
     baseline = next((v for k, v in best.items() if k.startswith("torchvision")), None)
     rows = []
     for label, _, dtype in paths:
         ips = best[label]
         gflops = 2 * macs * ips / 1e9
         peak = peaks.get(dtype)
-        rows.append(BenchResult(
-            model=name, path=label, batch_size=batch_size, input_size=size, images_per_s=ips,
-            ratio_vs_torchvision=(ips / baseline) if baseline else None, gflops_per_s=gflops,
-            fraction_of_gemm_peak=(gflops / peak) if peak and isinstance(dtype, torch.dtype) else None,
-            note=extra.notes.get(label, ""),
-        ))
+        rows.append(
+            BenchResult(
+                model=name,
+                path=label,
+                batch_size=batch_size,
+                input_size=size,
+                images_per_s=ips,
+                ratio_vs_torchvision=(ips / baseline) if baseline else None,
+                gflops_per_s=gflops,
+                fraction_of_gemm_peak=(gflops / peak) if peak and isinstance(dtype, torch.dtype) else None,
+                note=extra.notes.get(label, ""),
+            )
+        )
         log.info("%s %s: %.2f images/s", name, label, ips)
     for label in extra.missing:
-        rows.append(BenchResult(model=name, path=label, batch_size=batch_size, input_size=size,
-                                images_per_s=0.0, ratio_vs_torchvision=None, gflops_per_s=0.0,
-                                fraction_of_gemm_peak=None, note="not installed"))
+        rows.append(
+            BenchResult(
+                model=name,
+                path=label,
+                batch_size=batch_size,
+                input_size=size,
+                images_per_s=0.0,
+                ratio_vs_torchvision=None,
+                gflops_per_s=0.0,
+                fraction_of_gemm_peak=None,
+                note="not installed",
+            )
+        )
     return rows
 
 
@@ -248,8 +310,9 @@ def _tag(dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
 
 
-def _add_runtime_paths(extra: ExtraPaths, model: nn.Module, x: torch.Tensor, chosen: Sequence[torch.dtype], *,
-                       runtimes: bool, int8: bool) -> None:
+def _add_runtime_paths(
+    extra: ExtraPaths, model: nn.Module, x: torch.Tensor, chosen: Sequence[torch.dtype], *, runtimes: bool, int8: bool
+) -> None:
     """resnet_zoo's own runtime backends, ``backend="auto"`` and (``int8``) its int8 paths."""
 
     have = {name: importlib.util.find_spec(name) is not None for name in ("onnxruntime", "openvino")}

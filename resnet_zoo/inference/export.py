@@ -10,9 +10,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError, ResNetZooError
 from ..util.atomic import atomic_write
 from ..util.checks import check_positive_int
-from ..errors import ConfigError, ResNetZooError
 
 __all__ = ["FORMATS", "export_model"]
 
@@ -59,8 +59,14 @@ def export_model(
                 ) from None
             batch = torch.export.Dim("batch", min=1)
             program = torch.onnx.export(
-                model, (example,), dynamo=True, dynamic_shapes=({0: batch},),
-                input_names=["images"], output_names=list(output_names), opset_version=opset, verbose=False,
+                model,
+                (example,),
+                dynamo=True,
+                dynamic_shapes=({0: batch},),
+                input_names=["images"],
+                output_names=list(output_names),
+                opset_version=opset,
+                verbose=False,
                 external_data=False,
             )
             program.save(str(tmp))

@@ -21,8 +21,17 @@ from ..errors import InputError
 from ..manifest import Preprocessing
 from ..util.integrity import not_a_regular_file
 
-__all__ = ["Preprocess", "load_image", "to_tensor", "to_uint8_tensor", "preprocessing_for",
-           "IMAGE_EXTENSIONS", "find_images", "ImageFiles", "collate_images"]
+__all__ = [
+    "Preprocess",
+    "load_image",
+    "to_tensor",
+    "to_uint8_tensor",
+    "preprocessing_for",
+    "IMAGE_EXTENSIONS",
+    "find_images",
+    "ImageFiles",
+    "collate_images",
+]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -92,8 +101,10 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: 
                 img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
             w, h = img.size
             if max(w, h) > MAX_ASPECT * max(1, min(w, h)):
-                raise InputError(f"{name} is {w}x{h} pixels: an aspect ratio above {MAX_ASPECT}:1 is "
-                                 "not a photo (its resize would allocate without bound)")
+                raise InputError(
+                    f"{name} is {w}x{h} pixels: an aspect ratio above {MAX_ASPECT}:1 is "
+                    "not a photo (its resize would allocate without bound)"
+                )
             img.load()
         except FileNotFoundError:
             raise InputError(f"image {name} does not exist") from None
@@ -115,8 +126,9 @@ def load_image(source: str | os.PathLike | Any, channels: int = 3, *, min_size: 
             img = Image.alpha_composite(background, rgba)
         return img.convert("L" if channels == 1 else "RGB")
     except (ValueError, OSError) as e:  # a mode Pillow cannot convert (LAB to L, ...)
-        raise InputError(f"cannot convert {name} (mode {img.mode}) to "
-                         f"{'grey' if channels == 1 else 'RGB'}: {e}") from None
+        raise InputError(
+            f"cannot convert {name} (mode {img.mode}) to {'grey' if channels == 1 else 'RGB'}: {e}"
+        ) from None
 
 
 def to_uint8_tensor(img: Any) -> torch.Tensor:
@@ -144,9 +156,7 @@ class Preprocess:
 
     def __init__(self, config: Preprocessing, channels: int = 3, *, fast_decode: bool = False) -> None:
         if len(config.mean) not in (1, channels):
-            raise InputError(
-                f"preprocessing has {len(config.mean)} mean values for a {channels}-channel model"
-            )
+            raise InputError(f"preprocessing has {len(config.mean)} mean values for a {channels}-channel model")
         self.config = config
         self.channels = channels
         self.fast_decode = bool(fast_decode)
@@ -157,8 +167,9 @@ class Preprocess:
     def resize_and_crop(self, img: Any) -> Any:
         """Shorter side to ``resize_to`` (torchvision's rounding), then a centre crop."""
         Image, _ = _pil()
-        resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR,
-                    "bicubic": Image.BICUBIC}[self.config.interpolation]
+        resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[
+            self.config.interpolation
+        ]
         w, h = img.size
         short, long = (w, h) if w <= h else (h, w)
         new_short, new_long = self.resize_to, int(self.resize_to * long / short)
@@ -182,9 +193,10 @@ class Preprocess:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Preprocess(resize={self.resize_to}, crop={c.input_size}, {c.interpolation}, "
-                f"mean={list(c.mean)}, std={list(c.std)}"
-                + (", fast_decode=True)" if self.fast_decode else ")"))
+        return (
+            f"Preprocess(resize={self.resize_to}, crop={c.input_size}, {c.interpolation}, "
+            f"mean={list(c.mean)}, std={list(c.std)}" + (", fast_decode=True)" if self.fast_decode else ")")
+        )
 
 
 def preprocessing_for(model: Any) -> Preprocessing:
@@ -197,6 +209,7 @@ def is_image_path(path: Path) -> bool:
 
 
 # --- Image files: found in directories, read one by one, errors kept with their file ----------
+
 
 def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Image files named by ``inputs``: files as given, directories searched recursively
@@ -212,8 +225,7 @@ def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             raise InputError(f"{path} is neither an image file nor a directory")
     if not found:
         raise InputError(
-            f"no images found in {', '.join(map(str, inputs))} (looked for "
-            "jpg/png/bmp/gif/tiff/webp/ppm files)"
+            f"no images found in {', '.join(map(str, inputs))} (looked for jpg/png/bmp/gif/tiff/webp/ppm files)"
         )
     return found
 

@@ -46,8 +46,13 @@ def peer_paths(wanted: Sequence[str] = PEERS) -> PeerHook:
         extra.missing += [f"{name} (peer)" for name in runtimes if not have[name]]
         if any(have[name] for name in runtimes):
             with tempfile.TemporaryDirectory(prefix="resnet_zoo-bench-") as d:
-                onnx_path = export_model(reference.eval(), Path(d) / "peer.onnx", format="onnx",
-                                         input_size=x.shape[-1], img_channels=x.shape[1])
+                onnx_path = export_model(
+                    reference.eval(),
+                    Path(d) / "peer.onnx",
+                    format="onnx",
+                    input_size=x.shape[-1],
+                    img_channels=x.shape[1],
+                )
                 if "onnxruntime" in wanted and have["onnxruntime"]:
                     _onnxruntime(extra, onnx_path)
                 if "openvino" in wanted and have["openvino"]:
@@ -69,8 +74,9 @@ def _onnxruntime(extra: ExtraPaths, onnx_path: Path) -> None:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    extra.paths.append(("onnxruntime fp32 (peer)", lambda t, s=session: s.run(None, {"images": t.numpy()})[0],
-                        torch.float32))
+    extra.paths.append(
+        ("onnxruntime fp32 (peer)", lambda t, s=session: s.run(None, {"images": t.numpy()})[0], torch.float32)
+    )
 
 
 def _openvino(extra: ExtraPaths, onnx_path: Path, *, with_fp32: bool) -> None:
@@ -81,8 +87,13 @@ def _openvino(extra: ExtraPaths, onnx_path: Path, *, with_fp32: bool) -> None:
     precision = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
     bf16 = "bf16" in precision or "bfloat16" in precision
     request = compiled.create_infer_request()
-    extra.paths.append((f"openvino {'bf16' if bf16 else 'fp32'} (peer)", lambda t, r=request: r.infer({0: t.numpy()}),
-                        torch.bfloat16 if bf16 else torch.float32))
+    extra.paths.append(
+        (
+            f"openvino {'bf16' if bf16 else 'fp32'} (peer)",
+            lambda t, r=request: r.infer({0: t.numpy()}),
+            torch.bfloat16 if bf16 else torch.float32,
+        )
+    )
     if bf16 and with_fp32:  # and as a user asking for float32 runs it
         compiled32 = ov.Core().compile_model(str(onnx_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         request32 = compiled32.create_infer_request()

@@ -12,13 +12,12 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..util.checks import check_int, check_positive_int, is_int
-from .images import ImageFiles, collate_images, find_images
 from ..errors import ConfigError, InputError
 from ..manifest import read_labels
 from ..model import ResNet, ResNetBase, ResNetFeatures
+from ..util.checks import check_int, check_positive_int, is_int
 from ..util.progress import advance
-from .images import Preprocess, preprocessing_for
+from .images import ImageFiles, Preprocess, collate_images, find_images, preprocessing_for
 from .model_view import ModelView
 
 __all__ = ["extract_features", "predict", "Prediction", "PooledFeatures"]
@@ -27,18 +26,30 @@ log = logging.getLogger(__name__)
 
 # --- Features and predictions for image files -------------------------------------------------
 
+
 def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers: int):
     from torch.utils.data import DataLoader
 
     check_positive_int("batch_size", batch_size)
     check_int("num_workers", num_workers, low=0)
-    return DataLoader(ImageFiles(paths, transform), batch_size=batch_size, shuffle=False,
-                      num_workers=num_workers, collate_fn=collate_images)
+    return DataLoader(
+        ImageFiles(paths, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_images,
+    )
 
 
 def _run_over_images(
-    model: nn.Module, inputs: Iterable[str | os.PathLike], *, batch_size: int, num_workers: int,
-    skip_bad: bool, progress: bool, desc: str,
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    batch_size: int,
+    num_workers: int,
+    skip_bad: bool,
+    progress: bool,
+    desc: str,
 ):
     from tqdm.auto import tqdm
 
@@ -91,9 +102,15 @@ def extract_features(
         ``(features, paths)``: row ``i`` of ``features`` belongs to ``paths[i]``.
     """
     features_model = PooledFeatures(model)
-    paths, feats = _run_over_images(features_model, inputs, batch_size=batch_size,
-                                    num_workers=num_workers, skip_bad=skip_bad,
-                                    progress=progress, desc="features")
+    paths, feats = _run_over_images(
+        features_model,
+        inputs,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        skip_bad=skip_bad,
+        progress=progress,
+        desc="features",
+    )
     return feats, paths
 
 
@@ -123,8 +140,7 @@ class Prediction:
     topk: list[tuple[int, str, float]]  # (class index, label, probability)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path),
-                "topk": [{"class": c, "label": label, "score": s} for c, label, s in self.topk]}
+        return {"path": str(self.path), "topk": [{"class": c, "label": label, "score": s} for c, label, s in self.topk]}
 
 
 def predict(
@@ -147,8 +163,15 @@ def predict(
     if labels is None and num_classes == 1000:
         labels = read_labels("imagenet_classes.txt")  # a 1000-class ResNet is an ImageNet one
         log.info("weights carry no class names: using ImageNet's 1000")
-    paths, logits = _run_over_images(model, inputs, batch_size=batch_size, num_workers=num_workers,
-                                     skip_bad=skip_bad, progress=progress, desc="predict")
+    paths, logits = _run_over_images(
+        model,
+        inputs,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        skip_bad=skip_bad,
+        progress=progress,
+        desc="predict",
+    )
     probs = logits.softmax(dim=1)
     scores, classes = probs.topk(top, dim=1)
     out = []

@@ -60,8 +60,9 @@ class ModelRecipe:
         if self.backend == "torch" and self.dtype != "int8":
             fast = optimize_for_inference(model, dtype=self.dtype)
         else:
-            fast = optimize_for_inference(model, dtype=self.dtype, backend=self.backend,
-                                          batch_size=self.batch_size, calibration=self.calibration)
+            fast = optimize_for_inference(
+                model, dtype=self.dtype, backend=self.backend, batch_size=self.batch_size, calibration=self.calibration
+            )
         log.info("fast path: %s, %s", fast.backend, str(fast.dtype).replace("torch.", ""))
         return fast
 
@@ -72,5 +73,6 @@ class ModelRecipe:
         if self.on_gpu or not self.fast:
             return self
         dtype = str(getattr(model, "dtype", "float32")).replace("torch.", "")
-        return replace(self, dtype="int8" if self.dtype == "int8" else dtype,
-                       backend=getattr(model, "backend", self.backend))
+        return replace(
+            self, dtype="int8" if self.dtype == "int8" else dtype, backend=getattr(model, "backend", self.backend)
+        )

@@ -23,15 +23,22 @@ import torch
 from torch import nn
 
 from .. import cpu
-from .images import find_images
 from ..errors import ConfigError, ResNetZooError
-from .export import export_model
 from ..model import ResNet, ResNetBase, ResNetFeatures
-from .images import Preprocess, preprocessing_for
+from .export import export_model
+from .images import Preprocess, find_images, preprocessing_for
 from .model_view import ModelView
 
-__all__ = ["RUNTIMES", "RuntimeModel", "build_runtime", "check_parity", "images_to_tensor", "input_size",
-           "export_onnx", "quantize_int8"]
+__all__ = [
+    "RUNTIMES",
+    "RuntimeModel",
+    "build_runtime",
+    "check_parity",
+    "images_to_tensor",
+    "input_size",
+    "export_onnx",
+    "quantize_int8",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +52,14 @@ COSINE_MIN = {torch.bfloat16: 0.999, "int8": 0.98}
 
 def _require(backend: str) -> None:
     if backend not in RUNTIMES:
-        raise ConfigError(f"build_runtime builds one of {list(RUNTIMES)}, got {backend!r}; "
-                          "the torch path is optimize_for_inference(backend='torch')")
+        raise ConfigError(
+            f"build_runtime builds one of {list(RUNTIMES)}, got {backend!r}; "
+            "the torch path is optimize_for_inference(backend='torch')"
+        )
     if importlib.util.find_spec(RUNTIME_MODULES[backend]) is None:
-        raise ConfigError(f"backend {backend!r} needs the {RUNTIME_MODULES[backend]} package: "
-                          "pip install 'resnet_zoo[runtimes]'")
+        raise ConfigError(
+            f"backend {backend!r} needs the {RUNTIME_MODULES[backend]} package: pip install 'resnet_zoo[runtimes]'"
+        )
 
 
 class _ExportView(nn.Module):
@@ -74,8 +84,7 @@ def export_onnx(model: ResNetBase, directory: Path, input_size: int) -> tuple[Pa
 
     view = _ExportView(model)
     names = ["logits", "features"] if view.has_head else ["features"]
-    path = export_model(view, directory / "model.onnx", format="onnx", input_size=input_size,
-                        output_names=names)
+    path = export_model(view, directory / "model.onnx", format="onnx", input_size=input_size, output_names=names)
     return path, names
 
 
@@ -109,8 +118,11 @@ class _OpenVino:
         self.core = ov.Core()
         self.model = self.core.read_model(str(path))
         precision = "bf16" if dtype == torch.bfloat16 else "f32"
-        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-                       "INFERENCE_PRECISION_HINT": precision}
+        self.config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "INFERENCE_PRECISION_HINT": precision,
+        }
         self.names = names
         self.compiled: dict[tuple[int, ...], Any] = {}
 
@@ -160,7 +172,7 @@ class RuntimeModel(ModelView):
     def _wrapped(self) -> ResNetBase:
         return self.model
 
-    def train(self, mode: bool = True) -> "RuntimeModel":
+    def train(self, mode: bool = True) -> RuntimeModel:
         if mode:
             raise ConfigError(f"a model run by {self.backend} is for inference only; train the eager model")
         return super().train(False)
@@ -181,8 +193,10 @@ class RuntimeModel(ModelView):
         return self._run(x, "features")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise ConfigError(f"the {self.backend} export ends at the pooled features: use "
-                          "forward_pooled, or optimize_for_inference(backend='torch') for the map")
+        raise ConfigError(
+            f"the {self.backend} export ends at the pooled features: use "
+            "forward_pooled, or optimize_for_inference(backend='torch') for the map"
+        )
 
     def extra_repr(self) -> str:
         return f"backend={self.backend}, dtype={self.dtype}"
@@ -193,22 +207,34 @@ def input_size(model: ResNetBase) -> int:
     return preprocessing_for(model).input_size
 
 
-def build_runtime(model: ResNetBase, backend: str, dtype: Any = torch.float32, *,
-                  calibration: torch.Tensor | None = None, workdir: str | os.PathLike | None = None,
-                  check: bool = True) -> RuntimeModel:
+def build_runtime(
+    model: ResNetBase,
+    backend: str,
+    dtype: Any = torch.float32,
+    *,
+    calibration: torch.Tensor | None = None,
+    workdir: str | os.PathLike | None = None,
+    check: bool = True,
+) -> RuntimeModel:
     """``model`` exported to ONNX and run by ``backend`` ("onnxruntime" or "openvino") in
     ``dtype`` (float32; bfloat16 on OpenVINO; "int8": static post-training quantization
     calibrated on ``calibration`` images, a float32 ``[N, C, H, W]`` tensor, N <= 512)."""
     _require(backend)
     if isinstance(model, ResNetFeatures):
-        raise ConfigError(f"backend {backend!r} runs pooled features and logits; per-stage feature "
-                          "maps (features_only) run on backend='torch'")
+        raise ConfigError(
+            f"backend {backend!r} runs pooled features and logits; per-stage feature "
+            "maps (features_only) run on backend='torch'"
+        )
     if dtype == torch.bfloat16 and backend == "onnxruntime":
-        raise ConfigError("onnxruntime has no fast bfloat16 path on CPUs; use backend='openvino' "
-                          "or 'torch' for bfloat16, or dtype=torch.float32")
+        raise ConfigError(
+            "onnxruntime has no fast bfloat16 path on CPUs; use backend='openvino' "
+            "or 'torch' for bfloat16, or dtype=torch.float32"
+        )
     if dtype == "int8" and calibration is None:
-        raise ConfigError("dtype='int8' needs calibration images: a float32 [N, C, H, W] tensor of "
-                          "up to 512 preprocessed training images")
+        raise ConfigError(
+            "dtype='int8' needs calibration images: a float32 [N, C, H, W] tensor of "
+            "up to 512 preprocessed training images"
+        )
     size = input_size(model)
     eager = copy_eval(model)  # one private copy: exported, then kept for metadata and input checks
     # The runtimes read the ONNX file into memory: without a workdir it lives only until then.
@@ -237,27 +263,41 @@ def check_parity(model: nn.Module, fast: nn.Module, dtype: Any, input_size: int)
     if dtype == torch.float32:
         err = float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
         if not err <= FP32_TOL:
-            raise ResNetZooError(f"{getattr(fast, 'backend', 'torch')} float32 output differs from the "
-                                 f"eager model: relative error {err:.2e} > {FP32_TOL:.0e}")
+            raise ResNetZooError(
+                f"{getattr(fast, 'backend', 'torch')} float32 output differs from the "
+                f"eager model: relative error {err:.2e} > {FP32_TOL:.0e}"
+            )
         return err
     cos = float(torch.nn.functional.cosine_similarity(out.flatten(1), ref.flatten(1)).min())
     if not cos >= COSINE_MIN[dtype]:
-        raise ResNetZooError(f"{getattr(fast, 'backend', 'torch')} {dtype} output differs from the "
-                             f"eager model: cosine {cos:.5f} < {COSINE_MIN[dtype]}")
+        raise ResNetZooError(
+            f"{getattr(fast, 'backend', 'torch')} {dtype} output differs from the "
+            f"eager model: cosine {cos:.5f} < {COSINE_MIN[dtype]}"
+        )
     return cos
 
 
 def quantize_int8(path: Path, calibration: torch.Tensor) -> Path:
     """Static post-training quantization with onnxruntime (QDQ, per-channel int8 weights, uint8
     activations, min-max ranges from ``calibration``); onnxruntime and OpenVINO both run it."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not isinstance(calibration, torch.Tensor) or calibration.ndim != 4 or not 1 <= len(calibration) <= 512:
-        raise ConfigError("calibration must be a float32 [N, C, H, W] tensor with 1 <= N <= 512, got "
-                          + (f"shape {list(calibration.shape)}" if isinstance(calibration, torch.Tensor)
-                             else type(calibration).__name__))
+        raise ConfigError(
+            "calibration must be a float32 [N, C, H, W] tensor with 1 <= N <= 512, got "
+            + (
+                f"shape {list(calibration.shape)}"
+                if isinstance(calibration, torch.Tensor)
+                else type(calibration).__name__
+            )
+        )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -271,15 +311,23 @@ def quantize_int8(path: Path, calibration: torch.Tensor) -> Path:
     quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
     out = path.with_name("model.int8.onnx")
     caps = cpu.cpu_capabilities()
-    quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax,
-                    # Without VNNI/AMX, u8*s8 products can saturate int16 accumulators: 7-bit weights.
-                    reduce_range=not caps.fast_int8)
+    quantize_static(
+        str(prepared),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        # Without VNNI/AMX, u8*s8 products can saturate int16 accumulators: 7-bit weights.
+        reduce_range=not caps.fast_int8,
+    )
     return out
 
 
 # --- Choosing the fastest backend -------------------------------------------------------------
+
 
 def images_to_tensor(images: Iterable[Any] | torch.Tensor, model: ResNetBase, limit: int = 512) -> torch.Tensor:
     """Calibration images as the model sees them: a tensor as is, or image files preprocessed

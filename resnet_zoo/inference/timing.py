@@ -7,6 +7,7 @@ import time
 from typing import Callable
 
 import torch
+
 from ..util.checks import check_positive_int
 
 __all__ = ["time_images_per_second", "SETTLE_S"]
@@ -19,8 +20,15 @@ __all__ = ["time_images_per_second", "SETTLE_S"]
 SETTLE_S = 0.3
 
 
-def time_images_per_second(fn: Callable[[torch.Tensor], object], x: torch.Tensor, *, iters: int = 3,
-                           warmup: int = 2, repeats: int = 3, settle: float = 0.0) -> float:
+def time_images_per_second(
+    fn: Callable[[torch.Tensor], object],
+    x: torch.Tensor,
+    *,
+    iters: int = 3,
+    warmup: int = 2,
+    repeats: int = 3,
+    settle: float = 0.0,
+) -> float:
     """``settle`` seconds of pause (see :data:`SETTLE_S`), ``warmup`` batches, then the best of
     ``repeats`` rounds of ``iters`` batches."""
     check_positive_int("iters", iters)

@@ -56,8 +56,7 @@ class InferenceModel(ModelView):
     autograd. Build it with :func:`optimize_for_inference`.
     """
 
-    def __init__(self, model: ResNetBase, *, dtype: torch.dtype, channels_last: bool,
-                 use_mkldnn: bool) -> None:
+    def __init__(self, model: ResNetBase, *, dtype: torch.dtype, channels_last: bool, use_mkldnn: bool) -> None:
         super().__init__()
         self.model = model
         self.dtype = dtype
@@ -68,7 +67,7 @@ class InferenceModel(ModelView):
     def _wrapped(self) -> ResNetBase:
         return self.model
 
-    def train(self, mode: bool = True) -> "InferenceModel":
+    def train(self, mode: bool = True) -> InferenceModel:
         if mode:
             raise ConfigError("an InferenceModel is for inference only; train the eager model")
         return super().train(False)

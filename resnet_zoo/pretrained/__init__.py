@@ -19,8 +19,7 @@ the submodule (``from resnet_zoo.pretrained.fit import load``).
 
 from ..manifest import PretrainedInfo
 from .files import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, read_checkpoint
-from .fit import adapt_input_conv
-from .fit import from_pretrained
+from .fit import adapt_input_conv, from_pretrained
 from .resolve import WeightsSource, parse_hf_hub, resolve, resolve_saved
 from .save import config_document, model_card, push_to_hub, save_pretrained
 

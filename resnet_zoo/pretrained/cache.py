@@ -120,9 +120,11 @@ class RepoCache:
         return self.blobs / real.name
 
     def tampered(self, entry: Path, target: Path) -> str:
-        return (f"the Hub cache {self.cache.root} was tampered with: {entry} leads to {target}, "
-                f"not to a file in {self.blobs}. The link was removed (its target was not touched); "
-                "load again online to fetch a verified copy")
+        return (
+            f"the Hub cache {self.cache.root} was tampered with: {entry} leads to {target}, "
+            f"not to a file in {self.blobs}. The link was removed (its target was not touched); "
+            "load again online to fetch a verified copy"
+        )
 
     def known_absent(self, revision: str | None, filename: str) -> bool:
         commit = self.commit_of(revision)
@@ -151,8 +153,13 @@ class RepoCache:
         if os.path.lexists(snap):
             target = Path(os.path.realpath(snap))
             if target != Path(os.path.realpath(blob)):
-                log.warning("%s linked to %s, not to the blob the Hub names (%s): the cache was "
-                            "tampered with; relinked to the verified blob", snap, target, blob.name)
+                log.warning(
+                    "%s linked to %s, not to the blob the Hub names (%s): the cache was "
+                    "tampered with; relinked to the verified blob",
+                    snap,
+                    target,
+                    blob.name,
+                )
         self.cache.symlink(blob, snap)
         return snap
 

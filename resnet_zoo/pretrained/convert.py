@@ -17,8 +17,15 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["SOURCES", "EXPORT_LAYOUTS", "TORCHVISION_ARCHS", "TIMM_ARCHS", "convert_state_dict",
-           "detect_layout", "export_state_dict"]
+__all__ = [
+    "SOURCES",
+    "EXPORT_LAYOUTS",
+    "TORCHVISION_ARCHS",
+    "TIMM_ARCHS",
+    "convert_state_dict",
+    "detect_layout",
+    "export_state_dict",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +74,22 @@ _HF_PREFIX = r"(?:resnet\.)?"
 _TRANSFORMERS: list[Rule] = [
     (rf"{_HF_PREFIX}embedder\.embedder\.convolution\.weight", r"conv.weight"),
     (rf"{_HF_PREFIX}embedder\.embedder\.normalization\.{_PARAM}", r"bn.{1}"),
-    (rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.weight",
-     r"blocks.{g}.shortcut.conv.weight"),
-    (rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.{_PARAM}",
-     r"blocks.{g}.shortcut.bn.{3}"),
-    (rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.([012])\.convolution\.weight",
-     r"blocks.{g}.conv{k}.weight"),
-    (rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.([012])\.normalization\.{_PARAM}",
-     r"blocks.{g}.bn{k}.{4}"),
+    (
+        rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.weight",
+        r"blocks.{g}.shortcut.conv.weight",
+    ),
+    (
+        rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.{_PARAM}",
+        r"blocks.{g}.shortcut.bn.{3}",
+    ),
+    (
+        rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.([012])\.convolution\.weight",
+        r"blocks.{g}.conv{k}.weight",
+    ),
+    (
+        rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.([012])\.normalization\.{_PARAM}",
+        r"blocks.{g}.bn{k}.{4}",
+    ),
     (r"classifier\.1\.(weight|bias)", r"fc.{1}"),
 ]
 
@@ -87,10 +102,12 @@ _RULES: dict[str, list[Rule]] = {
     "transformers": _TRANSFORMERS,
 }
 
-_STAGED = {"torchvision": re.compile(r"^layer(\d+)\.(\d+)\."),
-           "timm": re.compile(r"^layer(\d+)\.(\d+)\."),
-           "cifar": re.compile(r"^layer(\d+)\.(\d+)\."),
-           "transformers": re.compile(rf"^{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.")}
+_STAGED = {
+    "torchvision": re.compile(r"^layer(\d+)\.(\d+)\."),
+    "timm": re.compile(r"^layer(\d+)\.(\d+)\."),
+    "cifar": re.compile(r"^layer(\d+)\.(\d+)\."),
+    "transformers": re.compile(rf"^{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\."),
+}
 
 
 def _strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -101,7 +118,7 @@ def _strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.T
         for prefix in _WRAPPER_PREFIXES:
             if all(k.startswith(prefix) for k in sd):
                 log.info("stripping the %r prefix of every key (a DataParallel/DDP or compiled model)", prefix)
-                sd = {k[len(prefix):]: v for k, v in sd.items()}
+                sd = {k[len(prefix) :]: v for k, v in sd.items()}
                 changed = True
     return sd
 
@@ -113,15 +130,16 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
         raise CheckpointError("the state dict is empty: no tensors to load")
     # Detection looks past a wrapper prefix that only some keys carry; conversion then names them.
     for prefix in _WRAPPER_PREFIXES:
-        keys = [k[len(prefix):] if k.startswith(prefix) else k for k in keys]
+        keys = [k[len(prefix) :] if k.startswith(prefix) else k for k in keys]
     if any(re.match(rf"{_HF_PREFIX}embedder\.embedder\.", k) for k in keys):
         return "transformers"
     if any(k.startswith("blocks.") for k in keys):
         return "resnet_zoo"
     stages = {m.group(1) for k in keys if (m := re.match(r"layer(\d+)\.", k))}
     if stages:
-        cifar_marks = ("linear.weight" in keys or "conv.weight" in keys
-                       or any(".shortcut." in k for k in keys) or len(stages) == 3)
+        cifar_marks = (
+            "linear.weight" in keys or "conv.weight" in keys or any(".shortcut." in k for k in keys) or len(stages) == 3
+        )
         return "cifar" if cifar_marks else "torchvision"
     sample = ", ".join(keys[:5])
     raise CheckpointError(
@@ -146,7 +164,8 @@ def _block_offsets(keys: list[str], pattern: re.Pattern[str], source: str) -> di
             missing = sorted(set(range(min(len(indices) + 1, max(indices)))) - indices)[:3]
             raise CheckpointError(
                 f"{source} checkpoint: stage {stage} has block indices up to {max(indices)} but only "
-                f"{len(indices)} blocks (missing {missing}...); block indices must be 0..n-1")
+                f"{len(indices)} blocks (missing {missing}...); block indices must be 0..n-1"
+            )
     counts = {stage: len(indices) for stage, indices in seen.items()}
     first = 0 if source == "transformers" else 1
     expected = list(range(first, first + len(counts)))
@@ -163,9 +182,7 @@ def _block_offsets(keys: list[str], pattern: re.Pattern[str], source: str) -> di
     return offsets
 
 
-def convert_state_dict(
-    state_dict: Mapping[str, torch.Tensor], source: str = "auto"
-) -> dict[str, torch.Tensor]:
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor], source: str = "auto") -> dict[str, torch.Tensor]:
     """Rename the keys of a foreign ResNet state dict to resnet_zoo's layout.
 
     Args:
@@ -202,8 +219,10 @@ def convert_state_dict(
         if new is None:
             hint = ""
             if key.startswith(_WRAPPER_PREFIXES):
-                hint = (f" Only some keys carry the {key.split('.')[0]!r} prefix (DataParallel/DDP "
-                        "or torch.compile); strip it from every key, or save the inner model's state dict.")
+                hint = (
+                    f" Only some keys carry the {key.split('.')[0]!r} prefix (DataParallel/DDP "
+                    "or torch.compile); strip it from every key, or save the inner model's state dict."
+                )
             raise CheckpointError(
                 f"key {key!r} matches no rule of the {source} layout; is this a ResNet checkpoint "
                 f"of that layout? (source= one of {', '.join(SOURCES)}).{hint}"
@@ -231,8 +250,17 @@ def _rename(key: str, rules: list[tuple[re.Pattern[str], str]], offsets: dict) -
 #: Layouts ``export_state_dict`` writes, and the registered architectures each library builds
 #: under the same name (timm's ResNet-26 has no torchvision twin; the CIFAR ResNets have neither).
 EXPORT_LAYOUTS = ("resnet_zoo", "torchvision", "timm")
-TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
-                     "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d")
+TORCHVISION_ARCHS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+)
 TIMM_ARCHS = ("resnet26",) + TORCHVISION_ARCHS
 
 _EXPORT_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
@@ -244,8 +272,10 @@ def _torchvision_shaped(config) -> str | None:
     c = config
     checks = [
         (c.n_stages == 4, f"{c.n_stages} stages, not 4"),
-        (c.first_kernel_size == 7 and c.stem_stride == 2 and c.stem_pool and c.stem_act,
-         "a stem other than the 7x7 stride-2 conv, ReLU and max pool"),
+        (
+            c.first_kernel_size == 7 and c.stem_stride == 2 and c.stem_pool and c.stem_act,
+            "a stem other than the 7x7 stride-2 conv, ReLU and max pool",
+        ),
         (not c.conv_bias, "convolutions with biases"),
         (c.shortcut == "projection", f"{c.shortcut!r} shortcuts (torchvision's are 1x1 projections)"),
         (tuple(c.strides) == (1, 2, 2, 2), f"stage strides {list(c.strides)}, not [1, 2, 2, 2]"),
@@ -276,8 +306,10 @@ def export_state_dict(model, layout: str = "torchvision") -> dict[str, torch.Ten
     why = _torchvision_shaped(config)
     if why is not None:
         arch = getattr(model, "arch_name", None) or "this model"
-        raise ConfigError(f"{arch} has no {layout} layout: it has {why}. {layout} builds "
-                          f"{', '.join(TIMM_ARCHS if layout == 'timm' else TORCHVISION_ARCHS)}")
+        raise ConfigError(
+            f"{arch} has no {layout} layout: it has {why}. {layout} builds "
+            f"{', '.join(TIMM_ARCHS if layout == 'timm' else TORCHVISION_ARCHS)}"
+        )
     where: dict[int, tuple[int, int]] = {}
     g = 0
     for stage, n in enumerate(config.n_blocks):
@@ -287,15 +319,15 @@ def export_state_dict(model, layout: str = "torchvision") -> dict[str, torch.Ten
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         if key.startswith("conv."):
-            new = "conv1." + key[len("conv."):]
+            new = "conv1." + key[len("conv.") :]
         elif key.startswith("bn."):
-            new = "bn1." + key[len("bn."):]
+            new = "bn1." + key[len("bn.") :]
         elif (m := _EXPORT_BLOCK.match(key)) is not None:
             stage, i = where[int(m.group(1))]
             rest = m.group(2)
             for ours, theirs in _EXPORT_PART.items():
                 if rest.startswith(ours + "."):
-                    rest = theirs + rest[len(ours):]
+                    rest = theirs + rest[len(ours) :]
             new = f"layer{stage}.{i}.{rest}"
         else:
             new = key  # fc.weight, fc.bias

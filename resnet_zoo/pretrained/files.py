@@ -63,8 +63,8 @@ def _check_header(path: Path, size: int, head: bytes) -> None:
     if head[8:9] != b"{":
         label = _sniff(head)
         raise CheckpointError(
-            f"{path} is not a safetensors file" + (f": it looks like {label}" if label else
-                                                   " (its header is not a JSON object)")
+            f"{path} is not a safetensors file"
+            + (f": it looks like {label}" if label else " (its header is not a JSON object)")
         )
 
 
@@ -95,9 +95,7 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
     if len(header) - ("__metadata__" in header) > MAX_TENSORS:
-        raise CheckpointError(
-            f"{path}: header declares {len(header)} entries, more than the {MAX_TENSORS} limit"
-        )
+        raise CheckpointError(f"{path}: header declares {len(header)} entries, more than the {MAX_TENSORS} limit")
     try:
         tensors: dict[str, torch.Tensor] = {}
         with safe_open(str(path), framework="pt") as f:
@@ -122,9 +120,7 @@ def _unwrap_checkpoint(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                 log.info("%s: using the checkpoint's %r entry", path, key)
                 return inner
     found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-    raise CheckpointError(
-        f"{path} holds no state dict of tensors (found: {found}); save model.state_dict()"
-    )
+    raise CheckpointError(f"{path} holds no state dict of tensors (found: {found}); save model.state_dict()")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:

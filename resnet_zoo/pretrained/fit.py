@@ -90,16 +90,23 @@ def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: Re
             continue
         with torch.device("meta"):
             model = build(candidate.replace(num_classes=ckpt_classes, img_channels=channels))
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
-                    if not k.endswith("num_batches_tracked")}
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
         keys = set(sd) - model.unbuilt_keys(sd) - {k for k in sd if k.endswith("num_batches_tracked")}
         if keys == set(expected) and all(tuple(sd[k].shape) == shape for k, shape in expected.items()):
             found.append(name)
     return found
 
 
-def _check_against(model: nn.Module, sd: dict[str, torch.Tensor], *, label: str, reinit_head: bool,
-                   build: Build, config: ResNetConfig, arch: str | None) -> dict[str, torch.Tensor]:
+def _check_against(
+    model: nn.Module,
+    sd: dict[str, torch.Tensor],
+    *,
+    label: str,
+    reinit_head: bool,
+    build: Build,
+    config: ResNetConfig,
+    arch: str | None,
+) -> dict[str, torch.Tensor]:
     """Check ``sd`` against the (meta) model: names, shapes, dtypes; return what to load."""
     expected = model.state_dict()
     sd = dict(sd)
@@ -115,8 +122,18 @@ def _check_against(model: nn.Module, sd: dict[str, torch.Tensor], *, label: str,
     unexpected = set(sd) - set(expected)
     mismatched = [k for k in expected if k in sd and k not in head and tuple(sd[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or mismatched:
-        _refuse(sd, missing, unexpected, mismatched, expected, label=label, build=build, config=config,
-                arch=arch, n_model_blocks=_n_blocks(expected))
+        _refuse(
+            sd,
+            missing,
+            unexpected,
+            mismatched,
+            expected,
+            label=label,
+            build=build,
+            config=config,
+            arch=arch,
+            n_model_blocks=_n_blocks(expected),
+        )
     out: dict[str, torch.Tensor] = {}
     cast: set[torch.dtype] = set()
     for k, ref in expected.items():
@@ -137,13 +154,23 @@ def _check_against(model: nn.Module, sd: dict[str, torch.Tensor], *, label: str,
             t = t.to(ref.dtype)
         out[k] = t
     if cast:
-        log.info("%s: cast %s weights to %s", label, sorted(str(d) for d in cast),
-                 next(iter(expected.values())).dtype)
+        log.info("%s: cast %s weights to %s", label, sorted(str(d) for d in cast), next(iter(expected.values())).dtype)
     return out
 
 
-def _refuse(sd, missing, unexpected, mismatched, expected, *, label: str, build: Build,
-            config: ResNetConfig, arch: str | None, n_model_blocks: int) -> None:
+def _refuse(
+    sd,
+    missing,
+    unexpected,
+    mismatched,
+    expected,
+    *,
+    label: str,
+    build: Build,
+    config: ResNetConfig,
+    arch: str | None,
+    n_model_blocks: int,
+) -> None:
     """Raise the CheckpointError that says why ``sd`` does not fit, and what it fits instead."""
     subject = f"this {arch} model" if arch else "this model"
     if mismatched and not (missing or unexpected):
@@ -152,8 +179,7 @@ def _refuse(sd, missing, unexpected, mismatched, expected, *, label: str, build:
         raise CheckpointError(
             f"{label}: {k} has shape {list(sd[k].shape)} but this model needs "
             f"{list(expected[k].shape)} (another architecture, width or number of classes?)"
-            + (f" This file fits {' and '.join(fits)}: create that architecture instead." if fits
-               else "")
+            + (f" This file fits {' and '.join(fits)}: create that architecture instead." if fits else "")
         )
     parts = []
     if missing:
@@ -162,16 +188,13 @@ def _refuse(sd, missing, unexpected, mismatched, expected, *, label: str, build:
         parts.append(f"unexpected keys: {_describe_keys(unexpected)}")
     hint = ""
     ckpt_blocks = _n_blocks(sd)
-    fits = [] if any(k.startswith("module.") for k in unexpected) else \
-        _fitting_architectures(sd, build, config)
+    fits = [] if any(k.startswith("module.") for k in unexpected) else _fitting_architectures(sd, build, config)
     if any(k.startswith("module.") for k in unexpected):
         hint = " The keys carry a 'module.' prefix (DataParallel): convert with source='auto'."
     elif ckpt_blocks and ckpt_blocks > n_model_blocks:
-        hint = (f" The checkpoint has {ckpt_blocks} blocks, {subject} {n_model_blocks}: "
-                "it is a deeper architecture.")
+        hint = f" The checkpoint has {ckpt_blocks} blocks, {subject} {n_model_blocks}: it is a deeper architecture."
     elif ckpt_blocks and ckpt_blocks < n_model_blocks:
-        hint = (f" The checkpoint has {ckpt_blocks} blocks, {subject} {n_model_blocks}: "
-                "it is a shallower architecture.")
+        hint = f" The checkpoint has {ckpt_blocks} blocks, {subject} {n_model_blocks}: it is a shallower architecture."
     if fits:
         hint += f" This file fits {' and '.join(fits)}: create that architecture instead."
     raise CheckpointError(f"{label} does not fit {subject}: " + "; ".join(parts) + "." + hint)
@@ -187,8 +210,7 @@ def check_finite(model: nn.Module, label: str) -> None:
     sums = torch.stack([t.sum(dtype=torch.float32) for _, t in tensors])
     for name, t in tensors:  # finite but impossible: a negative variance makes NaN at inference
         if name.endswith("running_var") and bool((t < 0).any()):
-            raise CheckpointError(f"{label}: {name} has {int((t < 0).sum())} negative variances; "
-                                  "the file is corrupt")
+            raise CheckpointError(f"{label}: {name} has {int((t < 0).sum())} negative variances; the file is corrupt")
     if bool(torch.isfinite(sums).all()):
         return
     for (name, t), total in zip(tensors, sums.tolist()):
@@ -225,15 +247,15 @@ def fit(
     if ckpt_blocks and wanted > ckpt_blocks and wanted > MAX_PRECHECK_BLOCKS:
         # Checked before building: a config.json asking for 30,000 blocks would otherwise spend
         # minutes and gigabytes building what the file cannot fill.
-        raise CheckpointError(f"{label} does not fit: its config asks for {wanted} blocks but the "
-                              f"weights hold {ckpt_blocks}")
+        raise CheckpointError(
+            f"{label} does not fit: its config asks for {wanted} blocks but the weights hold {ckpt_blocks}"
+        )
     ckpt_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 0
     if not num_classes_requested:
         config = config.replace(num_classes=ckpt_classes)
     first = sd.get("conv.weight")
     if first is not None and first.ndim == 4 and first.shape[1] != config.img_channels:
-        log.info("%s: adapting the first conv from %d to %d input channels",
-                 label, first.shape[1], config.img_channels)
+        log.info("%s: adapting the first conv from %d to %d input channels", label, first.shape[1], config.img_channels)
         sd["conv.weight"] = adapt_input_conv(first, config.img_channels)
     with torch.device("meta"):
         model = build(config)
@@ -241,15 +263,19 @@ def fit(
         del sd[k]
     has_head = "fc.weight" in dict(model.named_parameters())
     reinit_head = has_head and config.num_classes != ckpt_classes
-    if info is not None and ((not has_head and (info.labels or info.top1 is not None))
-                             or (info.labels and len(info.labels) != ckpt_classes)):
+    if info is not None and (
+        (not has_head and (info.labels or info.top1 is not None)) or (info.labels and len(info.labels) != ckpt_classes)
+    ):
         info = info.for_new_head()  # no head, or names that do not fit it: neither applies
     model.pretrained_info = info  # reset_classifier below drops what belonged to the old head
     if reinit_head:
-        log.info("%s: checkpoint head has %d classes, model wants %d: the head is re-initialised",
-                 label, ckpt_classes, config.num_classes)
-    to_load = _check_against(model, sd, label=label, reinit_head=reinit_head, build=build,
-                             config=config, arch=arch)
+        log.info(
+            "%s: checkpoint head has %d classes, model wants %d: the head is re-initialised",
+            label,
+            ckpt_classes,
+            config.num_classes,
+        )
+    to_load = _check_against(model, sd, label=label, reinit_head=reinit_head, build=build, config=config, arch=arch)
     if reinit_head:
         model.fc = nn.Identity()
     model.load_state_dict(to_load, strict=True, assign=True)
@@ -261,26 +287,55 @@ def fit(
 
 # --- The loaders: a resolved WeightsSource into a model that build makes ------------------------
 
-def load(source: WeightsSource, build: Build, config: ResNetConfig, *,
-         num_classes_requested: bool, arch: str | None = None) -> nn.Module:
+
+def load(
+    source: WeightsSource, build: Build, config: ResNetConfig, *, num_classes_requested: bool, arch: str | None = None
+) -> nn.Module:
     """Read ``source`` into ``build(config)`` and attach where it came from (``pretrained_info``).
 
     Without ``num_classes_requested`` the head takes the checkpoint's number of classes.
     """
     state_dict, _ = load_safetensors(source.file)
-    model = fit(build, config, state_dict, layout=source.layout, label=source.label,
-                num_classes_requested=num_classes_requested, arch=arch, info=source.info)
+    model = fit(
+        build,
+        config,
+        state_dict,
+        layout=source.layout,
+        label=source.label,
+        num_classes_requested=num_classes_requested,
+        arch=arch,
+        info=source.info,
+    )
     if model.arch_name is None:
         model.arch_name = arch  # the registered name the weights were saved as
     return model
 
 
-def from_pretrained(build: Build, directory_or_repo: str | os.PathLike, *, revision: str | None = None,
-                    cache_dir: Any = None, force_download: bool = False, token: Any = None,
-                    local_files_only: bool = False, **changes: Any) -> nn.Module:
+def from_pretrained(
+    build: Build,
+    directory_or_repo: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: Any = None,
+    force_download: bool = False,
+    token: Any = None,
+    local_files_only: bool = False,
+    **changes: Any,
+) -> nn.Module:
     """A save_pretrained directory or Hub repo into ``build(saved config with changes)``."""
-    source = resolve_saved(directory_or_repo, revision=revision, cache_dir=cache_dir,
-                           force_download=force_download, token=token, local_files_only=local_files_only)
+    source = resolve_saved(
+        directory_or_repo,
+        revision=revision,
+        cache_dir=cache_dir,
+        force_download=force_download,
+        token=token,
+        local_files_only=local_files_only,
+    )
     saved = cast(ResNetConfig, source.config)  # resolve_saved refuses a source without one
-    return load(source, build, saved.replace(**changes),
-                num_classes_requested="num_classes" in changes, arch=source.architecture)
+    return load(
+        source,
+        build,
+        saved.replace(**changes),
+        num_classes_requested="num_classes" in changes,
+        arch=source.architecture,
+    )

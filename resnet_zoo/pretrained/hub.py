@@ -43,8 +43,20 @@ from ..util.integrity import (
 from ..util.progress import advance
 from .cache import RepoCache, check_file
 
-__all__ = ["DownloadPace", "FileMetadata", "download", "download_optional", "file_metadata", "save_pretrained",
-           "push_to_hub", "DEADLINE_ENV", "MIN_SPEED_ENV", "WINDOW_ENV", "ALLOW_UNVERIFIED_ENV", "MAX_DOWNLOAD_BYTES"]
+__all__ = [
+    "DownloadPace",
+    "FileMetadata",
+    "download",
+    "download_optional",
+    "file_metadata",
+    "save_pretrained",
+    "push_to_hub",
+    "DEADLINE_ENV",
+    "MIN_SPEED_ENV",
+    "WINDOW_ENV",
+    "ALLOW_UNVERIFIED_ENV",
+    "MAX_DOWNLOAD_BYTES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +75,7 @@ DEFAULT_WINDOW = 30.0
 
 def _limit_expected(value: Any, *, allow_zero: bool) -> str | None:
     """``None`` when ``value`` is a valid pace limit, else what a valid one is."""
-    ok = (isinstance(value, (int, float)) and math.isfinite(value)
-          and (value >= 0 if allow_zero else value > 0))
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
     return None if ok else ("a number >= 0 (0 turns it off)" if allow_zero else "a number > 0")
 
 
@@ -99,18 +110,23 @@ class DownloadPace:
     _body_started: bool = False
 
     def __post_init__(self) -> None:
-        for name, value, allow_zero in (("deadline", self.deadline, True),
-                                        ("min_speed", self.min_speed, True),
-                                        ("window", self.window, False)):
+        for name, value, allow_zero in (
+            ("deadline", self.deadline, True),
+            ("min_speed", self.min_speed, True),
+            ("window", self.window, False),
+        ):
             if expected := _limit_expected(value, allow_zero=allow_zero):
                 raise ConfigError(f"download {name}={value!r} is not valid: expected {expected}")
         self._mark = (self._start, 0)
 
     @classmethod
-    def from_env(cls, label: str = "the download") -> "DownloadPace":
-        return cls(deadline=_env_seconds(DEADLINE_ENV, DEFAULT_DEADLINE, allow_zero=True),
-                   min_speed=_env_seconds(MIN_SPEED_ENV, DEFAULT_MIN_SPEED, allow_zero=True),
-                   window=_env_seconds(WINDOW_ENV, DEFAULT_WINDOW, allow_zero=False), label=label)
+    def from_env(cls, label: str = "the download") -> DownloadPace:
+        return cls(
+            deadline=_env_seconds(DEADLINE_ENV, DEFAULT_DEADLINE, allow_zero=True),
+            min_speed=_env_seconds(MIN_SPEED_ENV, DEFAULT_MIN_SPEED, allow_zero=True),
+            window=_env_seconds(WINDOW_ENV, DEFAULT_WINDOW, allow_zero=False),
+            label=label,
+        )
 
     def body_started(self) -> None:
         """The first body is coming: the speed is measured from here, not across the wait for
@@ -129,7 +145,8 @@ class DownloadPace:
             raise DownloadError(
                 f"{self.label}: stopped after {elapsed:.0f} s ({self.received:,} bytes received), over "
                 f"the {self.deadline:g} s deadline set by {DEADLINE_ENV}. The part received is kept "
-                "and resumed by the next attempt; raise the deadline for a slow link")
+                "and resumed by the next attempt; raise the deadline for a slow link"
+            )
         mark_t, mark_bytes = self._mark
         if self.min_speed and now - mark_t >= self.window:
             speed = (self.received - mark_bytes) / (now - mark_t)
@@ -139,7 +156,8 @@ class DownloadPace:
                     f"{now - mark_t:.0f} s, below the minimum of {self.min_speed:,.0f} bytes/s "
                     f"({MIN_SPEED_ENV}, over {WINDOW_ENV}={self.window:g} s); stopped. The part "
                     "received is kept and resumed by the next attempt; retry, or lower the minimum "
-                    "(0 turns it off) for a slow link")
+                    "(0 turns it off) for a slow link"
+                )
             self._mark = (now, self.received)
 
 
@@ -194,15 +212,19 @@ class FileMetadata:
 def checked_metadata(meta: Any, label: str, max_size: int) -> FileMetadata:
     commit = meta.commit_hash
     if not is_commit(commit):
-        raise DownloadError(f"{label}: the Hub's answer names commit {printable(str(commit))[:80]!r} "
-                            "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written")
+        raise DownloadError(
+            f"{label}: the Hub's answer names commit {printable(str(commit))[:80]!r} "
+            "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written"
+        )
     etag = content_etag(meta.etag)
     if meta.etag and etag is None:
         log.debug("%s: ETag %r is not a content hash", label, meta.etag)
     size = meta.size
     if size is not None and not 0 <= size <= max_size:
-        raise DownloadError(f"{label}: the Hub declares {size:,} bytes (X-Linked-Size), beyond the "
-                            f"{max_size:,} bytes a file of this kind may have: refused, nothing written")
+        raise DownloadError(
+            f"{label}: the Hub declares {size:,} bytes (X-Linked-Size), beyond the "
+            f"{max_size:,} bytes a file of this kind may have: refused, nothing written"
+        )
     return FileMetadata(commit, etag, size)
 
 
@@ -235,9 +257,11 @@ def cached_copy(cache: RepoCache, revision: str | None, filename: str, pinned: s
     name = content_etag(blob.name) or ""
     if not pinned and not name:
         if not allow_unverified():
-            raise IntegrityError(f"{label}: the cached copy is named {printable(blob.name)[:80]!r}, not "
-                                 "a content hash, and nothing is pinned, so it cannot be verified. Pin "
-                                 f"it in the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this cache")
+            raise IntegrityError(
+                f"{label}: the cached copy is named {printable(blob.name)[:80]!r}, not "
+                "a content hash, and nothing is pinned, so it cannot be verified. Pin "
+                f"it in the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this cache"
+            )
         log.warning("%s: loaded unverified from the cache because %s is set", label, ALLOW_UNVERIFIED_ENV)
         return snap
     ok, why, intact = check_file(snap, name, pinned)
@@ -246,9 +270,15 @@ def cached_copy(cache: RepoCache, revision: str | None, filename: str, pinned: s
             cache.remove(snap)  # a good blob behind the wrong link: only the link goes
         else:
             cache.evict(snap)
-        raise IntegrityError(f"{label}: {why}; the cached copy was removed. Retry the download online"
-                             + ("" if not pinned else "; if it persists, the published file changed: "
-                                "re-pin it with 'resnet-zoo weights pin' after checking its origin"))
+        raise IntegrityError(
+            f"{label}: {why}; the cached copy was removed. Retry the download online"
+            + (
+                ""
+                if not pinned
+                else "; if it persists, the published file changed: "
+                "re-pin it with 'resnet-zoo weights pin' after checking its origin"
+            )
+        )
     return snap
 
 
@@ -259,8 +289,10 @@ def decoder(encoding: str | None, label: str):
     if encoding == "identity":
         return lambda raw: (raw,)
     if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise DownloadError(f"{label}: the server sent the body with Content-Encoding "
-                            f"{printable(encoding)[:40]!r}; only gzip and deflate are read")
+        raise DownloadError(
+            f"{label}: the server sent the body with Content-Encoding "
+            f"{printable(encoding)[:40]!r}; only gzip and deflate are read"
+        )
     d = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
 
     def decode(raw: bytes) -> Iterator[bytes]:
@@ -276,8 +308,18 @@ def decoder(encoding: str | None, label: str):
     return decode
 
 
-def write_body(chunks: Iterable[bytes], f: BinaryIO, *, encoding: str | None, written: int, bound: int,
-               declared: bool, pace: DownloadPace, label: str, progress: Callable[[int], None]) -> int:
+def write_body(
+    chunks: Iterable[bytes],
+    f: BinaryIO,
+    *,
+    encoding: str | None,
+    written: int,
+    bound: int,
+    declared: bool,
+    pace: DownloadPace,
+    label: str,
+    progress: Callable[[int], None],
+) -> int:
     """Decode ``chunks`` (as they arrive) into ``f``, which holds ``written`` bytes, never past
     ``bound`` (the declared size when ``declared``): :class:`DownloadError` when the server sends
     more, after which the caller removes the part. Returns the bytes ``f`` holds."""
@@ -290,7 +332,8 @@ def write_body(chunks: Iterable[bytes], f: BinaryIO, *, encoding: str | None, wr
                     f"{label}: the server sent more than the {bound:,} bytes "
                     f"{'it declared' if declared else 'a file of this kind may have'}"
                     " (a body longer than its size, or a compressed body that "
-                    "inflates): stopped there, and nothing of it was kept")
+                    "inflates): stopped there, and nothing of it was kept"
+                )
             f.write(piece)
             written += len(piece)
             progress(len(piece))
@@ -307,18 +350,19 @@ def blob_key(meta: FileMetadata, pinned: str, filename: str, label: str) -> tupl
             raise IntegrityError(
                 f"{label}: the Hub's ETag {key} differs from the pinned sha256 {pinned}: the published "
                 "file changed. Nothing was downloaded; re-pin it with 'resnet-zoo weights pin' after "
-                "checking its origin")
+                "checking its origin"
+            )
         key = key or pinned
     if key is None:
         if not allow_unverified():
             raise IntegrityError(
                 f"{label}: there is no pinned sha256 and the server's ETag is not a content hash (a "
                 "mirror or proxy?), so the file cannot be verified; nothing was downloaded. Pin it in "
-                f"the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this server")
+                f"the manifest, or set {ALLOW_UNVERIFIED_ENV}=1 to trust this server"
+            )
         unverified = True  # a name for the partial download only; the blob is named by its sha256
         key = hashlib.sha256(f"unverified:{meta.commit}:{filename}".encode()).hexdigest()
     return key, unverified
-
 
 
 _RETRIES = 3  # a dropped connection is resumed this many times within one download
@@ -347,8 +391,9 @@ def _commit_of_404(e: BaseException) -> str | None:
     return response.headers.get("X-Repo-Commit") if response is not None else None
 
 
-def _translate(e: BaseException, label: str, repo_id: str, filename: str, revision: str | None,
-               where: Any = None) -> ResNetZooError:
+def _translate(
+    e: BaseException, label: str, repo_id: str, filename: str, revision: str | None, where: Any = None
+) -> ResNetZooError:
     """huggingface_hub's and httpx's errors as resnet_zoo's, one line each (``where``: the cache)."""
     from huggingface_hub import errors as hf_errors
 
@@ -356,35 +401,48 @@ def _translate(e: BaseException, label: str, repo_id: str, filename: str, revisi
     if isinstance(e, hf_errors.RevisionNotFoundError):
         return UnknownModelError(f"revision {revision!r} of {repo_id!r} does not exist on the Hub ({endpoint})")
     if isinstance(e, hf_errors.RepositoryNotFoundError):
-        return UnknownModelError(f"weights repository {repo_id!r} does not exist on the Hub ({endpoint}), "
-                                 "or it is private or gated and no token was given")
+        return UnknownModelError(
+            f"weights repository {repo_id!r} does not exist on the Hub ({endpoint}), "
+            "or it is private or gated and no token was given"
+        )
     if isinstance(e, hf_errors.RemoteEntryNotFoundError):
         commit = _commit_of_404(e)
         if commit is not None and not is_commit(commit):
-            return DownloadError(f"{label}: the Hub's 404 names commit {printable(commit)[:80]!r} "
-                                 "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written")
+            return DownloadError(
+                f"{label}: the Hub's 404 names commit {printable(commit)[:80]!r} "
+                "(X-Repo-Commit), not a 40-digit commit hash: refused, nothing written"
+            )
         return _NotOnHub(f"{repo_id!r} has no file {filename!r} at revision {revision or 'main'}")
     if isinstance(e, hf_errors.HfHubHTTPError):
         return DownloadError(f"the Hub refused {label}: {one_line(e)}")
     if isinstance(e, PermissionError):
-        return DownloadError(f"cannot write to the Hub cache ({e.filename or where}): "
-                             "permission denied. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory")
+        return DownloadError(
+            f"cannot write to the Hub cache ({e.filename or where}): "
+            "permission denied. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory"
+        )
     if isinstance(e, OSError) and e.errno == 30:  # EROFS
-        return DownloadError(f"cannot write to the Hub cache ({e.filename or where}): "
-                             "read-only file system. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory")
+        return DownloadError(
+            f"cannot write to the Hub cache ({e.filename or where}): "
+            "read-only file system. Set HF_HUB_CACHE (or pass cache_dir=) to a writable directory"
+        )
     if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
-        return DownloadError(f"no space left on the device holding the Hub cache {where} while "
-                             f"fetching {label}; free space or set HF_HUB_CACHE to another disk")
+        return DownloadError(
+            f"no space left on the device holding the Hub cache {where} while "
+            f"fetching {label}; free space or set HF_HUB_CACHE to another disk"
+        )
     if is_transport_error(e) and type(e).__name__ in ("ConnectError", "ConnectTimeout"):
-        return DownloadError(f"cannot reach the Hub ({endpoint}) to fetch {label} ({one_line(e)}), "
-                             f"and it is not in the cache {where}. Check the "
-                             "network, or set HF_HUB_OFFLINE=1 with a pre-filled cache")
+        return DownloadError(
+            f"cannot reach the Hub ({endpoint}) to fetch {label} ({one_line(e)}), "
+            f"and it is not in the cache {where}. Check the "
+            "network, or set HF_HUB_OFFLINE=1 with a pre-filled cache"
+        )
     return DownloadError(f"downloading {label} failed: {type(e).__name__}: {one_line(e)}")
 
 
 @contextlib.contextmanager
-def _translated(label: str, repo_id: str, filename: str, revision: str | None,
-                where: str | None = None) -> Iterator[None]:
+def _translated(
+    label: str, repo_id: str, filename: str, revision: str | None, where: str | None = None
+) -> Iterator[None]:
     """Word an error of huggingface_hub's, httpx's or the file system's as the one-line
     ResNetZooError of :func:`_translate`; a ResNetZooError and anything else pass through."""
     try:
@@ -406,8 +464,9 @@ def _head(repo_id: str, filename: str, revision: str | None, token: Any) -> Any:
     return get_hf_file_metadata(url, token=token, endpoint=endpoint, retry_on_errors=False)
 
 
-def file_metadata(repo_id: str, filename: str, *, revision: str | None = None,
-                  max_size: int = MAX_DOWNLOAD_BYTES, token: Any = None) -> FileMetadata:
+def file_metadata(
+    repo_id: str, filename: str, *, revision: str | None = None, max_size: int = MAX_DOWNLOAD_BYTES, token: Any = None
+) -> FileMetadata:
     """The Hub's commit, ETag and size of a file, checked, without downloading it."""
     revision = check_revision(revision)
     label = f"{repo_id}/{filename}"
@@ -416,6 +475,7 @@ def file_metadata(repo_id: str, filename: str, *, revision: str | None = None,
 
 
 # --- Downloading --------------------------------------------------------------------------------
+
 
 def download(
     repo_id: str,
@@ -455,7 +515,8 @@ def download(
                 raise DownloadError(
                     f"{why} and {label} is not in the cache {where}. Pre-fill the cache by "
                     f"loading the model once online (or 'hf download {repo_id} {filename}'), or "
-                    "point HF_HUB_CACHE at a cache that has it")
+                    "point HF_HUB_CACHE at a cache that has it"
+                )
             return found
         try:
             meta = checked_metadata(_head(repo_id, filename, revision, token), label, max_size)
@@ -475,15 +536,29 @@ def download(
                     return found
             raise error from None
         if expected_size is not None and meta.size is not None and meta.size != expected_size:
-            raise IntegrityError(f"{label}: the Hub declares {meta.size:,} bytes, the manifest pins "
-                                 f"{expected_size:,}: the published file changed. Nothing was "
-                                 "downloaded; re-pin it with 'resnet-zoo weights pin' after checking its origin")
-        return _fetch(cache, meta, repo_id, filename, revision, expected_sha256, max_size, label,
-                      force_download, pace, token)
+            raise IntegrityError(
+                f"{label}: the Hub declares {meta.size:,} bytes, the manifest pins "
+                f"{expected_size:,}: the published file changed. Nothing was "
+                "downloaded; re-pin it with 'resnet-zoo weights pin' after checking its origin"
+            )
+        return _fetch(
+            cache, meta, repo_id, filename, revision, expected_sha256, max_size, label, force_download, pace, token
+        )
 
 
-def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, revision: str | None,
-           pinned: str, max_size: int, label: str, force: bool, pace: DownloadPace, token: Any) -> Path:
+def _fetch(
+    cache: RepoCache,
+    meta: FileMetadata,
+    repo_id: str,
+    filename: str,
+    revision: str | None,
+    pinned: str,
+    max_size: int,
+    label: str,
+    force: bool,
+    pace: DownloadPace,
+    token: Any,
+) -> Path:
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import WeakFileLock
 
@@ -495,8 +570,10 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
     with WeakFileLock(str(lock)):
         if os.path.lexists(blob) and (force or unverified or not cache.cache.regular_file(blob)):
             if not cache.cache.regular_file(blob):
-                log.warning("%s in the Hub cache is not a regular file (a planted link?): removed; "
-                            "its target was not touched", blob)
+                log.warning(
+                    "%s in the Hub cache is not a regular file (a planted link?): removed; its target was not touched",
+                    blob,
+                )
             cache.remove(blob)
         elif os.path.lexists(blob):
             ok, why, _ = check_file(blob, key, pinned)
@@ -511,11 +588,17 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
             ok, why, _ = check_file(part, "" if unverified else key, pinned)
             if not ok:
                 cache.remove(part)
-                raise IntegrityError(f"{label}: {why} (the download was corrupted, or the file "
-                                     "changed); nothing was kept, retry the download")
+                raise IntegrityError(
+                    f"{label}: {why} (the download was corrupted, or the file "
+                    "changed); nothing was kept, retry the download"
+                )
             if unverified:
-                log.warning("%s: no pinned sha256 and no content ETag (a mirror or proxy?): loaded "
-                            "unverified because %s is set", label, ALLOW_UNVERIFIED_ENV)
+                log.warning(
+                    "%s: no pinned sha256 and no content ETag (a mirror or proxy?): loaded "
+                    "unverified because %s is set",
+                    label,
+                    ALLOW_UNVERIFIED_ENV,
+                )
                 key = sha256_file(part)
                 blob = cache.blob(key)
             cache.cache.move(part, blob)
@@ -524,8 +607,17 @@ def _fetch(cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, re
     return snap
 
 
-def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: int,
-            pace: DownloadPace, label: str, filename: str, token: Any) -> None:
+def _stream(
+    cache: RepoCache,
+    url: str,
+    part: Path,
+    size: int | None,
+    max_size: int,
+    pace: DownloadPace,
+    label: str,
+    filename: str,
+    token: Any,
+) -> None:
     """GET ``url`` into ``part``, resuming what it holds; never more than ``size`` (declared) or
     ``max_size`` bytes. A dropped connection is resumed up to ``_RETRIES`` times."""
     from huggingface_hub import constants, get_session
@@ -536,8 +628,9 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
     session = get_session()
     failures = 0
     disable = True if constants.HF_HUB_DISABLE_PROGRESS_BARS else None
-    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=filename[:40],
-              disable=disable, leave=False) as bar:
+    with tqdm(
+        total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=filename[:40], disable=disable, leave=False
+    ) as bar:
         while True:
             have = cache.cache.size(part)
             if have > bound:
@@ -550,8 +643,9 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
             if have:
                 headers["Range"] = f"bytes={have}-"
             try:
-                with session.stream("GET", url, headers=headers, follow_redirects=True,
-                                    timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+                with session.stream(
+                    "GET", url, headers=headers, follow_redirects=True, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT
+                ) as response:
                     if response.status_code == 416:  # the part is not a prefix the server knows
                         cache.remove(part)
                         failures += 1
@@ -569,9 +663,17 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
                     try:
                         with cache.cache.open_write(part, append=append) as f:
                             # iter_raw: as it arrives (a chunk size would buffer a drip)
-                            written = write_body(response.iter_raw(), f, encoding=response.headers.get(
-                                "Content-Encoding"), written=written, bound=bound, declared=size is not None,
-                                pace=pace, label=label, progress=lambda n: advance(bar, n))
+                            written = write_body(
+                                response.iter_raw(),
+                                f,
+                                encoding=response.headers.get("Content-Encoding"),
+                                written=written,
+                                bound=bound,
+                                declared=size is not None,
+                                pace=pace,
+                                label=label,
+                                progress=lambda n: advance(bar, n),
+                            )
                     except DownloadError:
                         cache.remove(part)
                         raise
@@ -586,8 +688,10 @@ def _stream(cache: RepoCache, url: str, part: Path, size: int | None, max_size: 
                 reason = f"the connection failed ({type(e).__name__}: {one_line(e)})"
             failures += 1
             if failures >= _RETRIES:
-                raise DownloadError(f"{label}: {reason}, {failures} times; the part received is kept "
-                                    "(never served) and resumed by the next attempt: retry")
+                raise DownloadError(
+                    f"{label}: {reason}, {failures} times; the part received is kept "
+                    "(never served) and resumed by the next attempt: retry"
+                )
             log.info("%s: %s; resuming", label, reason)
 
 
@@ -660,12 +764,11 @@ def save_pretrained(
     wrapper = _mixin_class()(tensors, card)
     directory = Path(save_directory)
     (directory / "README.md").unlink(missing_ok=True)  # the mixin keeps an existing card
-    return wrapper.save_pretrained(
-        directory, config=config, push_to_hub=push_to_hub, repo_id=repo_id, **push_kwargs
-    )
+    return wrapper.save_pretrained(directory, config=config, push_to_hub=push_to_hub, repo_id=repo_id, **push_kwargs)
 
 
-def push_to_hub(tensors: dict[str, Any], repo_id: str, *, config: dict[str, Any],
-                card: tuple[dict[str, Any], str], **kwargs: Any) -> str:
+def push_to_hub(
+    tensors: dict[str, Any], repo_id: str, *, config: dict[str, Any], card: tuple[dict[str, Any], str], **kwargs: Any
+) -> str:
     """Upload ``tensors`` to the Hub as config.json + model.safetensors + README.md."""
     return _mixin_class()(tensors, card).push_to_hub(repo_id, config=config, **kwargs)

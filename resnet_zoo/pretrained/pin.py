@@ -7,8 +7,8 @@ import logging
 from typing import Any, Sequence
 
 from ..errors import DownloadError, UnknownModelError
-from ..util.integrity import sha256_file
 from ..manifest import load_manifest, manifest_path, write_pins
+from ..util.integrity import sha256_file
 from . import hub
 
 __all__ = ["pin_weights"]
@@ -16,7 +16,7 @@ __all__ = ["pin_weights"]
 log = logging.getLogger(__name__)
 
 
-def pin_weights(tags: "Sequence[str] | None" = None) -> dict[str, dict[str, Any]]:
+def pin_weights(tags: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Resolve the Hub's current commit, sha256 and size of each tag; write them to the manifest
     (atomically, and only once every tag has been resolved and checked)."""
     specs = load_manifest()
@@ -40,8 +40,9 @@ def pin_weights(tags: "Sequence[str] | None" = None) -> dict[str, dict[str, Any]
         if path is not None:
             sha = sha256_file(path)
             if path.stat().st_size != meta.size:
-                raise DownloadError(f"{name}: the Hub declared {meta.size:,} bytes, the file has "
-                                    f"{path.stat().st_size:,}")
+                raise DownloadError(
+                    f"{name}: the Hub declared {meta.size:,} bytes, the file has {path.stat().st_size:,}"
+                )
         pins[name] = {"revision": meta.commit, "sha256": sha, "size": meta.size}
         log.info("pinned %s at %s (%s bytes)", name, meta.commit, meta.size)
     write_pins(manifest_path(), pins)

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ResNetConfig
-from ..util.checks import is_int
 from ..errors import CheckpointError, ConfigError, IntegrityError, UnknownModelError
 from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
+from ..util.checks import is_int
 from ..util.integrity import check_repo_id, check_revision, not_a_regular_file, printable, sha256_file
 from . import hub
 from .files import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME
@@ -45,8 +45,9 @@ def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | Non
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
-            raise CheckpointError(f"{path} is {size:,} bytes: a config.json is a few "
-                                  f"kB (the limit is {MAX_CONFIG_BYTES:,} bytes)")
+            raise CheckpointError(
+                f"{path} is {size:,} bytes: a config.json is a few kB (the limit is {MAX_CONFIG_BYTES:,} bytes)"
+            )
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path} is not a readable JSON config: {e}") from None
@@ -57,8 +58,10 @@ def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | Non
         )
     version = data.get("format_version", 1)
     if not is_int(version, high=FORMAT_VERSION):
-        raise CheckpointError(f"{path}: format_version {version!r} is not one this resnet_zoo reads "
-                              f"(<= {FORMAT_VERSION}); upgrade resnet_zoo")
+        raise CheckpointError(
+            f"{path}: format_version {version!r} is not one this resnet_zoo reads "
+            f"(<= {FORMAT_VERSION}); upgrade resnet_zoo"
+        )
     config = ResNetConfig.from_dict(data["config"])
     info = PretrainedInfo.from_dict(data.get("pretrained"), where=str(path))
     architecture = data.get("architecture")
@@ -78,7 +81,7 @@ def _from_directory(directory: Path) -> WeightsSource:
 
 def parse_hf_hub(spec: str) -> tuple[str, str | None]:
     """``"hf-hub:owner/repo@rev" -> ("owner/repo", "rev")``."""
-    body = spec[len("hf-hub:"):]
+    body = spec[len("hf-hub:") :]
     repo, at, revision = body.partition("@")
     check_repo_id(repo, spec=spec)
     if at:
@@ -92,8 +95,9 @@ def _from_hf_hub(repo: str, revision: str | None, cache_dir: Any, **download: An
     weights = hub.download(repo, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir, **download)
     # A repo with weights only (torchvision's, uploaded by hand) has no config.json: the keys
     # decide the layout. Offline, the absence the Hub reported is read from the cache.
-    cfg_path = hub.download_optional(repo, CONFIG_NAME, revision=revision, cache_dir=cache_dir,
-                                     max_size=MAX_CONFIG_BYTES, **download)
+    cfg_path = hub.download_optional(
+        repo, CONFIG_NAME, revision=revision, cache_dir=cache_dir, max_size=MAX_CONFIG_BYTES, **download
+    )
     config = info = arch = None
     if cfg_path is not None:
         try:
@@ -114,22 +118,29 @@ def _from_spec(spec: WeightsSpec, cache_dir: Any, revision: str | None) -> Weigh
         directory = data_path(spec.path)
         actual = sha256_file(directory / spec.filename)
         if actual != spec.sha256:
-            raise IntegrityError(f"{spec.name}: sha256 {actual} differs from the manifest's {spec.sha256}: "
-                                 "the installed file was modified or damaged; reinstall resnet_zoo")
+            raise IntegrityError(
+                f"{spec.name}: sha256 {actual} differs from the manifest's {spec.sha256}: "
+                "the installed file was modified or damaged; reinstall resnet_zoo"
+            )
         saved = _from_directory(directory)
         if saved.info is not None:
-            info = replace(info, labels=info.labels or saved.info.labels,
-                           extra={**saved.info.extra, **info.extra})
+            info = replace(info, labels=info.labels or saved.info.labels, extra={**saved.info.extra, **info.extra})
         return WeightsSource(saved.file, "resnet_zoo", spec.name, saved.config, info, spec.arch)
     rev = revision or spec.revision or None
-    file = hub.download(spec.hf_hub_id, spec.filename, revision=rev, cache_dir=cache_dir,
-                        expected_sha256=spec.sha256 if not revision else "",
-                        expected_size=spec.size if spec.sha256 and not revision else None)
+    file = hub.download(
+        spec.hf_hub_id,
+        spec.filename,
+        revision=rev,
+        cache_dir=cache_dir,
+        expected_sha256=spec.sha256 if not revision else "",
+        expected_size=spec.size if spec.sha256 and not revision else None,
+    )
     return WeightsSource(file, spec.source, spec.name, None, info, spec.arch)
 
 
-def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = None,
-            revision: str | None = None) -> WeightsSource:
+def resolve(
+    arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = None, revision: str | None = None
+) -> WeightsSource:
     """``create()``'s ``pretrained`` for the registered ``arch`` (named with ``tag``, or not)."""
     revision = check_revision(revision)
     if pretrained is True or (isinstance(pretrained, str) and pretrained == tag):
@@ -145,8 +156,10 @@ def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = Non
         repo, rev = parse_hf_hub(pretrained)
         return _from_hf_hub(repo, revision or rev, cache_dir)
     if not pretrained.strip():
-        raise ConfigError("pretrained='' names nothing: give True, a weights tag, 'hf-hub:owner/repo', "
-                          "a .safetensors file or a save_pretrained directory (False: random init)")
+        raise ConfigError(
+            "pretrained='' names nothing: give True, a weights tag, 'hf-hub:owner/repo', "
+            "a .safetensors file or a save_pretrained directory (False: random init)"
+        )
     path = Path(pretrained).expanduser()
     if path.is_dir():
         return _from_directory(path)
@@ -159,8 +172,10 @@ def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = Non
         return WeightsSource(path, "auto", str(path), None, PretrainedInfo(source=str(path)))
     looks_like_path = os.sep in pretrained or pretrained.endswith((".safetensors", ".pth", ".pt", ".bin"))
     if looks_like_path or os.path.lexists(path):
-        raise CheckpointError(f"pretrained path {pretrained!r} {not_a_regular_file(path)}: give a "
-                              ".safetensors file or a save_pretrained directory")
+        raise CheckpointError(
+            f"pretrained path {pretrained!r} {not_a_regular_file(path)}: give a "
+            ".safetensors file or a save_pretrained directory"
+        )
     try:
         spec = get_weights(arch, pretrained)
     except UnknownModelError as e:
@@ -168,9 +183,15 @@ def resolve(arch: str, tag: str | None, pretrained: Any, *, cache_dir: Any = Non
     return _from_spec(spec, cache_dir, revision)
 
 
-def resolve_saved(directory_or_repo: str | os.PathLike, *, revision: str | None = None,
-                  cache_dir: Any = None, force_download: bool = False, token: Any = None,
-                  local_files_only: bool = False) -> WeightsSource:
+def resolve_saved(
+    directory_or_repo: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: Any = None,
+    force_download: bool = False,
+    token: Any = None,
+    local_files_only: bool = False,
+) -> WeightsSource:
     """``from_pretrained``'s argument: a save_pretrained directory, or a Hub repo written by it
     (fetched with huggingface_hub's ``force_download``, ``token`` and ``local_files_only``)."""
     revision = check_revision(revision)
@@ -184,8 +205,14 @@ def resolve_saved(directory_or_repo: str | os.PathLike, *, revision: str | None 
         if spec.count("/") != 1 or spec.startswith((".", "/")):
             raise CheckpointError(f"{spec!r} is neither a directory nor a Hub repo id ('owner/repo')")
         repo, rev = spec, None
-    source = _from_hf_hub(repo, revision or rev, cache_dir, force_download=bool(force_download),
-                          token=token, local_files_only=bool(local_files_only))
+    source = _from_hf_hub(
+        repo,
+        revision or rev,
+        cache_dir,
+        force_download=bool(force_download),
+        token=token,
+        local_files_only=bool(local_files_only),
+    )
     if source.config is None:
         raise CheckpointError(
             f"{source.label} has no resnet_zoo config.json; load it with "

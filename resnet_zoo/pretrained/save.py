@@ -6,19 +6,16 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol
 
-
 from .._version import __version__
 from ..config import ResNetConfig
-from .convert import TIMM_ARCHS, export_state_dict
 from ..errors import ConfigError
 from ..manifest import PretrainedInfo
 from ..registry import get_entry
 from . import hub
+from .convert import TIMM_ARCHS, export_state_dict
 from .files import FORMAT_VERSION
 
-__all__ = ["SAVE_LAYOUTS", "config_document", "model_card", "save_pretrained", "push_to_hub",
-           "timm_config_document"]
-
+__all__ = ["SAVE_LAYOUTS", "config_document", "model_card", "save_pretrained", "push_to_hub", "timm_config_document"]
 
 
 class SavedModel(Protocol):
@@ -61,18 +58,23 @@ def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
         "base_model": (info.base_model or None) if info else None,
     }
     lines = [
-        f"# {arch} (resnet_zoo)", "",
+        f"# {arch} (resnet_zoo)",
+        "",
         "A ResNet (He et al. 2016, https://arxiv.org/abs/1512.03385) saved by resnet_zoo: "
-        "`config.json` describes the network completely, `model.safetensors` holds the weights.", "",
-        "| | |", "|---|---|",
+        "`config.json` describes the network completely, `model.safetensors` holds the weights.",
+        "",
+        "| | |",
+        "|---|---|",
         f"| architecture | `{arch}` |",
         f"| parameters | {params:,} |",
         f"| classes | {model.config.num_classes} |",
         f"| input channels | {model.config.img_channels} |",
     ]
     if info is not None and info.base_model:
-        lines[4:4] = [f"Fine-tuned from `{info.base_model}`: a new head for "
-                      f"{model.config.num_classes} classes on its body.", ""]
+        lines[4:4] = [
+            f"Fine-tuned from `{info.base_model}`: a new head for {model.config.num_classes} classes on its body.",
+            "",
+        ]
         lines.append(f"| fine-tuned from | `{info.base_model}` |")
     if info is not None:
         if info.name:
@@ -102,12 +104,25 @@ def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
             )
     notice = info.extra.get("license_notice") if info is not None else None
     if isinstance(notice, str) and notice.strip():
-        lines += ["", "## Licence", "", f"Licence: {info.license or 'see below'}. The original "
-                  "notice, reproduced as it asks:", "", "```", notice.strip(), "```"]
+        lines += [
+            "",
+            "## Licence",
+            "",
+            f"Licence: {info.license or 'see below'}. The original notice, reproduced as it asks:",
+            "",
+            "```",
+            notice.strip(),
+            "```",
+        ]
     lines += [
-        "", "## Use", "", "```python", "import resnet_zoo",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import resnet_zoo",
         'model = resnet_zoo.ResNet.from_pretrained("<this directory or owner/repo>").eval()',
-        "```", "",
+        "```",
+        "",
     ]
     return metadata, "\n".join(lines)
 
@@ -120,8 +135,11 @@ def timm_config_document(model: SavedModel) -> dict[str, Any]:
     the architecture timm builds, the head, and the weights' preprocessing as timm keys."""
     cfg = model.pretrained_cfg
     c, h, w = cfg["input_size"]
-    pretrained = {k: cfg[k] for k in ("input_size", "crop_pct", "crop_mode", "interpolation", "mean",
-                                       "std", "num_classes", "pool_size") if cfg[k] is not None}
+    pretrained = {
+        k: cfg[k]
+        for k in ("input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std", "num_classes", "pool_size")
+        if cfg[k] is not None
+    }
     pretrained.update(first_conv="conv1", classifier="fc")  # timm's names for the same modules
     if cfg["license"]:
         pretrained["license"] = cfg["license"]
@@ -141,22 +159,26 @@ def timm_config_document(model: SavedModel) -> dict[str, Any]:
 
 def _timm_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, Any], str]:
     metadata, text = model_card(model, config_document(model))
-    metadata = {**metadata, "library_name": "timm",
-                "tags": ["image-classification", "timm", "resnet", "resnet_zoo"]}
+    metadata = {**metadata, "library_name": "timm", "tags": ["image-classification", "timm", "resnet", "resnet_zoo"]}
     arch = document["architecture"]
     use = text.index("## Use")
-    text = text[:use] + "\n".join([
-        "## Use", "",
-        f"Saved by resnet_zoo in timm's layout: timm builds `{arch}` and loads these weights.", "",
-        "```python", "import timm",
-        'model = timm.create_model("hf-hub:<owner/repo>", pretrained=True)  # or "local-dir:<directory>"',
-        "```", "",
-    ])
+    text = text[:use] + "\n".join(
+        [
+            "## Use",
+            "",
+            f"Saved by resnet_zoo in timm's layout: timm builds `{arch}` and loads these weights.",
+            "",
+            "```python",
+            "import timm",
+            'model = timm.create_model("hf-hub:<owner/repo>", pretrained=True)  # or "local-dir:<directory>"',
+            "```",
+            "",
+        ]
+    )
     return metadata, text
 
 
-def _layout_of(model: SavedModel, layout: str) -> tuple[dict[str, Any], dict[str, Any],
-                                                            tuple[dict[str, Any], str]]:
+def _layout_of(model: SavedModel, layout: str) -> tuple[dict[str, Any], dict[str, Any], tuple[dict[str, Any], str]]:
     """(tensors, config.json, card) of ``model`` saved in ``layout``."""
 
     if layout not in SAVE_LAYOUTS:
@@ -166,25 +188,43 @@ def _layout_of(model: SavedModel, layout: str) -> tuple[dict[str, Any], dict[str
         return model.state_dict(), document, model_card(model, document)
     arch = model.arch_name
     registered = get_entry(arch).config if arch in TIMM_ARCHS else None
-    if registered is None or model.config.replace(
-            num_classes=registered.num_classes, img_channels=registered.img_channels,
-            zero_init_residual=registered.zero_init_residual) != registered:
-        raise ConfigError(f"layout='timm' needs one of timm's ResNets as registered here "
-                          f"({', '.join(TIMM_ARCHS)}); {arch or 'this custom model'!s} is not one. "
-                          "Save it in resnet_zoo's layout and load it with resnet_zoo")
+    if (
+        registered is None
+        or model.config.replace(
+            num_classes=registered.num_classes,
+            img_channels=registered.img_channels,
+            zero_init_residual=registered.zero_init_residual,
+        )
+        != registered
+    ):
+        raise ConfigError(
+            f"layout='timm' needs one of timm's ResNets as registered here "
+            f"({', '.join(TIMM_ARCHS)}); {arch or 'this custom model'!s} is not one. "
+            "Save it in resnet_zoo's layout and load it with resnet_zoo"
+        )
     tensors = export_state_dict(model, "timm")
     document = timm_config_document(model)
     return tensors, document, _timm_card(model, document)
 
 
 def save_pretrained(
-    model: SavedModel, save_directory: str | os.PathLike, *, push_to_hub: bool = False,
-    repo_id: str | None = None, layout: str = "resnet_zoo", **push_kwargs: Any,
+    model: SavedModel,
+    save_directory: str | os.PathLike,
+    *,
+    push_to_hub: bool = False,
+    repo_id: str | None = None,
+    layout: str = "resnet_zoo",
+    **push_kwargs: Any,
 ) -> str | None:
     tensors, document, card = _layout_of(model, layout)
     return hub.save_pretrained(
-        tensors, save_directory, config=document, card=card,
-        push_to_hub=push_to_hub, repo_id=repo_id, **push_kwargs,
+        tensors,
+        save_directory,
+        config=document,
+        card=card,
+        push_to_hub=push_to_hub,
+        repo_id=repo_id,
+        **push_kwargs,
     )
 
 

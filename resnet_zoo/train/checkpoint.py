@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..util.atomic import atomic_write, remove_partials, write_text_atomic
 from ..errors import CheckpointError
-from ..util.integrity import sha256_file
+from ..util.atomic import atomic_write, remove_partials, write_text_atomic
 from ..util.checks import is_int
+from ..util.integrity import sha256_file
 from .config import TrainConfig
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_json", "STATE_FILE"]
@@ -39,16 +39,25 @@ def _file_name(part: str, epoch: int) -> str:
     return f"{part}-{epoch:05d}.safetensors"
 
 
-def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    epoch: int, metrics: list[dict], cfg: TrainConfig) -> None:
+def save_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    metrics: list[dict],
+    cfg: TrainConfig,
+) -> None:
     """Write the checkpoint after ``epoch`` epochs as one unit (see the module docstring)."""
     from safetensors.torch import save_file
 
     opt = optimizer.state_dict()
-    buffers = {f"{i}.{k}": v for i, state in opt["state"].items() for k, v in state.items()
-               if isinstance(v, torch.Tensor)}
-    tensors = {"model": {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-               "optimizer": {k: v.contiguous().cpu() for k, v in buffers.items()}}
+    buffers = {
+        f"{i}.{k}": v for i, state in opt["state"].items() for k, v in state.items() if isinstance(v, torch.Tensor)
+    }
+    tensors = {
+        "model": {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+        "optimizer": {k: v.contiguous().cpu() for k, v in buffers.items()},
+    }
     digests = {}
     for part in _PARTS:
         name = _file_name(part, epoch)
@@ -57,10 +66,16 @@ def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
             digests[name] = sha256_file(tmp)
     groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
     # The commit point: until state.json is replaced, it names the previous epoch's files.
-    write_json(directory / STATE_FILE, {
-        "epoch": epoch, "recipe": cfg.recipe(), "sha256": digests, "param_groups": groups,
-        "metrics": metrics,
-    })
+    write_json(
+        directory / STATE_FILE,
+        {
+            "epoch": epoch,
+            "recipe": cfg.recipe(),
+            "sha256": digests,
+            "param_groups": groups,
+            "metrics": metrics,
+        },
+    )
     for path in directory.iterdir():  # the previous epoch's files, and those of a killed save
         if _FILE.match(path.name) and path.name not in digests:
             path.unlink(missing_ok=True)
@@ -70,9 +85,12 @@ def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
 def _check_state(state: Any, path: Path) -> dict[str, str]:
     """The structure save_checkpoint writes, or CheckpointError: a damaged or foreign checkpoint.
     Returns the part ("model", "optimizer") -> file name it names."""
+
     def bad(problem: str) -> CheckpointError:
-        return CheckpointError(f"cannot resume: {path} is damaged or not a resnet_zoo checkpoint ({problem}); "
-                               "delete the checkpoint directory to start over")
+        return CheckpointError(
+            f"cannot resume: {path} is damaged or not a resnet_zoo checkpoint ({problem}); "
+            "delete the checkpoint directory to start over"
+        )
 
     if not isinstance(state, dict):
         raise bad("not a JSON object")
@@ -89,8 +107,10 @@ def _check_state(state: Any, path: Path) -> dict[str, str]:
             if match and int(match.group(2)) == state["epoch"] and isinstance(digest, str) and len(digest) == 64:
                 names[match.group(1)] = name
     if len(names) != len(_PARTS) or len(digests) != len(_PARTS):
-        raise bad(f"it must record the sha256 of {_file_name('model', state['epoch'])} and "
-                  f"{_file_name('optimizer', state['epoch'])}")
+        raise bad(
+            f"it must record the sha256 of {_file_name('model', state['epoch'])} and "
+            f"{_file_name('optimizer', state['epoch'])}"
+        )
     if not isinstance(state["recipe"], dict) or not isinstance(state["metrics"], list):
         raise bad("recipe or metrics malformed")
     groups = state["param_groups"]
@@ -99,8 +119,9 @@ def _check_state(state: Any, path: Path) -> dict[str, str]:
     return names
 
 
-def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    cfg: TrainConfig) -> tuple[int, list[dict]]:
+def load_checkpoint(
+    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig
+) -> tuple[int, list[dict]]:
     """Restore ``model`` and ``optimizer``; returns the epochs done and the metrics so far."""
     from safetensors.torch import load_file
 
@@ -129,6 +150,8 @@ def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
             opt_state.setdefault(int(i), {})[name] = value
         optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"cannot resume from {directory}: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}; delete it to start over") from None
+        raise CheckpointError(
+            f"cannot resume from {directory}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}; delete it to start over"
+        ) from None
     return int(state["epoch"]), list(state["metrics"])

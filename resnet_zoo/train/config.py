@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from ..util.checks import check_positive_int, is_int, is_number
+
 from ..errors import ConfigError
+from ..util.checks import check_positive_int, is_int, is_number
 
 __all__ = ["TrainConfig", "DATASETS", "SCHEDULES", "PRECISIONS"]
 
@@ -46,10 +47,12 @@ class TrainConfig:
     momentum: float = _option(0.9, "SGD momentum (default 0.9)")
     weight_decay: float = _option(1e-4, "weight decay (default 1e-4)")
     milestones: tuple[float, ...] = _option(
-        (0.5, 0.75), "fractions of training where the lr is multiplied by --gamma (default 0.5 0.75)")
+        (0.5, 0.75), "fractions of training where the lr is multiplied by --gamma (default 0.5 0.75)"
+    )
     gamma: float = _option(0.1, "lr factor at each milestone (default 0.1)")
-    schedule: str = _option("step", "step: the paper's drops at --milestones; cosine: cosine decay to 0",
-                            choices=SCHEDULES)
+    schedule: str = _option(
+        "step", "step: the paper's drops at --milestones; cosine: cosine decay to 0", choices=SCHEDULES
+    )
     warmup_epochs: float = _option(0.0, "linear learning-rate warm-up from lr/10, in epochs (default 0)")
     nesterov: bool = _option(False, "Nesterov momentum")
     pad: int = _option(4, "random-crop padding in pixels (0: no crop; default 4)")
@@ -65,8 +68,12 @@ class TrainConfig:
     resume: bool = _option(False, "continue from OUT/checkpoint")
     limit_train: int | None = _option(None, "use only the first N training images", metavar="N")
     label_smoothing: float = _option(0.0, "label smoothing of the loss (default 0)")
-    precision: str = _option("auto", "auto: bfloat16 autocast where this CPU has fast bf16 (AVX512-BF16 "
-                             "or AMX), else float32 (see `resnet-zoo info --cpu`)", choices=PRECISIONS)
+    precision: str = _option(
+        "auto",
+        "auto: bfloat16 autocast where this CPU has fast bf16 (AVX512-BF16 "
+        "or AMX), else float32 (see `resnet-zoo info --cpu`)",
+        choices=PRECISIONS,
+    )
     progress: bool = True
     command: str = ""  # recorded in the model card
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the model card
@@ -79,8 +86,16 @@ class TrainConfig:
             raise ConfigError(f"dataset {self.dataset!r} is read from local files: give --data DIR")
         for name in ("epochs", "batch_size"):
             check_positive_int(name, getattr(self, name))
-        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_epochs", "invert", "val_fraction",
-                     "label_smoothing"):
+        for name in (
+            "lr",
+            "momentum",
+            "weight_decay",
+            "gamma",
+            "warmup_epochs",
+            "invert",
+            "val_fraction",
+            "label_smoothing",
+        ):
             value = getattr(self, name)
             if not is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -117,8 +132,28 @@ class TrainConfig:
 
     def recipe(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed."""
-        keep = ("arch", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-                "milestones", "gamma", "schedule", "warmup_epochs", "nesterov", "pad", "flip", "invert",
-                "seed", "val_fraction", "input_size", "limit_train", "label_smoothing", "precision")
+        keep = (
+            "arch",
+            "dataset",
+            "epochs",
+            "batch_size",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "milestones",
+            "gamma",
+            "schedule",
+            "warmup_epochs",
+            "nesterov",
+            "pad",
+            "flip",
+            "invert",
+            "seed",
+            "val_fraction",
+            "input_size",
+            "limit_train",
+            "label_smoothing",
+            "precision",
+        )
         d = asdict(self)
         return {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keep}

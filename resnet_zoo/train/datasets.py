@@ -13,8 +13,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import InputError
-from ..util.progress import advance
 from ..inference.images import is_image_path
+from ..util.progress import advance
 
 __all__ = ["ImageSet", "read_cifar", "read_digits", "read_folder", "folder_splits", "materialize", "split_holdout"]
 
@@ -40,12 +40,17 @@ class ImageSet:
             return self.images.shape[1]
         return self.file_transform(self.files[0]).shape[0]  # type: ignore[misc,index]
 
-    def subset(self, index: torch.Tensor) -> "ImageSet":
+    def subset(self, index: torch.Tensor) -> ImageSet:
         idx = index.tolist()
         if self.images is not None:
             return ImageSet(self.images[index], self.labels[index], self.classes)
-        return ImageSet(None, self.labels[index], self.classes, [self.files[i] for i in idx],  # type: ignore[index]
-                        self.file_transform)
+        return ImageSet(
+            None,
+            self.labels[index],
+            self.classes,
+            [self.files[i] for i in idx],  # type: ignore[index]
+            self.file_transform,
+        )
 
 
 class ImageSetDataset(Dataset):
@@ -65,8 +70,7 @@ class ImageSetDataset(Dataset):
 
 _CIFAR = {
     # kind: (record bytes, label byte offset, train files, test files, label-name file, classes)
-    "cifar10": (3073, 0, [f"data_batch_{i}.bin" for i in range(1, 6)], ["test_batch.bin"],
-                "batches.meta.txt", 10),
+    "cifar10": (3073, 0, [f"data_batch_{i}.bin" for i in range(1, 6)], ["test_batch.bin"], "batches.meta.txt", 10),
     "cifar100": (3074, 1, ["train.bin"], ["test.bin"], "fine_label_names.txt", 100),
 }
 _CIFAR_SUBDIRS = {"cifar10": "cifar-10-batches-bin", "cifar100": "cifar-100-binary"}
@@ -106,7 +110,7 @@ def read_cifar(root: str | os.PathLike, kind: str, train: bool) -> ImageSet:
     labels = rows[:, label_at].long()
     if int(labels.max()) >= n_classes:
         raise InputError(f"{root}: label {int(labels.max())} is out of range for {kind} ({n_classes} classes)")
-    images = rows[:, record - 3072:].reshape(-1, 3, 32, 32).contiguous()
+    images = rows[:, record - 3072 :].reshape(-1, 3, 32, 32).contiguous()
     names_path = root / names_file
     if names_path.is_file():
         classes = [c for c in names_path.read_text().splitlines() if c.strip()][:n_classes]
@@ -180,19 +184,22 @@ def folder_splits(root: str | os.PathLike) -> tuple[Path, Path] | None:
         if extra:
             raise InputError(
                 f"{root} holds the splits {train}/ and {held}/ and also {extra}: a split layout "
-                "holds only root/train/<class>/ and root/val/<class>/ (or root/test/<class>/)")
+                "holds only root/train/<class>/ and root/val/<class>/ (or root/test/<class>/)"
+            )
         return root / train, root / held
     split_like = sorted(n for n in subdirs if n.lower() in TRAIN_SPLITS + HELDOUT_SPLITS)
     if split_like:
         raise InputError(
             f"{root} has sub-folders named like data-set splits ({', '.join(split_like)}) but not a "
             "recognised pair, so they cannot be read as classes: use root/train/<class>/ with "
-            "root/val/<class>/ or root/test/<class>/, or point --data at a folder of class folders")
+            "root/val/<class>/ or root/test/<class>/, or point --data at a folder of class folders"
+        )
     return None
 
 
-def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
-                progress: bool = False, desc: str = "decoding") -> ImageSet:
+def materialize(
+    data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0, progress: bool = False, desc: str = "decoding"
+) -> ImageSet:
     """Decode a file-backed set once into a uint8 tensor, when it fits in ``max_bytes``.
 
     Training then indexes memory instead of decoding every image every epoch. A set too large
@@ -206,8 +213,12 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
         raise InputError(f"{data.files[0]}: expected a uint8 image, got {first.dtype}")
     need = first.numel() * first.element_size() * len(data.files)
     if need > max_bytes:
-        log.info("%d images need %.1f GB decoded (> %.1f GB): decoding them per batch instead",
-                 len(data.files), need / 1e9, max_bytes / 1e9)
+        log.info(
+            "%d images need %.1f GB decoded (> %.1f GB): decoding them per batch instead",
+            len(data.files),
+            need / 1e9,
+            max_bytes / 1e9,
+        )
         return data
     from tqdm.auto import tqdm
 
@@ -216,12 +227,11 @@ def materialize(data: ImageSet, *, max_bytes: int = 4 << 30, workers: int = 0,
     rest = torch.utils.data.Subset(dataset, range(1, len(dataset)))
     loader = torch.utils.data.DataLoader(rest, batch_size=256, num_workers=workers)
     at = 1
-    with tqdm(total=len(data.files), initial=1, desc=desc, unit="img", disable=not progress,
-              leave=False) as bar:
+    with tqdm(total=len(data.files), initial=1, desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for batch, _ in loader:  # the labels stay data.labels
             if batch.dtype != torch.uint8:
                 raise InputError(f"{data.files[at]}...: expected uint8 images, got {batch.dtype}")
-            images[at:at + len(batch)] = batch
+            images[at : at + len(batch)] = batch
             at += len(batch)
             advance(bar, len(batch))
     return ImageSet(images, data.labels, data.classes)

@@ -8,19 +8,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .datasets import (folder_splits, ImageSetDataset, materialize, read_cifar, read_digits, read_folder,
-                    split_holdout)
 from ..errors import InputError
+from ..inference.images import Preprocess, load_image
+from ..inference.images import to_uint8_tensor as _uint8_tensor
 from ..manifest import Preprocessing
-from ..inference.images import Preprocess, load_image, to_uint8_tensor as _uint8_tensor
 from .config import TrainConfig
+from .datasets import ImageSetDataset, folder_splits, materialize, read_cifar, read_digits, read_folder, split_holdout
 
 __all__ = ["load_data", "channel_stats", "Normalize", "augment", "batches"]
+
 
 def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
     from PIL import Image
 
     if cfg.dataset == "digits":
+
         def digit(img: Any) -> torch.Tensor:
             return _uint8_tensor(img.resize((input_size, input_size), Image.BILINEAR))
 
@@ -31,8 +33,10 @@ def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
         val = read_cifar(cfg.data, cfg.dataset, train=False)
         interpolation = "bilinear"
     else:
-        sizer = Preprocess(Preprocessing(input_size, 1.0, "bilinear", mean=(0.0,) * img_channels,
-                                         std=(1.0,) * img_channels), channels=img_channels)
+        sizer = Preprocess(
+            Preprocessing(input_size, 1.0, "bilinear", mean=(0.0,) * img_channels, std=(1.0,) * img_channels),
+            channels=img_channels,
+        )
 
         def from_file(path: Path) -> torch.Tensor:
             return _uint8_tensor(sizer.resize_and_crop(load_image(path, img_channels)))
@@ -41,8 +45,9 @@ def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
         if splits is not None:
             train, val = read_folder(splits[0], from_file), read_folder(splits[1], from_file)
             if train.classes != val.classes:
-                raise InputError(f"{splits[0]} and {splits[1]} hold different classes: "
-                                 f"{train.classes} vs {val.classes}")
+                raise InputError(
+                    f"{splits[0]} and {splits[1]} hold different classes: {train.classes} vs {val.classes}"
+                )
         else:
             train, val = split_holdout(read_folder(cfg.data, from_file), cfg.val_fraction, cfg.seed)
         interpolation = "bilinear"
@@ -86,8 +91,7 @@ class Normalize:
         return torch.addcmul(self.shift, x.float(), self.scale).contiguous(memory_format=torch.channels_last)
 
 
-def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator,
-             invert: float = 0.0) -> torch.Tensor:
+def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator, invert: float = 0.0) -> torch.Tensor:
     """Zero-pad ``pad`` pixels, crop back at a random offset, flip half of the images, invert
     (uint8: ``255 - x``) a share ``invert`` of them.
 
@@ -119,10 +123,9 @@ def batches(data: Any, indices: list[int], batch_size: int, workers: int):
     if data.images is not None:
         index = torch.tensor(indices, dtype=torch.long)
         for start in range(0, len(index), batch_size):
-            i = index[start:start + batch_size]
+            i = index[start : start + batch_size]
             yield data.images[i], data.labels[i]
         return
 
-    chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
-    yield from torch.utils.data.DataLoader(ImageSetDataset(data), batch_sampler=chunks,
-                                           num_workers=workers)
+    chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    yield from torch.utils.data.DataLoader(ImageSetDataset(data), batch_sampler=chunks, num_workers=workers)

@@ -23,17 +23,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import cpu
-from ..util.atomic import atomic_write
 from ..cpu import cpu_capabilities
-from .datasets import ImageSetDataset
-from ..util.dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
 from ..errors import ConfigError, ResNetZooError
 from ..factory import create
 from ..manifest import Preprocessing, PretrainedInfo
-from ..util.plot import line_chart
 from ..registry import get_entry
+from ..util.atomic import atomic_write
+from ..util.dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
+from ..util.plot import line_chart
 from .checkpoint import STATE_FILE, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
+from .datasets import ImageSetDataset
 from .inputs import Normalize, augment, batches, channel_stats, load_data
 
 __all__ = ["train", "train_one_epoch", "evaluate", "lr_at", "command_line"]
@@ -52,11 +52,12 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
         t = (step - warmup) / max(1, total - warmup)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
     drops = sum(1 for m in cfg.milestones if step >= math.floor(m * total))
-    return cfg.lr * cfg.gamma ** drops
+    return cfg.lr * cfg.gamma**drops
 
 
-def evaluate(model: nn.Module, data: Any, normalize: Normalize, device: torch.device,
-             workers: int = 0, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, data: Any, normalize: Normalize, device: torch.device, workers: int = 0, batch_size: int = 256
+) -> tuple[float, float]:
     """Held-out loss and accuracy, in float32 (no autocast: the figure a user will reproduce)."""
     was = model.training
     model.eval()
@@ -121,22 +122,38 @@ def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
     per_rank = cfg.batch_size // dist.world
 
     torch.manual_seed(cfg.seed)
-    model = create(cfg.arch, pretrained=cfg.pretrained or False, num_classes=len(train_set.classes),
-                   img_channels=img_channels).to(dist.device, memory_format=torch.channels_last)
+    model = create(
+        cfg.arch, pretrained=cfg.pretrained or False, num_classes=len(train_set.classes), img_channels=img_channels
+    ).to(dist.device, memory_format=torch.channels_last)
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+    )
     wrapped: nn.Module = model
     if dist.world > 1:
         wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
-    sampler = torch.utils.data.DistributedSampler(ImageSetDataset(train_set), num_replicas=dist.world,
-                                                  rank=dist.rank, shuffle=True, seed=cfg.seed)
+            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None
+        )
+    sampler = torch.utils.data.DistributedSampler(
+        ImageSetDataset(train_set), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
+    )
     return _Run(
-        cfg=cfg, dist=dist, train_set=train_set, val_set=val_set, interpolation=interpolation,
-        input_size=input_size, mean=mean, std=std, normalize=Normalize(mean, std, dist.device),
-        model=model, wrapped=wrapped, optimizer=optimizer, sampler=sampler, per_rank=per_rank,
-        steps_per_epoch=math.ceil(len(sampler) / per_rank), autocast=_autocast_dtype(cfg, dist.device),
+        cfg=cfg,
+        dist=dist,
+        train_set=train_set,
+        val_set=val_set,
+        interpolation=interpolation,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        normalize=Normalize(mean, std, dist.device),
+        model=model,
+        wrapped=wrapped,
+        optimizer=optimizer,
+        sampler=sampler,
+        per_rank=per_rank,
+        steps_per_epoch=math.ceil(len(sampler) / per_rank),
+        autocast=_autocast_dtype(cfg, dist.device),
         flip=cfg.flip if cfg.flip is not None else cfg.dataset != "digits",
     )
 
@@ -152,23 +169,28 @@ def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
     correct = torch.zeros((), dtype=torch.long, device=dist.device)
     seen, lr = 0, cfg.lr
     start = time.perf_counter()
-    bar = tqdm(batches(run.train_set, list(run.sampler), run.per_rank, cfg.workers),
-               total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-               disable=not (cfg.progress and dist.main), leave=False)
+    bar = tqdm(
+        batches(run.train_set, list(run.sampler), run.per_rank, cfg.workers),
+        total=run.steps_per_epoch,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="batch",
+        disable=not (cfg.progress and dist.main),
+        leave=False,
+    )
     for i, (x, y) in enumerate(bar):
         lr = lr_at(epoch * run.steps_per_epoch + i, run.total_steps, cfg)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         x = run.normalize(augment(x, cfg.pad, run.flip, g, cfg.invert).to(dist.device))
         y = y.to(dist.device)
-        with torch.autocast(dist.device.type, dtype=run.autocast or torch.bfloat16,
-                            enabled=run.autocast is not None):
+        with torch.autocast(dist.device.type, dtype=run.autocast or torch.bfloat16, enabled=run.autocast is not None):
             logits = run.wrapped(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         if not bool(torch.isfinite(loss)):
             raise ResNetZooError(
                 f"the training loss is {loss.item()} at epoch {epoch + 1}, step {i + 1} (lr {lr:.3g}): "
-                "training diverged; lower --lr or check the data. Nothing of this epoch was saved")
+                "training diverged; lower --lr or check the data. Nothing of this epoch was saved"
+            )
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -179,21 +201,38 @@ def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
     elapsed = time.perf_counter() - start
     total_loss, total_correct, total_seen = all_reduce_sum([loss_sum.item(), correct.item(), seen], dist)
-    return {"lr": lr, "train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen,
-            "seconds": elapsed, "images_per_s": total_seen / elapsed}
+    return {
+        "lr": lr,
+        "train_loss": total_loss / total_seen,
+        "train_acc": total_correct / total_seen,
+        "seconds": elapsed,
+        "images_per_s": total_seen / elapsed,
+    }
 
 
-def _end_of_epoch(run: _Run, epoch: int, metrics: dict[str, float], history: list[dict],
-                  out: Path) -> None:
+def _end_of_epoch(run: _Run, epoch: int, metrics: dict[str, float], history: list[dict], out: Path) -> None:
     """Rank 0: evaluate, log, write the metrics, the curves and the checkpoint."""
     val_loss, val_acc = evaluate(run.model, run.val_set, run.normalize, run.dist.device, run.cfg.workers)
-    record = {"epoch": epoch + 1, "lr": metrics["lr"], "train_loss": metrics["train_loss"],
-              "train_acc": metrics["train_acc"], "val_loss": val_loss, "val_acc": val_acc,
-              "seconds": metrics["seconds"], "images_per_s": metrics["images_per_s"]}
+    record = {
+        "epoch": epoch + 1,
+        "lr": metrics["lr"],
+        "train_loss": metrics["train_loss"],
+        "train_acc": metrics["train_acc"],
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "seconds": metrics["seconds"],
+        "images_per_s": metrics["images_per_s"],
+    }
     history.append(record)
-    log.info("epoch %d: train loss %.4f acc %.4f | held-out loss %.4f acc %.4f | %.1f img/s",
-             epoch + 1, record["train_loss"], record["train_acc"], val_loss, val_acc,
-             record["images_per_s"])
+    log.info(
+        "epoch %d: train loss %.4f acc %.4f | held-out loss %.4f acc %.4f | %.1f img/s",
+        epoch + 1,
+        record["train_loss"],
+        record["train_acc"],
+        val_loss,
+        val_acc,
+        record["images_per_s"],
+    )
     write_json(out / "metrics.json", history)
     _plot(history, out / "curves.png", run.cfg)
     save_checkpoint(out / CHECKPOINT_DIR, run.model, run.optimizer, epoch + 1, history, run.cfg)
@@ -209,11 +248,18 @@ def _save_final(run: _Run, final: dict[str, Any], out: Path) -> None:
         preprocessing=Preprocessing(run.input_size, 1.0, run.interpolation, mean=run.mean, std=run.std),
         labels=tuple(run.train_set.classes),
         description=f"{cfg.arch} trained on {cfg.dataset}",
-        extra={"dataset": cfg.dataset, "epochs": cfg.epochs, "train_images": len(run.train_set),
-               "heldout_images": len(run.val_set), "heldout_accuracy": final.get("val_acc"),
-               "command": cfg.command or _python_command(cfg), "recipe": cfg.recipe(),
-               "autocast": str(run.autocast).replace("torch.", "") if run.autocast else "none",
-               "cpu": cpu_capabilities().describe(), **cfg.extra},
+        extra={
+            "dataset": cfg.dataset,
+            "epochs": cfg.epochs,
+            "train_images": len(run.train_set),
+            "heldout_images": len(run.val_set),
+            "heldout_accuracy": final.get("val_acc"),
+            "command": cfg.command or _python_command(cfg),
+            "recipe": cfg.recipe(),
+            "autocast": str(run.autocast).replace("torch.", "") if run.autocast else "none",
+            "cpu": cpu_capabilities().describe(),
+            **cfg.extra,
+        },
     )
     run.model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     run.model.eval().save_pretrained(out)
@@ -238,10 +284,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         log.info("no checkpoint in %s: starting from scratch", ckpt_dir)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
-        log.info("%s on %s: %d train / %d held-out images, %d classes, %d process(es), %d steps, %s",
-                 cfg.arch, cfg.dataset, len(run.train_set), len(run.val_set),
-                 len(run.train_set.classes), dist.world, run.total_steps,
-                 f"{run.autocast} autocast" if run.autocast else "float32")
+        log.info(
+            "%s on %s: %d train / %d held-out images, %d classes, %d process(es), %d steps, %s",
+            cfg.arch,
+            cfg.dataset,
+            len(run.train_set),
+            len(run.val_set),
+            len(run.train_set.classes),
+            dist.world,
+            run.total_steps,
+            f"{run.autocast} autocast" if run.autocast else "float32",
+        )
     for epoch in range(start_epoch, cfg.epochs):
         metrics = train_one_epoch(run, epoch)
         if dist.main:
@@ -257,11 +310,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 def _plot(history: list[dict], path: Path, cfg: TrainConfig) -> None:
     with atomic_write(path) as tmp:
-        line_chart({"train loss": [h["train_loss"] for h in history],
-                    "held-out loss": [h["val_loss"] for h in history],
-                    "train acc": [h["train_acc"] for h in history],
-                    "held-out acc": [h["val_acc"] for h in history]},
-                   tmp, title=f"{cfg.arch} on {cfg.dataset}")
+        line_chart(
+            {
+                "train loss": [h["train_loss"] for h in history],
+                "held-out loss": [h["val_loss"] for h in history],
+                "train acc": [h["train_acc"] for h in history],
+                "held-out acc": [h["val_acc"] for h in history],
+            },
+            tmp,
+            title=f"{cfg.arch} on {cfg.dataset}",
+        )
 
 
 def _python_command(cfg: TrainConfig) -> str:

@@ -14,14 +14,23 @@ __all__ = ["is_int", "is_number", "check_int", "check_positive_int"]
 def is_int(value: Any, low: int | None = None, high: int | None = None) -> bool:
     """Whether ``value`` is an int (not a bool) in ``[low, high]``: the one test of every
     integer a user, a config or a file gives."""
-    return (isinstance(value, int) and not isinstance(value, bool)
-            and (low is None or value >= low) and (high is None or value <= high))
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (low is None or value >= low)
+        and (high is None or value <= high)
+    )
 
 
 def is_number(value: Any, low: float | None = None, high: float | None = None) -> bool:
     """Whether ``value`` is a finite int or float (not a bool) in ``[low, high]``."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and (low is None or value >= low) and (high is None or value <= high))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (low is None or value >= low)
+        and (high is None or value <= high)
+    )
 
 
 def check_int(field: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:

@@ -26,8 +26,8 @@ import re
 import stat
 from pathlib import Path
 
-from .atomic import promote
 from ..errors import ConfigError, IntegrityError
+from .atomic import promote
 
 __all__ = [
     "Confined",
@@ -75,12 +75,16 @@ def check_revision(revision: object, *, label: str = "revision") -> str | None:
     if not isinstance(revision, str):
         raise ConfigError(f"{label} must be a string (a branch, tag or commit), got {type(revision).__name__}")
     segments = revision.split("/")
-    if (not revision or len(revision) > MAX_REVISION
-            or not all(_SEGMENT.match(s) and s not in (".", "..") for s in segments)):
+    if (
+        not revision
+        or len(revision) > MAX_REVISION
+        or not all(_SEGMENT.match(s) and s not in (".", "..") for s in segments)
+    ):
         raise ConfigError(
             f"{label} {printable(revision[:120])!r} is not a branch, tag or commit name: expected "
             "letters, digits, '-', '_' and '.' in segments joined by '/', no '.' or '..' segment, "
-            f"no leading or trailing '/', at most {MAX_REVISION} characters")
+            f"no leading or trailing '/', at most {MAX_REVISION} characters"
+        )
     return revision
 
 
@@ -91,19 +95,26 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9_.-]{1,96}/[A-Za-z0-9_.-]{1,96}$")
 def check_repo_id(repo_id: object, *, spec: str | None = None) -> str:
     """An ``owner/repo`` id safe to name a cache folder: letters, digits, ``-``, ``_``, ``.``,
     at most 96 each, no ``..`` or ``--``, not ending in ``.`` or ``-``."""
-    if (not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id
-            or "--" in repo_id or repo_id.endswith((".", "-"))):
+    if (
+        not isinstance(repo_id, str)
+        or not _REPO_ID.match(repo_id)
+        or ".." in repo_id
+        or "--" in repo_id
+        or repo_id.endswith((".", "-"))
+    ):
         shown = printable(str(spec if spec is not None else repo_id))[:120]
-        raise ConfigError(f"{shown!r}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@revision', "
-                          "owner and repo made of letters, digits, '-', '_' and '.' (at most 96 each)")
+        raise ConfigError(
+            f"{shown!r}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@revision', "
+            "owner and repo made of letters, digits, '-', '_' and '.' (at most 96 each)"
+        )
     return repo_id
 
 
 def _component(name: str) -> str:
-    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
-            or "\0" in name):
-        raise IntegrityError(f"{printable(str(name))[:120]!r} cannot be a file name (a path "
-                             "separator, '..' or an empty name)")
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise IntegrityError(
+            f"{printable(str(name))[:120]!r} cannot be a file name (a path separator, '..' or an empty name)"
+        )
     return name
 
 
@@ -144,7 +155,8 @@ class Confined:
         if not _is_within(parent, self._real_root()):
             raise IntegrityError(
                 f"{self.label} {self.root} was tampered with: {path.parent} is a link to {parent}, "
-                "outside it. Nothing was written there; remove the link (or use another cache)")
+                "outside it. Nothing was written there; remove the link (or use another cache)"
+            )
         return parent / path.name
 
     # -- acting on paths -----------------------------------------------------------------
@@ -162,7 +174,8 @@ class Confined:
             if os.path.islink(real) and not self.contains(real):
                 raise IntegrityError(
                     f"{self.label} {self.root} was tampered with: {current} is a link to "
-                    f"{os.path.realpath(real)}, outside it. Nothing was written there; remove the link")
+                    f"{os.path.realpath(real)}, outside it. Nothing was written there; remove the link"
+                )
             try:
                 os.mkdir(real)
             except FileExistsError:
@@ -180,8 +193,7 @@ class Confined:
         except FileNotFoundError:
             return False
         except IsADirectoryError:
-            raise IntegrityError(f"{path} in {self.label} is a directory where a file belongs: "
-                                 "remove it") from None
+            raise IntegrityError(f"{path} in {self.label} is a directory where a file belongs: remove it") from None
 
     def open_write(self, path: Path, *, append: bool = False):
         """Open ``path`` for writing, binary, creating it; a link planted at ``path`` is removed
@@ -264,6 +276,7 @@ def _is_within(path: Path, root: Path) -> bool:
 
 # --- Hashes -------------------------------------------------------------------------------------
 
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -283,6 +296,7 @@ def git_blob_sha1(path: str | os.PathLike) -> str:
 
 
 # --- Text ---------------------------------------------------------------------------------------
+
 
 def printable(text: object) -> str:
     """``text`` with every non-printable character (C0/C1 controls such as ESC, newlines, tabs,

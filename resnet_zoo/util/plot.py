@@ -22,8 +22,9 @@ def _canvas(title: str):
     return img, draw
 
 
-def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | os.PathLike, *,
-              title: str = "", unit: str = "") -> None:
+def bar_chart(
+    labels: Sequence[str], values: Sequence[float], path: str | os.PathLike, *, title: str = "", unit: str = ""
+) -> None:
     """One bar per label, the value written above it."""
     img, draw = _canvas(title)
     top = max(values) if values else 1.0
@@ -39,8 +40,9 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | os.Pat
     img.save(path)
 
 
-def line_chart(series: dict[str, Sequence[float]], path: str | os.PathLike, *, title: str = "",
-               xlabel: str = "epoch") -> None:
+def line_chart(
+    series: dict[str, Sequence[float]], path: str | os.PathLike, *, title: str = "", xlabel: str = "epoch"
+) -> None:
     """Each series on its own 0..max scale, x = 1..len; a legend names them with their last value."""
     img, draw = _canvas(title)
     for k, (name, ys) in enumerate(series.items()):
@@ -49,8 +51,10 @@ def line_chart(series: dict[str, Sequence[float]], path: str | os.PathLike, *, t
             continue
         top = max(ys) or 1.0
         n = len(ys)
-        points = [(_M + (_W - _M - 40) * (i / max(n - 1, 1)),
-                   _H - _M - (_H - 2 * _M - 30) * (y / top)) for i, y in enumerate(ys)]
+        points = [
+            (_M + (_W - _M - 40) * (i / max(n - 1, 1)), _H - _M - (_H - 2 * _M - 30) * (y / top))
+            for i, y in enumerate(ys)
+        ]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         for p in points:
@@ -62,4 +66,4 @@ def line_chart(series: dict[str, Sequence[float]], path: str | os.PathLike, *, t
 
 def _wrap(text: str, width: int) -> list[str]:
     width = max(width, 4)
-    return [text[i:i + width] for i in range(0, len(text), width)][:3]
+    return [text[i : i + width] for i in range(0, len(text), width)][:3]
