@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass
+from typing import Any
 
 from .config import ResNetConfig
 from .errors import ConfigError, UnknownModelError
@@ -105,7 +106,7 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
 # torchvision's ImageNet layout ("v1.5"): 7x7/2 stem + ReLU + 3x3/2 max-pool, bias-free convs
 # (every conv is followed by batch norm, which has its own shift), 1x1 projection shortcuts, the
 # stride on the bottleneck's 3x3 conv.
-_IMAGENET = dict(
+_IMAGENET: dict[str, Any] = dict(
     first_kernel_size=7,
     stem_channels=64,
     stem_stride=2,
@@ -115,12 +116,12 @@ _IMAGENET = dict(
     shortcut="projection",
     num_classes=1000,
 )
-_BASIC = dict(_IMAGENET, n_channels=(64, 128, 256, 512))
-_BOTTLENECK = dict(_IMAGENET, n_channels=(256, 512, 1024, 2048))
+_BASIC: dict[str, Any] = dict(_IMAGENET, n_channels=(64, 128, 256, 512))
+_BOTTLENECK: dict[str, Any] = dict(_IMAGENET, n_channels=(256, 512, 1024, 2048))
 _WIDTHS = (64, 128, 256, 512)  # the bottleneck 3x3 conv's width in each stage, x the wide factor
 # The paper's CIFAR networks (section 4.2): 3x3 stem at stride 1 on 32x32 inputs, three stages of
 # 16/32/64 channels with n blocks each (6n+2 layers); option A (zero-padding) shortcuts.
-_CIFAR = dict(
+_CIFAR: dict[str, Any] = dict(
     n_channels=(16, 32, 64),
     first_kernel_size=3,
     stem_stride=1,

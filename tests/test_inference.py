@@ -153,3 +153,21 @@ def test_predict_labels_and_probabilities(photo_dir):
         predict(model, [photo_dir], top=0)
     with pytest.raises(ConfigError, match="no classifier"):
         predict(create("resnet18", num_classes=0), [photo_dir])
+
+
+def test_every_wrapper_has_a_public_face_and_unwraps_to_the_model():
+    """model, backend, dtype and device on each view; unwrap() reaches the resnet_zoo model
+    under any number of them; compute_of() answers for the eager model too."""
+    from resnet_zoo.inference.model_view import compute_of, unwrap
+    from resnet_zoo.inference.predict import PooledFeatures
+
+    eager = resnet_zoo.create("cifar_resnet20").eval()
+    fast = resnet_zoo.optimize_for_inference(eager)
+    pooled = PooledFeatures(fast)
+    assert (fast.backend, fast.dtype, fast.device.type) == ("torch", torch.float32, "cpu")
+    assert (pooled.backend, pooled.dtype) == ("torch", torch.float32) and pooled.model is fast
+    assert unwrap(pooled) is fast.model and unwrap(eager) is eager
+    assert compute_of(eager) == ("eager", torch.float32, torch.device("cpu"))
+    assert pooled.config == eager.config and pooled.arch_name == "cifar_resnet20"
+    with pytest.raises(resnet_zoo.ConfigError, match="resnet_zoo model"):
+        unwrap(torch.nn.Linear(2, 2))

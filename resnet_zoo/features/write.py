@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError, ResNetZooError
 from ..inference.images import ImageFiles, Preprocess, collate_images, preprocessing_for
+from ..inference.model_view import compute_of, unwrap
 from ..inference.predict import PooledFeatures
 from ..util.atomic import WriterLock, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
@@ -405,16 +406,12 @@ def _weights_sha256(inner: nn.Module) -> str:
 def run_identity(model: nn.Module) -> dict:
     """What decides the numbers besides the inputs: the weights' sha256, the compute dtype, the
     backend, the device type and the preprocessing. A resume must match all of them."""
-    inner = model._wrapped() if hasattr(model, "_wrapped") else model  # under a fast-path wrapper
-    first = next(iter(inner.parameters()), None)
-    backend = getattr(model, "backend", "eager")
-    dtype = getattr(model, "dtype", None) or (first.dtype if first is not None else torch.float32)
-    on_torch = backend in ("eager", "torch") and first is not None  # a runtime computes on the CPU
+    backend, dtype, device = compute_of(model)
     return {
-        "weights_sha256": _weights_sha256(inner),
+        "weights_sha256": _weights_sha256(unwrap(model)),
         "compute_dtype": str(dtype).replace("torch.", ""),
         "backend": backend,
-        "device": first.device.type if on_torch else "cpu",
+        "device": device.type,
         "preprocessing": preprocessing_for(model).to_dict(),
     }
 

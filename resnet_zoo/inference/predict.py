@@ -14,11 +14,11 @@ from torch import nn
 
 from ..errors import ConfigError, InputError
 from ..manifest import read_labels
-from ..model import ResNet, ResNetBase, ResNetFeatures
+from ..model import ResNetFeatures
 from ..util.checks import check_int, check_positive_int, is_int
 from ..util.progress import advance
 from .images import ImageFiles, Preprocess, collate_images, find_images, preprocessing_for
-from .model_view import ModelView
+from .model_view import ModelView, compute_of, unwrap
 
 __all__ = ["extract_features", "predict", "Prediction", "PooledFeatures"]
 
@@ -118,20 +118,14 @@ class PooledFeatures(ModelView):
     """A view of a model that returns pooled features (the head is skipped)."""
 
     def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.inner = model
-        if isinstance(model, ResNetFeatures):
+        if isinstance(unwrap(model), ResNetFeatures):
             raise ConfigError("extract_features gives pooled features: pass a ResNet, not features_only")
+        backend, dtype, _ = compute_of(model)
+        super().__init__(model, backend=backend, dtype=dtype)
         self.training = model.training  # so that restoring the mode restores the caller's
 
-    def _wrapped(self) -> ResNetBase:
-        return self.inner  # type: ignore[return-value]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.inner
-        if isinstance(m, ResNet) or hasattr(m, "forward_pooled"):
-            return m.forward_pooled(x)
-        return m(x)
+        return self.model.forward_pooled(x)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..factory import create
 from .auto import BACKENDS, optimize_for_inference
+from .model_view import compute_of
 
 __all__ = ["ModelRecipe", "DTYPES", "BACKEND_CHOICES"]
 
@@ -72,7 +73,6 @@ class ModelRecipe:
         pick for ``"auto"``."""
         if self.on_gpu or not self.fast:
             return self
-        dtype = str(getattr(model, "dtype", "float32")).replace("torch.", "")
-        return replace(
-            self, dtype="int8" if self.dtype == "int8" else dtype, backend=getattr(model, "backend", self.backend)
-        )
+        backend, dtype, _ = compute_of(model)
+        dtype = str(dtype).replace("torch.", "")
+        return replace(self, dtype="int8" if self.dtype == "int8" else dtype, backend=backend)

@@ -159,18 +159,13 @@ class RuntimeModel(ModelView):
     (``forward_features``) to give: that needs the torch backend."""
 
     def __init__(self, model: ResNetBase, backend: str, dtype: Any, runner: Any, onnx_path: Path | None) -> None:
-        super().__init__()
         # Not a submodule: the runtime holds the weights; the eager model gives the metadata
         # and the input checks (and keeps the repr short).
-        self.__dict__["model"] = model
-        self.backend = backend
-        self.dtype = dtype
+        super().__init__(model, backend=backend, dtype=dtype, submodule=False)
+        self.model: ResNetBase = model
         self.onnx_path = onnx_path
         self._runner = runner
         self._has_head = "logits" in runner.names
-
-    def _wrapped(self) -> ResNetBase:
-        return self.model
 
     def train(self, mode: bool = True) -> RuntimeModel:
         if mode:

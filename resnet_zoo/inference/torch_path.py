@@ -57,15 +57,9 @@ class InferenceModel(ModelView):
     """
 
     def __init__(self, model: ResNetBase, *, dtype: torch.dtype, channels_last: bool, use_mkldnn: bool) -> None:
-        super().__init__()
-        self.model = model
-        self.dtype = dtype
+        super().__init__(model, backend="torch", dtype=dtype)
         self.channels_last = channels_last
         self.use_mkldnn = use_mkldnn
-        self.backend = "torch"
-
-    def _wrapped(self) -> ResNetBase:
-        return self.model
 
     def train(self, mode: bool = True) -> InferenceModel:
         if mode:
