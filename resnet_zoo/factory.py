@@ -10,8 +10,6 @@ import logging
 import os
 from typing import Any, Sequence
 
-from torch import nn
-
 from .errors import CheckpointError, ConfigError
 from .manifest import PretrainedInfo, get_weights
 from .model import ResNet, ResNetBase
@@ -40,7 +38,7 @@ def create(
     cache_dir: str | os.PathLike | None = None,
     revision: str | None = None,
     **overrides: Any,
-) -> nn.Module:
+) -> ResNetBase:
     """Build a registered ResNet by name, optionally with pretrained weights.
 
     Args:
@@ -127,4 +125,4 @@ def convert_checkpoint(
     layout = detect_layout(state_dict) if source == "auto" else source
     model.pretrained_info = PretrainedInfo(source=str(src), extra={"converted_from": layout})
     model.save_pretrained(out)
-    return model  # type: ignore[return-value]
+    return model

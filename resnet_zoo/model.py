@@ -8,15 +8,14 @@ CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, cast
 
 import torch
 from torch import nn
 
-from .blocks import checkpointed, make_stages
+from .blocks import BottleneckResidualBlock, ResidualBlock, checkpointed, make_stages
 from .config import ResNetConfig
 from .errors import ConfigError
 from .input_checks import check_image_batch
@@ -29,13 +28,6 @@ __all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures"]
 
 
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
-
-
-def _with_head(init: Callable) -> inspect.Signature:
-    """``init``'s signature with a keyword-only ``num_classes=1000`` before its ``**layout``."""
-    params = list(inspect.signature(init).parameters.values())
-    head = inspect.Parameter("num_classes", inspect.Parameter.KEYWORD_ONLY, default=1000, annotation="int")
-    return inspect.signature(init).replace(parameters=params[:-1] + [head, params[-1]])
 
 
 def _layout_kwargs(config: ResNetConfig) -> dict[str, Any]:
@@ -175,7 +167,7 @@ class ResNetBase(TimmModelApi, nn.Module):
                 nn.init.zeros_(m.bias)
         if self.config.zero_init_residual:
             for block in self.blocks:
-                block.zero_init_last()
+                cast(ResidualBlock | BottleneckResidualBlock, block).zero_init_last()
 
     @torch.jit.unused
     def _check_input(self, x: torch.Tensor) -> None:
@@ -309,7 +301,7 @@ class ResNetBase(TimmModelApi, nn.Module):
             local_files_only=local_files_only,
             **changes,
         )
-        return model  # type: ignore[return-value]
+        return model
 
 
 class ResNet(ResNetBase):
@@ -319,9 +311,21 @@ class ResNet(ResNetBase):
     it returns the pooled features ``[B, n_channels[-1]]``.
     """
 
-    def __init__(self, *layout: Any, num_classes: int = 1000, **options: Any) -> None:
+    def __init__(
+        self,
+        n_blocks: Sequence[int],
+        n_channels: Sequence[int],
+        bottlenecks: Sequence[int] | None = None,
+        img_channels: int = 3,
+        first_kernel_size: int = 7,
+        *,
+        num_classes: int = 1000,
+        **layout: Any,
+    ) -> None:
         """:class:`ResNetBase`'s arguments, and ``num_classes`` (0: no head)."""
-        super().__init__(*layout, num_classes=num_classes, **options)
+        super().__init__(
+            n_blocks, n_channels, bottlenecks, img_channels, first_kernel_size, num_classes=num_classes, **layout
+        )
         self.num_classes = self.config.num_classes
         self.fc: nn.Module = self._make_head(self.num_classes)
 
@@ -356,9 +360,6 @@ class ResNet(ResNetBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, img_channels, H, W] -> [B, num_classes]`` logits (features if num_classes=0)."""
         return self.forward_head(self.forward_features(x))
-
-
-ResNet.__init__.__signature__ = _with_head(ResNetBase.__init__)  # help() and IDEs show the layout
 
 
 class ResNetFeatures(ResNetBase):

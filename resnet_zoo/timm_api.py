@@ -12,7 +12,7 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, cast
 
 import torch
 
@@ -70,12 +70,12 @@ class FeatureInfoList(list):
     ``idx=None`` means every entry; an int one entry; a list those entries.
     """
 
-    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
         if idx is None:
             return [fi[key] for fi in self]
         if isinstance(idx, (tuple, list)):
             return [self[i][key] for i in idx]
-        return self[idx][key]
+        return self[cast(int, idx)][key]
 
     def get_dicts(self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None) -> Any:
         pick = (lambda fi: dict(fi)) if keys is None else (lambda fi: {k: fi[k] for k in keys})
@@ -83,7 +83,7 @@ class FeatureInfoList(list):
             return [pick(fi) for fi in self]
         if isinstance(idx, (tuple, list)):
             return [pick(self[i]) for i in idx]
-        return pick(self[idx])
+        return pick(self[cast(int, idx)])
 
     def channels(self, idx: int | Sequence[int] | None = None) -> Any:
         return self.get("num_chs", idx)
@@ -209,6 +209,16 @@ class TimmModelApi:
     (which provides ``config``, ``full_config``, ``arch_name``, ``stage_ends`` and
     ``pretrained_info``)."""
 
+    if TYPE_CHECKING:  # given by ResNetBase (declared here for the type checker only)
+        config: ResNetConfig
+        arch_name: str | None
+        pretrained_info: PretrainedInfo | None
+        stage_ends: tuple[int, ...]
+        grad_checkpointing: bool
+
+        @property
+        def full_config(self) -> ResNetConfig: ...
+
     # TorchScript compiles forward and what it calls; the metadata is Python-side only.
     __jit_ignored_attributes__ = ["config", "feature_info", "pretrained_info", "arch_name"]
     __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_config", "full_feature_reduction"]
@@ -264,7 +274,7 @@ def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tup
             raise ConfigError(f"out_indices={indices} must be between 1 and {n_maps} (the last n maps)")
         return tuple(range(n_maps - indices, n_maps))
     try:
-        items = list(indices)
+        items = list(cast(Sequence[int], indices))
     except TypeError:
         raise ConfigError(f"out_indices must be a sequence of ints, got {indices!r}") from None
     if not items:

@@ -12,6 +12,7 @@ PY=${PYTHON:-python3}
 # Formatting and lint (configured in pyproject.toml), before anything slow.
 .venv/bin/ruff format --check --quiet resnet_zoo tests scripts benchmarks hubconf.py
 .venv/bin/ruff check --quiet resnet_zoo tests scripts benchmarks hubconf.py
+.venv/bin/mypy  # the package, configured in pyproject.toml
 # The installed package, as a user gets it: a wheel (not editable), its CLI, every module, the main job.
 PYTHON=.venv/bin/python bash scripts/check_wheel.sh
 exec .venv/bin/python -m pytest -q "$@"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from .._version import __version__
 from ..errors import ResNetZooError
@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser"]
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit status 1, like every other error."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

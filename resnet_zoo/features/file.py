@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
-from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..inference.model_view import Model
 from ..inference.predict import extract_features
 from ..pretrained.files import load_safetensors
 from ..util.atomic import atomic_write
@@ -41,7 +41,7 @@ class FeaturesFile:
 
 
 def write_features(
-    model: nn.Module,
+    model: Model,
     inputs: Iterable[str | os.PathLike],
     out: str | os.PathLike,
     *,

@@ -15,7 +15,7 @@ import importlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from safetensors.torch import save_file
@@ -161,7 +161,7 @@ def optional_module(module: str, needed_by: str) -> Any:
 MAX_PATHS_BYTES = 8 << 20
 
 
-def encode_paths(paths: list[str], where: str | os.PathLike) -> str:
+def encode_paths(paths: Sequence[str | os.PathLike], where: str | os.PathLike) -> str:
     """``paths`` as the header's ``paths`` entry, or ConfigError when it would not fit a header."""
     text = json.dumps([str(p) for p in paths])
     if len(text.encode("utf-8")) > MAX_PATHS_BYTES:

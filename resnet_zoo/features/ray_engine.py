@@ -110,7 +110,9 @@ class _Extract:
             )
         self.model = PooledFeatures(model).eval()
         self.device = torch.device(recipe.device)
-        self.decode = None if preprocessing is None else {"preprocessing": preprocessing, "channels": channels}
+        self.decode: dict[str, Any] | None = (
+            None if preprocessing is None else {"preprocessing": preprocessing, "channels": channels}
+        )
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
         if self.decode is not None:
@@ -147,11 +149,12 @@ def _batches(rows: Iterable[dict[str, Any]], width: int) -> Iterator[Batch]:
 def _user_error(e: BaseException) -> BaseException | None:
     """The ResNetZooError a worker raised, from under Ray's wrappers."""
     seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, ResNetZooError):
-            return e
-        e = getattr(e, "cause", None) or e.__cause__
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ResNetZooError):
+            return cause
+        cause = getattr(cause, "cause", None) or cause.__cause__
     return None
 
 

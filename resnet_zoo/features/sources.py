@@ -125,10 +125,10 @@ def _parquet_column(where: str) -> list[Any]:
 
 def list_images(inputs: Iterable[str | os.PathLike]) -> list[str]:
     """Every image ``inputs`` name (see the module docstring), sorted, each once."""
-    inputs = [os.fspath(i) for i in inputs]
+    items = [str(os.fspath(i)) for i in inputs]
     found: list[str] = []
     local: list[str] = []
-    for item in inputs:
+    for item in items:
         if is_uri(item):
             found += _expand_uri(item)
         elif item.lower().endswith(LIST_SUFFIXES) and os.path.isfile(item):
@@ -138,7 +138,7 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[str]:
     if local:
         found += [str(p) for p in find_images(local)]
     if not found:
-        raise InputError(f"no images in {', '.join(inputs)}")
+        raise InputError(f"no images in {', '.join(items)}")
     return sorted(set(found))
 
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError, ResNetZooError
 from ..inference.images import ImageFiles, Preprocess, collate_images, preprocessing_for
-from ..inference.model_view import compute_of, unwrap
+from ..inference.model_view import Model, compute_of, unwrap
 from ..inference.predict import PooledFeatures
 from ..util.atomic import WriterLock, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
@@ -161,7 +161,7 @@ def check_options(out: str | os.PathLike, shard_size: int, batch_size: int, stor
 
 
 def plan_feature_set(
-    model: nn.Module,
+    model: Model,
     inputs: Iterable[str | os.PathLike],
     out: Path,
     *,
@@ -250,7 +250,7 @@ def _lock_set(out: Path, run_id: str) -> WriterLock:
     return lock
 
 
-def local_batches(plan: FeatureSetPlan, model: nn.Module, batch_size: int, num_workers: int) -> Iterator[Batch]:
+def local_batches(plan: FeatureSetPlan, model: Model, batch_size: int, num_workers: int) -> Iterator[Batch]:
     """The local engine: a DataLoader over this process's batches (``num_workers`` decoding
     processes), features computed here in batch order."""
     batches = plan.batches(batch_size)
@@ -325,7 +325,7 @@ def finish_feature_set(plan: FeatureSetPlan) -> None:
 
 
 def write_feature_set(
-    model: nn.Module,
+    model: Model,
     inputs: Iterable[str | os.PathLike],
     out: str | os.PathLike,
     *,
@@ -403,7 +403,7 @@ def _weights_sha256(inner: nn.Module) -> str:
     return h.hexdigest()
 
 
-def run_identity(model: nn.Module) -> dict:
+def run_identity(model: Model) -> dict:
     """What decides the numbers besides the inputs: the weights' sha256, the compute dtype, the
     backend, the device type and the preprocessing. A resume must match all of them."""
     backend, dtype, device = compute_of(model)

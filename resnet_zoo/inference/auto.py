@@ -13,8 +13,9 @@ import importlib.util
 import json
 import logging
 import os
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 from torch import nn
@@ -91,7 +92,7 @@ def optimize_for_inference(
             "int8 runs on the onnxruntime or openvino backends: pass backend='auto', 'onnxruntime' or 'openvino'"
         )
     if backend == "torch" or (backend == "auto" and isinstance(model, ResNetFeatures)):
-        return torch_fast_path(model, dtype, channels_last)
+        return torch_fast_path(model, cast(torch.dtype, dtype), channels_last)
 
     images = None if calibration is None else images_to_tensor(calibration, model)
     if backend != "auto":
@@ -174,7 +175,7 @@ def choose_backend(
         log.info("calibration %s: %s %.1f images/s", key, name, ips)
     if not speeds:
         raise ConfigError(f"no backend could run {model.arch_name or 'this model'} in {dtype}")
-    best = max(speeds, key=speeds.get)
+    best = max(speeds, key=lambda name: speeds[name])
     if use_cache:
         data = _read_cache()
         data[key] = {"backend": best, "images_per_s": speeds}
@@ -200,5 +201,5 @@ def candidates_for(
             continue
         if dtype == "int8" and importlib.util.find_spec("onnxruntime") is None:
             continue
-        out[name] = lambda n=name: build_runtime(model, n, dtype, calibration=calibration)
+        out[name] = partial(build_runtime, model, name, dtype, calibration=calibration)
     return out

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import cpu
 from ..errors import ConfigError
 from ..factory import create
+from ..model import ResNetBase
 from ..registry import get_entry
 from ..summary import count_macs
 from ..util.checks import check_positive_int
@@ -207,7 +208,7 @@ def _iter_rows(
         paths = _own_paths(entry, model, chosen, with_torchvision)
         reference = paths[0][1]  # torchvision's model where it has one: what the peers run
         if peers is not None:
-            extra = peers(reference, x, chosen)
+            extra = peers(cast(nn.Module, reference), x, chosen)
         if own_runtimes or int8:
             _add_runtime_paths(extra, model, x, chosen, runtimes=own_runtimes, int8=int8)
         paths += extra.paths
@@ -217,7 +218,7 @@ def _iter_rows(
 
 
 def _own_paths(
-    entry: Any, model: nn.Module, chosen: Sequence[torch.dtype], with_torchvision: bool
+    entry: Any, model: ResNetBase, chosen: Sequence[torch.dtype], with_torchvision: bool
 ) -> list[tuple[str, Callable, Any]]:
     """torchvision eager (if it has the architecture and is installed), resnet_zoo eager, and
     resnet_zoo's fast path in each dtype."""
@@ -311,7 +312,7 @@ def _tag(dtype) -> str:
 
 
 def _add_runtime_paths(
-    extra: ExtraPaths, model: nn.Module, x: torch.Tensor, chosen: Sequence[torch.dtype], *, runtimes: bool, int8: bool
+    extra: ExtraPaths, model: ResNetBase, x: torch.Tensor, chosen: Sequence[torch.dtype], *, runtimes: bool, int8: bool
 ) -> None:
     """resnet_zoo's own runtime backends, ``backend="auto"`` and (``int8``) its int8 paths."""
 

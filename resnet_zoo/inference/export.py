@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 from torch import nn
 
+from ..config import ResNetConfig
 from ..errors import ConfigError, ResNetZooError
 from ..util.atomic import atomic_write
 from ..util.checks import check_positive_int
@@ -42,7 +43,7 @@ def export_model(
     out = Path(out)
     model = model.eval()
     # A resnet_zoo model knows its input channels; any other module (a peer's) is told.
-    channels = img_channels if img_channels is not None else model.config.img_channels
+    channels = img_channels if img_channels is not None else cast(ResNetConfig, model.config).img_channels
     example = torch.randn(2, channels, input_size, input_size)
     with atomic_write(out) as tmp:  # a failed export leaves no file under the final name
         if format == "torchscript":
@@ -69,6 +70,8 @@ def export_model(
                 verbose=False,
                 external_data=False,
             )
+            if program is None:
+                raise ResNetZooError("torch.onnx.export returned no program: upgrade torch (2.5 or later)")
             program.save(str(tmp))
     log.info("wrote %s (%s)", out, format)
     return out

@@ -234,7 +234,7 @@ class ImageFiles(Dataset):
     """``(index, tensor or None, error or None)`` per image; errors are returned, not raised,
     so a DataLoader with workers can report every unreadable file by name."""
 
-    def __init__(self, paths: Sequence[Path], transform: Callable[[Path], torch.Tensor]) -> None:
+    def __init__(self, paths: Sequence[str | Path], transform: Callable[[Any], torch.Tensor]) -> None:
         self.paths = list(paths)
         self.transform = transform
 

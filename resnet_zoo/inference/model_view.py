@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -13,7 +13,7 @@ from ..manifest import PretrainedInfo
 from ..model import ResNetBase
 from ..timm_api import FeatureInfoList, PretrainedCfg
 
-__all__ = ["ModelView", "unwrap", "compute_of"]
+__all__ = ["ModelView", "Model", "unwrap", "compute_of"]
 
 
 class ModelView(nn.Module):
@@ -24,11 +24,15 @@ class ModelView(nn.Module):
     ``backend`` (``"eager"``, ``"torch"``, ``"onnxruntime"``, ``"openvino"``), ``dtype`` (the
     compute dtype, or ``"int8"``) and ``device`` (where it computes)."""
 
-    model: nn.Module
+    model: ResNetBase | ModelView
     backend: str
     dtype: Any
 
-    def __init__(self, model: nn.Module, *, backend: str, dtype: Any, submodule: bool = True) -> None:
+    if TYPE_CHECKING:  # each view gives its pooled features (declared for the type checker)
+
+        def forward_pooled(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def __init__(self, model: ResNetBase | ModelView, *, backend: str, dtype: Any, submodule: bool = True) -> None:
         super().__init__()
         if submodule:
             self.model = model
@@ -79,7 +83,7 @@ def unwrap(model: nn.Module) -> ResNetBase:
     return inner
 
 
-def compute_of(model: nn.Module) -> tuple[str, Any, torch.device]:
+def compute_of(model: Model) -> tuple[str, Any, torch.device]:
     """``(backend, dtype, device)`` of any resnet_zoo model: a view says its own; the eager
     model computes in its parameters' dtype on their device."""
     if isinstance(model, ModelView):
@@ -88,3 +92,6 @@ def compute_of(model: nn.Module) -> tuple[str, Any, torch.device]:
     if first is None:
         return "eager", torch.float32, torch.device("cpu")
     return "eager", first.dtype, first.device
+
+
+Model = ResNetBase | ModelView  # what inference and features take: a resnet_zoo model or a view of one

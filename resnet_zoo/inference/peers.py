@@ -35,14 +35,14 @@ PEERS = ("onnxruntime", "openvino", "torch.compile")
 
 def peer_paths(wanted: Sequence[str] = PEERS) -> PeerHook:
     """The hook timing the ``wanted`` peers (some of :data:`PEERS`)."""
-    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
-    if not wanted or wanted - set(PEERS):
-        raise ConfigError(f"peers must be some of {list(PEERS)}, got {sorted(wanted)}")
+    chosen_peers = {wanted} if isinstance(wanted, str) else set(wanted)
+    if not chosen_peers or chosen_peers - set(PEERS):
+        raise ConfigError(f"peers must be some of {list(PEERS)}, got {sorted(chosen_peers)}")
 
     def hook(reference: torch.nn.Module, x: torch.Tensor, chosen: Sequence[torch.dtype]) -> ExtraPaths:
         extra = ExtraPaths()
         have = {name: importlib.util.find_spec(name) is not None for name in ("onnxruntime", "openvino")}
-        runtimes = sorted(wanted & {"onnxruntime", "openvino"})
+        runtimes = sorted(chosen_peers & {"onnxruntime", "openvino"})
         extra.missing += [f"{name} (peer)" for name in runtimes if not have[name]]
         if any(have[name] for name in runtimes):
             with tempfile.TemporaryDirectory(prefix="resnet_zoo-bench-") as d:
@@ -53,11 +53,11 @@ def peer_paths(wanted: Sequence[str] = PEERS) -> PeerHook:
                     input_size=x.shape[-1],
                     img_channels=x.shape[1],
                 )
-                if "onnxruntime" in wanted and have["onnxruntime"]:
+                if "onnxruntime" in chosen_peers and have["onnxruntime"]:
                     _onnxruntime(extra, onnx_path)
-                if "openvino" in wanted and have["openvino"]:
+                if "openvino" in chosen_peers and have["openvino"]:
                     _openvino(extra, onnx_path, with_fp32=torch.float32 in chosen)
-        if "torch.compile" in wanted:
+        if "torch.compile" in chosen_peers:
             start = time.perf_counter()
             compiled = torch.compile(reference.eval())
             with torch.inference_mode():

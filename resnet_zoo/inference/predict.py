@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
-from torch import nn
 
 from ..errors import ConfigError, InputError
 from ..manifest import read_labels
@@ -18,7 +17,7 @@ from ..model import ResNetFeatures
 from ..util.checks import check_int, check_positive_int, is_int
 from ..util.progress import advance
 from .images import ImageFiles, Preprocess, collate_images, find_images, preprocessing_for
-from .model_view import ModelView, compute_of, unwrap
+from .model_view import Model, ModelView, compute_of, unwrap
 
 __all__ = ["extract_features", "predict", "Prediction", "PooledFeatures"]
 
@@ -42,7 +41,7 @@ def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers:
 
 
 def _run_over_images(
-    model: nn.Module,
+    model: Model,
     inputs: Iterable[str | os.PathLike],
     *,
     batch_size: int,
@@ -83,7 +82,7 @@ def _run_over_images(
 
 
 def extract_features(
-    model: nn.Module,
+    model: Model,
     inputs: Iterable[str | os.PathLike],
     *,
     batch_size: int = 32,
@@ -117,7 +116,7 @@ def extract_features(
 class PooledFeatures(ModelView):
     """A view of a model that returns pooled features (the head is skipped)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Model) -> None:
         if isinstance(unwrap(model), ResNetFeatures):
             raise ConfigError("extract_features gives pooled features: pass a ResNet, not features_only")
         backend, dtype, _ = compute_of(model)
@@ -138,7 +137,7 @@ class Prediction:
 
 
 def predict(
-    model: nn.Module,
+    model: Model,
     inputs: Iterable[str | os.PathLike],
     *,
     top: int = 5,

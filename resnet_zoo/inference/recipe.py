@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
-from torch import nn
 
 from ..errors import ConfigError
 from ..factory import create
 from .auto import BACKENDS, optimize_for_inference
-from .model_view import compute_of
+from .model_view import Model, compute_of
 
 __all__ = ["ModelRecipe", "DTYPES", "BACKEND_CHOICES"]
 
@@ -54,7 +53,7 @@ class ModelRecipe:
     def on_gpu(self) -> bool:
         return torch.device(self.device).type != "cpu"
 
-    def build(self) -> nn.Module:
+    def build(self) -> Model:
         model = create(self.name, pretrained=self.pretrained).eval()
         if self.on_gpu or not self.fast:
             return model.to(self.device)
@@ -65,9 +64,9 @@ class ModelRecipe:
                 model, dtype=self.dtype, backend=self.backend, batch_size=self.batch_size, calibration=self.calibration
             )
         log.info("fast path: %s, %s", fast.backend, str(fast.dtype).replace("torch.", ""))
-        return fast
+        return cast(Model, fast)
 
-    def pinned(self, model: nn.Module) -> ModelRecipe:
+    def pinned(self, model: Model) -> ModelRecipe:
         """This recipe with ``dtype`` and ``backend`` as ``model`` (built from it) resolved them,
         so that every process building it computes the same numbers, whatever its CPU would
         pick for ``"auto"``."""

@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import torch
 from torch import nn
@@ -70,11 +70,12 @@ class _ExportView(nn.Module):
         self.model = model
         self.config = model.config
         self.has_head = isinstance(model, ResNet) and model.num_classes > 0
+        self.head = model.fc if isinstance(model, ResNet) else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> Any:
         if self.has_head:
             feats = self.model.forward_pooled(x)
-            return self.model.fc(feats), feats
+            return self.head(feats), feats
         return self.model(x)
 
 
@@ -124,7 +125,7 @@ class _OpenVino:
             "INFERENCE_PRECISION_HINT": precision,
         }
         self.names = names
-        self.compiled: dict[tuple[int, ...], Any] = {}
+        self.compiled: dict[tuple[tuple[int, ...], str], Any] = {}
 
     def _request(self, shape: tuple[int, ...], output: str) -> Any:
         # One compiled model per batch size and output: a static shape lets OpenVINO plan faster
@@ -175,7 +176,7 @@ class RuntimeModel(ModelView):
     def _run(self, x: torch.Tensor, output: str) -> torch.Tensor:
         self.model._check_input(x)
         if x.shape[0] == 0:
-            width = self.model.num_classes if output == "logits" else self.model.num_features
+            width = self.model.config.num_classes if output == "logits" else self.model.num_features
             return torch.empty(0, width)
         return self._runner(x.detach().float().contiguous().cpu(), output)
 
@@ -236,7 +237,7 @@ def build_runtime(
     with tempfile.TemporaryDirectory(prefix="resnet_zoo-onnx-") as scratch:
         path, names = export_onnx(eager, Path(workdir) if workdir is not None else Path(scratch), size)
         if dtype == "int8":
-            path = quantize_int8(path, calibration)
+            path = quantize_int8(path, cast(torch.Tensor, calibration))  # int8 without it was refused above
         runner = _RUNNERS[backend](path, names, dtype)
     runtime = RuntimeModel(eager, backend, dtype, runner, path if workdir is not None else None).eval()
     if check:
@@ -244,7 +245,7 @@ def build_runtime(
     return runtime
 
 
-def check_parity(model: nn.Module, fast: nn.Module, dtype: Any, input_size: int) -> float:
+def check_parity(model: ResNetBase, fast: nn.Module, dtype: Any, input_size: int) -> float:
     """Compare ``fast`` with the eager ``model`` on a fixed random batch; raise if they differ
     beyond the dtype's tolerance. Returns the relative error (float32) or the cosine."""
     channels = model.config.img_channels

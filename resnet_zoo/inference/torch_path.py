@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -55,6 +55,9 @@ class InferenceModel(ModelView):
     Outputs are inference tensors (made under ``torch.inference_mode``): they cannot enter
     autograd. Build it with :func:`optimize_for_inference`.
     """
+
+    if TYPE_CHECKING:
+        model: ResNetBase  # the folded copy (declared for the type checker)
 
     def __init__(self, model: ResNetBase, *, dtype: torch.dtype, channels_last: bool, use_mkldnn: bool) -> None:
         super().__init__(model, backend="torch", dtype=dtype)

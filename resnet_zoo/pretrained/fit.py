@@ -31,7 +31,9 @@ __all__ = ["Build", "adapt_input_conv", "fit", "load", "from_pretrained"]
 
 log = logging.getLogger(__name__)
 
-Build = Callable[[ResNetConfig], nn.Module]
+# config -> a resnet_zoo model on the meta device. Typed Any: this package never imports the
+# model classes, whose methods (unbuilt_keys, reset_classifier) and attributes it uses.
+Build = Callable[[ResNetConfig], Any]
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 # Above this many blocks a config that the weights cannot fill is refused before building
 # (below it, building on meta is quick and the full key comparison gives the better message).
@@ -230,7 +232,7 @@ def fit(
     num_classes_requested: bool = True,
     arch: str | None = None,
     info: PretrainedInfo | None = None,
-) -> nn.Module:
+) -> Any:
     """Convert ``state_dict`` from ``layout`` and load it strictly into ``build(config)``.
 
     The model is built on the meta device (no random init thrown away) and receives the
@@ -290,7 +292,7 @@ def fit(
 
 def load(
     source: WeightsSource, build: Build, config: ResNetConfig, *, num_classes_requested: bool, arch: str | None = None
-) -> nn.Module:
+) -> Any:
     """Read ``source`` into ``build(config)`` and attach where it came from (``pretrained_info``).
 
     Without ``num_classes_requested`` the head takes the checkpoint's number of classes.
@@ -321,7 +323,7 @@ def from_pretrained(
     token: Any = None,
     local_files_only: bool = False,
     **changes: Any,
-) -> nn.Module:
+) -> Any:
     """A save_pretrained directory or Hub repo into ``build(saved config with changes)``."""
     source = resolve_saved(
         directory_or_repo,

@@ -103,7 +103,7 @@ def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
                 f"mean {list(p.mean)}, std {list(p.std)} |"
             )
     notice = info.extra.get("license_notice") if info is not None else None
-    if isinstance(notice, str) and notice.strip():
+    if info is not None and isinstance(notice, str) and notice.strip():
         lines += [
             "",
             "## Licence",

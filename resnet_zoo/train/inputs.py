@@ -21,16 +21,17 @@ __all__ = ["load_data", "channel_stats", "Normalize", "augment", "batches"]
 def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
     from PIL import Image
 
+    data = cfg.data or ""  # TrainConfig refused a dataset read from files without --data
     if cfg.dataset == "digits":
 
         def digit(img: Any) -> torch.Tensor:
-            return _uint8_tensor(img.resize((input_size, input_size), Image.BILINEAR))
+            return _uint8_tensor(img.resize((input_size, input_size), Image.Resampling.BILINEAR))
 
         train, val = split_holdout(read_digits(digit), cfg.val_fraction, cfg.seed)
         interpolation = "bilinear"
     elif cfg.dataset in ("cifar10", "cifar100"):
-        train = read_cifar(cfg.data, cfg.dataset, train=True)
-        val = read_cifar(cfg.data, cfg.dataset, train=False)
+        train = read_cifar(data, cfg.dataset, train=True)
+        val = read_cifar(data, cfg.dataset, train=False)
         interpolation = "bilinear"
     else:
         sizer = Preprocess(
@@ -41,7 +42,7 @@ def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
         def from_file(path: Path) -> torch.Tensor:
             return _uint8_tensor(sizer.resize_and_crop(load_image(path, img_channels)))
 
-        splits = folder_splits(cfg.data)
+        splits = folder_splits(data)
         if splits is not None:
             train, val = read_folder(splits[0], from_file), read_folder(splits[1], from_file)
             if train.classes != val.classes:
@@ -49,7 +50,7 @@ def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
                     f"{splits[0]} and {splits[1]} hold different classes: {train.classes} vs {val.classes}"
                 )
         else:
-            train, val = split_holdout(read_folder(cfg.data, from_file), cfg.val_fraction, cfg.seed)
+            train, val = split_holdout(read_folder(data, from_file), cfg.val_fraction, cfg.seed)
         interpolation = "bilinear"
     if cfg.limit_train is not None:
         train = train.subset(torch.arange(min(cfg.limit_train, len(train))))

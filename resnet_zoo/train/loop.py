@@ -27,6 +27,7 @@ from ..cpu import cpu_capabilities
 from ..errors import ConfigError, ResNetZooError
 from ..factory import create
 from ..manifest import Preprocessing, PretrainedInfo
+from ..model import ResNetBase
 from ..registry import get_entry
 from ..util.atomic import atomic_write
 from ..util.dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
@@ -97,7 +98,7 @@ class _Run:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     normalize: Normalize
-    model: nn.Module
+    model: ResNetBase
     wrapped: nn.Module  # the model, or its DDP wrapper
     optimizer: torch.optim.Optimizer
     sampler: Any
@@ -124,7 +125,8 @@ def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
     torch.manual_seed(cfg.seed)
     model = create(
         cfg.arch, pretrained=cfg.pretrained or False, num_classes=len(train_set.classes), img_channels=img_channels
-    ).to(dist.device, memory_format=torch.channels_last)
+    )
+    model.to(device=dist.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     model.train()
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
@@ -134,7 +136,7 @@ def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None
         )
-    sampler = torch.utils.data.DistributedSampler(
+    sampler: torch.utils.data.DistributedSampler = torch.utils.data.DistributedSampler(
         ImageSetDataset(train_set), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
     )
     return _Run(
@@ -275,7 +277,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     run = _prepare(cfg, dist)
     out = Path(cfg.out)
     ckpt_dir = out / CHECKPOINT_DIR
-    start_epoch, history = 0, []
+    start_epoch, history = 0, list[dict]()
     if cfg.resume and (ckpt_dir / STATE_FILE).is_file():
         start_epoch, history = load_checkpoint(ckpt_dir, run.model, run.optimizer, cfg)
         if dist.main:

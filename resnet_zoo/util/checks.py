@@ -4,14 +4,14 @@ numbers in a range, and the ConfigError that names the field and the valid range
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import ConfigError
 
 __all__ = ["is_int", "is_number", "check_int", "check_positive_int"]
 
 
-def is_int(value: Any, low: int | None = None, high: int | None = None) -> bool:
+def is_int(value: Any, low: int | None = None, high: int | None = None) -> TypeGuard[int]:
     """Whether ``value`` is an int (not a bool) in ``[low, high]``: the one test of every
     integer a user, a config or a file gives."""
     return (
@@ -22,7 +22,7 @@ def is_int(value: Any, low: int | None = None, high: int | None = None) -> bool:
     )
 
 
-def is_number(value: Any, low: float | None = None, high: float | None = None) -> bool:
+def is_number(value: Any, low: float | None = None, high: float | None = None) -> TypeGuard[float]:
     """Whether ``value`` is a finite int or float (not a bool) in ``[low, high]``."""
     return (
         isinstance(value, (int, float))
