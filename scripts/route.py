@@ -117,20 +117,53 @@ def layers(graph: dict[str, set[str]]) -> list[list[str]]:
     return [sorted(group) for group in out]
 
 
-def import_picture() -> str:
-    """Markdown: the modules layer by layer, and a mermaid graph of the direct imports that
-    are not implied by others (the transitive reduction)."""
+PACKAGES = ("util", "pretrained", "inference", "features", "train", "cli")
+BOX_ORDER = ("util", "catalogues", "pretrained", "network", "inference", "features", "train", "cli")
+
+
+# The top level holds two layers: the catalogues, which the weights package reads, and the
+# network with its factory, which loads weights through it.
+CATALOGUES = ("config", "registry", "manifest", "timm_api", "cpu", "_version")
+
+
+def box_of(mod: str) -> str:
+    """The box of a module in the package picture: its package; ``errors`` joins ``util``
+    (which imports nothing else); a top-level module is a catalogue or the network."""
+    head = mod.split(".")[0]
+    if head in PACKAGES:
+        return head
+    if mod == "errors":
+        return "util"
+    return "catalogues" if mod in CATALOGUES else "network"
+
+
+def package_graph() -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """(box -> its modules, box -> the boxes it imports), from the module graph; the package's
+    ``__init__`` (its public names, re-exported) and ``__main__`` are in no box."""
     graph = {m: d for m, d in import_graph().items() if m not in ("(package)", "__main__")}
-    graph = {m: d & set(graph) for m, d in graph.items()}
-    reach = _closure(graph)
-    lines = ["```", "layer  modules (each imports only modules in lower layers)"]
-    for k, group in reversed(list(enumerate(layers(graph)))):
-        lines.append(f"{k:>5}  {', '.join(group)}")
-    lines += ["```", "", "```mermaid", "flowchart TD"]
-    for mod in sorted(graph):
-        for dep in sorted(graph[mod]):
-            if not any(dep in reach[other] for other in graph[mod] if other != dep):
-                lines.append(f"    {mod.replace('.', '_')}[{mod}] --> {dep.replace('.', '_')}[{dep}]")
+    members: dict[str, list[str]] = {box: [] for box in BOX_ORDER}
+    edges: dict[str, set[str]] = {box: set() for box in BOX_ORDER}
+    for mod, deps in graph.items():
+        box = box_of(mod)
+        members[box].append(mod)
+        edges[box] |= {box_of(d) for d in deps if d in graph} - {box}
+    return {b: sorted(m) for b, m in members.items()}, edges
+
+
+def import_picture() -> str:
+    """Markdown: the packages as boxes, each with its modules and the boxes it imports, and a
+    mermaid picture of the imports between boxes that are not implied by others."""
+    members, edges = package_graph()
+    reach = _closure(edges)
+    lines = ["```"]
+    for box in reversed(BOX_ORDER):
+        lines.append(f"{box:<11} imports:    {', '.join(b for b in BOX_ORDER if b in edges[box]) or 'nothing'}")
+        lines.append(f"{'':<11} modules:    {', '.join(members[box])}")
+    lines += ["```", "", "```mermaid", "flowchart BT"]
+    for box in BOX_ORDER:
+        for dep in (b for b in BOX_ORDER if b in edges[box]):
+            if not any(dep in reach[other] for other in edges[box] if other != dep):
+                lines.append(f"    {box} --> {dep}")
     lines.append("```")
     return "\n".join(lines) + "\n"
 

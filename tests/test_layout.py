@@ -17,6 +17,16 @@ _spec.loader.exec_module(route)
 GRAPH = route.import_graph()
 
 
+def test_packages_import_only_the_packages_below_them():
+    """The package picture of docs/architecture.md: util, catalogues, pretrained, network,
+    inference, features / train, cli, each importing only boxes below it (no cycle)."""
+    members, edges = route.package_graph()
+    order = route.BOX_ORDER
+    upward = {box: sorted(d for d in deps if order.index(d) > order.index(box)) for box, deps in edges.items()}
+    assert {box: up for box, up in upward.items() if up} == {}
+    assert route.import_cycles(edges) == [] and all(members.values())
+
+
 def test_no_import_cycles():
     assert route.import_cycles(GRAPH) == []
 
@@ -40,6 +50,22 @@ def test_nothing_imports_the_cli_and_only_the_hub_room_imports_huggingface_hub()
         if re.search(r"^\s*(from|import) huggingface_hub", p.read_text(), re.M)
     ]
     assert users == ["resnet_zoo/pretrained/hub.py"]
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A private name two modules need has an owner, who makes it public."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO_ROOT / "resnet_zoo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("resnet_zoo")):
+                offenders += [
+                    f"{path.relative_to(REPO_ROOT)}:{node.lineno} {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert offenders == []
 
 
 def test_one_atomic_write():
