@@ -22,6 +22,7 @@ from .util.atomic import write_text_atomic
 from .util.checks import is_int, is_number
 
 __all__ = [
+    "preprocessing_for",
     "Preprocessing",
     "PretrainedInfo",
     "WeightsSpec",
@@ -107,6 +108,21 @@ class Preprocessing:
             "mean": list(self.mean),
             "std": list(self.std),
         }
+
+    @classmethod
+    def default(cls, img_channels: int = 3, input_size: int = 224) -> Preprocessing:
+        """What a model without weights is fed: its architecture's input size (224 unless
+        the registry says otherwise), ImageNet's statistics for RGB and 0.5 / 0.5 otherwise."""
+        crop_pct = 0.875 if input_size > 64 else 1.0
+        if img_channels == 3:
+            return cls(input_size=input_size, crop_pct=crop_pct)
+        return cls(input_size=input_size, crop_pct=crop_pct, mean=(0.5,) * img_channels, std=(0.5,) * img_channels)
+
+
+def preprocessing_for(model: Any) -> Preprocessing:
+    """What ``model`` is fed: its weights' preprocessing, or its architecture's default
+    (:meth:`Preprocessing.default`) without weights."""
+    return model.pretrained_cfg.preprocessing
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ __all__ = [
     "FeatureInfoList",
     "PretrainedCfg",
     "TimmModelApi",
-    "default_preprocessing",
     "resolve_out_indices",
     "group_matcher",
 ]
@@ -95,20 +94,6 @@ class FeatureInfoList(list):
         return self.get("module", idx)
 
 
-def default_preprocessing(config: ResNetConfig, arch: str | None) -> Preprocessing:
-    """What a model without weights is fed: the registered input size (224 unless the
-    architecture says otherwise), ImageNet's statistics for RGB and 0.5 / 0.5 otherwise."""
-    size = 224
-    if arch:
-        size = get_entry(arch).input_size
-    crop_pct = 0.875 if size > 64 else 1.0
-    if config.img_channels == 3:
-        return Preprocessing(input_size=size, crop_pct=crop_pct)
-    return Preprocessing(
-        input_size=size, crop_pct=crop_pct, mean=(0.5,) * config.img_channels, std=(0.5,) * config.img_channels
-    )
-
-
 class PretrainedCfg(Mapping):
     """``model.pretrained_cfg`` (and ``default_cfg``): timm's mapping for the model's weights.
 
@@ -138,7 +123,8 @@ class PretrainedCfg(Mapping):
         info = self.info
         if info is not None and info.preprocessing is not None:
             return info.preprocessing
-        return default_preprocessing(self._config, self._arch)
+        size = get_entry(self._arch).input_size if self._arch else 224
+        return Preprocessing.default(self._config.img_channels, size)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "info":

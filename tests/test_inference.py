@@ -12,7 +12,8 @@ from images import sample_photos
 import resnet_zoo
 from resnet_zoo import ConfigError, InputError, create
 from resnet_zoo.inference import extract_features, optimize_for_inference, predict
-from resnet_zoo.inference.images import Preprocess, preprocessing_for
+from resnet_zoo.inference.images import Preprocess
+from resnet_zoo.manifest import preprocessing_for
 from resnet_zoo.registry import get_entry
 
 _PHOTOS: dict[int, torch.Tensor] = {}

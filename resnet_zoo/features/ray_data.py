@@ -26,8 +26,9 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..inference.images import Preprocess, preprocessing_for
+from ..inference.images import Preprocess
 from ..inference.recipe import ModelRecipe
+from ..manifest import preprocessing_for
 
 __all__ = ["Preprocessor", "FeatureExtractor"]
 

@@ -30,9 +30,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError, ResNetZooError
-from ..inference.images import ImageFiles, Preprocess, collate_images, preprocessing_for
+from ..inference.images import ImageFiles, Preprocess, collate_images
 from ..inference.model_view import Model, compute_of, unwrap
 from ..inference.predict import PooledFeatures
+from ..manifest import preprocessing_for
 from ..util.atomic import WriterLock, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
 from ..util.dist import setup_distributed

@@ -26,7 +26,6 @@ __all__ = [
     "load_image",
     "to_tensor",
     "to_uint8_tensor",
-    "preprocessing_for",
     "IMAGE_EXTENSIONS",
     "find_images",
     "ImageFiles",
@@ -197,11 +196,6 @@ class Preprocess:
             f"Preprocess(resize={self.resize_to}, crop={c.input_size}, {c.interpolation}, "
             f"mean={list(c.mean)}, std={list(c.std)}" + (", fast_decode=True)" if self.fast_decode else ")")
         )
-
-
-def preprocessing_for(model: Any) -> Preprocessing:
-    """The preprocessing of a model's weights, or its architecture's default without weights."""
-    return model.pretrained_cfg.preprocessing
 
 
 def is_image_path(path: Path) -> bool:

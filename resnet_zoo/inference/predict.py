@@ -12,11 +12,11 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ..errors import ConfigError, InputError
-from ..manifest import read_labels
+from ..manifest import preprocessing_for, read_labels
 from ..model import ResNetFeatures
 from ..util.checks import check_int, check_positive_int, is_int
 from ..util.progress import advance
-from .images import ImageFiles, Preprocess, collate_images, find_images, preprocessing_for
+from .images import ImageFiles, Preprocess, collate_images, find_images
 from .model_view import Model, ModelView, compute_of, unwrap
 
 __all__ = ["extract_features", "predict", "Prediction", "PooledFeatures"]

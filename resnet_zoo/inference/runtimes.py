@@ -24,9 +24,10 @@ from torch import nn
 
 from .. import cpu
 from ..errors import ConfigError, ResNetZooError
+from ..manifest import preprocessing_for
 from ..model import ResNet, ResNetBase, ResNetFeatures
 from .export import export_model
-from .images import Preprocess, find_images, preprocessing_for
+from .images import Preprocess, find_images
 from .model_view import ModelView
 
 __all__ = [
