@@ -1,5 +1,5 @@
 """The Python blocks of the README and of docs/ run as written: every block not marked ``# needs
-the Hub`` (or ``# needs a Ray cluster``: tests/test_ray_data.py runs that pipeline on a local
+the Hub`` (or ``# needs a Ray cluster``: tests/features/test_ray_data.py runs that pipeline on a local
 instance), each on its own, offline, in a directory holding the files the blocks name."""
 
 import re
