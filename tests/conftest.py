@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+from safetensors.torch import save
+
+import resnet_zoo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,3 +143,75 @@ def hub(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     yield server
     server.stop()
+
+
+# A user's home beside a Hub cache: what no hostile answer, cache or index may touch.
+@dataclass
+class Home:
+    root: Path  # everything the test owns
+    home: Path  # a user's home: the cache is home/.cache/hf
+    cache: Path
+    before: dict
+
+    def tree(self, *skip: Path) -> dict:
+        """Every path under root outside the cache (and ``skip``): bytes of files, link targets."""
+        out = {}
+        for p in sorted(self.root.rglob("*")):
+            if p == self.cache or self.cache in p.parents or any(p == s or s in p.parents for s in skip):
+                continue
+            out[str(p)] = (
+                ("link", os.readlink(p))
+                if p.is_symlink()
+                else ("file", p.read_bytes())
+                if p.is_file()
+                else ("dir", None)
+            )
+        return out
+
+    def untouched(self, *skip: Path) -> None:
+        after = self.tree(*skip)
+        assert after == self.before, {k for k in set(after) | set(self.before) if after.get(k) != self.before.get(k)}
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Home:
+    home = tmp_path / "home"
+    cache = home / ".cache" / "hf"
+    cache.mkdir(parents=True)
+    (home / ".bashrc").write_bytes(b"alias ls='ls --color=auto'\n")
+    (home / "notes.txt").write_bytes(b"my notes\n")
+    (home / "model.safetensors").write_bytes(b"not weights: a user's own file\n")
+    (tmp_path / "outside.bin").write_bytes(os.urandom(256))
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(home / "cat.png")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    h = Home(tmp_path, home, cache, {})
+    h.before = h.tree()
+    return h
+
+
+# A tiny registered architecture and its weights, for tests of bad files and the fuzzers
+# (request tiny_arch, or pytestmark = pytest.mark.usefixtures("tiny_arch")).
+TINY = "test_tiny_reliability"
+
+
+TINY_CONFIG = resnet_zoo.ResNetConfig(
+    n_blocks=(1, 1), n_channels=(4, 8), first_kernel_size=3, conv_bias=False, stem_act=True, num_classes=3
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_arch():
+    resnet_zoo.register_model(TINY, TINY_CONFIG, input_size=16, overwrite=True)
+    yield
+    resnet_zoo.registry._REGISTRY.pop(TINY, None)
+
+
+@pytest.fixture(scope="module")
+def tiny_bytes(tiny_arch):
+    torch.manual_seed(0)
+    return save(resnet_zoo.ResNet.from_config(TINY_CONFIG).state_dict())
+
+
+def raw_safetensors(header: dict, data: bytes) -> bytes:
+    h = json.dumps(header).encode()
+    return struct.pack("<Q", len(h)) + h + data

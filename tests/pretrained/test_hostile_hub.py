@@ -12,67 +12,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT
-from PIL import Image
+from conftest import REPO_ROOT, Home
 from safetensors.torch import save
 
 import resnet_zoo
 from resnet_zoo import CheckpointError, ConfigError, DownloadError, IntegrityError, ResNetZooError, create
 from resnet_zoo.cli import main
-from resnet_zoo.features import read_feature_set, write_feature_set
 
 EVIL = "evil/weights"
 SPEC = f"hf-hub:{EVIL}"
 FILE = "model.safetensors"
 TRAVERSAL = "../../../../.bashrc"  # from <cache>/models--evil--weights/blobs/ to home/.bashrc
-
-
-@dataclass
-class Home:
-    root: Path  # everything the test owns
-    home: Path  # a user's home: the cache is home/.cache/hf
-    cache: Path
-    before: dict
-
-    def tree(self, *skip: Path) -> dict:
-        """Every path under root outside the cache (and ``skip``): bytes of files, link targets."""
-        out = {}
-        for p in sorted(self.root.rglob("*")):
-            if p == self.cache or self.cache in p.parents or any(p == s or s in p.parents for s in skip):
-                continue
-            out[str(p)] = (
-                ("link", os.readlink(p))
-                if p.is_symlink()
-                else ("file", p.read_bytes())
-                if p.is_file()
-                else ("dir", None)
-            )
-        return out
-
-    def untouched(self, *skip: Path) -> None:
-        after = self.tree(*skip)
-        assert after == self.before, {k for k in set(after) | set(self.before) if after.get(k) != self.before.get(k)}
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Home:
-    home = tmp_path / "home"
-    cache = home / ".cache" / "hf"
-    cache.mkdir(parents=True)
-    (home / ".bashrc").write_bytes(b"alias ls='ls --color=auto'\n")
-    (home / "notes.txt").write_bytes(b"my notes\n")
-    (home / "model.safetensors").write_bytes(b"not weights: a user's own file\n")
-    (tmp_path / "outside.bin").write_bytes(os.urandom(256))
-    Image.new("RGB", (40, 40), (200, 30, 30)).save(home / "cat.png")
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    h = Home(tmp_path, home, cache, {})
-    h.before = h.tree()
-    return h
 
 
 @pytest.fixture(scope="module")
@@ -460,66 +414,6 @@ def test_error_messages_quoting_a_server_are_one_safe_line(home, evil, capsys):
     code, _, err = _cli(["predict", "cifar_resnet20", str(home.home / "cat.png"), "--pretrained", SPEC], capsys)
     assert code == 1 and "\x1b" not in err and "\x07" not in err
     _one_line_error(err)
-
-
-# --- 10. A features index that lies ----------------------------------------------------------
-
-
-@pytest.fixture
-def feature_set(home, tmp_path):
-    images = tmp_path / "home" / "photos"
-    images.mkdir()
-    for i in range(10):
-        Image.new("RGB", (36, 36), (i * 20, 100, 200 - i * 10)).save(images / f"{i}.png")
-    out = home.home / "feats"
-    model = resnet_zoo.create("cifar_resnet20").eval()
-    write_feature_set(model, [images], out, shard_size=4, progress=False)
-    home.before = home.tree(out)
-    return model, images, out
-
-
-def _edit_index(out: Path, edit) -> None:
-    index = json.loads((out / "index.json").read_text())
-    edit(index)
-    (out / "index.json").write_text(json.dumps(index))
-
-
-@pytest.mark.parametrize(
-    "edit, match",
-    [
-        (lambda ix: ix["shards"][0].update(rows="7"), "rows"),
-        (lambda ix: ix["shards"][1].update(file="shard-00000.safetensors"), "not its own shard-00001"),
-        (lambda ix: ix["shards"][0].update(file="../../outside.bin"), "not its own shard-00000"),
-        (lambda ix: ix["shards"][0].update(file=None), "not its own"),
-        (lambda ix: ix["shards"][0].update(sha256=5), "sha256"),
-        (lambda ix: ix["shards"][0].update(bad="x"), "unreadable"),
-        (lambda ix: ix.update(shards={"a": 1}), "list"),
-        (lambda ix: ix.update(num_features="512"), "num_features"),
-        (lambda ix: ix["shards"].__setitem__(0, []), "not an object"),
-        (lambda ix: ix["shards"][0].update(rows=3), "rows"),
-    ],
-)
-def test_a_tampered_index_is_one_checkpoint_error(feature_set, home, edit, match):
-    _, _, out = feature_set
-    _edit_index(out, edit)
-    with pytest.raises(CheckpointError, match=match):
-        read_feature_set(out).load()
-    home.untouched(out)
-
-
-def test_a_shard_record_naming_another_file_is_rewritten_not_followed(feature_set, home):
-    model, images, out = feature_set
-    good_feats, good_paths = read_feature_set(out).load()
-    record = json.loads((out / "shard-00001.json").read_text())
-    record["file"] = "shard-00000.safetensors"
-    record["sha256"] = json.loads((out / "shard-00000.json").read_text())["sha256"]
-    (out / "shard-00001.json").write_text(json.dumps(record))
-    (out / "shard-00001.safetensors").unlink()
-    summary = write_feature_set(model, [images], out, shard_size=4, progress=False)
-    assert summary.written_shards == 1
-    feats, paths = read_feature_set(out).load()
-    assert paths == good_paths and len(set(paths)) == 10 and torch.equal(feats, good_feats)
-    home.untouched(out)
 
 
 # --- 11. weights pin against a hostile endpoint ----------------------------------------------

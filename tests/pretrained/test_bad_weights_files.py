@@ -1,8 +1,7 @@
-"""Hostile input: small files, configs and flags that once crashed with foreign errors,
-exhausted memory or answered NaN. Each must be a ResNetZooError with one clear line."""
+"""Bad weights files, configs, specs and downloads (a slow drip, bad pace settings): each a
+ResNetZooError with one clear line, nothing trusted left behind."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 import resnet_zoo
-from resnet_zoo import CheckpointError, ConfigError, ResNetZooError, create
-from resnet_zoo.train import TrainConfig
+from resnet_zoo import CheckpointError, ConfigError, create
 
 
 @pytest.fixture(scope="module")
@@ -105,258 +103,11 @@ def test_an_empty_pretrained_spec_is_refused():
         create("cifar_resnet20", pretrained="")
 
 
-@pytest.mark.parametrize(
-    "field, value",
-    [
-        ("lr", math.nan),
-        ("weight_decay", math.nan),
-        ("lr", math.inf),
-        ("label_smoothing", 5.0),
-        ("input_size", -5),
-        ("input_size", 0),
-        ("limit_train", 0),
-        ("limit_train", -1),
-        ("seed", 2**70),
-        ("gamma", 0.0),
-        ("val_fraction", 1.5),
-    ],
-)
-def test_every_numeric_training_setting_is_checked(field, value, tmp_path):
-    with pytest.raises(ConfigError, match=field):
-        TrainConfig(arch="cifar_resnet20", dataset="digits", out=str(tmp_path), **{field: value})
-
-
-def test_cli_training_flags_fail_in_one_line(tmp_path, capsys):
-    from resnet_zoo.cli import main
-
-    assert main(["train", "cifar_resnet20", "--dataset", "digits", "--out", str(tmp_path), "--limit-train", "0"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "limit_train" in err[0]
-
-
-def test_a_diverging_loss_stops_training(tmp_path):
-    from resnet_zoo.train import train
-
-    cfg = TrainConfig(
-        arch="cifar_resnet20",
-        dataset="digits",
-        out=str(tmp_path / "run"),
-        epochs=1,
-        limit_train=64,
-        batch_size=32,
-        lr=1e30,
-        progress=False,
-    )
-    with pytest.raises(ResNetZooError, match="not finite|diverged"):
-        train(cfg)
-    assert not (tmp_path / "run" / "model.safetensors").exists()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from resnet_zoo.train import train
-
-    out = tmp_path_factory.mktemp("ckpt") / "run"
-    train(
-        TrainConfig(
-            arch="cifar_resnet20",
-            dataset="digits",
-            out=str(out),
-            epochs=1,
-            limit_train=64,
-            batch_size=32,
-            progress=False,
-        )
-    )
-    return out
-
-
-@pytest.mark.parametrize(
-    "edit",
-    [
-        lambda s: {"epoch": 1},
-        lambda s: {**s, "sha256": {}},
-        lambda s: {**s, "epoch": "one"},
-        lambda s: {**s, "param_groups": []},
-        lambda s: [1, 2],
-    ],
-    ids=["epoch-only", "no-digests", "epoch-text", "no-param-groups", "list"],
-)
-def test_a_damaged_or_foreign_state_json_is_a_checkpoint_error(checkpoint, tmp_path, edit):
-    import shutil
-
-    from resnet_zoo.train import train
-
-    out = tmp_path / "run"
-    shutil.copytree(checkpoint, out)
-    state_path = out / "checkpoint" / "state.json"
-    state_path.write_text(json.dumps(edit(json.loads(state_path.read_text()))))
-    cfg = TrainConfig(
-        arch="cifar_resnet20",
-        dataset="digits",
-        out=str(out),
-        epochs=1,
-        limit_train=64,
-        batch_size=32,
-        progress=False,
-        resume=True,
-    )  # the same recipe: only state.json differs
-    with pytest.raises(CheckpointError, match="cannot resume"):
-        train(cfg)
-
-
-@pytest.mark.parametrize(
-    "write",
-    [
-        lambda p: p.mkdir(),
-        lambda p: p.write_bytes(b"\xff\xfe{\x00"),
-        lambda p: p.write_text(
-            json.dumps(
-                {
-                    "weights": {
-                        "cifar_resnet20.x": {
-                            "filename": "model.safetensors",
-                            "source": "resnet_zoo",
-                            "hf_hub_id": "a/b",
-                            "preprocessing": {"input_size": "big"},
-                        }
-                    }
-                }
-            )
-        ),
-        lambda p: p.write_text(
-            json.dumps(
-                {
-                    "weights": {
-                        "cifar_resnet20.x": {
-                            "filename": "model.safetensors",
-                            "source": "resnet_zoo",
-                            "hf_hub_id": "a/b",
-                            "preprocessing": [1, 2],
-                        }
-                    }
-                }
-            )
-        ),
-    ],
-    ids=["directory", "not-utf8", "input-size-text", "preprocessing-list"],
-)
-def test_a_broken_manifest_is_a_config_error(tmp_path, monkeypatch, write):
-    from resnet_zoo import manifest
-
-    path = tmp_path / "manifest.json"
-    write(path)
-    monkeypatch.setenv("RESNET_ZOO_MANIFEST", str(path))
-    manifest._load.cache_clear()
-    try:
-        with pytest.raises(ConfigError, match="manifest|preprocessing"):
-            manifest.load_manifest()
-    finally:
-        manifest._load.cache_clear()
-
-
-def test_a_missing_labels_file_is_a_config_error():
-    from resnet_zoo.manifest import read_labels
-
-    with pytest.raises(ConfigError, match="class names file"):
-        read_labels("no_such_labels.txt")
-
-
-def test_train_and_held_out_folders_with_other_classes_are_refused(tmp_path):
-    from PIL import Image
-
-    from resnet_zoo.errors import InputError
-    from resnet_zoo.train import train
-
-    for split, classes in (("train", ("cat", "dog")), ("val", ("ant", "cat"))):
-        for c in classes:
-            (tmp_path / "data" / split / c).mkdir(parents=True)
-            for i in range(2):
-                Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "data" / split / c / f"{i}.png")
-    cfg = TrainConfig(
-        arch="cifar_resnet20",
-        dataset="folder",
-        data=str(tmp_path / "data"),
-        out=str(tmp_path / "run"),
-        epochs=1,
-        batch_size=2,
-        progress=False,
-    )
-    with pytest.raises(InputError, match="different classes"):
-        train(cfg)
-
-
-def test_usage_errors_are_one_line_and_exit_1(capsys):
-    from resnet_zoo.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["predict"])
-    assert e.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("resnet-zoo predict: error:")
-    assert main(["export", "cifar_resnet20", "--format", "onnx", "--out", "x.onnx", "--input-size", "0"]) == 1
-    assert "--input-size" in capsys.readouterr().err
-
-
 def test_a_newer_format_version_is_refused(r20_dir, tmp_path):
     d = _edit_config(r20_dir, tmp_path / "v9", lambda doc: doc.update(format_version=9))
     with pytest.raises(CheckpointError, match="format_version 9"):
         resnet_zoo.ResNet.from_pretrained(d)
 
-
-def test_non_image_formats_never_reach_their_decoders(tmp_path):
-    from resnet_zoo.errors import InputError
-    from resnet_zoo.inference.images import load_image
-
-    eps = tmp_path / "drawing.jpg"  # an EPS under an image name: Pillow would call Ghostscript
-    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
-    with pytest.raises(InputError, match="cannot read"):
-        load_image(eps)
-
-
-@pytest.mark.parametrize("size", [(2_000_000, 1), (1, 10_000_000)])
-def test_image_bombs_by_shape_are_input_errors(tmp_path, size):
-    from PIL import Image
-
-    from resnet_zoo.errors import InputError
-    from resnet_zoo.inference.images import Preprocess
-    from resnet_zoo.manifest import Preprocessing
-
-    path = tmp_path / "strip.png"
-    Image.new("L", size).save(path)
-    assert path.stat().st_size < 50_000
-    with pytest.raises(InputError, match="aspect ratio"):
-        Preprocess(Preprocessing())(path)
-    model = create("cifar_resnet20")
-    good = tmp_path / "good.png"
-    Image.new("RGB", (32, 32), (200, 10, 10)).save(good)
-    feats, paths = resnet_zoo.extract_features(model, [good, path], skip_bad=True, progress=False)
-    assert paths == [good] and feats.shape == (1, 64)
-
-
-def test_an_unconvertible_mode_is_an_input_error_and_skippable(tmp_path):
-    from PIL import Image
-
-    from resnet_zoo.errors import InputError
-    from resnet_zoo.inference.images import load_image
-
-    path = tmp_path / "lab.tif"
-    Image.new("LAB", (16, 16)).save(path)
-    with pytest.raises(InputError, match="lab.tif"):
-        load_image(path, channels=1)
-
-
-def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
-    from resnet_zoo.cli import main
-
-    assert main(["export", "cifar_resnet20", "--format", "torchscript", "--out", str(tmp_path)]) == 1
-    assert "is a directory" in capsys.readouterr().err
-    assert main(["bench", "cifar_resnet20", "--plot", str(tmp_path), "--quiet"]) == 1
-    assert "is a directory" in capsys.readouterr().err
-    assert sorted(tmp_path.iterdir()) == []
-
-
-# --- 8. A slow-drip download -----------------------------------------------------------------
 
 DRIP_REPO = "drip/cifar_resnet20"
 
@@ -449,18 +200,6 @@ def test_bad_pace_settings_are_config_errors(hub, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"{name}={value!r} is not valid"):
         create("cifar_resnet20", pretrained=f"hf-hub:{DRIP_REPO}")
-
-
-def test_bench_settings_are_checked_before_anything_is_printed_or_timed(capsys):
-    from resnet_zoo.cli import main
-    from resnet_zoo.inference.bench import iter_bench
-
-    for flag in ("--iters", "--repeats", "--batch-size"):
-        assert main(["bench", "cifar_resnet20", flag, "0", "--quiet"]) == 1
-        out, err = capsys.readouterr()
-        assert out == "" and f"{flag.lstrip('-').replace('-', '_')} must be a positive integer, got 0" in err
-    with pytest.raises(ConfigError, match="peers must be"):
-        iter_bench(["cifar_resnet20"], peers=("tensorrt",))  # at the call, not at the first row
 
 
 def test_devices_fifos_and_huge_configs_are_named_for_what_they_are(tmp_path, r20_dir):

@@ -1,0 +1,70 @@
+"""A tampered feature set: an index that lies, a record naming another shard. A one-line
+CheckpointError, or the shard written again; nothing outside the set touched."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import resnet_zoo
+from resnet_zoo import CheckpointError
+from resnet_zoo.features import read_feature_set, write_feature_set
+
+
+@pytest.fixture
+def feature_set(home, tmp_path):
+    images = tmp_path / "home" / "photos"
+    images.mkdir()
+    for i in range(10):
+        Image.new("RGB", (36, 36), (i * 20, 100, 200 - i * 10)).save(images / f"{i}.png")
+    out = home.home / "feats"
+    model = resnet_zoo.create("cifar_resnet20").eval()
+    write_feature_set(model, [images], out, shard_size=4, progress=False)
+    home.before = home.tree(out)
+    return model, images, out
+
+
+def _edit_index(out: Path, edit) -> None:
+    index = json.loads((out / "index.json").read_text())
+    edit(index)
+    (out / "index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda ix: ix["shards"][0].update(rows="7"), "rows"),
+        (lambda ix: ix["shards"][1].update(file="shard-00000.safetensors"), "not its own shard-00001"),
+        (lambda ix: ix["shards"][0].update(file="../../outside.bin"), "not its own shard-00000"),
+        (lambda ix: ix["shards"][0].update(file=None), "not its own"),
+        (lambda ix: ix["shards"][0].update(sha256=5), "sha256"),
+        (lambda ix: ix["shards"][0].update(bad="x"), "unreadable"),
+        (lambda ix: ix.update(shards={"a": 1}), "list"),
+        (lambda ix: ix.update(num_features="512"), "num_features"),
+        (lambda ix: ix["shards"].__setitem__(0, []), "not an object"),
+        (lambda ix: ix["shards"][0].update(rows=3), "rows"),
+    ],
+)
+def test_a_tampered_index_is_one_checkpoint_error(feature_set, home, edit, match):
+    _, _, out = feature_set
+    _edit_index(out, edit)
+    with pytest.raises(CheckpointError, match=match):
+        read_feature_set(out).load()
+    home.untouched(out)
+
+
+def test_a_shard_record_naming_another_file_is_rewritten_not_followed(feature_set, home):
+    model, images, out = feature_set
+    good_feats, good_paths = read_feature_set(out).load()
+    record = json.loads((out / "shard-00001.json").read_text())
+    record["file"] = "shard-00000.safetensors"
+    record["sha256"] = json.loads((out / "shard-00000.json").read_text())["sha256"]
+    (out / "shard-00001.json").write_text(json.dumps(record))
+    (out / "shard-00001.safetensors").unlink()
+    summary = write_feature_set(model, [images], out, shard_size=4, progress=False)
+    assert summary.written_shards == 1
+    feats, paths = read_feature_set(out).load()
+    assert paths == good_paths and len(set(paths)) == 10 and torch.equal(feats, good_feats)
+    home.untouched(out)
