@@ -15,4 +15,5 @@ PY=${PYTHON:-python3}
 .venv/bin/mypy  # the package, configured in pyproject.toml
 # The installed package, as a user gets it: a wheel (not editable), its CLI, every module, the main job.
 PYTHON=.venv/bin/python bash scripts/check_wheel.sh
-exec .venv/bin/python -m pytest -q "$@"
+# The whole suite (CI runs it all); `bash scripts/test.sh -m "not slow"` is the quick selection.
+exec .venv/bin/python -m pytest -q --durations=25 "$@"

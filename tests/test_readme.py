@@ -60,6 +60,7 @@ def readme_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "line,code",
     [b for b in _blocks() if not b[1].startswith((NEEDS_HUB, NEEDS_CLUSTER))],

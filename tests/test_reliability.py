@@ -58,6 +58,7 @@ def configs(draw):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(cfg=configs(), batch=st.integers(0, 3), size=st.integers(1, 24))
 def test_any_valid_config_builds_and_gives_the_right_shape(cfg, batch, size):
@@ -115,6 +116,7 @@ def _load_bytes(tmp_path: Path, data: bytes, reference: bytes) -> None:
         ), name
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_safetensors_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, data):
@@ -134,12 +136,14 @@ def test_mutated_safetensors_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, 
     _load_bytes(tmp_path, bytes(blob), tiny_bytes)
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(max_size=300))
 def test_random_bytes_only_raise_resnet_zoo_errors(tmp_path, tiny_bytes, raw):
     _load_bytes(tmp_path, raw, tiny_bytes)
 
 
+@pytest.mark.slow
 @settings(max_examples=800, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     header=st.dictionaries(

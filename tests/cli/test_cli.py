@@ -32,6 +32,7 @@ def test_info_text(capsys):
     assert "269,722" in out and "zero_pad" in out
 
 
+@pytest.mark.slow
 def test_unknown_name_is_one_line_on_stderr_and_nonzero():
     result = subprocess.run(
         [sys.executable, "-m", "resnet_zoo", "info", "resnet05"], capture_output=True, text=True, timeout=120
@@ -52,6 +53,7 @@ def test_console_script_is_declared():
     assert 'resnet-zoo = "resnet_zoo.cli:main"' in text
 
 
+@pytest.mark.slow
 def test_any_failure_is_one_line_without_traceback(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory is needed")

@@ -41,6 +41,7 @@ def photos(tmp_path):
     return d
 
 
+@pytest.mark.slow
 def test_predict_json(weights, photos):
     images = sorted(str(p) for p in photos.iterdir())[:3]
     result = run("predict", "resnet18", *images, "--top", "3", "--json", "--pretrained", str(weights))
@@ -55,6 +56,7 @@ def test_predict_json(weights, photos):
             assert k["label"] == labels[k["class"]] and 0 <= k["score"] <= 1
 
 
+@pytest.mark.slow
 def test_predict_text_and_bad_image(weights, photos, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"<html>404</html>")
@@ -67,6 +69,7 @@ def test_predict_text_and_bad_image(weights, photos, tmp_path):
     assert result.stdout.splitlines()[0] == str(good) and len(result.stdout.splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_features_file_has_rows_in_path_order(weights, photos, tmp_path):
     out = tmp_path / "feats.safetensors"
     result = run(
@@ -96,6 +99,7 @@ def test_features_file_has_rows_in_path_order(weights, photos, tmp_path):
     torch.testing.assert_close(feats, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_features_bad_images_named_or_skipped(weights, photos, tmp_path):
     (photos / "zzz_truncated.jpg").write_bytes(sample_photos()["china.jpg"].read_bytes()[:200])
     out = tmp_path / "f.safetensors"
@@ -110,6 +114,7 @@ def test_features_bad_images_named_or_skipped(weights, photos, tmp_path):
         assert all("zzz" not in p for p in json.loads(f.metadata()["paths"]))
 
 
+@pytest.mark.slow
 def test_export_onnx_matches_onnxruntime(tmp_path, weights):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -132,6 +137,7 @@ def test_export_onnx_matches_onnxruntime(tmp_path, weights):
         assert abs(y - ref).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_export_torchscript_reloads_and_matches(tmp_path, weights):
     out = tmp_path / "r18.pt"
     result = run(
@@ -154,6 +160,7 @@ def test_export_torchscript_reloads_and_matches(tmp_path, weights):
         torch.testing.assert_close(loaded(x), model(x))
 
 
+@pytest.mark.slow
 def test_bench_json_and_plot(tmp_path):
     plot = tmp_path / "bench.png"
     result = run(
@@ -182,11 +189,13 @@ def test_bench_json_and_plot(tmp_path):
     assert Image.open(plot).size == (900, 480)
 
 
+@pytest.mark.slow
 def test_features_out_must_be_safetensors(weights, photos):
     result = run("features", "resnet18", str(photos), "--out", "x.npy", "--pretrained", str(weights))
     assert result.returncode == 1 and ".safetensors" in result.stderr
 
 
+@pytest.mark.slow
 def test_features_progress_bar_draws_its_last_line_once(weights, photos, tmp_path):
     """Every update drawn (TQDM_MININTERVAL=0): the 100% state appears once, from close()."""
     out = tmp_path / "feats.safetensors"

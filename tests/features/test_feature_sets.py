@@ -145,6 +145,7 @@ def _features_cmd(data: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_same_bytes(tmp_path):
     data = _images(tmp_path / "imgs", 400)
     ref = tmp_path / "ref"
@@ -180,6 +181,7 @@ def test_sigkill_then_resume_gives_the_same_bytes(tmp_path):
     assert _files(out) == _files(ref)
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_write_the_same_features(tmp_path):
     data = _images(tmp_path / "imgs", 100)
     one = tmp_path / "one"
@@ -245,6 +247,7 @@ def test_the_data_ecosystem_reads_a_set_in_any_stored_dtype(tmp_path, model):
         next(read_feature_set(tmp_path / "f32").iter_batches(batch_size=0))
 
 
+@pytest.mark.slow
 def test_parquet_shards_same_index_resume_and_features(tmp_path, model):
     pq = pytest.importorskip("pyarrow.parquet")
     data = _images(tmp_path / "imgs", 23)
@@ -432,6 +435,7 @@ def _wait_for(path: Path, proc: subprocess.Popen) -> None:
     assert path.exists(), proc.communicate()[1][-2000:]
 
 
+@pytest.mark.slow
 def test_a_second_writer_of_another_run_fails_at_once_naming_the_first(tmp_path):
     data = _images(tmp_path / "imgs", 10)
     out = tmp_path / "set"

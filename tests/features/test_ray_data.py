@@ -22,6 +22,7 @@ def local_ray():
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_import_resnet_zoo_never_imports_ray():
     import subprocess
     import sys
@@ -31,6 +32,7 @@ def test_import_resnet_zoo_never_imports_ray():
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["paths", "read_images"])
 def test_the_three_line_pipeline_gives_the_local_engines_features(local_ray, source):
     import ray.data
@@ -55,6 +57,7 @@ def test_the_three_line_pipeline_gives_the_local_engines_features(local_ray, sou
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_bad_row_names_its_file(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")

@@ -65,6 +65,7 @@ def _assert_same_set(got, want, exact: bool = False) -> float:
     return diff
 
 
+@pytest.mark.slow
 def test_list_inputs_and_a_local_instance_of_its_own(data, tmp_path):
     """No --address: the command starts (and stops) its own local instance. Inputs as a .txt
     list (relative to its directory) and a .csv column."""
@@ -109,6 +110,7 @@ def test_list_inputs_and_a_local_instance_of_its_own(data, tmp_path):
     _assert_same_set(got, read_feature_set(tmp_path / "local"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("file_format", ["safetensors", "parquet"])
 def test_the_ray_engine_writes_the_local_engines_feature_set(cluster, data, tmp_path, file_format):
     bad = tmp_path / "inputs" / "broken.jpg"
@@ -145,6 +147,7 @@ def test_the_ray_engine_writes_the_local_engines_feature_set(cluster, data, tmp_
     print(f"largest difference from the local engine: {diff:.3g}")
 
 
+@pytest.mark.slow
 def test_without_skip_bad_the_first_bad_file_stops_the_run(cluster, data, tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -180,6 +183,7 @@ def _cmd(data, out, address, *extra):
     ]
 
 
+@pytest.mark.slow
 def test_driver_sigkill_then_the_same_command_resumes_to_the_uninterrupted_result(cluster, data, tmp_path):
     ref = tmp_path / "ref"
     done = subprocess.run(_cmd(data, ref, cluster), capture_output=True, text=True, timeout=600)
@@ -214,6 +218,7 @@ def _actor_pids() -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes in /proc")
 def test_a_worker_killed_mid_run_costs_a_retry_not_the_job(cluster, data, tmp_path):
     out = tmp_path / "out"
@@ -252,6 +257,7 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, data):
     assert main(["features", "cifar_resnet20", str(data), "--out", str(tmp_path / "c"), "--address", "auto"]) == 1
 
 
+@pytest.mark.slow
 def test_a_pool_that_does_not_fit_the_cluster_is_refused(cluster, data, tmp_path):
     with pytest.raises(ConfigError, match="need 6 CPUs; the Ray cluster has 2 CPUs"):
         write_feature_set_ray(RECIPE, [data], tmp_path / "out", num_workers=3, cpus_per_worker=2, progress=False)

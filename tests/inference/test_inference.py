@@ -30,6 +30,7 @@ def _input(name, batch=None):
     return _PHOTOS[size] if batch is None else _PHOTOS[size][:batch]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", resnet_zoo.list_models())
 def test_fast_path_fp32_parity_for_every_model(name):
     x = _input(name)
@@ -49,6 +50,7 @@ def test_fast_path_fp32_parity_for_every_model(name):
     assert isinstance(model.bn, torch.nn.BatchNorm2d) and not model.training
 
 
+@pytest.mark.slow
 @needs_fast_bf16
 @pytest.mark.parametrize("name", resnet_zoo.list_models())
 def test_fast_path_bf16_cosine_for_every_model(name):
@@ -78,6 +80,7 @@ def test_fast_path_folds_batch_norm_and_is_channels_last():
         fast(torch.randn(1, 1, 32, 32))
 
 
+@pytest.mark.slow
 def test_fast_path_features_only_and_pooled_features():
     x = _input("resnet50", 2)
     model = create("resnet50")
@@ -110,6 +113,7 @@ def photo_dir(tmp_path):
     return d
 
 
+@pytest.mark.slow
 def test_extract_features_in_batches_with_workers_is_ordered_and_exact(photo_dir):
     model = create("resnet18").eval()
     feats, paths = extract_features(model, [photo_dir], batch_size=3, num_workers=2, progress=False)

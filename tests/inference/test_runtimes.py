@@ -27,6 +27,7 @@ def _x(n=3, size=32):
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_runtime_backend_matches_eager_in_float32(r20, backend):
     pytest.importorskip(backend)
@@ -49,6 +50,7 @@ def test_runtime_backend_matches_eager_in_float32(r20, backend):
         fast.train()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_int8_backend_keeps_the_shipped_models_predictions(backend):
     pytest.importorskip(backend)
@@ -129,6 +131,7 @@ def test_auto_keeps_the_fastest_and_caches_the_choice(r20, tmp_path, monkeypatch
     assert len(json.loads((tmp_path / "backends.json").read_text())) == 2
 
 
+@pytest.mark.slow
 def test_auto_through_optimize_for_inference_reports_what_runs(r20, monkeypatch):
     """With the timing faked, auto returns the candidate it measured fastest."""
     monkeypatch.setattr(auto, "time_backend", lambda fast, x: 1e9 if fast.backend == "torch" else 1.0)
@@ -139,6 +142,7 @@ def test_auto_through_optimize_for_inference_reports_what_runs(r20, monkeypatch)
         assert rel_err(fast(x), r20(x)) <= 1e-4
 
 
+@pytest.mark.slow
 def test_bench_says_which_peers_are_not_installed(monkeypatch):
     import importlib.util
 
@@ -176,6 +180,7 @@ def test_bench_says_which_peers_are_not_installed(monkeypatch):
         )
 
 
+@pytest.mark.slow
 def test_cli_predict_on_a_runtime_backend_matches_torch():
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -212,6 +217,7 @@ def test_cli_predict_on_a_runtime_backend_matches_torch():
     ]  # the shipped samples are named by class
 
 
+@pytest.mark.slow
 def test_runtime_backends_and_the_peer_harness_leave_no_temporary_directories(tmp_path, monkeypatch):
     """build_runtime's ONNX file and the peer harness's live only while the sessions are built."""
     pytest.importorskip("onnxruntime")

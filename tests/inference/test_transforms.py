@@ -152,6 +152,7 @@ def pixel_and_feature_parity(files, config, *, fast_decode=False):
     return diff.max().item(), diff.mean().item(), cos
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", [CONFIGS["tv_in1k"], Preprocessing(32, 1.0, "bilinear")], ids=["224px", "32px"])
 def test_from_a_file_equals_torchvisions_preprocessing_of_it(tmp_path, config):
     files = parity_photos(tmp_path)

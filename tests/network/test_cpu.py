@@ -140,6 +140,7 @@ def run(*args):
     )
 
 
+@pytest.mark.slow
 def test_predict_features_and_bench_with_auto_on_this_cpu(tmp_path):
     """The real CPU, no fakes: every command on its default (auto) dtype."""
     caps = cpu.cpu_capabilities()

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
 import resnet_zoo
@@ -48,6 +49,7 @@ def test_entry_builds_the_model_and_passes_kwargs():
     assert isinstance(m, resnet_zoo.ResNet) and m.num_classes == 4
 
 
+@pytest.mark.slow
 def test_torch_hub_load_from_a_fresh_copy_in_another_directory(tmp_path):
     """A copy of the repo that is not installed, loaded from an unrelated working directory."""
     clone = tmp_path / "clone"
@@ -68,6 +70,7 @@ def test_torch_hub_load_from_a_fresh_copy_in_another_directory(tmp_path):
     assert result.stdout.strip() == "ResNet (1, 3)"
 
 
+@pytest.mark.slow
 def test_generated_files_are_fresh():
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "generate.py"), "--check"],

@@ -262,6 +262,7 @@ def test_blocks_validate_their_arguments():
         ShortcutProjection(-1, 8, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "cifar_resnet20"])
 def test_fx_feature_extraction_and_tracing_see_no_input_checks(name):
     """The input checks step aside while FX, jit.trace and ONNX trace: no Proxy error, no

@@ -28,6 +28,7 @@ def _small_input(name: str, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, entry.config.img_channels, size, size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
 def test_forward_backward_every_parameter_gets_a_gradient(name):
     model = create(name)
@@ -41,6 +42,7 @@ def test_forward_backward_every_parameter_gets_a_gradient(name):
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
 def test_feature_info_matches_the_maps(name):
     # Training-mode batch norm: a fresh 1202-layer net in eval mode overflows (unit running

@@ -38,6 +38,7 @@ def _x(name: str, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, size, size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_pretrained_cfg_is_a_timm_mapping_and_timm_resolves_it(name):
     model = create(name)
@@ -173,6 +174,7 @@ def test_grad_checkpointing_same_results_less_memory(name):
     assert not checked.grad_checkpointing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", KINDS)
 def test_torch_jit_script(name, tmp_path):
     model = create(name).eval()
@@ -192,6 +194,7 @@ def test_torch_jit_script(name, tmp_path):
     assert base(x).shape == (2, model.num_features)
 
 
+@pytest.mark.slow
 def test_no_export_path_prints_a_tracer_warning(tmp_path):
     from resnet_zoo.inference.export import export_model
 

@@ -91,6 +91,7 @@ def test_foreign_files_under_a_safetensors_name_are_named_and_never_run(tmp_path
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_pickle_payload_through_every_entry_point_never_runs(tmp_path):
     marker = tmp_path / "executed"
     pth = tmp_path / "evil.pth"

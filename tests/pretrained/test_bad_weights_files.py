@@ -127,6 +127,7 @@ def _trusted_files(cache: Path) -> list[Path]:
     return [p for p in cache.glob("models--*/snapshots/*/*") if p.resolve().is_file()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "limits, match",
     [
@@ -187,6 +188,7 @@ def test_the_pace_only_applies_inside_resnet_zoo_downloads(drip, monkeypatch):
     assert len(got) >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, value",
     [

@@ -84,6 +84,7 @@ def test_accuracy_on_a_500_image_subset_agrees_with_the_manifest(tag):
     assert abs(subset["top1"] - full) <= 4.5, (subset, full)
 
 
+@pytest.mark.slow
 def test_predict_prints_cifar10_class_names(tmp_path):
     from images import sample_photos
 

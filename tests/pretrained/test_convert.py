@@ -30,6 +30,7 @@ def _parity(reference: nn.Module, ours: nn.Module, x: torch.Tensor) -> float:
         return rel_err(ours(x), reference(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TORCHVISION_ARCHS)
 def test_torchvision_parity(name):
     tvm = pytest.importorskip("torchvision.models")
@@ -69,6 +70,7 @@ def test_timm_parity():
         assert rel_err(a, b) <= TOL
 
 
+@pytest.mark.slow
 def test_transformers_parity():
     transformers = pytest.importorskip("transformers")
     config = transformers.ResNetConfig(  # microsoft/resnet-50's architecture

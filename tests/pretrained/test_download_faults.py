@@ -50,6 +50,7 @@ def _child(code: str, env: dict, **kw) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_four_processes_at_once_download_once(hub, r18, tmp_path):
     hub.add_file(R18, "model.safetensors", r18[1], fault="slow")
     go = tmp_path / "go"
@@ -75,6 +76,7 @@ def test_four_processes_at_once_download_once(hub, r18, tmp_path):
     assert hub.gets("model.safetensors") == 1
 
 
+@pytest.mark.slow
 def test_a_killed_download_leaves_nothing_trusted(hub, r18, tmp_path, monkeypatch):
     hub.add_file(R18, "model.safetensors", r18[1], fault="slow")
     proc = _child("import resnet_zoo; resnet_zoo.create('resnet18', pretrained=True)", dict(os.environ))

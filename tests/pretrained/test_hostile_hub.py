@@ -72,6 +72,7 @@ def _snapshot(cache: Path) -> Path:
 # --- 1. An ETag with a path in it ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("header", ["ETag", "X-Linked-Etag"])
 @pytest.mark.parametrize("entry", ["lib", "cli"])
 def test_an_etag_naming_a_user_file_never_touches_it(home, evil, r20, header, entry, capsys, monkeypatch):
@@ -115,6 +116,7 @@ def test_a_commit_naming_a_path_is_refused_before_anything_is_written(home, evil
     assert not list(home.root.parent.glob("pwned*")) and not list(home.root.glob("pwned*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "revision", ["../../../../notes.txt", "main/../../x", "/etc/passwd", "a\\b", "refs//x", "x/", ".", "a b"]
 )
@@ -339,6 +341,7 @@ def _publish(where: str, doc: dict, saved: Path, hub, tmp_path: Path) -> str:
     return str(d)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "field, value",
     [
@@ -419,6 +422,7 @@ def test_error_messages_quoting_a_server_are_one_safe_line(home, evil, capsys):
 # --- 11. weights pin against a hostile endpoint ----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "lie",
     [

@@ -16,6 +16,7 @@ def _x(batch: int = 2, size: int = 64) -> torch.Tensor:
     return torch.randn(batch, 3, size, size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TIMM_ARCHS)
 def test_export_state_dict_loads_strictly_into_timm_and_torchvision(name):
     timm = pytest.importorskip("timm")

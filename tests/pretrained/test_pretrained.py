@@ -268,6 +268,7 @@ def _write(tmp_path, module) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_convert_cli_pth_to_directory(tmp_path, tv_resnet18):
     torch.save({"epoch": 3, "state_dict": tv_resnet18.state_dict()}, tmp_path / "ckpt.pth")
     result = subprocess.run(
@@ -299,6 +300,7 @@ class _Payload:
         return (os.system, (f"touch {os.environ.get('PAYLOAD_MARK', '/nonexistent/x')}",))
 
 
+@pytest.mark.slow
 def test_convert_refuses_a_code_running_pickle(tmp_path, monkeypatch):
     mark = tmp_path / "pwned"
     monkeypatch.setenv("PAYLOAD_MARK", str(mark))
@@ -383,6 +385,7 @@ def test_weights_only_hub_repo_reloads_offline(hub, r18_bytes, tv_resnet18, monk
         create("resnet18", pretrained="hf-hub:someone/never-fetched")
 
 
+@pytest.mark.slow
 def test_weights_of_another_architecture_name_the_one_they_fit(tmp_path, tv_resnet18):
     path = tmp_path / "resnet18_weights.safetensors"
     save_file(tv_resnet18.state_dict(), path)

@@ -101,6 +101,7 @@ CHECK = (
 )
 
 
+@pytest.mark.slow
 def test_offline_from_a_clone_through_torch_hub(tmp_path):
     code = CHECK.format(
         build=f"torch.hub.load({str(REPO_ROOT)!r}, 'cifar_resnet20', source='local', pretrained='digits').eval()"
@@ -113,6 +114,7 @@ def test_offline_from_a_clone_through_torch_hub(tmp_path):
     assert result.stdout.splitlines()[-1] == "0 1 2 3 4 5 6 7 8 9"
 
 
+@pytest.mark.slow
 def test_offline_from_an_installed_wheel(tmp_path):
     result = subprocess.run(
         [

@@ -50,6 +50,7 @@ def trained(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_outputs(trained):
     out, result = trained
     assert "held-out accuracy" in result.stdout
@@ -74,6 +75,7 @@ def test_outputs(trained):
     assert document["config"]["img_channels"] == 1
 
 
+@pytest.mark.slow  # its fixture is a training run
 def test_trained_directory_loads_through_create_and_torch_hub(trained):
     out, _ = trained
     model = resnet_zoo.create("cifar_resnet20", pretrained=out).eval()
@@ -94,6 +96,7 @@ def test_lr_schedule_is_the_papers():
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path):
     args = [
         "train",
@@ -176,6 +179,7 @@ _KILL_ARGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "op, n",
     [
@@ -210,6 +214,7 @@ def test_a_kill_at_any_point_of_a_checkpoint_save_resumes_to_the_same_weights(tm
     ]  # nothing stale left
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_damaged_or_different_checkpoint(tmp_path):
     out = tmp_path / "run"
     train(TrainConfig(**SMALL, out=str(out), epochs=1))
@@ -225,6 +230,7 @@ def test_resume_refuses_a_damaged_or_different_checkpoint(tmp_path):
         train(TrainConfig(**SMALL, out=str(out2), epochs=1, lr=0.05, resume=True))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -328,6 +334,7 @@ def test_uint8_augmentation_in_one_gather():
     assert torch.equal(flipped, 255 - x)
 
 
+@pytest.mark.slow
 def test_folder_training_and_fine_tuning(tmp_path, trained):
     root = tmp_path / "shapes"
     for cls, colour in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
