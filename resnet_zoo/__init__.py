@@ -5,7 +5,6 @@
 """
 
 from ._version import __version__
-from .blocks import BottleneckResidualBlock, ResidualBlock, ShortcutProjection, ZeroPadShortcut
 from .config import ResNetConfig
 from .detection import fpn_backbone
 from .errors import (
@@ -19,7 +18,16 @@ from .errors import (
 )
 from .factory import create
 from .inference import InferenceModel, extract_features, optimize_for_inference, predict
-from .model import FeatureInfo, ResNet, ResNetBase, ResNetFeatures
+from .model import (
+    BottleneckResidualBlock,
+    FeatureInfo,
+    ResidualBlock,
+    ResNet,
+    ResNetBase,
+    ResNetFeatures,
+    ShortcutProjection,
+    ZeroPadShortcut,
+)
 from .pretrained.convert import convert_state_dict, detect_layout, export_state_dict
 from .registry import get_config, list_models, register_model
 

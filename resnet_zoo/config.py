@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import json
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import ConfigError
 from .util.checks import check_positive_int, is_int
@@ -167,14 +167,20 @@ class ResNetConfig:
         """Width of the pooled feature vector."""
         return self.n_channels[-1]
 
-    def replace(self, **changes: Any) -> ResNetConfig:
-        """A copy with ``changes`` applied; an unknown field name raises :class:`ConfigError`."""
-        valid = [f.name for f in fields(self)]
-        for key in changes:
+    @classmethod
+    def check_names(cls, names: Iterable[str]) -> None:
+        """The one name check (``replace`` and ``from_dict``): :class:`ConfigError` for the first
+        name that is not a field, with the closest fields and every valid one."""
+        valid = [f.name for f in fields(cls)]
+        for key in names:
             if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=3)
+                close = difflib.get_close_matches(str(key), valid, n=3)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
                 raise ConfigError(f"{key!r} is not a ResNetConfig field.{hint} Valid fields: {', '.join(valid)}")
+
+    def replace(self, **changes: Any) -> ResNetConfig:
+        """A copy with ``changes`` applied; an unknown field name raises :class:`ConfigError`."""
+        self.check_names(changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,10 +196,7 @@ class ResNetConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError` naming them."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a ResNetConfig is read from a JSON object, got {type(data).__name__}")
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"unknown ResNetConfig field(s) {unknown}; valid fields: {', '.join(sorted(valid))}")
+        cls.check_names(sorted(data))
         missing = [k for k in ("n_blocks", "n_channels") if k not in data]
         if missing:
             raise ConfigError(f"a ResNetConfig needs {missing}; got keys {sorted(data)}")

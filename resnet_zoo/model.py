@@ -1,44 +1,328 @@
-"""ResNetBase (pooled features), ResNet (classifier) and the per-stage feature API.
+"""The network, in one file: shortcuts, the two residual blocks, stages, the input checks,
+ResNetBase (pooled features), ResNet (classifier, with timm's model API) and ResNetFeatures.
 
 He et al. 2016: a stem conv, stages of residual blocks whose first block may halve the map
 (and widen it), then global average pooling to a vector. One :class:`ResNetBase` expresses the
-reference network (labml_nn.resnet), torchvision's ImageNet ResNets, wide ResNets, ResNeXt and the paper's
-CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which.
+reference network (labml_nn.resnet), torchvision's ImageNet ResNets, wide ResNets, ResNeXt and
+the paper's CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which.
+
+A block computes ``act(F(x) + shortcut(x))``. ``F`` always has more than one layer: with a
+single layer the sum would be linear in ``x`` and the block would add no non-linearity.
+Module names follow the labml reference (``conv1``/``bn1``/..., ``shortcut.conv``/``shortcut.bn``)
+so its state dicts load with ``strict=True``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Iterable, Sequence, cast
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .blocks import BottleneckResidualBlock, ResidualBlock, checkpointed, make_stages
-from .config import ResNetConfig
-from .errors import ConfigError
-from .input_checks import check_image_batch
+from .config import SHORTCUTS, ResNetConfig
+from .errors import ConfigError, InputError
 from .manifest import PretrainedInfo
 from .pretrained.fit import from_pretrained
 from .pretrained.save import push_to_hub, save_pretrained
-from .timm_api import FeatureInfo, FeatureInfoList, TimmModelApi, resolve_out_indices
+from .timm_api import FeatureInfo, FeatureInfoList, PretrainedCfg, resolve_out_indices
+from .timm_api import group_matcher as match_groups
+from .util.checks import check_positive_int
 
-__all__ = ["FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures"]
+__all__ = [
+    "ShortcutProjection",
+    "ZeroPadShortcut",
+    "ResidualBlock",
+    "BottleneckResidualBlock",
+    "make_shortcut",
+    "make_stages",
+    "check_image_batch",
+    "is_tracing",
+    "FeatureInfo",
+    "ResNetBase",
+    "ResNet",
+    "ResNetFeatures",
+]
+
+# --- Shortcuts, blocks and stages -------------------------------------------------------------
+
+
+class ShortcutProjection(nn.Module):
+    """The projection shortcut ``W_s x``: a conv with the block's stride, then batch norm.
+
+    ``kernel_size=1`` is the paper's option B; the labml reference's CIFAR ResNet-14 uses ``kernel_size=3``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        *,
+        kernel_size: int = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("stride", stride)
+        check_positive_int("kernel_size", kernel_size)
+        # Same stride as F so that the two maps have the same size.
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias
+        )
+        # The paper puts batch norm after every convolution.
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
+        return self.bn(self.conv(x))
+
+
+class ZeroPadShortcut(nn.Module):
+    """The paper's option A: a strided identity whose extra channels are zeros (no parameters).
+
+    The zeros are split evenly before and after the input channels, the layout of the widely
+    used CIFAR ResNet checkpoints, so that their weights keep working.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("stride", stride)
+        if out_channels < in_channels:
+            raise ConfigError(
+                f"ZeroPadShortcut cannot reduce channels ({in_channels} -> {out_channels}); use ShortcutProjection"
+            )
+        self.stride = stride
+        self.pad_before = (out_channels - in_channels) // 2
+        self.pad_after = out_channels - in_channels - self.pad_before
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
+
+
+def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, *, bias: bool) -> nn.Module:
+    """Identity where the shape is unchanged, otherwise the shortcut ``kind`` (see SHORTCUTS)."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    if kind == "projection":
+        return ShortcutProjection(in_channels, out_channels, stride, bias=bias)
+    if kind == "conv3x3":
+        return ShortcutProjection(in_channels, out_channels, stride, kernel_size=3, bias=bias)
+    if kind == "zero_pad":
+        return ZeroPadShortcut(in_channels, out_channels, stride)
+    raise ConfigError(f"shortcut must be one of {list(SHORTCUTS)}, got {kind!r}")
+
+
+class ResidualBlock(nn.Module):
+    """Basic block: two 3x3 convs, each followed by batch norm, ReLU after the first and after the sum.
+
+    The stride sits in the first conv, which also maps ``in_channels`` to ``out_channels``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        *,
+        bias: bool = True,
+        shortcut: str = "projection",
+    ) -> None:
+        super().__init__()
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("stride", stride)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=bias)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias)
+        # ReLU after adding the shortcut.
+        self.act2 = nn.ReLU(inplace=True)
+
+    def zero_init_last(self) -> None:
+        """Zero the branch's last BN scale so the block starts as (a projection of) identity."""
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)  # in place: out is this block's own fresh tensor
+        return self.act2(out)
+
+
+class BottleneckResidualBlock(nn.Module):
+    """Bottleneck block: 1x1 down to ``bottleneck_channels``, 3x3, 1x1 up to ``out_channels``.
+
+    The stride sits on the 3x3 conv (torchvision's "ResNet v1.5"; the original paper strided
+    the first 1x1, which throws away 3/4 of the input before looking at it). ``groups > 1``
+    makes the 3x3 a grouped conv (ResNeXt).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        bottleneck_channels: int,
+        out_channels: int,
+        stride: int,
+        *,
+        groups: int = 1,
+        bias: bool = True,
+        shortcut: str = "projection",
+    ) -> None:
+        super().__init__()
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("bottleneck_channels", bottleneck_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("stride", stride)
+        check_positive_int("groups", groups)
+        if bottleneck_channels % groups:
+            raise ConfigError(f"bottleneck_channels={bottleneck_channels} is not divisible by groups={groups}")
+        self.conv1 = nn.Conv2d(in_channels, bottleneck_channels, 1, stride=1, bias=bias)
+        self.bn1 = nn.BatchNorm2d(bottleneck_channels)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(
+            bottleneck_channels,
+            bottleneck_channels,
+            3,
+            stride=stride,
+            padding=1,
+            groups=groups,
+            bias=bias,
+        )
+        self.bn2 = nn.BatchNorm2d(bottleneck_channels)
+        self.act2 = nn.ReLU(inplace=True)
+        self.conv3 = nn.Conv2d(bottleneck_channels, out_channels, 1, stride=1, bias=bias)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias)
+        self.act3 = nn.ReLU(inplace=True)
+
+    def zero_init_last(self) -> None:
+        """Zero the branch's last BN scale so the block starts as (a projection of) identity."""
+        nn.init.zeros_(self.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += self.shortcut(x)  # in place: out is this block's own fresh tensor
+        return self.act3(out)
+
+
+def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)`` with its activations recomputed in the backward pass (non-reentrant
+    ``torch.utils.checkpoint``). The recomputation would update batch-norm running statistics a
+    second time; they are put back, so training matches an unchecked run exactly."""
+    from torch.utils.checkpoint import checkpoint
+
+    calls = 0
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1 or not block.training:
+            return block(inp)
+        saved = [
+            (b, b.clone())
+            for m in block.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked)
+            if b is not None
+        ]
+        try:
+            return block(inp)
+        finally:
+            with torch.no_grad():
+                for buf, value in saved:
+                    buf.copy_(value)
+
+    return checkpoint(run, x, use_reentrant=False)
+
+
+def make_stages(config: ResNetConfig, in_channels: int) -> tuple[list[nn.Module], list[int]]:
+    """Every block of every stage, in order, and the index of each stage's last block. Only the
+    first block of a stage changes the map size (``config.strides``) and the channels."""
+    blocks: list[nn.Module] = []
+    stage_ends: list[int] = []
+    prev = in_channels
+    for i, (n, channels) in enumerate(zip(config.n_blocks, config.n_channels)):
+        for j in range(n):
+            stride = config.strides[i] if j == 0 else 1
+            if config.bottlenecks is None:
+                block: nn.Module = ResidualBlock(
+                    prev, channels, stride, bias=config.conv_bias, shortcut=config.shortcut
+                )
+            else:
+                block = BottleneckResidualBlock(
+                    prev,
+                    config.bottlenecks[i],
+                    channels,
+                    stride,
+                    groups=config.groups,
+                    bias=config.conv_bias,
+                    shortcut=config.shortcut,
+                )
+            blocks.append(block)
+            prev = channels
+        stage_ends.append(len(blocks) - 1)
+    return blocks, stage_ends
+
+
+# --- What a model checks of its input ------------------------------------------------------------
+
+
+def is_tracing(x: object) -> bool:
+    """Whether ``x`` is being traced rather than run: a checked shape would be a TracerWarning
+    (jit.trace, the legacy ONNX export), a crash (an FX proxy) or a guard (dynamo, export)."""
+    onnx = sys.modules.get("torch.onnx")  # loaded by an export; never imported here for a forward
+    return (
+        isinstance(x, torch.fx.Proxy)
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or (onnx is not None and onnx.is_in_onnx_export())
+    )
+
+
+def check_image_batch(x: torch.Tensor, img_channels: int) -> None:
+    """:class:`InputError` saying what is wrong with ``x`` as a batch of ``img_channels``-channel
+    images, and how to fix it."""
+    if is_tracing(x):  # FX, jit.trace, torch.export, ONNX and torch.compile see shapes as graphs
+        return
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"expected a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}")
+    if x.ndim != 4:
+        raise InputError(f"expected a 4-d input [batch, {img_channels}, height, width], got shape {list(x.shape)}")
+    if x.shape[1] != img_channels:
+        raise InputError(
+            f"expected {img_channels} input channels, got shape {list(x.shape)}; "
+            f"create the model with img_channels={x.shape[1]} or convert the images"
+        )
+    if not x.is_floating_point():
+        raise InputError(
+            f"expected a floating-point input, got dtype {x.dtype}; convert with x.float() (and normalise) first"
+        )
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise InputError(f"input has an empty spatial size {list(x.shape)}: height and width must be >= 1")
 
 
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 
 
-def _layout_kwargs(config: ResNetConfig) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in config.to_dict().items()
-        if k not in ("n_blocks", "n_channels", "bottlenecks", "img_channels", "first_kernel_size")
-    }
-
-
-class ResNetBase(TimmModelApi, nn.Module):
+class ResNetBase(nn.Module):
     """ResNet without its classifier: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``.
 
     Args:
@@ -47,10 +331,56 @@ class ResNetBase(TimmModelApi, nn.Module):
         bottlenecks: width of each stage's bottleneck 3x3 conv; ``None`` uses residual blocks.
         img_channels: channels of the input.
         first_kernel_size: kernel of the stem conv (stride ``stem_stride``, padding ``k // 2``).
-        **layout: keyword-only fields of :class:`ResNetConfig` (``stage_strides``,
-            ``stem_channels``, ``stem_stride``, ``stem_act``, ``stem_pool``, ``conv_bias``,
-            ``groups``, ``shortcut``, ``zero_init_residual``).
+        stage_strides, stem_channels, stem_stride, stem_act, stem_pool, conv_bias, groups,
+            shortcut, zero_init_residual: the keyword-only layout fields of :class:`ResNetConfig`
+            (its comments say what each does; the defaults are the same).
+        num_classes: must stay 0: ResNetBase has no head (:class:`ResNet` has).
     """
+
+    if TYPE_CHECKING:  # set in __init__ and by the loaders (declared once for the type checker)
+        pretrained_info: PretrainedInfo | None
+
+    # TorchScript compiles forward and what it calls; the metadata is Python-side only.
+    __jit_ignored_attributes__ = ["config", "feature_info", "pretrained_info", "arch_name"]
+    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_config", "full_feature_reduction"]
+
+    @property
+    def pretrained_cfg(self) -> PretrainedCfg:
+        """timm's ``pretrained_cfg`` mapping (never None; see :class:`~resnet_zoo.timm_api.PretrainedCfg`)."""
+        return PretrainedCfg(self.pretrained_info, self.config, self.arch_name, self.full_feature_reduction)
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, value: PretrainedInfo | PretrainedCfg | None) -> None:
+        if isinstance(value, PretrainedCfg):
+            value = value.info
+        if value is not None and not isinstance(value, PretrainedInfo):
+            raise ConfigError(
+                f"pretrained_cfg takes a resnet_zoo.manifest.PretrainedInfo (or None), got {type(value).__name__}"
+            )
+        self.pretrained_info = value
+
+    default_cfg = pretrained_cfg  # timm's older name for the same mapping
+
+    @property
+    def full_feature_reduction(self) -> int:
+        """Input size / size of the whole network's last map (32 for the ImageNet ResNets)."""
+        c = self.full_config
+        r = c.stem_stride * (2 if c.stem_pool else 1)
+        for s in c.strides:
+            r *= s
+        return r
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them
+        (timm's name): the same outputs, gradients and batch-norm statistics, less memory."""
+        self.grad_checkpointing = bool(enable)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (stem, then each block, or each stage with ``coarse``), for
+        layer-wise learning-rate decay (``timm.optim.create_optimizer_v2(m, layer_decay=...)``)."""
+        return match_groups(self.stage_ends, coarse)
 
     def __init__(
         self,
@@ -59,24 +389,35 @@ class ResNetBase(TimmModelApi, nn.Module):
         bottlenecks: Sequence[int] | None = None,
         img_channels: int = 3,
         first_kernel_size: int = 7,
-        **layout: Any,
+        *,
+        stage_strides: Sequence[int] | None = None,
+        stem_channels: int | None = None,
+        stem_stride: int = 2,
+        stem_act: bool = False,
+        stem_pool: bool = False,
+        conv_bias: bool = True,
+        groups: int = 1,
+        shortcut: str = "projection",
+        zero_init_residual: bool = False,
+        num_classes: int = 0,
     ) -> None:
-        super().__init__()
-        layout.setdefault("num_classes", 0)
-        if type(self) is ResNetBase and layout["num_classes"]:
+        if type(self) is ResNetBase and num_classes:
             raise ConfigError(
-                f"ResNetBase has no classifier, so num_classes={layout['num_classes']!r} "
-                "cannot apply: use ResNet for a head"
+                f"ResNetBase has no classifier, so num_classes={num_classes!r} cannot apply: use ResNet for a head"
             )
-        probe = ResNetConfig(n_blocks=(1,), n_channels=(1,))
-        config = probe.replace(
-            n_blocks=n_blocks,
-            n_channels=n_channels,
-            bottlenecks=bottlenecks,
-            img_channels=img_channels,
-            first_kernel_size=first_kernel_size,
-            **layout,
-        )
+        super().__init__()
+        # As given: the config validates every value and turns lists into tuples.
+        fields: dict[str, Any] = dict(
+            n_blocks=n_blocks, n_channels=n_channels, bottlenecks=bottlenecks, img_channels=img_channels,
+            first_kernel_size=first_kernel_size, stage_strides=stage_strides, stem_channels=stem_channels,
+            stem_stride=stem_stride, stem_act=stem_act, stem_pool=stem_pool, conv_bias=conv_bias, groups=groups,
+            shortcut=shortcut, num_classes=num_classes, zero_init_residual=zero_init_residual,
+        )  # fmt: skip
+        self._build(ResNetConfig(**fields))
+
+    def _build(self, config: ResNetConfig) -> None:
+        """Every module from ``config``, which the model keeps as ``self.config``: the stem, the
+        stages and the description of their maps (``feature_info``)."""
         self.config = config
         k = config.first_kernel_size
 
@@ -105,23 +446,16 @@ class ResNetBase(TimmModelApi, nn.Module):
         # where its weights came from with their preprocessing and class names (None: random
         # init); pretrained_cfg is timm's view of both. Inference wrappers delegate to them.
         self.arch_name: str | None = None
-        self.pretrained_info: PretrainedInfo | None = None
+        self.pretrained_info = None
         self.init_weights()
 
     @classmethod
     def from_config(cls, config: ResNetConfig, *, arch_name: str | None = None) -> ResNetBase:
-        """Build from a config; for ResNetBase the config's head (``num_classes``) is dropped."""
-        kwargs = _layout_kwargs(config)
-        if cls is ResNetBase:
-            kwargs["num_classes"] = 0
-        model = cls(
-            config.n_blocks,
-            config.n_channels,
-            config.bottlenecks,
-            config.img_channels,
-            config.first_kernel_size,
-            **kwargs,
-        )
+        """Build from a config, which the model keeps as it is (for ResNetBase without its head,
+        ``num_classes=0``)."""
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model._build(config.replace(num_classes=0) if cls is ResNetBase else config)
         model.arch_name = arch_name
         return model
 
@@ -319,14 +653,28 @@ class ResNet(ResNetBase):
         img_channels: int = 3,
         first_kernel_size: int = 7,
         *,
+        stage_strides: Sequence[int] | None = None,
+        stem_channels: int | None = None,
+        stem_stride: int = 2,
+        stem_act: bool = False,
+        stem_pool: bool = False,
+        conv_bias: bool = True,
+        groups: int = 1,
+        shortcut: str = "projection",
+        zero_init_residual: bool = False,
         num_classes: int = 1000,
-        **layout: Any,
     ) -> None:
         """:class:`ResNetBase`'s arguments, and ``num_classes`` (0: no head)."""
         super().__init__(
-            n_blocks, n_channels, bottlenecks, img_channels, first_kernel_size, num_classes=num_classes, **layout
-        )
-        self.num_classes = self.config.num_classes
+            n_blocks, n_channels, bottlenecks, img_channels, first_kernel_size, stage_strides=stage_strides,
+            stem_channels=stem_channels, stem_stride=stem_stride, stem_act=stem_act, stem_pool=stem_pool,
+            conv_bias=conv_bias, groups=groups, shortcut=shortcut, zero_init_residual=zero_init_residual,
+            num_classes=num_classes,
+        )  # fmt: skip
+
+    def _build(self, config: ResNetConfig) -> None:
+        super()._build(config)
+        self.num_classes = config.num_classes
         self.fc: nn.Module = self._make_head(self.num_classes)
 
     def _make_head(self, num_classes: int) -> nn.Module:
@@ -385,14 +733,8 @@ class ResNetFeatures(ResNetBase):
                 bottlenecks=None if config.bottlenecks is None else config.bottlenecks[:cut],
                 stage_strides=config.strides[:cut],
             )
-        super().__init__(
-            kept.n_blocks,
-            kept.n_channels,
-            kept.bottlenecks,
-            kept.img_channels,
-            kept.first_kernel_size,
-            **_layout_kwargs(kept),
-        )
+        nn.Module.__init__(self)
+        self._build(kept)
         if last_stage == 0:
             self.blocks = nn.Sequential()  # only the stem is wanted
             self.stage_ends = ()

@@ -12,9 +12,7 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, cast
-
-import torch
+from typing import Any, Iterator, Sequence, cast
 
 from .config import ResNetConfig
 from .errors import ConfigError
@@ -26,7 +24,6 @@ __all__ = [
     "FeatureInfo",
     "FeatureInfoList",
     "PretrainedCfg",
-    "TimmModelApi",
     "resolve_out_indices",
     "group_matcher",
 ]
@@ -188,64 +185,6 @@ def group_matcher(stage_ends: Sequence[int], coarse: bool = False) -> dict[str, 
         stages.append((rf"^blocks\.(?:{indices})\.", (stage,)))
         start = end + 1
     return {"stem": r"^(?:conv|bn)\.", "blocks": stages}
-
-
-class TimmModelApi:
-    """The model methods timm's tools call, mixed into :class:`~resnet_zoo.model.ResNetBase`
-    (which provides ``config``, ``full_config``, ``arch_name``, ``stage_ends`` and
-    ``pretrained_info``)."""
-
-    if TYPE_CHECKING:  # given by ResNetBase (declared here for the type checker only)
-        config: ResNetConfig
-        arch_name: str | None
-        pretrained_info: PretrainedInfo | None
-        stage_ends: tuple[int, ...]
-        grad_checkpointing: bool
-
-        @property
-        def full_config(self) -> ResNetConfig: ...
-
-    # TorchScript compiles forward and what it calls; the metadata is Python-side only.
-    __jit_ignored_attributes__ = ["config", "feature_info", "pretrained_info", "arch_name"]
-    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_config", "full_feature_reduction"]
-
-    @property
-    def pretrained_cfg(self) -> PretrainedCfg:
-        """timm's ``pretrained_cfg`` mapping (never None; see :class:`~resnet_zoo.timm_api.PretrainedCfg`)."""
-        return PretrainedCfg(self.pretrained_info, self.config, self.arch_name, self.full_feature_reduction)
-
-    @pretrained_cfg.setter
-    def pretrained_cfg(self, value: PretrainedInfo | PretrainedCfg | None) -> None:
-        if isinstance(value, PretrainedCfg):
-            value = value.info
-        if value is not None and not isinstance(value, PretrainedInfo):
-            raise ConfigError(
-                f"pretrained_cfg takes a resnet_zoo.manifest.PretrainedInfo (or None), got {type(value).__name__}"
-            )
-        self.pretrained_info = value
-
-    default_cfg = pretrained_cfg  # timm's older name for the same mapping
-
-    @property
-    def full_feature_reduction(self) -> int:
-        """Input size / size of the whole network's last map (32 for the ImageNet ResNets)."""
-        c = self.full_config
-        r = c.stem_stride * (2 if c.stem_pool else 1)
-        for s in c.strides:
-            r *= s
-        return r
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in the backward pass instead of keeping them
-        (timm's name): the same outputs, gradients and batch-norm statistics, less memory."""
-        self.grad_checkpointing = bool(enable)
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """timm's parameter groups (stem, then each block, or each stage with ``coarse``), for
-        layer-wise learning-rate decay (``timm.optim.create_optimizer_v2(m, layer_decay=...)``)."""
-        return group_matcher(self.stage_ends, coarse)
 
 
 def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tuple[int, ...]:

@@ -16,9 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..blocks import ShortcutProjection, ZeroPadShortcut
 from ..errors import ConfigError
-from ..model import ResNetBase, ResNetFeatures
+from ..model import ResNetBase, ResNetFeatures, ShortcutProjection, ZeroPadShortcut
 from .model_view import ModelView
 
 __all__ = ["fold_batch_norm", "InferenceModel", "torch_fast_path"]

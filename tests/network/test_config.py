@@ -61,3 +61,23 @@ def test_from_dict_refuses_unknown_and_missing_keys():
         ResNetConfig.from_dict({"n_blocks": [1]})
     with pytest.raises(ConfigError, match="JSON"):
         ResNetConfig.from_json("{not json")
+
+
+def test_the_written_out_signatures_agree_with_the_config():
+    """ResNetBase and ResNet spell out every config field as a parameter, with its default (but
+    ResNet's head of 1000 classes); the config is built once from them."""
+    import dataclasses
+    import inspect
+
+    from resnet_zoo import ResNet, ResNetBase, ResNetConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(ResNetConfig)}
+    for cls in (ResNetBase, ResNet):
+        params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        assert set(params) == set(fields), cls
+        for name, p in params.items():
+            if fields[name] is not dataclasses.MISSING and (cls, name) != (ResNet, "num_classes"):
+                assert p.default == fields[name], (cls.__name__, name)
+    assert inspect.signature(ResNet.__init__).parameters["num_classes"].default == 1000
+    model = ResNet([1, 1], [8, 16], stem_pool=True, num_classes=3)
+    assert model.config == ResNetConfig(n_blocks=(1, 1), n_channels=(8, 16), stem_pool=True, num_classes=3)
