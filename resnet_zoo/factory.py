@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import Any, Sequence
 
 from .errors import CheckpointError, ConfigError
 from .manifest import PretrainedInfo, get_weights
-from .model import ResNet, ResNetBase
+from .model import ResNet, ResNetBase, ResNetFeatures
 from .pretrained.convert import detect_layout
 from .pretrained.files import read_checkpoint
 from .pretrained.fit import fit, load
 from .pretrained.resolve import resolve
 from .registry import get_entry, resolve_name
+from .timm_api import resolve_out_indices
 
 __all__ = ["create", "convert_checkpoint"]
 
@@ -68,14 +70,20 @@ def create(
     if img_channels is not None:
         changes["img_channels"] = img_channels
     config = entry.config.replace(**changes)  # validates every override, weights or not
-    build = ResNet.builder(features_only=features_only, out_indices=out_indices, arch_name=entry.name)
+    if out_indices is not None and not features_only:
+        raise ConfigError("out_indices only applies with features_only=True")
+    if features_only:
+        resolve_out_indices(out_indices, config.n_stages + 1)  # refused before any download
+    # timm's order: the whole network is built (on meta when weights follow) and loaded
+    # strictly, then cut to the maps asked for.
+    build = partial(ResNet.from_config, arch_name=entry.name)
     wants_weights = pretrained is not False and pretrained is not None
     if tag is not None and isinstance(pretrained, str) and pretrained != tag:
         raise ConfigError(f"{name!r} names the tag {tag!r} but pretrained={pretrained!r}; give one of them")
     if not wants_weights:
         if tag is not None:
             get_weights(entry.name, tag)  # an unknown tag fails even without weights
-        return build(config)
+        return _cut(build(config), features_only, out_indices)
 
     source = resolve(entry.name, tag, pretrained, cache_dir=cache_dir, revision=revision)
     if source.config is not None:  # saved with its full config: it must be this architecture
@@ -89,7 +97,12 @@ def create(
                 + "; load it with ResNet.from_pretrained"
             )
         config = source.config.replace(**changes)
-    return load(source, build, config, num_classes_requested="num_classes" in changes, arch=entry.name)
+    model = load(source, build, config, num_classes_requested="num_classes" in changes, arch=entry.name)
+    return _cut(model, features_only, out_indices)
+
+
+def _cut(model: ResNetBase, features_only: bool, out_indices: Sequence[int] | int | None) -> ResNetBase:
+    return ResNetFeatures.from_model(model, out_indices) if features_only else model
 
 
 def _architecture(config: Any) -> dict[str, Any]:
@@ -114,7 +127,7 @@ def convert_checkpoint(
     state_dict = read_checkpoint(src)
     config = entry.config if num_classes is None else entry.config.replace(num_classes=num_classes)
     model = fit(
-        ResNet.builder(arch_name=entry.name),
+        partial(ResNet.from_config, arch_name=entry.name),
         config,
         state_dict,
         layout=source,

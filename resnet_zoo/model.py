@@ -15,9 +15,8 @@ so its state dicts load with ``strict=True``.
 from __future__ import annotations
 
 import os
-import re
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, cast
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -319,9 +318,6 @@ def check_image_batch(x: torch.Tensor, img_channels: int) -> None:
         raise InputError(f"input has an empty spatial size {list(x.shape)}: height and width must be >= 1")
 
 
-_BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
-
-
 class ResNetBase(nn.Module):
     """ResNet without its classifier: ``[B, img_channels, H, W] -> [B, n_channels[-1]]``.
 
@@ -342,7 +338,7 @@ class ResNetBase(nn.Module):
 
     # TorchScript compiles forward and what it calls; the metadata is Python-side only.
     __jit_ignored_attributes__ = ["config", "feature_info", "pretrained_info", "arch_name"]
-    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_config", "full_feature_reduction"]
+    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_feature_reduction"]
 
     @property
     def pretrained_cfg(self) -> PretrainedCfg:
@@ -364,7 +360,7 @@ class ResNetBase(nn.Module):
     @property
     def full_feature_reduction(self) -> int:
         """Input size / size of the whole network's last map (32 for the ImageNet ResNets)."""
-        c = self.full_config
+        c = self.config
         r = c.stem_stride * (2 if c.stem_pool else 1)
         for s in c.strides:
             r *= s
@@ -458,33 +454,6 @@ class ResNetBase(nn.Module):
         model._build(config.replace(num_classes=0) if cls is ResNetBase else config)
         model.arch_name = arch_name
         return model
-
-    @classmethod
-    def builder(
-        cls,
-        *,
-        features_only: bool = False,
-        out_indices: Sequence[int] | int | None = None,
-        arch_name: str | None = None,
-    ) -> Callable[[ResNetConfig], ResNetBase]:
-        """``config -> model`` of this class (or a :class:`ResNetFeatures` with
-        ``features_only``): what the weights loaders build into."""
-        if out_indices is not None and not features_only and cls is not ResNetFeatures:
-            raise ConfigError("out_indices only applies with features_only=True")
-        if features_only or cls is ResNetFeatures:
-            return lambda config: ResNetFeatures(config, out_indices, arch_name=arch_name)
-        return lambda config: cls.from_config(config, arch_name=arch_name)
-
-    @property
-    def full_config(self) -> ResNetConfig:
-        """The config of the whole network this model was built from (a feature extractor
-        builds only part of it)."""
-        return self.config
-
-    def unbuilt_keys(self, keys: Iterable[str]) -> set[str]:
-        """The keys of a whole network's state dict that this model does not build: the head
-        of a model without one (and, for a feature extractor, the stages it stops before)."""
-        return {k for k in keys if k.startswith("fc.")}
 
     def init_weights(self) -> None:
         """He (kaiming) normal init for convs, BN weight 1 / bias 0, optional zero-init residual."""
@@ -624,9 +593,11 @@ class ResNetBase(nn.Module):
                 f"ResNetBase has no classifier, so num_classes={changes['num_classes']!r} cannot "
                 "apply: use ResNet.from_pretrained for a head"
             )
-        build = cls.builder(features_only=features_only, out_indices=out_indices)
+        if out_indices is not None and not features_only and cls is not ResNetFeatures:
+            raise ConfigError("out_indices only applies with features_only=True")
+        # The whole network is built and loaded strictly; then cut to what this class holds.
         model = from_pretrained(
-            build,
+            ResNet.from_config,
             directory_or_repo,
             revision=revision,
             cache_dir=cache_dir,
@@ -635,7 +606,35 @@ class ResNetBase(nn.Module):
             local_files_only=local_files_only,
             **changes,
         )
-        return model
+        if features_only or cls is ResNetFeatures:
+            return ResNetFeatures.from_model(model, out_indices)
+        return ResNetBase.trunk_of(model) if cls is ResNetBase else model
+
+    @classmethod
+    def trunk_of(cls, model: ResNetBase) -> ResNetBase:
+        """``model`` without its head, as a :class:`ResNetBase` sharing its modules."""
+        trunk = cls.__new__(cls)
+        nn.Module.__init__(trunk)
+        trunk._share(model, len(model.blocks), len(model.stage_ends))
+        trunk.feature_info = model.feature_info
+        return trunk
+
+    def _share(self, model: ResNetBase, n_blocks: int, n_stages: int) -> None:
+        """Take ``model``'s stem and first ``n_blocks`` blocks (its first ``n_stages`` stages), its
+        config without the head, and its metadata; the weights' class names and reported
+        accuracy belong to the head, and are dropped with it."""
+        self.config = model.config.replace(num_classes=0)
+        self.conv, self.bn, self.act, self.pool = model.conv, model.bn, model.act, model.pool
+        self.blocks = nn.Sequential(*list(model.blocks)[:n_blocks])
+        self.stage_ends = tuple(model.stage_ends[:n_stages])
+        self.num_features = model.num_features
+        self.grad_checkpointing = model.grad_checkpointing
+        self.arch_name = model.arch_name
+        info = model.pretrained_info
+        if info is not None and (info.labels or info.top1 is not None):
+            info = info.for_new_head()
+        self.pretrained_info = info
+        self.train(model.training)
 
 
 class ResNet(ResNetBase):
@@ -692,9 +691,6 @@ class ResNet(ResNetBase):
         if self.pretrained_info is not None:
             self.pretrained_info = self.pretrained_info.for_new_head()
 
-    def unbuilt_keys(self, keys: Iterable[str]) -> set[str]:
-        return set() if self.num_classes else super().unbuilt_keys(keys)
-
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.fc
@@ -713,45 +709,32 @@ class ResNet(ResNetBase):
 class ResNetFeatures(ResNetBase):
     """A feature extractor: ``forward`` returns the maps chosen by ``out_indices`` as a list.
 
-    Stages after the last chosen map are not built. ``feature_info`` lists only the chosen
-    maps; module and parameter names are those of :class:`ResNetBase`.
+    Cut from a whole network (timm's order: build, load, then cut): the stages after the last
+    chosen map and the head are dropped. ``config`` stays the whole network's (without its
+    head); ``feature_info`` lists only the chosen maps; module and parameter names are those of
+    :class:`ResNetBase`.
     """
 
     def __init__(
         self, config: ResNetConfig, out_indices: Sequence[int] | int | None = None, *, arch_name: str | None = None
     ) -> None:
-        config = config.replace(num_classes=0)
-        full = len(config.n_blocks) + 1
-        resolved = resolve_out_indices(out_indices, full)
-        last_stage = max(resolved)  # feature map i > 0 is the output of stage i - 1
-        kept = config
-        if last_stage < config.n_stages:
-            cut = max(last_stage, 1)
-            kept = config.replace(
-                n_blocks=config.n_blocks[:cut],
-                n_channels=config.n_channels[:cut],
-                bottlenecks=None if config.bottlenecks is None else config.bottlenecks[:cut],
-                stage_strides=config.strides[:cut],
-            )
         nn.Module.__init__(self)
-        self._build(kept)
-        if last_stage == 0:
-            self.blocks = nn.Sequential()  # only the stem is wanted
-            self.stage_ends = ()
+        self._cut(ResNetBase.from_config(config, arch_name=arch_name), out_indices)
+
+    @classmethod
+    def from_model(cls, model: ResNetBase, out_indices: Sequence[int] | int | None = None) -> ResNetFeatures:
+        """The maps ``out_indices`` of ``model`` (a whole network, loaded), sharing its modules."""
+        features = cls.__new__(cls)
+        nn.Module.__init__(features)
+        features._cut(model, out_indices)
+        return features
+
+    def _cut(self, model: ResNetBase, out_indices: Sequence[int] | int | None) -> None:
+        resolved = resolve_out_indices(out_indices, len(model.stage_ends) + 1)
+        last = max(resolved)  # feature map i > 0 is the output of stage i - 1
+        self._share(model, model.stage_ends[last - 1] + 1 if last > 0 else 0, last)
+        self.feature_info = FeatureInfoList(model.feature_info[i] for i in resolved)
         self.out_indices = resolved
-        self._full_config = config
-        self.arch_name = arch_name
-        self.feature_info = FeatureInfoList(self.feature_info[i] for i in resolved)
-
-    @property
-    def full_config(self) -> ResNetConfig:
-        return self._full_config
-
-    def unbuilt_keys(self, keys: Iterable[str]) -> set[str]:
-        n = len(self.blocks)
-        return {
-            k for k in keys if k.startswith("fc.") or ((m := _BLOCK_KEY.match(k)) is not None and int(m.group(1)) >= n)
-        }
 
     def save_pretrained(self, *args: Any, **kwargs: Any) -> str | None:
         raise ConfigError("save_pretrained saves whole models; save the model before features_only")

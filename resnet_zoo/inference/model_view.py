@@ -51,10 +51,6 @@ class ModelView(nn.Module):
         return unwrap(self).config
 
     @property
-    def full_config(self) -> ResNetConfig:
-        return unwrap(self).full_config
-
-    @property
     def feature_info(self) -> FeatureInfoList:
         return unwrap(self).feature_info
 

@@ -32,7 +32,7 @@ __all__ = ["Build", "adapt_input_conv", "fit", "load", "from_pretrained"]
 log = logging.getLogger(__name__)
 
 # config -> a resnet_zoo model on the meta device. Typed Any: this package never imports the
-# model classes, whose methods (unbuilt_keys, reset_classifier) and attributes it uses.
+# model classes, whose methods (reset_classifier) and attributes it uses.
 Build = Callable[[ResNetConfig], Any]
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 # Above this many blocks a config that the weights cannot fill is refused before building
@@ -93,7 +93,7 @@ def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: Re
         with torch.device("meta"):
             model = build(candidate.replace(num_classes=ckpt_classes, img_channels=channels))
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-        keys = set(sd) - model.unbuilt_keys(sd) - {k for k in sd if k.endswith("num_batches_tracked")}
+        keys = set(sd) - {k for k in sd if k.endswith("num_batches_tracked")}
         if keys == set(expected) and all(tuple(sd[k].shape) == shape for k, shape in expected.items()):
             found.append(name)
     return found
@@ -238,8 +238,8 @@ def fit(
     The model is built on the meta device (no random init thrown away) and receives the
     tensors with ``assign=True``. Without ``num_classes_requested`` the head takes the
     checkpoint's number of classes; with another number than the checkpoint's, the head is
-    re-initialised. Keys of parts the model does not build (``model.unbuilt_keys``: the head of
-    a ResNetBase, the stages after a feature extractor's last map) are dropped.
+    re-initialised. ``build`` makes the whole network: a caller that wants part of it (no head,
+    or a feature extractor) cuts the loaded model, as timm does.
 
     ``info`` becomes the model's ``pretrained_info``; its class names and reported accuracy are
     dropped where the head is re-initialised or not built.
@@ -261,8 +261,6 @@ def fit(
         sd["conv.weight"] = adapt_input_conv(first, config.img_channels)
     with torch.device("meta"):
         model = build(config)
-    for k in model.unbuilt_keys(sd):
-        del sd[k]
     has_head = "fc.weight" in dict(model.named_parameters())
     reinit_head = has_head and config.num_classes != ckpt_classes
     if info is not None and (
