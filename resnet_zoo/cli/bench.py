@@ -54,7 +54,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 flush=True,
             )
     if args.json:
-        emit(args, {"machine": machine, "results": results}, lambda: (), indent=2)
+        emit(args, {"machine": machine, "results": results}, [], indent=2)
     if args.plot:
         bar_chart(
             [f"{r.model} {r.path}" for r in results],

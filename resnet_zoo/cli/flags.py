@@ -103,15 +103,13 @@ def load(args: argparse.Namespace) -> Any:
     return recipe(args).build()
 
 
-def emit(
-    args: argparse.Namespace, result: Any, lines: Callable[[], Iterable[str]], *, indent: int | None = None
-) -> int:
-    """Print ``result`` as JSON (``to_dict()``, or a list or dict of such) with --json, else
-    ``lines()``. Returns the exit status, 0."""
+def emit(args: argparse.Namespace, result: Any, lines: Iterable[str], *, indent: int | None = None) -> int:
+    """Print ``result`` as JSON (``to_dict()``, or a list or dict of such) with --json, else the
+    text ``lines`` (a list the command made: no callback into it). Returns the exit status, 0."""
     if getattr(args, "json", False):
         print(json.dumps(_plain(result), indent=indent))
     else:
-        for line in lines():
+        for line in lines:
             print(line)
     return 0
 

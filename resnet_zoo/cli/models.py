@@ -21,7 +21,7 @@ __all__ = ["add_commands"]
 
 def _cmd_list(args: argparse.Namespace) -> int:
     names = list_models(args.pattern, pretrained=args.pretrained)
-    return emit(args, names, lambda: names)
+    return emit(args, names, names)
 
 
 def _cmd_cpu(args: argparse.Namespace) -> int:
@@ -38,7 +38,7 @@ def _cmd_cpu(args: argparse.Namespace) -> int:
             yield f"{dtype:<12} {'fast' if caps.is_fast(dtype) else 'slow':<5} {caps.why(dtype)}"
         yield f"auto dtype   {caps.to_dict()['auto_dtype']} (what --dtype auto and dtype='auto' pick)"
 
-    return emit(args, caps, lines, indent=2)
+    return emit(args, caps, list(lines()), indent=2)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -61,7 +61,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         for key, value in config.to_dict().items():
             yield f"    {key:<20} {value}"
 
-    return emit(args, {**s.to_dict(), "config": config}, lines, indent=2)
+    return emit(args, {**s.to_dict(), "config": config}, list(lines()), indent=2)
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -75,7 +75,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_weights_list(args: argparse.Namespace) -> int:
-    return emit(args, load_manifest(), lambda: [weights_table("text").rstrip("\n")], indent=2)
+    return emit(args, load_manifest(), [weights_table("text").rstrip("\n")], indent=2)
 
 
 def _cmd_weights_pin(args: argparse.Namespace) -> int:

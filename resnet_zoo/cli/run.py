@@ -44,7 +44,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             for c, label, score in p.topk:
                 yield f"  {score:7.4f}  {printable(label)} ({c})"
 
-    return emit(args, preds, lines)
+    return emit(args, preds, list(lines()))
 
 
 def _ray_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
             model_name=args.name,
         )
         n, c = written.features.shape
-        return emit(args, written, lambda: [f"wrote {written.path}: {n} images x {c} features"])
+        return emit(args, written, [f"wrote {written.path}: {n} images x {c} features"])
     options = dict(
         shard_size=args.shard_size,
         batch_size=args.batch_size,
@@ -109,7 +109,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return emit(
         args,
         result,
-        lambda: [
+        [
             f"wrote {result.directory}: {result.images} images in {result.shards} shards "
             f"({result.written_shards} written, {result.skipped_shards} already complete); "
             "read it with resnet_zoo.features.read_feature_set"
