@@ -110,9 +110,3 @@ class WriterLock:
             os.ftruncate(self._fd, 0)  # an idle lock file is empty: a finished set's bytes name no pid
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
-
-    def __enter__(self) -> WriterLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

@@ -68,3 +68,23 @@ def test_a_shard_record_naming_another_file_is_rewritten_not_followed(feature_se
     feats, paths = read_feature_set(out).load()
     assert paths == good_paths and len(set(paths)) == 10 and torch.equal(feats, good_feats)
     home.untouched(out)
+
+
+def test_partials_of_a_killed_run_are_removed_on_resume_and_on_overwrite(tmp_path):
+    """A killed run leaves .shard-NNNNN.<pid>-<hex>.partial.safetensors behind; the next run of
+    the set (a resume, or --overwrite) removes them, under the set's lock, and nothing else."""
+    images = tmp_path / "photos"
+    images.mkdir()
+    for i in range(6):
+        Image.new("RGB", (36, 36), (i * 30, 90, 160)).save(images / f"{i}.png")
+    out = tmp_path / "feats"
+    model = resnet_zoo.create("cifar_resnet20").eval()
+    write_feature_set(model, [images], out, shard_size=4, progress=False)
+    for overwrite in (False, True):
+        stale = out / ".shard-00001.4242-deadbeef.partial.safetensors"
+        stale.write_bytes(b"half a shard")
+        keep = out / "notes.partial.txt"  # not a partial of atomic_write's form
+        keep.write_text("mine")
+        write_feature_set(model, [images], out, shard_size=4, progress=False, overwrite=overwrite)
+        assert not stale.exists() and keep.read_text() == "mine"
+        assert read_feature_set(out).num_images == 6
