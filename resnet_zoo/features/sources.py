@@ -62,7 +62,7 @@ def _expand_uri(uri: str) -> list[str]:
             _uri_of(uri, f.path) for f in found if f.type == pafs.FileType.File and is_image_path(Path(f.path))
         )
     if info.type == pafs.FileType.File:
-        return _read_list(uri, _read_uri(uri).decode("utf-8")) if uri.endswith(LIST_SUFFIXES) else [uri]
+        return _read_list(uri, _decode_list(_read_uri(uri), uri)) if _is_list(uri) else [uri]
     raise InputError(f"{uri} is neither an image file, a list of images nor a directory")
 
 
@@ -79,6 +79,23 @@ def _read_uri(uri: str) -> bytes:
         raise InputError(f"cannot read {uri}: {str(e)[:200]}") from None
 
 
+def _is_list(name: str) -> bool:
+    """Whether ``name`` is a list of images by its suffix, in any case (``PATHS.TXT`` too)."""
+    return name.lower().endswith(LIST_SUFFIXES)
+
+
+def _decode_list(data: bytes, where: str) -> str:
+    """A list's text: UTF-8, with the byte-order mark that Excel's "CSV UTF-8" writes stripped;
+    :class:`InputError` naming the list and the line of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(
+            f"{where}, line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the list as UTF-8"
+        ) from None
+
+
 def _read_list(where: str, text: str | None = None) -> list[str]:
     """The image paths a list file names (``text``: its contents, already read from a URI)."""
     suffix = os.path.splitext(where)[1].lower()
@@ -86,14 +103,14 @@ def _read_list(where: str, text: str | None = None) -> list[str]:
         entries = _parquet_column(where)
     elif suffix == ".csv":
         if text is None:
-            text = Path(where).read_text(encoding="utf-8")
+            text = _decode_list(Path(where).read_bytes(), where)
         rows = csv.DictReader(io.StringIO(text))
         if "path" not in (rows.fieldnames or []):
             raise InputError(f"{where} has no 'path' column (columns: {rows.fieldnames})")
         entries = [r["path"] for r in rows]
     else:
         if text is None:
-            text = Path(where).read_text(encoding="utf-8")
+            text = _decode_list(Path(where).read_bytes(), where)
         entries = [line.strip() for line in text.splitlines()]
         entries = [e for e in entries if e and not e.startswith("#")]
     base = where.rsplit("/", 1)[0] if is_uri(where) else str(Path(where).parent)
@@ -131,7 +148,7 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[str]:
     for item in items:
         if is_uri(item):
             found += _expand_uri(item)
-        elif item.lower().endswith(LIST_SUFFIXES) and os.path.isfile(item):
+        elif _is_list(item) and os.path.isfile(item):
             found += _read_list(item)
         else:
             local.append(item)

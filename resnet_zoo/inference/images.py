@@ -208,6 +208,12 @@ def is_image_path(path: Path) -> bool:
 def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Image files named by ``inputs``: files as given, directories searched recursively
     (sorted, so the order is deterministic). A path that does not exist is an error."""
+    inputs = list(inputs)
+    if any(not str(os.fspath(item)).strip() for item in inputs):
+        raise InputError(
+            f"an empty input names no image (inputs: {[str(i) for i in inputs]!r}): give image files, "
+            "directories or lists (an unset shell variable expands to nothing)"
+        )
     found: list[Path] = []
     for item in inputs:
         path = Path(item)

@@ -88,3 +88,36 @@ def test_partials_of_a_killed_run_are_removed_on_resume_and_on_overwrite(tmp_pat
         write_feature_set(model, [images], out, shard_size=4, progress=False, overwrite=overwrite)
         assert not stale.exists() and keep.read_text() == "mine"
         assert read_feature_set(out).num_images == 6
+
+
+def _photos(directory: Path, n: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.new("RGB", (36, 36), (i * 40, 80, 120)).save(directory / f"{i}.png")
+    return directory
+
+
+def test_lists_excel_csv_latin1_names_upper_case_suffixes_and_empty_inputs(tmp_path, monkeypatch):
+    """#36 cases 17-20: a Latin-1 .txt list is one line naming the list and the line; Excel's
+    "CSV UTF-8" (a byte-order mark) reads; PATHS.TXT is a list whether local or file://; an
+    empty input is refused instead of scanning the current directory."""
+    from resnet_zoo.features.sources import list_images
+
+    photos = _photos(tmp_path / "photos", 2)
+    latin1 = tmp_path / "list.txt"
+    latin1.write_bytes(b"photos/0.png\nphotos/caf\xe9.png\n")
+    with pytest.raises(resnet_zoo.InputError, match=r"list\.txt, line 2: not UTF-8") as e:
+        list_images([latin1])
+    assert "\n" not in str(e.value)
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbfpath,label\r\nphotos/0.png,a\r\nphotos/1.png,b\r\n")
+    assert list_images([excel]) == [str(photos / "0.png"), str(photos / "1.png")]
+    upper = tmp_path / "PATHS.TXT"
+    upper.write_text("photos/1.png\n")
+    assert list_images([upper]) == [str(photos / "1.png")]
+    pytest.importorskip("pyarrow")
+    assert list_images([f"file://{upper}"]) == [f"file://{photos / '1.png'}"]
+    monkeypatch.chdir(photos)  # an empty input must not become "." and find these
+    for empty in ("", "  "):
+        with pytest.raises(resnet_zoo.InputError, match="empty input"):
+            list_images([empty])

@@ -59,3 +59,15 @@ def test_bench_settings_are_checked_before_anything_is_printed_or_timed(capsys):
         assert out == "" and f"{flag.lstrip('-').replace('-', '_')} must be a positive integer, got 0" in err
     with pytest.raises(ConfigError, match="peers must be"):
         iter_bench(["cifar_resnet20"], peers=("tensorrt",))  # at the call, not at the first row
+
+
+def test_predict_of_an_empty_input_is_refused_not_a_scan_of_the_current_directory(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from resnet_zoo.cli import main
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "here.png")
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "cifar_resnet20", ""]) == 1
+    err = capsys.readouterr().err
+    assert "empty input" in err and len(err.strip().splitlines()) == 1
