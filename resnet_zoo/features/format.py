@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -187,7 +188,28 @@ def decode_paths(metadata: dict | None, rows: int, where: str | os.PathLike) -> 
     return paths
 
 
-MAX_INDEX_BYTES = 256 << 20
+# Bounds on the JSON files of a set, checked before anything is read. A record holds its shard's
+# unreadable images at ~300 bytes each (4,096 a shard by default: ~1.2 MB); an index is every
+# record: 32 MiB hold ~100,000 unreadable images, or the records of ~100 million images.
+MAX_INDEX_BYTES = 32 << 20
+MAX_RECORD_BYTES = 16 << 20
+
+
+def read_json(path: Path, max_bytes: int) -> Any:
+    """The JSON document in ``path``: a regular file of at most ``max_bytes``. Anything else
+    (a FIFO, a device, a link to one, a larger file) is an OSError saying what it is; opened
+    without blocking, so that a FIFO swapped in after a check cannot hang the reader."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} {not_a_regular_file(path) or 'is not a regular file'}")
+        if st.st_size > max_bytes:
+            raise OSError(f"{path} is {st.st_size:,} bytes, over the {max_bytes:,} it may have")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(f"{path} grew past the {max_bytes:,} bytes it may have")
+    return json.loads(data.decode("utf-8"))
 
 
 def checked_record(record: object, i: int, where: Path, fmt: str = "safetensors") -> dict:
@@ -255,11 +277,7 @@ def read_index(directory: Path) -> dict:
     record naming its own shard, every record of the index's run."""
     path = directory / INDEX_FILE
     try:
-        if problem := not_a_regular_file(path):
-            raise OSError(problem)
-        if path.stat().st_size > MAX_INDEX_BYTES:
-            raise OSError(f"{path.stat().st_size:,} bytes, over the {MAX_INDEX_BYTES:,} an index may have")
-        index = json.loads(path.read_text(encoding="utf-8"))
+        index = read_json(path, MAX_INDEX_BYTES)
     except (OSError, ValueError, RecursionError) as e:
         raise CheckpointError(
             f"{directory} holds no complete feature set ({INDEX_FILE}: {e}); "
@@ -273,9 +291,8 @@ def shard_done(directory: Path, i: int, fmt: str, run_id: str) -> dict | None:
     run ``run_id`` (a record that names another file, is malformed, or is another run's, is
     not: the shard is written again)."""
     try:
-        record = checked_record(
-            json.loads((directory / record_name(i)).read_text()), i, directory / record_name(i), fmt
-        )
+        path = directory / record_name(i)
+        record = checked_record(read_json(path, MAX_RECORD_BYTES), i, path, fmt)
         if record.get("run_sha256") != run_id:
             return None
         shard = directory / shard_name(i, fmt)

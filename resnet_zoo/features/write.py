@@ -42,11 +42,13 @@ from .format import (
     FILE_FORMATS,
     INDEX_FILE,
     LOCK_FILE,
+    MAX_RECORD_BYTES,
     PARQUET_DTYPES,
     RUN_FILE,
     SET_FORMAT,
     STORE_DTYPES,
     optional_module,
+    read_json,
     run_sha256,
     shard_done,
     write_index,
@@ -420,11 +422,11 @@ def run_identity(model: Model) -> dict:
 def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
     """Refuse to resume a directory written for other inputs, model or settings."""
     path = directory / RUN_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return
     try:
-        old = json.loads(path.read_text())
-    except ValueError:
+        old = read_json(path, MAX_RECORD_BYTES)
+    except (OSError, ValueError, RecursionError):  # not a run.json this project wrote: another run's
         old = {}
     if old == run:
         return

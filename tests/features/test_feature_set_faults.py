@@ -121,3 +121,54 @@ def test_lists_excel_csv_latin1_names_upper_case_suffixes_and_empty_inputs(tmp_p
     for empty in ("", "  "):
         with pytest.raises(resnet_zoo.InputError, match="empty input"):
             list_images([empty])
+
+
+_RESUME = """
+import sys
+import resnet_zoo
+from resnet_zoo.features import read_feature_set, write_feature_set
+model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+result = write_feature_set(model, [sys.argv[1]], sys.argv[2], shard_size=4, progress=False)
+print(result.written_shards, read_feature_set(sys.argv[2]).num_images)
+"""
+
+
+@pytest.mark.slow  # a subprocess with a deadline
+def test_a_fifo_or_a_device_as_a_shard_record_is_rewritten_not_read(tmp_path):
+    """#36 case 6: a FIFO blocked the run before anything was computed; a link to /dev/zero
+    ended in MemoryError. Records are read as regular files of bounded size only: the resume
+    writes those shards again. Run in a subprocess with a deadline (a hang fails the test)."""
+    import os
+    import subprocess
+    import sys
+
+    photos = _photos(tmp_path / "photos", 10)
+    out = tmp_path / "feats"
+    model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+    write_feature_set(model, [photos], out, shard_size=4, progress=False)
+    (out / "shard-00000.json").unlink()
+    os.mkfifo(out / "shard-00000.json")
+    (out / "shard-00001.json").unlink()
+    (out / "shard-00001.json").symlink_to("/dev/zero")
+    done = subprocess.run(
+        [sys.executable, "-c", _RESUME, str(photos), str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2", "10"]  # the two shards written again, the set complete
+
+
+def test_an_index_past_its_bound_is_refused_before_it_is_read(tmp_path):
+    """#36 case 5: a 250 MB index.json took 12 s and 6.3 GB before it was refused. The bound is
+    now 32 MiB, checked before a byte is read: a sparse 250 MB file is refused at once."""
+    import time
+
+    from resnet_zoo.features.format import MAX_INDEX_BYTES
+
+    out = tmp_path / "feats"
+    out.mkdir()
+    with open(out / "index.json", "wb") as f:
+        f.truncate(250_000_000)
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match=f"over the {MAX_INDEX_BYTES:,}"):
+        read_feature_set(out)
+    assert time.perf_counter() - started < 1.0 and MAX_INDEX_BYTES == 32 << 20
