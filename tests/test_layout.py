@@ -167,3 +167,26 @@ def test_modules_and_functions_stay_small():
     assert [p for p, n in sizes.items() if n > 800] == []
     long = sorted(f for f in _function_lengths() if f[0] > 60)
     assert len(long) <= 2, long
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """#36 case 16: shards, model.safetensors and a features file came out 0600 under umask 022
+    while their JSON neighbours were 0644. Every file written now follows the umask."""
+    import os
+
+    from resnet_zoo.features import write_feature_set, write_features
+
+    model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+    photos = REPO_ROOT / "weights" / "samples" / "cifar10"
+    old = os.umask(umask)
+    try:
+        write_feature_set(model, [photos], tmp_path / "set", shard_size=4, progress=False)
+        write_features(model, [photos], tmp_path / "one.safetensors", progress=False)
+        model.save_pretrained(tmp_path / "saved")
+    finally:
+        os.umask(old)
+    written = [tmp_path / "one.safetensors", *(tmp_path / "set").glob("shard-*"), tmp_path / "set" / "index.json"]
+    written += [tmp_path / "saved" / "model.safetensors", tmp_path / "saved" / "config.json"]
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in written}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes

@@ -32,6 +32,7 @@ from ..errors import (
     ResNetZooError,
     UnknownModelError,
 )
+from ..util.atomic import atomic_write
 from ..util.integrity import (
     check_revision,
     content_etag,
@@ -739,7 +740,8 @@ def _mixin_class() -> type:
             from safetensors.torch import save_file
 
             tensors = {k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}
-            save_file(tensors, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
+            with atomic_write(save_directory / "model.safetensors") as tmp:
+                save_file(tensors, str(tmp), metadata={"format": "pt"})
 
         def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
             metadata, text = self.card

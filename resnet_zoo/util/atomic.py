@@ -15,6 +15,20 @@ __all__ = ["atomic_write", "write_text_atomic", "promote", "remove_partials", "W
 _PARTIAL = ".partial"
 
 
+def _umask() -> int:
+    """This process's umask: read where the system shows it (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``: on success it is renamed over ``path``, on any
@@ -30,6 +44,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}-{os.urandom(4).hex()}{_PARTIAL}{path.suffix}")
     try:
         yield tmp
+        # Writers such as safetensors create their file 0600; every file written here follows
+        # the umask instead, as a plain open() does (an index 0644 beside shards 0600 locked
+        # other users out of the shards alone).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
