@@ -28,6 +28,8 @@ SHORTCUTS = ("projection", "conv3x3", "zero_pad")
 # Bounds that no real ResNet reaches but that keep a hostile config.json from allocating for
 # minutes: ResNet-1202 has 600 blocks; hyperspectral inputs have a few hundred channels.
 MAX_IMG_CHANNELS = 4096
+MAX_BLOCKS = 2000  # in the whole network
+MAX_WIDTH = 1 << 16  # channels of a stage, or of its bottleneck
 
 
 def _int_tuple(field: str, value: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
@@ -108,6 +110,7 @@ class ResNetConfig:
                     f"(n_channels={list(self.n_channels)}): give one per stage, or None"
                 )
             set_(self, name, value)
+        self._check_size()
         check_positive_int("img_channels", self.img_channels)
         if self.img_channels > MAX_IMG_CHANNELS:
             raise ConfigError(
@@ -166,6 +169,20 @@ class ResNetConfig:
     def num_features(self) -> int:
         """Width of the pooled feature vector."""
         return self.n_channels[-1]
+
+    def _check_size(self) -> None:
+        """Refuse a network that no ResNet is, before anything allocates for it."""
+        if sum(self.n_blocks) > MAX_BLOCKS:
+            raise ConfigError(
+                f"n_blocks={list(self.n_blocks)} asks for {sum(self.n_blocks):,} blocks, more than {MAX_BLOCKS:,}: "
+                "the deepest ResNet (1202 layers) has 600"
+            )
+        widths = [*self.n_channels, *(self.bottlenecks or ())]
+        if max(widths) > MAX_WIDTH:
+            raise ConfigError(
+                f"a stage {max(widths):,} channels wide is more than {MAX_WIDTH:,}: "
+                "n_channels and bottlenecks are widths of convolutions (ResNets use 16 to 2048)"
+            )
 
     @classmethod
     def check_names(cls, names: Iterable[str]) -> None:

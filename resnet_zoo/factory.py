@@ -70,6 +70,8 @@ def create(
     if img_channels is not None:
         changes["img_channels"] = img_channels
     config = entry.config.replace(**changes)  # validates every override, weights or not
+    if not isinstance(features_only, bool):
+        raise ConfigError(f"features_only must be True or False, got {features_only!r}")
     if out_indices is not None and not features_only:
         raise ConfigError("out_indices only applies with features_only=True")
     if features_only:

@@ -82,7 +82,7 @@ def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: Re
     """Registered architectures whose state dict has exactly ``sd``'s keys and shapes."""
 
     n = _n_blocks(sd)
-    ckpt_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 0
+    ckpt_classes = _head_classes(sd, "the checkpoint")
     first = sd.get("conv.weight")
     channels = first.shape[1] if first is not None and first.ndim == 4 else config.img_channels
     found = []
@@ -222,6 +222,18 @@ def check_finite(model: nn.Module, label: str) -> None:
                 raise CheckpointError(f"{label}: {name} has {bad} NaN/Inf values; the file is corrupt")
 
 
+def _head_classes(sd: dict[str, torch.Tensor], label: str) -> int:
+    """The classes of the checkpoint's head (0 without one); a head that is no matrix is refused."""
+    head = sd.get("fc.weight")
+    if head is None:
+        return 0
+    if head.ndim != 2:
+        raise CheckpointError(
+            f"{label}: fc.weight has shape {list(head.shape)}, not [classes, features]: not a classifier head"
+        )
+    return int(head.shape[0])
+
+
 def fit(
     build: Build,
     config: ResNetConfig,
@@ -252,7 +264,7 @@ def fit(
         raise CheckpointError(
             f"{label} does not fit: its config asks for {wanted} blocks but the weights hold {ckpt_blocks}"
         )
-    ckpt_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else 0
+    ckpt_classes = _head_classes(sd, label)
     if not num_classes_requested:
         config = config.replace(num_classes=ckpt_classes)
     first = sd.get("conv.weight")

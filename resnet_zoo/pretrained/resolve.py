@@ -62,7 +62,10 @@ def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | Non
             f"{path}: format_version {version!r} is not one this resnet_zoo reads "
             f"(<= {FORMAT_VERSION}); upgrade resnet_zoo"
         )
-    config = ResNetConfig.from_dict(data["config"])
+    try:
+        config = ResNetConfig.from_dict(data["config"])
+    except ConfigError as e:  # a bad file, not a bad argument
+        raise CheckpointError(f"{path}: {e}") from None
     info = PretrainedInfo.from_dict(data.get("pretrained"), where=str(path))
     architecture = data.get("architecture")
     return config, info, architecture if isinstance(architecture, str) else None

@@ -81,3 +81,32 @@ def test_the_written_out_signatures_agree_with_the_config():
     assert inspect.signature(ResNet.__init__).parameters["num_classes"].default == 1000
     model = ResNet([1, 1], [8, 16], stem_pool=True, num_classes=3)
     assert model.config == ResNetConfig(n_blocks=(1, 1), n_channels=(8, 16), stem_pool=True, num_classes=3)
+
+
+def test_a_network_too_deep_or_too_wide_to_be_a_resnet_is_refused_before_building():
+    """#36: n_blocks=[10**6, 1, 1] through create or torch.hub built until memory ran out. Under
+    a 3 GB address-space cap, in a subprocess, it is now a one-line ConfigError at once."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, resnet_zoo\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "for kw in ({'n_blocks': [10**6, 1, 1]}, {'n_channels': [16, 32, 10**7]}):\n"
+        "    try:\n"
+        "        resnet_zoo.create('cifar_resnet20', **kw)\n"
+        "    except resnet_zoo.ConfigError as e:\n"
+        "        print(type(e).__name__, str(e).splitlines()[0][:40])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("ConfigError") == 2
+
+
+def test_features_only_takes_a_bool_not_a_truthy_string():
+    import pytest
+
+    import resnet_zoo
+
+    with pytest.raises(resnet_zoo.ConfigError, match="features_only must be True or False"):
+        resnet_zoo.create("cifar_resnet20", features_only="yes")

@@ -40,9 +40,13 @@ def test_a_huge_block_index_is_refused_without_allocating(tmp_path):
 
 
 def test_a_config_asking_for_more_blocks_than_the_weights_hold_is_refused_before_building(r20_dir, tmp_path):
-    d = _edit_config(r20_dir, tmp_path / "deep", lambda doc: doc["config"].update(n_blocks=[30000, 3, 3]))
-    with pytest.raises(CheckpointError, match="asks for 30006 blocks but the weights hold 9"):
+    d = _edit_config(r20_dir, tmp_path / "deep", lambda doc: doc["config"].update(n_blocks=[1500, 3, 3]))
+    with pytest.raises(CheckpointError, match="asks for 1506 blocks but the weights hold 9"):
         resnet_zoo.ResNet.from_pretrained(d)
+    # Past what any ResNet has, the config itself is refused, as a fault of the file.
+    deeper = _edit_config(r20_dir, tmp_path / "deeper", lambda doc: doc["config"].update(n_blocks=[30000, 3, 3]))
+    with pytest.raises(CheckpointError, match=r"config\.json: n_blocks=\[30000, 3, 3\] asks for 30,006 blocks"):
+        resnet_zoo.ResNet.from_pretrained(deeper)
     with pytest.raises(ConfigError, match="img_channels=100000000"):
         create("cifar_resnet20", pretrained=True, img_channels=100_000_000)
 
@@ -243,3 +247,18 @@ def test_the_speed_is_measured_from_the_first_body_not_from_a_lock_wait(monkeypa
     time.sleep(0.25)
     with pytest.raises(DownloadError, match="below the minimum of 1,000 bytes/s"):
         pace.check(1)
+
+
+def test_a_zero_dim_head_weight_is_a_checkpoint_error(tmp_path):
+    """#36 case 22: a saved model whose fc.weight is 0-dim raised a raw IndexError."""
+    model = create("cifar_resnet20")
+    saved = tmp_path / "saved"
+    model.save_pretrained(saved)
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(str(saved / "model.safetensors"))
+    sd["fc.weight"] = torch.tensor(1.0)
+    save_file(sd, str(saved / "model.safetensors"))
+    for load in (lambda: create("cifar_resnet20", pretrained=saved), lambda: resnet_zoo.ResNet.from_pretrained(saved)):
+        with pytest.raises(CheckpointError, match=r"fc.weight has shape \[\], not \[classes, features\]"):
+            load()
