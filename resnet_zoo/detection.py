@@ -2,11 +2,11 @@
 
 :func:`fpn_backbone` is torchvision's ``resnet_fpn_backbone`` for any resnet_zoo model: a
 ``BackboneWithFPN`` (``out_channels``, and an ``OrderedDict`` of maps per call) that
-``FasterRCNN``, ``MaskRCNN``, ``RetinaNet`` and ``KeypointRCNN`` take. :class:`TorchvisionStages`
-is the view it is built on: the model's own modules under torchvision's ResNet names
-(``conv1``, ``bn1``, ``relu``, ``maxpool``, ``layer1``... and ``inplanes``), so torchvision's
-helpers (``IntermediateLayerGetter``, ``BackboneWithFPN``, ``_resnet_fpn_extractor``) work on
-it. torchvision is needed here only: ``pip install torchvision``.
+``FasterRCNN``, ``MaskRCNN``, ``RetinaNet`` and ``KeypointRCNN`` take. A resnet_zoo model has
+torchvision's ResNet names (``conv1``, ``bn1``, ``relu``, ``maxpool``, ``layer1``... and
+``inplanes``), so torchvision's own helpers (``IntermediateLayerGetter``, ``BackboneWithFPN``,
+``_resnet_fpn_extractor``) work on it too; this one also takes any number of stages and a
+name. torchvision is needed here only: ``pip install torchvision``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .factory import create
 from .model import ResNetBase
 from .util.checks import check_int, is_int
 
-__all__ = ["TorchvisionStages", "fpn_backbone", "freeze_batch_norm"]
+__all__ = ["fpn_backbone", "freeze_batch_norm"]
 
 
 def _torchvision_ops() -> Any:
@@ -32,32 +32,6 @@ def _torchvision_ops() -> Any:
     except ImportError:
         raise ResNetZooError("detection backbones build on torchvision: pip install torchvision") from None
     return torchvision.ops, BackboneWithFPN
-
-
-class TorchvisionStages(nn.Module):
-    """A resnet_zoo model's modules (shared, not copied) under torchvision's ResNet names:
-    ``conv1``, ``bn1``, ``relu``, ``maxpool``, then ``layer1`` ... ``layerN`` (one
-    ``nn.Sequential`` of blocks per stage). ``inplanes`` is the last stage's channels, as on
-    torchvision's ResNet after construction. ``forward`` returns the last map."""
-
-    def __init__(self, model: ResNetBase) -> None:
-        super().__init__()
-        if not isinstance(model, ResNetBase):
-            raise ConfigError(f"TorchvisionStages takes a resnet_zoo model, got {type(model).__name__}")
-        self.conv1, self.bn1, self.relu, self.maxpool = model.conv, model.bn, model.act, model.pool
-        start = 0
-        for i, end in enumerate(model.stage_ends):
-            self.add_module(f"layer{i + 1}", nn.Sequential(*model.blocks[start : end + 1]))
-            start = end + 1
-        self.n_stages = len(model.stage_ends)
-        self.inplanes = model.feature_info[-1].channels
-        self.stage_channels = [fi.channels for fi in model.feature_info[1:]]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(self.n_stages):
-            x = getattr(self, f"layer{i + 1}")(x)
-        return x
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
@@ -113,8 +87,8 @@ def fpn_backbone(
         model = name
     else:
         model = create(name, pretrained=pretrained, num_classes=0, **create_kwargs)
-    stages = TorchvisionStages(model)
-    n = stages.n_stages
+    stages = model
+    n = len(model.stages())
     check_int("trainable_layers", trainable_layers, low=0, high=n + 1)
     check_int("out_channels", out_channels, low=1)
     if returned_layers is None:
@@ -133,5 +107,5 @@ def fpn_backbone(
     if extra_blocks is None:
         extra_blocks = ops.feature_pyramid_network.LastLevelMaxPool()
     return_layers = OrderedDict((f"layer{k}", str(v)) for v, k in enumerate(returned))
-    in_channels = [stages.stage_channels[k - 1] for k in returned]
+    in_channels = [model.feature_info[k].channels for k in returned]
     return BackboneWithFPN(stages, return_layers, in_channels, out_channels, extra_blocks=extra_blocks)

@@ -8,8 +8,15 @@ the paper's CIFAR ResNets; a :class:`~resnet_zoo.config.ResNetConfig` says which
 
 A block computes ``act(F(x) + shortcut(x))``. ``F`` always has more than one layer: with a
 single layer the sum would be linear in ``x`` and the block would add no non-linearity.
-Module names follow the labml reference (``conv1``/``bn1``/..., ``shortcut.conv``/``shortcut.bn``)
-so its state dicts load with ``strict=True``.
+
+Module and state-dict names are torchvision's and timm's: ``conv1``, ``bn1``, ``act1`` (``relu``
+is torchvision's name for it), ``maxpool``, ``layer1`` ... ``layerN`` (one ``nn.Sequential`` of
+blocks per stage), blocks with ``conv1``/``bn1``/... and the projection ``downsample.0``/``.1``,
+and ``fc``. An ImageNet architecture's state dict is key for key torchvision's, so torchvision's
+and timm's weights load with ``strict=True`` and their stage-name tools (``IntermediateLayerGetter``,
+``create_feature_extractor``, ``_resnet_fpn_extractor``) work on the model itself. Files in the
+labml reference's layout (one flat ``blocks`` sequence, also this project's own until it took torchvision's names) load
+through :func:`~resnet_zoo.convert_state_dict`.
 """
 
 from __future__ import annotations
@@ -49,11 +56,15 @@ __all__ = [
 # --- Shortcuts, blocks and stages -------------------------------------------------------------
 
 
-class ShortcutProjection(nn.Module):
+class ShortcutProjection(nn.Sequential):
     """The projection shortcut ``W_s x``: a conv with the block's stride, then batch norm.
 
     ``kernel_size=1`` is the paper's option B; the labml reference's CIFAR ResNet-14 uses ``kernel_size=3``.
+    A two-module ``nn.Sequential``, as torchvision's ``downsample``: its state-dict keys are
+    ``0.weight`` (the conv) and ``1.*`` (the batch norm); ``.conv`` and ``.bn`` name them.
     """
+
+    __jit_unused_properties__ = ["conv", "bn"]
 
     def __init__(
         self,
@@ -64,21 +75,24 @@ class ShortcutProjection(nn.Module):
         kernel_size: int = 1,
         bias: bool = True,
     ) -> None:
-        super().__init__()
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
         check_positive_int("stride", stride)
         check_positive_int("kernel_size", kernel_size)
-        # Same stride as F so that the two maps have the same size.
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias
+        super().__init__(
+            # Same stride as F so that the two maps have the same size.
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias),
+            # The paper puts batch norm after every convolution.
+            nn.BatchNorm2d(out_channels),
         )
-        # The paper puts batch norm after every convolution.
-        self.bn = nn.BatchNorm2d(out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
-        return self.bn(self.conv(x))
+    @property
+    def conv(self) -> nn.Conv2d:
+        return cast(nn.Conv2d, self[0])
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        return cast(nn.BatchNorm2d, self[1])
 
 
 class ZeroPadShortcut(nn.Module):
@@ -147,7 +161,7 @@ class ResidualBlock(nn.Module):
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=bias)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias)
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias)
         # ReLU after adding the shortcut.
         self.act2 = nn.ReLU(inplace=True)
 
@@ -159,7 +173,7 @@ class ResidualBlock(nn.Module):
         """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out += self.shortcut(x)  # in place: out is this block's own fresh tensor
+        out += self.downsample(x)  # in place: out is this block's own fresh tensor
         return self.act2(out)
 
 
@@ -206,7 +220,7 @@ class BottleneckResidualBlock(nn.Module):
         self.act2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(bottleneck_channels, out_channels, 1, stride=1, bias=bias)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias)
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias)
         self.act3 = nn.ReLU(inplace=True)
 
     def zero_init_last(self) -> None:
@@ -218,7 +232,7 @@ class BottleneckResidualBlock(nn.Module):
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out += self.shortcut(x)  # in place: out is this block's own fresh tensor
+        out += self.downsample(x)  # in place: out is this block's own fresh tensor
         return self.act3(out)
 
 
@@ -252,13 +266,13 @@ def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return checkpoint(run, x, use_reentrant=False)
 
 
-def make_stages(config: ResNetConfig, in_channels: int) -> tuple[list[nn.Module], list[int]]:
-    """Every block of every stage, in order, and the index of each stage's last block. Only the
-    first block of a stage changes the map size (``config.strides``) and the channels."""
-    blocks: list[nn.Module] = []
-    stage_ends: list[int] = []
+def make_stages(config: ResNetConfig, in_channels: int) -> list[nn.Sequential]:
+    """One ``nn.Sequential`` of blocks per stage. Only the first block of a stage changes the
+    map size (``config.strides``) and the channels."""
+    stages: list[nn.Sequential] = []
     prev = in_channels
     for i, (n, channels) in enumerate(zip(config.n_blocks, config.n_channels)):
+        blocks: list[nn.Module] = []
         for j in range(n):
             stride = config.strides[i] if j == 0 else 1
             if config.bottlenecks is None:
@@ -277,8 +291,8 @@ def make_stages(config: ResNetConfig, in_channels: int) -> tuple[list[nn.Module]
                 )
             blocks.append(block)
             prev = channels
-        stage_ends.append(len(blocks) - 1)
-    return blocks, stage_ends
+        stages.append(nn.Sequential(*blocks))
+    return stages
 
 
 # --- What a model checks of its input ------------------------------------------------------------
@@ -338,7 +352,7 @@ class ResNetBase(nn.Module):
 
     # TorchScript compiles forward and what it calls; the metadata is Python-side only.
     __jit_ignored_attributes__ = ["config", "feature_info", "pretrained_info", "arch_name"]
-    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_feature_reduction"]
+    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_feature_reduction", "relu"]
 
     @property
     def pretrained_cfg(self) -> PretrainedCfg:
@@ -376,7 +390,7 @@ class ResNetBase(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """timm's parameter groups (stem, then each block, or each stage with ``coarse``), for
         layer-wise learning-rate decay (``timm.optim.create_optimizer_v2(m, layer_decay=...)``)."""
-        return match_groups(self.stage_ends, coarse)
+        return match_groups(coarse)
 
     def __init__(
         self,
@@ -410,40 +424,42 @@ class ResNetBase(nn.Module):
             shortcut=shortcut, num_classes=num_classes, zero_init_residual=zero_init_residual,
         )  # fmt: skip
         self._build(ResNetConfig(**fields))
+        self.init_weights()
 
     def _build(self, config: ResNetConfig) -> None:
         """Every module from ``config``, which the model keeps as ``self.config``: the stem, the
-        stages and the description of their maps (``feature_info``)."""
+        stages and the description of their maps (``feature_info``). Nothing is initialised
+        here: the caller runs :meth:`init_weights` once the head is built too."""
         self.config = config
         k = config.first_kernel_size
 
         # Stem: maps img_channels to the first stage's input channels.
         stem_channels = config.stem_out_channels
         conv: dict[str, Any] = dict(stride=config.stem_stride, padding=k // 2, bias=config.conv_bias)
-        self.conv = nn.Conv2d(config.img_channels, stem_channels, k, **conv)
-        self.bn = nn.BatchNorm2d(stem_channels)
-        self.act = nn.ReLU(inplace=True) if config.stem_act else nn.Identity()
-        self.pool = nn.MaxPool2d(3, stride=2, padding=1) if config.stem_pool else nn.Identity()
-        reduction = config.stem_stride * (2 if config.stem_pool else 1)
-        stem_module = "pool" if config.stem_pool else "act" if config.stem_act else "bn"
-        feature_info = FeatureInfoList([FeatureInfo(stem_channels, reduction, stem_module)])
+        self.conv1 = nn.Conv2d(config.img_channels, stem_channels, k, **conv)
+        self.bn1 = nn.BatchNorm2d(stem_channels)
+        self.act1 = nn.ReLU(inplace=True) if config.stem_act else nn.Identity()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if config.stem_pool else nn.Identity()
+        # Map 0 is the stem's activation, before the max-pool (timm's: stride 2 on ImageNet nets).
+        reduction = config.stem_stride
+        feature_info = FeatureInfoList([FeatureInfo(stem_channels, reduction, "act1")])
+        reduction *= 2 if config.stem_pool else 1
 
-        # Stages, stacked into one flat Sequential as in the reference (state-dict names).
-        blocks, stage_ends = make_stages(config, stem_channels)
-        for i, end in enumerate(stage_ends):
+        # Stages: layer1 ... layerN, one nn.Sequential of blocks each (torchvision's names).
+        for i, stage in enumerate(make_stages(config, stem_channels)):
+            self.add_module(f"layer{i + 1}", stage)
             reduction *= config.strides[i]
-            feature_info.append(FeatureInfo(config.n_channels[i], reduction, f"blocks.{end}"))
-        self.blocks = nn.Sequential(*blocks)
-        self.stage_ends: tuple[int, ...] = tuple(stage_ends)
+            feature_info.append(FeatureInfo(config.n_channels[i], reduction, f"layer{i + 1}"))
         self.feature_info: FeatureInfoList = feature_info
         self.num_features = config.num_features
+        # torchvision's ResNet leaves its last stage's channels here; its FPN helper reads it.
+        self.inplanes = config.num_features
         self.grad_checkpointing = False
         # The registered name this model was built as (create() and the loaders give it), and
         # where its weights came from with their preprocessing and class names (None: random
         # init); pretrained_cfg is timm's view of both. Inference wrappers delegate to them.
         self.arch_name: str | None = None
         self.pretrained_info = None
-        self.init_weights()
 
     @classmethod
     def from_config(cls, config: ResNetConfig, *, arch_name: str | None = None) -> ResNetBase:
@@ -452,12 +468,15 @@ class ResNetBase(nn.Module):
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model._build(config.replace(num_classes=0) if cls is ResNetBase else config)
+        model.init_weights()
         model.arch_name = arch_name
         return model
 
     def init_weights(self) -> None:
-        """He (kaiming) normal init for convs, BN weight 1 / bias 0, optional zero-init residual."""
-        if self.conv.weight.is_meta:
+        """torchvision's initialisation, in its order: He (kaiming) normal for every conv, BN
+        weight 1 / bias 0, then the optional zero-init residual; the head keeps PyTorch's default
+        init. With the same seed the weights are torchvision's builder's, draw for draw."""
+        if self.conv1.weight.is_meta:
             return  # built to receive loaded weights: there is nothing to initialise
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -469,28 +488,49 @@ class ResNetBase(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if self.config.zero_init_residual:
-            for block in self.blocks:
-                cast(ResidualBlock | BottleneckResidualBlock, block).zero_init_last()
+            for stage in self.stages():
+                for block in stage:
+                    cast(ResidualBlock | BottleneckResidualBlock, block).zero_init_last()
+
+    @property
+    def relu(self) -> nn.Module:
+        """torchvision's name for the stem activation :attr:`act1` (the same module)."""
+        return self.act1
+
+    @torch.jit.unused
+    def stages(self) -> list[nn.Sequential]:
+        """``layer1`` ... ``layerN``, in order."""
+        return [cast(nn.Sequential, m) for name, m in self.named_children() if name.startswith("layer")]
 
     @torch.jit.unused
     def _check_input(self, x: torch.Tensor) -> None:
         check_image_batch(x, self.config.img_channels)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, img_channels, H, W] -> [B, stem_channels, H / r, W / r]``, r = feature_info[0].reduction."""
-        return self.pool(self.act(self.bn(self.conv(x))))
+        """``[B, img_channels, H, W] -> [B, stem_channels, H / r, W / r]``: the stem with its
+        max-pool, the input of ``layer1``."""
+        return self.maxpool(self.act1(self.bn1(self.conv1(x))))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled last map (timm's ``forward_features``):
         ``[B, img_channels, H, W] -> [B, n_channels[-1], h, w]``."""
         if not torch.jit.is_scripting():
             self._check_input(x)
+            if self.grad_checkpointing:
+                return self._checkpointed_features(x)
         x = self.forward_stem(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            for block in self.blocks:
+        for name, stage in self.named_children():  # TorchScript unrolls this loop
+            if name.startswith("layer"):
+                x = stage(x)
+        return x
+
+    @torch.jit.unused
+    def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_stem(x)
+        for stage in self.stages():
+            for block in stage:
                 x = checkpointed(block, x)
-            return x
-        return self.blocks(x)
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """The last map to the pooled features ``[B, n_channels[-1]]`` (global average
@@ -511,33 +551,30 @@ class ResNetBase(nn.Module):
         return self.forward_pooled(x)
 
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | int | None = None) -> list[torch.Tensor]:
-        """The maps described by :attr:`feature_info`: the stem's output, then each stage's.
+        """The maps described by :attr:`feature_info`: the stem's activation, then each stage's.
 
         ``indices`` picks some of them (timm's ``out_indices``: negative indices count from the
         end); the forward pass stops after the last one needed.
         """
-        return self._intermediates(x, resolve_out_indices(indices, len(self.stage_ends) + 1))
+        return self._intermediates(x, resolve_out_indices(indices, len(self.feature_info)))
 
+    @torch.jit.unused
     def _intermediates(self, x: torch.Tensor, wanted: Sequence[int]) -> list[torch.Tensor]:
         self._check_input(x)
         last = max(wanted)
         outputs: dict[int, torch.Tensor] = {}
-        x = self.forward_stem(x)
-        if 0 in wanted:
-            outputs[0] = x
+        x = self.act1(self.bn1(self.conv1(x)))
+        outputs[0] = x
         if last > 0:
-            map_of_block = {end: stage + 1 for stage, end in enumerate(self.stage_ends)}
-            for j, block in enumerate(self.blocks):
-                x = checkpointed(block, x) if self.grad_checkpointing else block(x)
-                i = map_of_block.get(j)
-                if i is not None:
-                    outputs[i] = x
-                    if i == last:
-                        break
+            x = self.maxpool(x)
+            for i, stage in enumerate(self.stages()[:last], start=1):
+                if self.grad_checkpointing:
+                    for block in stage:
+                        x = checkpointed(block, x)
+                else:
+                    x = stage(x)
+                outputs[i] = x
         return [outputs[i] for i in wanted]
-
-    def extra_repr(self) -> str:
-        return f"stage_ends={list(self.stage_ends)}"
 
     def save_pretrained(
         self,
@@ -615,19 +652,20 @@ class ResNetBase(nn.Module):
         """``model`` without its head, as a :class:`ResNetBase` sharing its modules."""
         trunk = cls.__new__(cls)
         nn.Module.__init__(trunk)
-        trunk._share(model, len(model.blocks), len(model.stage_ends))
+        trunk._share(model, len(model.stages()))
         trunk.feature_info = model.feature_info
         return trunk
 
-    def _share(self, model: ResNetBase, n_blocks: int, n_stages: int) -> None:
-        """Take ``model``'s stem and first ``n_blocks`` blocks (its first ``n_stages`` stages), its
-        config without the head, and its metadata; the weights' class names and reported
-        accuracy belong to the head, and are dropped with it."""
+    def _share(self, model: ResNetBase, n_stages: int) -> None:
+        """Take ``model``'s stem and first ``n_stages`` stages, its config without the head, and
+        its metadata; the weights' class names and reported accuracy belong to the head, and
+        are dropped with it."""
         self.config = model.config.replace(num_classes=0)
-        self.conv, self.bn, self.act, self.pool = model.conv, model.bn, model.act, model.pool
-        self.blocks = nn.Sequential(*list(model.blocks)[:n_blocks])
-        self.stage_ends = tuple(model.stage_ends[:n_stages])
+        self.conv1, self.bn1, self.act1, self.maxpool = model.conv1, model.bn1, model.act1, model.maxpool
+        for i, stage in enumerate(model.stages()[:n_stages]):
+            self.add_module(f"layer{i + 1}", stage)
         self.num_features = model.num_features
+        self.inplanes = model.inplanes
         self.grad_checkpointing = model.grad_checkpointing
         self.arch_name = model.arch_name
         info = model.pretrained_info
@@ -730,11 +768,10 @@ class ResNetFeatures(ResNetBase):
         return features
 
     def _cut(self, model: ResNetBase, out_indices: Sequence[int] | int | None) -> None:
-        resolved = resolve_out_indices(out_indices, len(model.stage_ends) + 1)
-        last = max(resolved)  # feature map i > 0 is the output of stage i - 1
-        self._share(model, model.stage_ends[last - 1] + 1 if last > 0 else 0, last)
+        resolved = resolve_out_indices(out_indices, len(model.feature_info))
+        self._share(model, max(resolved))  # feature map i > 0 is the output of layer{i}
         self.feature_info = FeatureInfoList(model.feature_info[i] for i in resolved)
-        self.out_indices = resolved
+        self.out_indices: list[int] = list(resolved)
 
     def save_pretrained(self, *args: Any, **kwargs: Any) -> str | None:
         raise ConfigError("save_pretrained saves whole models; save the model before features_only")
@@ -744,4 +781,18 @@ class ResNetFeatures(ResNetBase):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         """``[B, img_channels, H, W] ->`` one ``[B, C_i, H / r_i, W / r_i]`` map per out index."""
-        return self._intermediates(x, self.out_indices)
+        if not torch.jit.is_scripting():
+            return self._intermediates(x, self.out_indices)
+        maps: list[torch.Tensor] = []  # the same walk, for TorchScript (no checks, no checkpointing)
+        x = self.act1(self.bn1(self.conv1(x)))
+        if 0 in self.out_indices:
+            maps.append(x)
+        x = self.maxpool(x)
+        i = 1
+        for name, stage in self.named_children():  # unrolled; only the kept stages are children
+            if name.startswith("layer"):
+                x = stage(x)
+                if i in self.out_indices:
+                    maps.append(x)
+                i += 1
+        return maps

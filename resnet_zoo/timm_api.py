@@ -149,7 +149,7 @@ class PretrainedCfg(Mapping):
             "std": p.std,
             "num_classes": self._config.num_classes,
             "pool_size": (pool, pool),
-            "first_conv": "conv",
+            "first_conv": "conv1",
             "classifier": "fc",
             "license": info.license or None,
             "label_names": info.labels,
@@ -173,18 +173,11 @@ class PretrainedCfg(Mapping):
 _NO_WEIGHTS = PretrainedInfo()
 
 
-def group_matcher(stage_ends: Sequence[int], coarse: bool = False) -> dict[str, Any]:
-    """timm's parameter groups for layer-wise decay: the stem, then one group per block
+def group_matcher(coarse: bool = False) -> dict[str, Any]:
+    """timm's parameter groups for layer-wise decay, as timm's ResNet has them
+    (timm/models/resnet.py, ``ResNet.group_matcher``): the stem, then one group per block
     (``coarse=True``: per stage); the head (``fc``) matches nothing and so comes last."""
-    if not coarse:
-        return {"stem": r"^(?:conv|bn)\.", "blocks": r"^blocks\.(\d+)\."}
-    stages = []
-    start = 0
-    for stage, end in enumerate(stage_ends):
-        indices = "|".join(str(i) for i in range(start, end + 1))
-        stages.append((rf"^blocks\.(?:{indices})\.", (stage,)))
-        start = end + 1
-    return {"stem": r"^(?:conv|bn)\.", "blocks": stages}
+    return {"stem": r"^conv1|bn1|maxpool", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
 
 
 def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tuple[int, ...]:

@@ -42,6 +42,50 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+def reference_model1() -> torch.nn.Module:
+    """Seed 001's model1, written from its printout (torchvision-style names)."""
+
+    class Block(torch.nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = torch.nn.BatchNorm2d(cout)
+            self.relu = torch.nn.ReLU(inplace=True)
+            self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = torch.nn.BatchNorm2d(cout)
+            if stride != 1 or cin != cout:
+                self.downsample = torch.nn.Sequential(
+                    torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False), torch.nn.BatchNorm2d(cout)
+                )
+
+    class Model1(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn = torch.nn.BatchNorm2d(16)
+            self.relu = torch.nn.ReLU(inplace=True)
+            self.layer1 = torch.nn.Sequential(Block(16, 16, 1), Block(16, 16, 1))
+            self.layer2 = torch.nn.Sequential(Block(16, 32, 2), Block(32, 32, 1))
+            self.layer3 = torch.nn.Sequential(Block(32, 64, 2), Block(64, 64, 1))
+            self.avg_pool = torch.nn.AdaptiveAvgPool2d(1)
+            self.fc = torch.nn.Linear(64, 10)
+
+    return Model1()
+
+
+def labml_name(key: str, n_blocks) -> str:
+    """A resnet_zoo (torchvision) key in the labml reference's flat layout, which was this
+    project's own before it took torchvision's names; written here independently of the converter."""
+    parts = key.split(".")
+    if parts[0] in ("conv1", "bn1"):
+        return ".".join([parts[0][:-1], *parts[1:]])
+    if not parts[0].startswith("layer"):
+        return key
+    stage, index, rest = int(parts[0][5:]), int(parts[1]), ".".join(parts[2:])
+    rest = rest.replace("downsample.0.", "shortcut.conv.").replace("downsample.1.", "shortcut.bn.")
+    return f"blocks.{sum(n_blocks[: stage - 1]) + index}.{rest}"
+
+
 def perturb_bn(model: torch.nn.Module, generator: torch.Generator | None = None) -> None:
     """Give every batch norm non-trivial statistics and affine parameters (for parity tests)."""
     with torch.no_grad():

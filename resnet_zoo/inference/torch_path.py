@@ -38,14 +38,18 @@ def fold_batch_norm(model: ResNetBase) -> ResNetBase:
             setattr(owner, conv_name, fuse_conv_bn_eval(conv, bn))
             setattr(owner, bn_name, nn.Identity())
 
-    fold(model, "conv", "bn")
-    for block in model.blocks:
+    fold(model, "conv1", "bn1")
+    for block in _blocks(model):
         for i in (1, 2, 3):
             if hasattr(block, f"conv{i}"):
                 fold(block, f"conv{i}", f"bn{i}")
-        if isinstance(block.shortcut, ShortcutProjection):
-            fold(block.shortcut, "conv", "bn")
+        if isinstance(block.downsample, ShortcutProjection):
+            fold(block.downsample, "0", "1")  # torchvision's downsample: conv, then batch norm
     return model
+
+
+def _blocks(model: ResNetBase) -> list[nn.Module]:
+    return [block for stage in model.stages() for block in stage]
 
 
 class InferenceModel(ModelView):
@@ -70,8 +74,10 @@ class InferenceModel(ModelView):
 
     def _map_mkldnn(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
-        y = x.contiguous().to_mkldnn(self.dtype)
-        return m.blocks(m.pool(m.act(m.conv(y)))).to_dense().float()
+        y = m.forward_stem(x.contiguous().to_mkldnn(self.dtype))
+        for stage in m.stages():
+            y = stage(y)
+        return y.to_dense().float()
 
     def _pooled_mkldnn(self, x: torch.Tensor) -> torch.Tensor:
         return self._map_mkldnn(x).mean(dim=(2, 3))
@@ -123,7 +129,7 @@ def torch_fast_path(model: ResNetBase, dtype: torch.dtype, channels_last: bool =
     fast = fold_batch_norm(copy.deepcopy(model).eval())
     for p in fast.parameters():
         p.requires_grad_(False)
-    has_zero_pad = any(isinstance(b.shortcut, ZeroPadShortcut) for b in fast.blocks)
+    has_zero_pad = any(isinstance(b.downsample, ZeroPadShortcut) for b in _blocks(fast))
     use_mkldnn = (
         dtype == torch.bfloat16
         and device.type == "cpu"

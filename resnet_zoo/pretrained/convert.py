@@ -3,15 +3,17 @@
 One table of key renames per source layout. Every key of the input must match exactly one rule
 of its layout; a key no rule covers is an error that names it: nothing is dropped silently.
 
-resnet_zoo's own layout is the labml reference's: ``conv``/``bn`` (stem), ``blocks.N.*`` (one
-flat sequence of blocks, ``shortcut.conv``/``shortcut.bn`` for projections) and ``fc``.
+resnet_zoo's own layout is torchvision's: ``conv1``/``bn1`` (stem), ``layer{s}.{i}.*`` (stages
+from 1, blocks from 0; ``downsample.0``/``.1`` for projections) and ``fc``. The labml
+reference's layout, which this project used before it took torchvision's names, is one flat
+``blocks.N`` sequence with ``conv``/``bn`` for the stem and ``shortcut.conv``/``shortcut.bn``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
@@ -29,73 +31,62 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Layouts ``convert_state_dict`` understands ("timm" is torchvision's key layout).
+#: Layouts ``convert_state_dict`` understands ("resnet_zoo" and "timm" are torchvision's key
+#: layout; "labml" is also this project's layout before it took torchvision's names).
 SOURCES = ("auto", "resnet_zoo", "labml", "torchvision", "timm", "transformers", "cifar")
 
 # Wrappers whose prefix is stripped first: DataParallel/DDP and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
-_BLOCK_PARTS = r"(conv[123]|bn[123]|shortcut\.conv|shortcut\.bn)"
 _PARAM = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
-# (pattern, template): "{1}", "{2}", ... are the pattern's groups; "{g}" is the block's index in
-# resnet_zoo's flat sequence, computed from groups 1 and 2 (stage, index); "{k}" is group 3 + 1.
+# (pattern, template): "{1}", "{2}", ... are the pattern's groups; "{s}.{i}" is the block's stage
+# (from 1) and index, from groups 1 and 2 (transformers counts stages from 0; the labml layout
+# numbers blocks in one flat sequence); "{k}" is group 3 + 1.
 Rule = tuple[str, str]
 
-_NATIVE: list[Rule] = [
-    (rf"(conv|bn)\.{_PARAM}", r"{1}.{2}"),
-    (rf"blocks\.(\d+)\.{_BLOCK_PARTS}\.{_PARAM}", r"blocks.{1}.{2}.{3}"),
+_TORCHVISION: list[Rule] = [
+    (rf"(conv1|bn1)\.{_PARAM}", r"{1}.{2}"),
+    (rf"layer(\d+)\.(\d+)\.(conv[123]|bn[123]|downsample\.[01])\.{_PARAM}", r"layer{s}.{i}.{3}.{4}"),
     (r"fc\.(weight|bias)", r"fc.{1}"),
 ]
 
-_TORCHVISION: list[Rule] = [
-    (rf"conv1\.{_PARAM}", r"conv.{1}"),
-    (rf"bn1\.{_PARAM}", r"bn.{1}"),
-    (rf"layer(\d+)\.(\d+)\.(conv[123]|bn[123])\.{_PARAM}", r"blocks.{g}.{3}.{4}"),
-    (rf"layer(\d+)\.(\d+)\.downsample\.0\.{_PARAM}", r"blocks.{g}.shortcut.conv.{3}"),
-    (rf"layer(\d+)\.(\d+)\.downsample\.1\.{_PARAM}", r"blocks.{g}.shortcut.bn.{3}"),
+_LABML: list[Rule] = [
+    (rf"conv\.{_PARAM}", r"conv1.{1}"),
+    (rf"bn\.{_PARAM}", r"bn1.{1}"),
+    (rf"blocks\.(\d+)\.(conv[123]|bn[123])\.{_PARAM}", r"layer{s}.{i}.{2}.{3}"),
+    (rf"blocks\.(\d+)\.shortcut\.conv\.{_PARAM}", r"layer{s}.{i}.downsample.0.{2}"),
+    (rf"blocks\.(\d+)\.shortcut\.bn\.{_PARAM}", r"layer{s}.{i}.downsample.1.{2}"),
     (r"fc\.(weight|bias)", r"fc.{1}"),
 ]
 
 # Common CIFAR checkpoints: kuangliu/akamaster style ("conv1", "shortcut.0/1", "linear") and
 # the labml reference's CIFAR ResNet-14 ("conv"/"bn" stem, "downsample.0/1", "fc").
 _CIFAR: list[Rule] = [
-    (rf"conv1?\.{_PARAM}", r"conv.{1}"),
-    (rf"bn1?\.{_PARAM}", r"bn.{1}"),
-    (rf"layer(\d+)\.(\d+)\.(conv[12]|bn[12])\.{_PARAM}", r"blocks.{g}.{3}.{4}"),
-    (rf"layer(\d+)\.(\d+)\.(?:downsample|shortcut)\.0\.{_PARAM}", r"blocks.{g}.shortcut.conv.{3}"),
-    (rf"layer(\d+)\.(\d+)\.(?:downsample|shortcut)\.1\.{_PARAM}", r"blocks.{g}.shortcut.bn.{3}"),
+    (rf"conv1?\.{_PARAM}", r"conv1.{1}"),
+    (rf"bn1?\.{_PARAM}", r"bn1.{1}"),
+    (rf"layer(\d+)\.(\d+)\.(conv[12]|bn[12])\.{_PARAM}", r"layer{s}.{i}.{3}.{4}"),
+    (rf"layer(\d+)\.(\d+)\.(?:downsample|shortcut)\.([01])\.{_PARAM}", r"layer{s}.{i}.downsample.{3}.{4}"),
     (r"(?:linear|fc)\.(weight|bias)", r"fc.{1}"),
 ]
 
 # transformers' ResNetModel / ResNetForImageClassification (microsoft/resnet-50); stages and
 # layers count from 0, and a block's three conv layers are "layer.0/1/2".
 _HF_PREFIX = r"(?:resnet\.)?"
+_HF_BLOCK = rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)"
 _TRANSFORMERS: list[Rule] = [
-    (rf"{_HF_PREFIX}embedder\.embedder\.convolution\.weight", r"conv.weight"),
-    (rf"{_HF_PREFIX}embedder\.embedder\.normalization\.{_PARAM}", r"bn.{1}"),
-    (
-        rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.weight",
-        r"blocks.{g}.shortcut.conv.weight",
-    ),
-    (
-        rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.{_PARAM}",
-        r"blocks.{g}.shortcut.bn.{3}",
-    ),
-    (
-        rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.([012])\.convolution\.weight",
-        r"blocks.{g}.conv{k}.weight",
-    ),
-    (
-        rf"{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.([012])\.normalization\.{_PARAM}",
-        r"blocks.{g}.bn{k}.{4}",
-    ),
+    (rf"{_HF_PREFIX}embedder\.embedder\.convolution\.weight", r"conv1.weight"),
+    (rf"{_HF_PREFIX}embedder\.embedder\.normalization\.{_PARAM}", r"bn1.{1}"),
+    (rf"{_HF_BLOCK}\.shortcut\.convolution\.weight", r"layer{s}.{i}.downsample.0.weight"),
+    (rf"{_HF_BLOCK}\.shortcut\.normalization\.{_PARAM}", r"layer{s}.{i}.downsample.1.{3}"),
+    (rf"{_HF_BLOCK}\.layer\.([012])\.convolution\.weight", r"layer{s}.{i}.conv{k}.weight"),
+    (rf"{_HF_BLOCK}\.layer\.([012])\.normalization\.{_PARAM}", r"layer{s}.{i}.bn{k}.{4}"),
     (r"classifier\.1\.(weight|bias)", r"fc.{1}"),
 ]
 
 _RULES: dict[str, list[Rule]] = {
-    "resnet_zoo": _NATIVE,
-    "labml": _NATIVE,
+    "resnet_zoo": _TORCHVISION,
+    "labml": _LABML,
     "torchvision": _TORCHVISION,
     "timm": _TORCHVISION,
     "cifar": _CIFAR,
@@ -103,11 +94,13 @@ _RULES: dict[str, list[Rule]] = {
 }
 
 _STAGED = {
+    "resnet_zoo": re.compile(r"^layer(\d+)\.(\d+)\."),
     "torchvision": re.compile(r"^layer(\d+)\.(\d+)\."),
     "timm": re.compile(r"^layer(\d+)\.(\d+)\."),
     "cifar": re.compile(r"^layer(\d+)\.(\d+)\."),
-    "transformers": re.compile(rf"^{_HF_PREFIX}encoder\.stages\.(\d+)\.layers\.(\d+)\."),
+    "transformers": re.compile(rf"^{_HF_BLOCK}\."),
 }
+_FLAT = re.compile(r"^blocks\.(\d+)\.")
 
 
 def _strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -134,7 +127,7 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     if any(re.match(rf"{_HF_PREFIX}embedder\.embedder\.", k) for k in keys):
         return "transformers"
     if any(k.startswith("blocks.") for k in keys):
-        return "resnet_zoo"
+        return "labml"
     stages = {m.group(1) for k in keys if (m := re.match(r"layer(\d+)\.", k))}
     if stages:
         cifar_marks = (
@@ -148,8 +141,20 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     )
 
 
-def _block_offsets(keys: list[str], pattern: re.Pattern[str], source: str) -> dict[tuple[int, int], int]:
-    """(stage, index) -> position in the flat block sequence, from the keys themselves."""
+def _check_indices(seen: dict[int, set[int]], source: str, what: str) -> None:
+    """Indices must be exactly 0..n-1 (n is then bounded by the number of keys): a key like
+    layer1.999999999.conv1.weight must not make us build 10^9 entries."""
+    for stage, indices in sorted(seen.items()):
+        if len(indices) != max(indices) + 1:
+            missing = sorted(set(range(min(len(indices) + 1, max(indices)))) - indices)[:3]
+            raise CheckpointError(
+                f"{source} checkpoint: {what}{stage} has block indices up to {max(indices)} but only "
+                f"{len(indices)} blocks (missing {missing}...); block indices must be 0..n-1"
+            )
+
+
+def _staged_positions(keys: list[str], pattern: re.Pattern[str], source: str) -> dict[tuple[int, ...], tuple[int, int]]:
+    """(stage, index) as the keys number them -> (stage from 1, index)."""
     seen: dict[int, set[int]] = {}
     for k in keys:
         m = pattern.match(k)
@@ -157,38 +162,63 @@ def _block_offsets(keys: list[str], pattern: re.Pattern[str], source: str) -> di
             seen.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
     if not seen:
         return {}
-    # Block indices must be exactly 0..n-1 in every stage (n is then bounded by the number of
-    # keys): a key like layer1.999999999.conv1.weight must not make us build 10^9 entries.
-    for stage, indices in sorted(seen.items()):
-        if len(indices) != max(indices) + 1:
-            missing = sorted(set(range(min(len(indices) + 1, max(indices)))) - indices)[:3]
-            raise CheckpointError(
-                f"{source} checkpoint: stage {stage} has block indices up to {max(indices)} but only "
-                f"{len(indices)} blocks (missing {missing}...); block indices must be 0..n-1"
-            )
-    counts = {stage: len(indices) for stage, indices in seen.items()}
+    _check_indices(seen, source, "stage ")
     first = 0 if source == "transformers" else 1
-    expected = list(range(first, first + len(counts)))
-    if sorted(counts) != expected:
-        raise CheckpointError(
-            f"{source} checkpoint has stages {sorted(counts)}; expected consecutive stages {expected}"
-        )
-    offsets: dict[tuple[int, int], int] = {}
-    start = 0
-    for stage in expected:
-        for idx in range(counts[stage]):
-            offsets[(stage, idx)] = start + idx
-        start += counts[stage]
-    return offsets
+    expected = list(range(first, first + len(seen)))
+    if sorted(seen) != expected:
+        raise CheckpointError(f"{source} checkpoint has stages {sorted(seen)}; expected consecutive stages {expected}")
+    return {(stage, i): (stage - first + 1, i) for stage, indices in seen.items() for i in indices}
 
 
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor], source: str = "auto") -> dict[str, torch.Tensor]:
-    """Rename the keys of a foreign ResNet state dict to resnet_zoo's layout.
+def _flat_positions(
+    sd: Mapping[str, torch.Tensor], n_blocks: Sequence[int] | None
+) -> dict[tuple[int, ...], tuple[int, int]]:
+    """Flat block number -> (stage from 1, index), for the labml layout. With ``n_blocks`` (the
+    config the file is loaded into) when it counts the file's blocks; otherwise read from the
+    weights: a stage starts at the first block, at a block with a projection shortcut, and where
+    the blocks' output width changes."""
+    indices = {int(m.group(1)) for k in sd if (m := _FLAT.match(k))}
+    if not indices:
+        return {}
+    _check_indices({0: indices}, "labml", "the flat sequence ")
+    n = len(indices)
+    if n_blocks is None or sum(n_blocks) != n:
+        n_blocks = _stages_from_widths(sd, n)
+    out: dict[tuple[int, ...], tuple[int, int]] = {}
+    g = 0
+    for stage, count in enumerate(n_blocks, start=1):
+        for i in range(count):
+            out[(g,)] = (stage, i)
+            g += 1
+    return out
+
+
+def _stages_from_widths(sd: Mapping[str, torch.Tensor], n: int) -> list[int]:
+    counts: list[int] = []
+    width = None
+    for g in range(n):
+        last_bn = sd.get(f"blocks.{g}.bn3.weight", sd.get(f"blocks.{g}.bn2.weight"))
+        out = tuple(last_bn.shape) if last_bn is not None else None
+        projected = f"blocks.{g}.shortcut.conv.weight" in sd
+        if not counts or projected or out != width:
+            counts.append(0)
+        counts[-1] += 1
+        width = out
+    return counts
+
+
+def convert_state_dict(
+    state_dict: Mapping[str, torch.Tensor], source: str = "auto", *, n_blocks: Sequence[int] | None = None
+) -> dict[str, torch.Tensor]:
+    """Rename the keys of a foreign ResNet state dict to resnet_zoo's layout (torchvision's names).
 
     Args:
         state_dict: tensors by key, as saved by torchvision, timm, transformers, the labml
             reference, a common CIFAR ResNet or resnet_zoo (a ``module.`` prefix is stripped).
         source: one of SOURCES; "auto" detects it from the keys.
+        n_blocks: blocks per stage of the model it is for; only the labml layout, which numbers
+            its blocks in one sequence, needs it, and without it the stages are read from the
+            weights (where the blocks' width changes, or a projection shortcut starts one).
 
     Returns:
         a new dict with the same tensors under resnet_zoo's key names.
@@ -206,16 +236,19 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], source: str = "au
                 f"state dict entry {k!r} is a {type(v).__name__}; expected str keys and torch.Tensor values"
             )
     sd = _strip_wrappers(state_dict)
-    if source == "auto":
-        source = detect_layout(sd)
+    if source == "auto" or (source == "resnet_zoo" and any(_FLAT.match(k) for k in sd)):
+        source = detect_layout(sd)  # "resnet_zoo" files written before its names were torchvision's
         log.debug("detected the %s layout", source)
     rules = [(re.compile(p + "$"), r) for p, r in _RULES[source]]
     staged = _STAGED.get(source)
-    offsets = _block_offsets(list(sd), staged, source) if staged else {}
+    if source == "labml":
+        positions = _flat_positions(sd, n_blocks)
+    else:
+        positions = _staged_positions(list(sd), staged, source) if staged else {}
     out: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     for key, tensor in sd.items():
-        new = _rename(key, rules, offsets)
+        new = _rename(key, rules, positions, 1 if source == "labml" else 2)
         if new is None:
             hint = ""
             if key.startswith(_WRAPPER_PREFIXES):
@@ -234,13 +267,13 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], source: str = "au
     return out
 
 
-def _rename(key: str, rules: list[tuple[re.Pattern[str], str]], offsets: dict) -> str | None:
+def _rename(key: str, rules: list[tuple[re.Pattern[str], str]], positions: dict, arity: int) -> str | None:
     for pattern, template in rules:
         m = pattern.match(key)
         if m:
             fields: dict[str, object] = {}
-            if "{g}" in template:
-                fields["g"] = offsets[(int(m.group(1)), int(m.group(2)))]
+            if "{s}" in template:  # the block's numbers: (flat index,) or (stage, index)
+                fields["s"], fields["i"] = positions[tuple(int(g) for g in m.groups()[:arity])]
             if "{k}" in template:
                 fields["k"] = int(m.group(3)) + 1
             return template.format(m.group(0), *m.groups(), **fields)
@@ -262,9 +295,6 @@ TORCHVISION_ARCHS = (
     "resnext101_32x8d",
 )
 TIMM_ARCHS = ("resnet26",) + TORCHVISION_ARCHS
-
-_EXPORT_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
-_EXPORT_PART = {"shortcut.conv": "downsample.0", "shortcut.bn": "downsample.1"}
 
 
 def _torchvision_shaped(config) -> str | None:
@@ -289,9 +319,10 @@ def export_state_dict(model, layout: str = "torchvision") -> dict[str, torch.Ten
     """A resnet_zoo model's state dict in another library's key layout.
 
     ``layout="torchvision"`` loads strictly into ``torchvision.models.<arch>()`` and
-    ``layout="timm"`` into ``timm.create_model("<arch>")`` (the same keys: ``conv1``, ``bn1``,
-    ``layer{s}.{i}.*``, ``downsample.0/1``, ``fc``) for every architecture they share with
-    resnet_zoo; ``"resnet_zoo"`` is the model's own. The tensors are the model's (not copies).
+    ``layout="timm"`` into ``timm.create_model("<arch>")`` for every architecture they share
+    with resnet_zoo. The keys are the model's own (resnet_zoo uses torchvision's names); what
+    these layouts add is the check that the library builds this network. The tensors are the
+    model's (not copies).
 
     Raises:
         ConfigError: an unknown layout, or a network that layout cannot express (the CIFAR
@@ -302,34 +333,11 @@ def export_state_dict(model, layout: str = "torchvision") -> dict[str, torch.Ten
     state_dict = model.state_dict()
     if layout == "resnet_zoo":
         return dict(state_dict)
-    config = model.config
-    why = _torchvision_shaped(config)
+    why = _torchvision_shaped(model.config)
     if why is not None:
         arch = getattr(model, "arch_name", None) or "this model"
         raise ConfigError(
             f"{arch} has no {layout} layout: it has {why}. {layout} builds "
             f"{', '.join(TIMM_ARCHS if layout == 'timm' else TORCHVISION_ARCHS)}"
         )
-    where: dict[int, tuple[int, int]] = {}
-    g = 0
-    for stage, n in enumerate(config.n_blocks):
-        for i in range(n):
-            where[g] = (stage + 1, i)
-            g += 1
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state_dict.items():
-        if key.startswith("conv."):
-            new = "conv1." + key[len("conv.") :]
-        elif key.startswith("bn."):
-            new = "bn1." + key[len("bn.") :]
-        elif (m := _EXPORT_BLOCK.match(key)) is not None:
-            stage, i = where[int(m.group(1))]
-            rest = m.group(2)
-            for ours, theirs in _EXPORT_PART.items():
-                if rest.startswith(ours + "."):
-                    rest = theirs + rest[len(ours) :]
-            new = f"layer{stage}.{i}.{rest}"
-        else:
-            new = key  # fc.weight, fc.bias
-        out[new] = tensor
-    return out
+    return dict(state_dict)  # resnet_zoo's names are torchvision's and timm's

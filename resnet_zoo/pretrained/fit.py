@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # config -> a resnet_zoo model on the meta device. Typed Any: this package never imports the
 # model classes, whose methods (reset_classifier) and attributes it uses.
 Build = Callable[[ResNetConfig], Any]
-_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+_BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.")
 # Above this many blocks a config that the weights cannot fill is refused before building
 # (below it, building on meta is quick and the full key comparison gives the better message).
 MAX_PRECHECK_BLOCKS = 1000
@@ -74,8 +74,7 @@ def _describe_keys(keys: Sequence[str], limit: int = 8) -> str:
 
 
 def _n_blocks(keys) -> int:
-    indices = {int(m.group(1)) for k in keys if (m := _BLOCK.match(k))}
-    return max(indices) + 1 if indices else 0
+    return len({m.groups() for k in keys if (m := _BLOCK.match(k))})
 
 
 def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: ResNetConfig) -> list[str]:
@@ -83,7 +82,7 @@ def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: Re
 
     n = _n_blocks(sd)
     ckpt_classes = _head_classes(sd, "the checkpoint")
-    first = sd.get("conv.weight")
+    first = sd.get("conv1.weight")
     channels = first.shape[1] if first is not None and first.ndim == 4 else config.img_channels
     found = []
     for name in list_models():
@@ -256,7 +255,7 @@ def fit(
     ``info`` becomes the model's ``pretrained_info``; its class names and reported accuracy are
     dropped where the head is re-initialised or not built.
     """
-    sd = convert_state_dict(state_dict, layout)
+    sd = convert_state_dict(state_dict, layout, n_blocks=config.n_blocks)
     ckpt_blocks, wanted = _n_blocks(sd), sum(config.n_blocks)
     if ckpt_blocks and wanted > ckpt_blocks and wanted > MAX_PRECHECK_BLOCKS:
         # Checked before building: a config.json asking for 30,000 blocks would otherwise spend
@@ -267,10 +266,10 @@ def fit(
     ckpt_classes = _head_classes(sd, label)
     if not num_classes_requested:
         config = config.replace(num_classes=ckpt_classes)
-    first = sd.get("conv.weight")
+    first = sd.get("conv1.weight")
     if first is not None and first.ndim == 4 and first.shape[1] != config.img_channels:
         log.info("%s: adapting the first conv from %d to %d input channels", label, first.shape[1], config.img_channels)
-        sd["conv.weight"] = adapt_input_conv(first, config.img_channels)
+        sd["conv1.weight"] = adapt_input_conv(first, config.img_channels)
     with torch.device("meta"):
         model = build(config)
     has_head = "fc.weight" in dict(model.named_parameters())

@@ -38,8 +38,9 @@ def test_fast_path_fp32_parity_for_every_model(name):
     model = create(name)
     perturb_bn(model, torch.Generator().manual_seed(0))
     if name == "cifar_resnet1202":  # 200 blocks of random residuals overflow in eval mode
-        for block in model.blocks:
-            block.zero_init_last()
+        for stage in model.stages():
+            for block in stage:
+                block.zero_init_last()
     model.eval()
     with torch.no_grad():
         ref = model(x)
@@ -47,7 +48,7 @@ def test_fast_path_fp32_parity_for_every_model(name):
     assert out.dtype == torch.float32 and out.shape == ref.shape
     assert rel_err(out, ref) <= 1e-4
     # The original model is untouched (still has its batch norms, still eval).
-    assert isinstance(model.bn, torch.nn.BatchNorm2d) and not model.training
+    assert isinstance(model.bn1, torch.nn.BatchNorm2d) and not model.training
 
 
 @pytest.mark.slow
@@ -70,8 +71,8 @@ def test_fast_path_folds_batch_norm_and_is_channels_last():
     model = create("resnet18").eval()
     fast = optimize_for_inference(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
-    assert fast.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert fast.model.conv.bias is not None
+    assert fast.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.model.conv1.bias is not None
     with pytest.raises(ConfigError, match="inference only"):
         fast.train()
     with pytest.raises(ConfigError, match="dtype"):

@@ -5,16 +5,10 @@ import torch
 
 import resnet_zoo
 from resnet_zoo import ConfigError, create, fpn_backbone
-from resnet_zoo.detection import TorchvisionStages
 
 tv_detection = pytest.importorskip("torchvision.models.detection")
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor  # noqa: E402
 from torchvision.ops import FrozenBatchNorm2d  # noqa: E402
-
-
-def _tv_name(name: str) -> str:
-    """Inside a block, resnet_zoo's shortcut is torchvision's downsample."""
-    return name.replace("shortcut.conv", "downsample.0").replace("shortcut.bn", "downsample.1")
 
 
 def test_fpn_backbone_is_torchvisions_resnet_fpn_backbone():
@@ -22,13 +16,13 @@ def test_fpn_backbone_is_torchvisions_resnet_fpn_backbone():
     theirs = tv_detection.backbone_utils.resnet_fpn_backbone(backbone_name="resnet18", weights=None).eval()
     assert ours.out_channels == theirs.out_channels == 256
     # The same frozen parameters: stem and layer1 frozen, layer2..4 trainable (trainable_layers=3).
-    trainable = sorted(_tv_name(n) for n, p in ours.named_parameters() if p.requires_grad)
+    trainable = sorted(n for n, p in ours.named_parameters() if p.requires_grad)
     assert trainable == sorted(n for n, p in theirs.named_parameters() if p.requires_grad)
     assert sum(isinstance(m, FrozenBatchNorm2d) for m in ours.modules()) == sum(
         isinstance(m, FrozenBatchNorm2d) for m in theirs.modules()
     )
     # The same weights give the same maps.
-    theirs.load_state_dict({_tv_name(k): v for k, v in ours.state_dict().items()}, strict=True)
+    theirs.load_state_dict(ours.state_dict(), strict=True)  # the same names
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         a, b = ours(x), theirs(x)
@@ -37,15 +31,45 @@ def test_fpn_backbone_is_torchvisions_resnet_fpn_backbone():
         torch.testing.assert_close(a[k], b[k])
 
 
-def test_the_view_works_with_torchvisions_own_helpers():
-    model = create("resnet50")
-    stages = TorchvisionStages(model)
-    assert stages.inplanes == 2048 and stages.layer1[0] is model.blocks[0]
-    backbone = _resnet_fpn_extractor(stages, 2)  # what raised "no attribute 'inplanes'"
-    assert backbone.out_channels == 256
-    manual = BackboneWithFPN(TorchvisionStages(create("cifar_resnet20")), {"layer1": "0", "layer3": "1"}, [16, 64], 32)
+def test_torchvisions_stage_name_tools_work_on_the_model_itself():
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    model = create("resnet50").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        last = model.forward_features(x)
+        # DeepLabV3 and FCN take their backbone's maps this way
+        out = IntermediateLayerGetter(model, {"layer4": "out", "layer2": "aux"})(x)
+        assert list(out) == ["aux", "out"] and torch.equal(out["out"], last)
+        feats = create_feature_extractor(model, {"layer4": "feat", "act1": "stem"})(x)
+        assert torch.equal(feats["feat"], last) and feats["stem"].shape == (1, 64, 32, 32)
+    assert model.inplanes == 2048 and model.relu is model.act1
+    # torchvision's FPN helper freezes by name and reads inplanes: it used to freeze everything, then fail
+    backbone = _resnet_fpn_extractor(model, 3)
+    trainable = {n.split(".")[0] for n, p in backbone.named_parameters() if p.requires_grad}
+    assert trainable == {"body", "fpn"}
+    assert {n.split(".")[0] for n, p in backbone.body.named_parameters() if p.requires_grad} == {
+        "layer2",
+        "layer3",
+        "layer4",
+    }
+    manual = BackboneWithFPN(create("cifar_resnet20"), {"layer1": "0", "layer3": "1"}, [16, 64], 32)
     out = manual(torch.randn(1, 3, 32, 32))
     assert [t.shape[1] for t in out.values()] == [32, 32, 32]
+
+
+@pytest.mark.slow
+def test_a_torchvision_detection_checkpoint_loads_strictly_into_our_detector():
+    torch.manual_seed(0)
+    theirs = tv_detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).eval()
+    ours = tv_detection.FasterRCNN(fpn_backbone("resnet50"), num_classes=91).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    images = [torch.rand(3, 120, 160)]
+    with torch.no_grad():
+        a, b = ours.backbone(theirs.transform(images)[0].tensors), theirs.backbone(theirs.transform(images)[0].tensors)
+    for k in b:
+        torch.testing.assert_close(a[k], b[k])
 
 
 @pytest.mark.parametrize("name", ["resnet18", "cifar_resnet20"])

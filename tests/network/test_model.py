@@ -1,8 +1,8 @@
-"""The labml reference's ResNetBase and the classifier built on it."""
+"""The labml reference's ResNetBase and the classifier built on it, under torchvision's names."""
 
 import pytest
 import torch
-from conftest import perturb_bn
+from conftest import perturb_bn, reference_model1
 from torch import nn
 
 import resnet_zoo
@@ -15,8 +15,13 @@ from resnet_zoo import (
     ResNetBase,
     ShortcutProjection,
     ZeroPadShortcut,
+    convert_state_dict,
     create,
 )
+
+
+def _blocks(m: ResNetBase) -> list[nn.Module]:
+    return [b for stage in m.stages() for b in stage]
 
 
 def test_seed_defaults():
@@ -24,14 +29,16 @@ def test_seed_defaults():
     c = m.config
     assert (c.img_channels, c.first_kernel_size, c.bottlenecks) == (3, 7, None)
     # Stem: k x k conv, stride 2, padding k // 2, with bias; then batch norm, nothing else.
-    assert m.conv.kernel_size == (7, 7) and m.conv.stride == (2, 2) and m.conv.padding == (3, 3)
-    assert m.conv.bias is not None and isinstance(m.bn, nn.BatchNorm2d)
-    assert isinstance(m.act, nn.Identity) and isinstance(m.pool, nn.Identity)
-    assert all(isinstance(b, ResidualBlock) for b in m.blocks)
-    assert isinstance(m.blocks[0].shortcut, nn.Identity)  # 16 -> 16, stride 1
-    assert isinstance(m.blocks[2].shortcut, ShortcutProjection)  # 16 -> 32, stride 2
-    assert m.blocks[2].shortcut.conv.kernel_size == (1, 1)
-    assert m.blocks[2].shortcut.conv.stride == (2, 2)
+    assert m.conv1.kernel_size == (7, 7) and m.conv1.stride == (2, 2) and m.conv1.padding == (3, 3)
+    assert m.conv1.bias is not None and isinstance(m.bn1, nn.BatchNorm2d)
+    assert isinstance(m.act1, nn.Identity) and isinstance(m.maxpool, nn.Identity)
+    assert [name for name, _ in m.named_children()] == ["conv1", "bn1", "act1", "maxpool", "layer1", "layer2"]
+    assert all(isinstance(b, ResidualBlock) for b in _blocks(m))
+    assert isinstance(m.layer1[0].downsample, nn.Identity)  # 16 -> 16, stride 1
+    assert isinstance(m.layer2[0].downsample, ShortcutProjection)  # 16 -> 32, stride 2
+    assert m.layer2[0].downsample.conv is m.layer2[0].downsample[0]
+    assert m.layer2[0].downsample[0].kernel_size == (1, 1)
+    assert m.layer2[0].downsample[0].stride == (2, 2)
     out = m(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 32)
 
@@ -39,20 +46,20 @@ def test_seed_defaults():
 def test_seed_forward_is_stem_blocks_and_global_average_pool():
     m = ResNetBase([1, 1], [8, 16]).eval()
     x = torch.randn(2, 3, 20, 20)
-    expected = m.blocks(m.bn(m.conv(x))).view(2, 16, -1).mean(dim=-1)
+    expected = m.layer2(m.layer1(m.bn1(m.conv1(x)))).view(2, 16, -1).mean(dim=-1)
     torch.testing.assert_close(m(x), expected)
 
 
 def test_img_channels_1_and_first_kernel_size():
     m = ResNetBase([1, 1, 1], [8, 16, 32], img_channels=1, first_kernel_size=3)
-    assert m.conv.in_channels == 1 and m.conv.kernel_size == (3, 3) and m.conv.padding == (1, 1)
+    assert m.conv1.in_channels == 1 and m.conv1.kernel_size == (3, 3) and m.conv1.padding == (1, 1)
     assert m(torch.randn(3, 1, 28, 28)).shape == (3, 32)
 
 
 def test_bottleneck_path():
     m = ResNetBase([2, 2], [32, 64], bottlenecks=[8, 16])
-    assert all(isinstance(b, BottleneckResidualBlock) for b in m.blocks)
-    b = m.blocks[2]
+    assert all(isinstance(b, BottleneckResidualBlock) for b in _blocks(m))
+    b = m.layer2[0]
     assert (b.conv1.in_channels, b.conv1.out_channels) == (32, 16)
     assert b.conv1.kernel_size == (1, 1) and b.conv3.kernel_size == (1, 1)
     # The stride sits on the 3x3 conv.
@@ -68,6 +75,7 @@ def test_map_is_halved_at_every_stage_after_the_first(bottlenecks):
     assert [t.shape[-1] for t in maps] == [32, 32, 16, 8, 4]
     assert [t.shape[1] for t in maps] == [8, 8, 16, 32, 64]
     assert [f.reduction for f in m.feature_info] == [2, 2, 4, 8, 16]
+    assert [f.module for f in m.feature_info] == ["act1", "layer1", "layer2", "layer3", "layer4"]
 
 
 def test_reference_stride_option_halves_only_once():
@@ -85,7 +93,10 @@ def test_labml_reference_state_dict_loads_strictly_and_matches(bottlenecks):
     perturb_bn(ref)
     ref.eval()
     ours = ResNetBase(n_blocks, n_channels, bottlenecks, 3, 7, stage_strides=(2, 1, 1)).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    # The reference numbers its blocks in one flat sequence: the converter finds the stages
+    # from the weights alone, and from the config where one is given.
+    for converted in (convert_state_dict(ref.state_dict()), convert_state_dict(ref.state_dict(), n_blocks=n_blocks)):
+        ours.load_state_dict(converted, strict=True)
     x = torch.randn(2, 3, 48, 48)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-6)
@@ -104,35 +115,6 @@ def test_zero_pad_shortcut_is_strided_identity_padded_evenly():
     torch.testing.assert_close(y[:, 8:24], x[:, :, ::2, ::2])
     assert y[:, :8].abs().sum() == 0 and y[:, 24:].abs().sum() == 0
     assert sum(p.numel() for p in s.parameters()) == 0
-
-
-def _reference_model1() -> nn.Module:
-    """Seed 001's model1, written from its printout (torchvision-style names)."""
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
-
-    class Model1(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-            self.bn = nn.BatchNorm2d(16)
-            self.relu = nn.ReLU(inplace=True)
-            self.layer1 = nn.Sequential(Block(16, 16, 1), Block(16, 16, 1))
-            self.layer2 = nn.Sequential(Block(16, 32, 2), Block(32, 32, 1))
-            self.layer3 = nn.Sequential(Block(32, 64, 2), Block(64, 64, 1))
-            self.avg_pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(64, 10)
-
-    return Model1()
 
 
 def _layers(model: nn.Module) -> list[tuple]:
@@ -160,7 +142,7 @@ def _layers(model: nn.Module) -> list[tuple]:
 
 
 def test_cifar_resnet14_is_seed_model1_module_for_module():
-    assert _layers(create("cifar_resnet14")) == _layers(_reference_model1())
+    assert _layers(create("cifar_resnet14")) == _layers(reference_model1())
 
 
 def test_resnet26_is_seed_model2_module_for_module():
@@ -168,15 +150,23 @@ def test_resnet26_is_seed_model2_module_for_module():
     reference = tv.ResNet(tv.Bottleneck, [2, 2, 2, 2], num_classes=10)
     ours = create("resnet26", num_classes=10)
     assert _layers(ours) == _layers(reference)
-    assert isinstance(ours.pool, nn.MaxPool2d)
-    assert (ours.pool.kernel_size, ours.pool.stride, ours.pool.padding) == (3, 2, 1)
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    assert isinstance(ours.maxpool, nn.MaxPool2d)
+    assert (ours.maxpool.kernel_size, ours.maxpool.stride, ours.maxpool.padding) == (3, 2, 1)
 
 
 def test_resnet18_intermediates_at_224_match_seed_004():
     m = create("resnet18").eval()
     with torch.no_grad():
         maps = m.forward_intermediates(torch.randn(1, 3, 224, 224))
-    assert [tuple(t.shape[1:]) for t in maps] == [(64, 56, 56), (64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
+    # timm's maps: the stem's activation at stride 2 (before the max-pool), then each stage
+    assert [tuple(t.shape[1:]) for t in maps] == [
+        (64, 112, 112),
+        (64, 56, 56),
+        (128, 28, 28),
+        (256, 14, 14),
+        (512, 7, 7),
+    ]
 
 
 def test_forward_intermediates_indices_and_early_stop():
@@ -193,15 +183,27 @@ def test_forward_intermediates_indices_and_early_stop():
 
 def test_init_is_kaiming_and_zero_init_residual():
     m = ResNet([1, 1], [64, 128], [32, 64], num_classes=10)
-    conv = m.blocks[1].conv2  # 3x3, 64 -> 64, fan_out = 64 * 9
+    conv = m.layer2[0].conv2  # 3x3, 64 -> 64, fan_out = 64 * 9
     expected_std = (2.0 / (conv.out_channels * 9)) ** 0.5
     assert abs(conv.weight.std().item() - expected_std) / expected_std < 0.05
-    assert torch.all(m.blocks[1].bn3.weight == 1) and torch.all(m.bn.bias == 0)
+    assert torch.all(m.layer2[0].bn3.weight == 1) and torch.all(m.bn1.bias == 0)
     z = ResNet([1, 1], [64, 128], [32, 64], num_classes=10, zero_init_residual=True)
-    assert all(torch.all(b.bn3.weight == 0) for b in z.blocks)
-    assert torch.all(z.blocks[0].bn1.weight == 1)
+    assert all(torch.all(b.bn3.weight == 0) for b in _blocks(z))
+    assert torch.all(z.layer1[0].bn1.weight == 1)
     zb = create("resnet18", zero_init_residual=True)
-    assert all(torch.all(b.bn2.weight == 0) for b in zb.blocks)
+    assert all(torch.all(b.bn2.weight == 0) for b in _blocks(zb))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2"])
+@pytest.mark.parametrize("zero_init_residual", [False, True])
+def test_same_seed_same_weights_as_torchvisions_builder(arch, zero_init_residual):
+    tv = pytest.importorskip("torchvision.models")
+    torch.manual_seed(7)
+    theirs = getattr(tv, arch)(zero_init_residual=zero_init_residual).state_dict()
+    torch.manual_seed(7)
+    ours = create(arch, zero_init_residual=zero_init_residual).state_dict()
+    assert list(ours) == list(theirs)  # key for key, in torchvision's order
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs), "another init, or another order of draws"
 
 
 def test_classifier_api():

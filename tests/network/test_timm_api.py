@@ -47,7 +47,7 @@ def test_pretrained_cfg_is_a_timm_mapping_and_timm_resolves_it(name):
     assert all(k in cfg for k in TIMM_KEYS)
     size = 32 if name.startswith("cifar") else 224
     assert cfg["input_size"] == (3, size, size) and cfg["num_classes"] == model.num_classes
-    assert dict(model.named_modules())[cfg["first_conv"]] is model.conv
+    assert dict(model.named_modules())[cfg["first_conv"]] is model.conv1
     assert dict(model.named_modules())[cfg["classifier"]] is model.fc
     data = resolve_data_config({}, model=model)
     p = cfg.preprocessing
@@ -91,15 +91,18 @@ def test_layer_decay_groups_follow_the_depth(name, coarse):
             scale_of[id(p)] = group["lr_scale"]
     layers = n_blocks + 2  # the stem, each block, the head
     assert scale_of[id(model.fc.weight)] == 1.0
-    assert scale_of[id(model.conv.weight)] == pytest.approx(0.5 ** (layers - 1))
-    assert scale_of[id(model.blocks[-1].conv1.weight)] == pytest.approx(0.5)
-    assert scale_of[id(model.blocks[0].conv1.weight)] == pytest.approx(0.5**n_blocks)
+    assert scale_of[id(model.conv1.weight)] == pytest.approx(0.5 ** (layers - 1))
+    assert scale_of[id(model.stages()[-1][-1].conv1.weight)] == pytest.approx(0.5)
+    assert scale_of[id(model.layer1[0].conv1.weight)] == pytest.approx(0.5**n_blocks)
     from timm.models import group_parameters
 
     groups = group_parameters(model, model.group_matcher(coarse=coarse))
     expected = 1 + (model.config.n_stages if coarse else n_blocks) + 1
     assert len(groups) == expected
-    assert groups[0] == ["conv.weight", "bn.weight", "bn.bias"] and groups[len(groups) - 1] == ["fc.weight", "fc.bias"]
+    assert groups[0] == ["conv1.weight", "bn1.weight", "bn1.bias"] and groups[len(groups) - 1] == [
+        "fc.weight",
+        "fc.bias",
+    ]
 
 
 @pytest.mark.parametrize("name", KINDS)
@@ -213,3 +216,27 @@ def test_no_export_path_prints_a_tracer_warning(tmp_path):
                     raise
         torch.export.export(model, (x,))
     assert [str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)] == []
+
+
+@pytest.mark.parametrize("name", ["resnet18", "cifar_resnet20"])
+def test_features_only_matches_timm_and_scripts(name):
+    """timm's feature maps (map 0 is the stem's activation), module names and out_indices; the
+    extractor scripts with TorchScript, as timm's does."""
+    ours = create(name, features_only=True, out_indices=(0, 1, 3)).eval()
+    assert ours.feature_info.module_name() == ["act1", "layer1", "layer3"]
+    assert ours.out_indices == [0, 1, 3]
+    if name == "resnet18":
+        theirs = timm.create_model("resnet18", features_only=True, out_indices=(0, 1, 3))
+        assert theirs.feature_info.module_name() == ours.feature_info.module_name()
+        assert theirs.feature_info.reduction() == ours.feature_info.reduction() == [2, 4, 16]
+        assert theirs.feature_info.channels() == ours.feature_info.channels()
+        # timm's FeatureInfo takes our entries
+        info = timm.models.FeatureInfo([dict(fi) for fi in create(name).feature_info], (0, 1, 3))
+        assert info.module_name() == ours.feature_info.module_name()
+    x = _x(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(ours)
+    with torch.no_grad():
+        for a, b in zip(scripted(x), ours(x), strict=True):
+            assert torch.equal(a, b)

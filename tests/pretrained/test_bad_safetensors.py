@@ -156,24 +156,24 @@ def test_double_weights_are_cast_and_integer_weights_refused(tmp_path, caplog):
     save_file({k: v.double() if v.is_floating_point() else v for k, v in sd.items()}, tmp_path / "d.safetensors")
     with caplog.at_level("INFO", logger="resnet_zoo"):
         model = create(TINY, pretrained=tmp_path / "d.safetensors")
-    assert model.conv.weight.dtype == torch.float32 and "float64" in caplog.text
+    assert model.conv1.weight.dtype == torch.float32 and "float64" in caplog.text
     for bad in (torch.int32, torch.bool):
-        save_file({k: (v.to(bad) if k == "conv.weight" else v) for k, v in sd.items()}, tmp_path / "i.safetensors")
-        with pytest.raises(CheckpointError, match=f"conv.weight has dtype {bad}"):
+        save_file({k: (v.to(bad) if k == "conv1.weight" else v) for k, v in sd.items()}, tmp_path / "i.safetensors")
+        with pytest.raises(CheckpointError, match=f"conv1.weight has dtype {bad}"):
             create(TINY, pretrained=tmp_path / "i.safetensors")
 
 
 def test_missing_unexpected_and_partly_prefixed_keys(tmp_path):
     sd = resnet_zoo.ResNet.from_config(TINY_CONFIG).state_dict()
-    missing = {k: v for k, v in sd.items() if not k.startswith("blocks.1.conv2")}
+    missing = {k: v for k, v in sd.items() if not k.startswith("layer2.0.conv2")}
     save_file(missing, tmp_path / "m.safetensors")
-    with pytest.raises(CheckpointError, match=r"missing keys: blocks\.1\.conv2\.weight"):
+    with pytest.raises(CheckpointError, match=r"missing keys: layer2\.0\.conv2\.weight"):
         create(TINY, pretrained=tmp_path / "m.safetensors")
-    extra = {**sd, "blocks.1.bn3.weight": torch.ones(8)}
+    extra = {**sd, "layer2.0.bn3.weight": torch.ones(8)}
     save_file(extra, tmp_path / "u.safetensors")
-    with pytest.raises(CheckpointError, match=r"unexpected keys: blocks\.1\.bn3\.weight"):
+    with pytest.raises(CheckpointError, match=r"unexpected keys: layer2\.0\.bn3\.weight"):
         create(TINY, pretrained=tmp_path / "u.safetensors")
-    prefixed = {("module." + k if k.startswith("blocks") else k): v for k, v in sd.items()}
+    prefixed = {("module." + k if k.startswith("layer") else k): v for k, v in sd.items()}
     save_file(prefixed, tmp_path / "p.safetensors")
     with pytest.raises(CheckpointError, match="'module' prefix"):
         create(TINY, pretrained=tmp_path / "p.safetensors")

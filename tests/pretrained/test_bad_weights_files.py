@@ -80,7 +80,7 @@ def test_deeply_nested_config_json_is_a_checkpoint_error(r20_dir, tmp_path):
 def test_negative_running_variance_is_refused(tmp_path):
     model = create("cifar_resnet20")
     sd = model.state_dict()
-    sd["blocks.0.bn1.running_var"] = -torch.ones_like(sd["blocks.0.bn1.running_var"])
+    sd["layer1.0.bn1.running_var"] = -torch.ones_like(sd["layer1.0.bn1.running_var"])
     save_file(sd, tmp_path / "neg.safetensors")
     with pytest.raises(CheckpointError, match="negative variances"):
         create("cifar_resnet20", pretrained=tmp_path / "neg.safetensors")

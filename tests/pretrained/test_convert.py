@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import perturb_bn, rel_err
+from conftest import labml_name, perturb_bn, reference_model1, rel_err
 from torch import nn
 
 import resnet_zoo
@@ -101,7 +101,7 @@ def test_labml_reference_parity():
     labml_resnet = pytest.importorskip("labml_nn.resnet")
     reference = labml_resnet.ResNetBase([2, 2, 2], [16, 32, 64], [8, 16, 32], img_channels=3)
     perturb_bn(reference)
-    assert detect_layout(reference.state_dict()) == "resnet_zoo"
+    assert detect_layout(reference.state_dict()) == "labml"
     ours = resnet_zoo.ResNetBase([2, 2, 2], [16, 32, 64], [8, 16, 32], stage_strides=(2, 1, 1))
     ours.load_state_dict(convert_state_dict(reference.state_dict(), source="labml"), strict=True)
     assert _parity(reference, ours, torch.randn(2, 3, 40, 40)) <= TOL
@@ -180,9 +180,7 @@ def test_cifar_option_b_checkpoint_into_a_cifar_style_resnet18():
 
 
 def test_seed_model1_checkpoint_into_cifar_resnet14():
-    from test_model import _reference_model1
-
-    reference = _reference_model1()
+    reference = reference_model1()
 
     def forward(self, x):  # the printed model's forward: relu(bn(conv)), layers, pool, fc
         x = self.relu(self.bn(self.conv(x)))
@@ -223,6 +221,57 @@ def test_converted_dict_keeps_the_same_tensors():
     tvm = pytest.importorskip("torchvision.models")
     sd = tvm.resnet18().state_dict()
     out = convert_state_dict(sd)
-    assert len(out) == len(sd)
-    assert out["blocks.2.shortcut.conv.weight"] is sd["layer2.0.downsample.0.weight"]
-    assert out["blocks.7.bn2.running_var"] is sd["layer4.1.bn2.running_var"]
+    assert list(out) == list(sd)  # torchvision's names are resnet_zoo's
+    assert all(out[k] is sd[k] for k in sd)
+    labml = {labml_name(k, [2, 2, 2, 2]): v for k, v in sd.items()}
+    back = convert_state_dict(labml)
+    assert sorted(back) == sorted(sd) and all(back[k] is sd[k] for k in sd)
+    assert back["layer2.0.downsample.0.weight"] is labml["blocks.2.shortcut.conv.weight"]
+
+
+def test_files_in_the_older_flat_layout_keep_loading(tmp_path, hub):
+    """Directories and Hub repos saved before resnet_zoo took torchvision's names (one flat
+    ``blocks.N`` sequence, ``conv``/``bn`` stem, ``shortcut.conv``/``.bn``) load unchanged."""
+    from safetensors.torch import load_file, save_file
+
+    model = create("cifar_resnet20", pretrained=True).eval()
+    old = tmp_path / "old"
+    model.save_pretrained(old)
+    sd = load_file(str(old / "model.safetensors"))
+    flat = {labml_name(k, [3, 3, 3]): v for k, v in sd.items()}
+    assert "blocks.8.conv2.weight" in flat and "conv.weight" in flat and not any(k.startswith("layer") for k in flat)
+    save_file(flat, str(old / "model.safetensors"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        for loaded in (resnet_zoo.ResNet.from_pretrained(old), create("cifar_resnet20", pretrained=old)):
+            assert torch.equal(loaded.eval()(x), expected)
+        repo = "someone/old-resnet20"
+        for name in ("config.json", "model.safetensors"):
+            hub.add_file(repo, name, (old / name).read_bytes())
+        assert torch.equal(resnet_zoo.ResNet.from_pretrained(repo).eval()(x), expected)
+    # A deeper file whose stages all have the same width: the config says where they start.
+    same_width = resnet_zoo.ResNet([2, 1], [8, 8], first_kernel_size=3, num_classes=2).eval()
+    flat = {labml_name(k, [2, 1]): v for k, v in same_width.state_dict().items()}
+    assert "blocks.2.conv1.weight" in flat
+    converted = convert_state_dict(flat, n_blocks=[2, 1])
+    assert sorted(converted) == sorted(same_width.state_dict())
+
+
+def test_every_shipped_file_is_in_torchvisions_names_and_pinned():
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+
+    from resnet_zoo.manifest import data_path
+
+    shipped = {k: v for k, v in json.loads(data_path("manifest.json").read_text())["weights"].items() if v.get("path")}
+    assert len(shipped) >= 6
+    for name, entry in shipped.items():
+        path = data_path(entry["path"]) / "model.safetensors"
+        with safe_open(str(path), "pt") as f:
+            keys = sorted(f.keys())
+        model = create(name.split(".")[0], pretrained=name.split(".")[1])
+        assert keys == sorted(model.state_dict()) and "conv1.weight" in keys, name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], name

@@ -164,16 +164,16 @@ def test_local_safetensors_and_head_and_channel_adaptation(tmp_path, tv_resnet18
     with torch.no_grad():
         torch.testing.assert_close(new_head.forward_features(_x()), body.forward_features(_x()))
     grey = create("resnet18", pretrained=path, img_channels=1)
-    torch.testing.assert_close(grey.conv.weight, tv_resnet18.conv1.weight.sum(dim=1, keepdim=True))
+    torch.testing.assert_close(grey.conv1.weight, tv_resnet18.conv1.weight.sum(dim=1, keepdim=True))
     four = create("resnet18", pretrained=path, img_channels=4)
-    assert four.conv.weight.shape[1] == 4
-    torch.testing.assert_close(four.conv.weight[:, :3], tv_resnet18.conv1.weight * 0.75)
+    assert four.conv1.weight.shape[1] == 4
+    torch.testing.assert_close(four.conv1.weight[:, :3], tv_resnet18.conv1.weight * 0.75)
     feats = create("resnet18", pretrained=path, features_only=True, out_indices=(-2, -1)).eval()
     with torch.no_grad():
         maps = feats(_x())
         full = body.forward_intermediates(_x())
     torch.testing.assert_close(maps[1], full[-1])
-    assert len(feats.blocks) == 8
+    assert len(feats.stages()) == 4
 
 
 def test_half_precision_weights_are_cast_and_logged(tmp_path, tv_resnet18, caplog):
@@ -181,7 +181,7 @@ def test_half_precision_weights_are_cast_and_logged(tmp_path, tv_resnet18, caplo
     save_file({k: v.half() if v.is_floating_point() else v for k, v in tv_resnet18.state_dict().items()}, path)
     with caplog.at_level("INFO", logger="resnet_zoo"):
         model = create("resnet18", pretrained=path)
-    assert model.conv.weight.dtype == torch.float32
+    assert model.conv1.weight.dtype == torch.float32
     assert "float16" in caplog.text
     assert _same(model, tv_resnet18) <= 2e-2
 
@@ -193,7 +193,7 @@ def test_weights_are_loaded_on_a_meta_built_model(tmp_path, tv_resnet18, monkeyp
     original = resnet_zoo.ResNetBase.init_weights
 
     def spy(self):
-        devices.append(self.conv.weight.device.type)
+        devices.append(self.conv1.weight.device.type)
         return original(self)
 
     monkeypatch.setattr(resnet_zoo.ResNetBase, "init_weights", spy)
@@ -209,14 +209,14 @@ def test_wrong_architecture_and_nonfinite_weights(tmp_path, tv_resnet18):
         create("resnet34", pretrained=path)
     with pytest.raises(
         CheckpointError,
-        match=r"blocks\.6\.conv1\.weight has shape \[512, 256, 3, 3\] but this model needs \[256, 256, 3, 3\]",
+        match=r"layer4\.0\.conv1\.weight has shape \[512, 256, 3, 3\] but this model needs \[256, 256, 3, 3\]",
     ):
         create("resnet18", pretrained=path, n_channels=(64, 128, 256, 256))
     sd = dict(tv_resnet18.state_dict())
     sd["layer3.0.conv1.weight"] = sd["layer3.0.conv1.weight"].clone()
     sd["layer3.0.conv1.weight"][0, 0, 0, 0] = float("nan")
     save_file(sd, tmp_path / "nan.safetensors")
-    with pytest.raises(CheckpointError, match=r"blocks\.4\.conv1\.weight has 1 NaN"):
+    with pytest.raises(CheckpointError, match=r"layer3\.0\.conv1\.weight has 1 NaN"):
         create("resnet18", pretrained=tmp_path / "nan.safetensors")
 
 

@@ -81,7 +81,7 @@ def test_trained_directory_loads_through_create_and_torch_hub(trained):
     model = resnet_zoo.create("cifar_resnet20", pretrained=out).eval()
     assert model.config.img_channels == 1 and model.pretrained_cfg.labels[3] == "3"
     ref = load_file(str(out / "model.safetensors"))
-    assert torch.equal(model.state_dict()["blocks.0.conv1.weight"], ref["blocks.0.conv1.weight"])
+    assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], ref["layer1.0.conv1.weight"])
     hub = torch.hub.load(str(REPO_ROOT), "cifar_resnet20", source="local", pretrained=str(out)).eval()
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
