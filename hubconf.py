@@ -148,6 +148,19 @@ def resnext101_32x8d(pretrained=False, **kwargs):
     return _create("resnext101_32x8d", pretrained, kwargs)
 
 
+def resnext101_64x4d(pretrained=False, **kwargs):
+    """Xie et al. 2017: 64 groups of width 4.
+
+    83,455,272 parameters, 15.46 GMACs at 224x224.
+
+    Args:
+        pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
+            a local .safetensors file or a save_pretrained directory.
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+    """
+    return _create("resnext101_64x4d", pretrained, kwargs)
+
+
 def cifar_resnet14(pretrained=False, **kwargs):
     """CIFAR ResNet-14: basic blocks [2,2,2] with 3x3 conv projection shortcuts (the labml reference's first model).
 

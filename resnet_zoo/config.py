@@ -88,6 +88,10 @@ class ResNetConfig:
     # Start each residual branch's last batch norm at zero, so every block starts as identity
     # (Goyal et al. 2017); an initialisation choice, not a change of architecture.
     zero_init_residual: bool = False
+    # torchvision's replace_stride_with_dilation: one bool per stage after the first. Where True,
+    # that stage keeps the map size (stride 1) and dilates its 3x3 convs by the stride instead
+    # (DeepLabV3 and FCN build their backbones with [False, True, True]). None: no dilation.
+    replace_stride_with_dilation: tuple[bool, ...] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise lists from JSON to tuples in place
@@ -111,6 +115,7 @@ class ResNetConfig:
                 )
             set_(self, name, value)
         self._check_size()
+        self._check_dilation(n_stages)
         check_positive_int("img_channels", self.img_channels)
         if self.img_channels > MAX_IMG_CHANNELS:
             raise ConfigError(
@@ -128,18 +133,7 @@ class ResNetConfig:
             raise ConfigError(f"shortcut must be one of {list(SHORTCUTS)}, got {self.shortcut!r}")
         if not is_int(self.num_classes, 0):
             raise ConfigError(f"num_classes must be an integer >= 0 (0 means no head), got {self.num_classes!r}")
-        if self.groups > 1:
-            if self.bottlenecks is None:
-                raise ConfigError(
-                    f"groups={self.groups} needs bottleneck blocks (grouped 3x3 conv, ResNeXt): "
-                    "set bottlenecks, or groups=1 for basic blocks"
-                )
-            for i, width in enumerate(self.bottlenecks):
-                if width % self.groups:
-                    raise ConfigError(
-                        f"bottlenecks[{i}]={width} is not divisible by groups={self.groups}: "
-                        "each group of the 3x3 conv needs a whole number of channels"
-                    )
+        self._check_groups()
         if self.shortcut == "zero_pad":
             prev = self.stem_out_channels
             for i, channels in enumerate(self.n_channels):
@@ -169,6 +163,52 @@ class ResNetConfig:
     def num_features(self) -> int:
         """Width of the pooled feature vector."""
         return self.n_channels[-1]
+
+    def _check_groups(self) -> None:
+        if self.groups == 1:
+            return
+        if self.bottlenecks is None:
+            raise ConfigError(
+                f"groups={self.groups} needs bottleneck blocks (grouped 3x3 conv, ResNeXt): "
+                "set bottlenecks, or groups=1 for basic blocks"
+            )
+        for i, width in enumerate(self.bottlenecks):
+            if width % self.groups:
+                raise ConfigError(
+                    f"bottlenecks[{i}]={width} is not divisible by groups={self.groups}: "
+                    "each group of the 3x3 conv needs a whole number of channels"
+                )
+
+    def _check_dilation(self, n_stages: int) -> None:
+        value = self.replace_stride_with_dilation
+        if value is None:
+            return
+        if (
+            isinstance(value, (str, bytes))
+            or not isinstance(value, Sequence)
+            or len(value) != n_stages - 1
+            or not all(isinstance(v, bool) for v in value)
+        ):
+            raise ConfigError(
+                f"replace_stride_with_dilation must be {n_stages - 1} True/False values, one per stage "
+                f"after the first (torchvision's [False, True, True] for 4 stages), got {value!r}"
+            )
+        object.__setattr__(self, "replace_stride_with_dilation", tuple(value))
+
+    def stage_layout(self) -> tuple[tuple[int, int, int], ...]:
+        """Per stage: (stride of its first block, dilation of its first block, dilation of the
+        others). torchvision's rule (``ResNet._make_layer``): a stage whose stride is replaced
+        by dilation multiplies the dilation by that stride; its first block still uses the
+        dilation before it."""
+        out = []
+        dilation = 1
+        for i, stride in enumerate(self.strides):
+            previous = dilation
+            if i > 0 and self.replace_stride_with_dilation and self.replace_stride_with_dilation[i - 1]:
+                dilation *= stride
+                stride = 1
+            out.append((stride, previous, dilation))
+        return tuple(out)
 
     def _check_size(self) -> None:
         """Refuse a network that no ResNet is, before anything allocates for it."""

@@ -20,6 +20,7 @@ from .pretrained.fit import fit, load
 from .pretrained.resolve import resolve
 from .registry import get_entry, resolve_name
 from .timm_api import resolve_out_indices
+from .util.checks import check_int
 
 __all__ = ["create", "convert_checkpoint"]
 
@@ -39,6 +40,8 @@ def create(
     out_indices: Sequence[int] | int | None = None,
     cache_dir: str | os.PathLike | None = None,
     revision: str | None = None,
+    norm_layer: Any = None,
+    width_per_group: int | None = None,
     **overrides: Any,
 ) -> ResNetBase:
     """Build a registered ResNet by name, optionally with pretrained weights.
@@ -56,6 +59,10 @@ def create(
         out_indices: which maps (timm's semantics); only with ``features_only=True``.
         cache_dir: Hub cache directory (default: ``HF_HUB_CACHE`` or huggingface_hub's).
         revision: Hub revision (branch, tag or commit) of the weights.
+        norm_layer: torchvision's: makes every norm layer from its channel count (default
+            ``nn.BatchNorm2d``; detection passes ``torchvision.ops.FrozenBatchNorm2d``).
+        width_per_group: torchvision's: with ``groups``, sets the bottleneck widths as its
+            builders do (``create("resnet50", groups=32, width_per_group=4)`` is ResNeXt-50 32x4d).
         **overrides: any :class:`~resnet_zoo.config.ResNetConfig` field; a name that is not a
             field raises :class:`~resnet_zoo.errors.ConfigError`.
 
@@ -69,6 +76,10 @@ def create(
         changes["num_classes"] = num_classes
     if img_channels is not None:
         changes["img_channels"] = img_channels
+    if width_per_group is not None:
+        changes["bottlenecks"] = _grouped_widths(
+            entry.name, entry.config, changes.get("groups", entry.config.groups), width_per_group
+        )
     config = entry.config.replace(**changes)  # validates every override, weights or not
     if not isinstance(features_only, bool):
         raise ConfigError(f"features_only must be True or False, got {features_only!r}")
@@ -78,7 +89,7 @@ def create(
         resolve_out_indices(out_indices, config.n_stages + 1)  # refused before any download
     # timm's order: the whole network is built (on meta when weights follow) and loaded
     # strictly, then cut to the maps asked for.
-    build = partial(ResNet.from_config, arch_name=entry.name)
+    build = partial(ResNet.from_config, arch_name=entry.name, norm_layer=norm_layer)
     wants_weights = pretrained is not False and pretrained is not None
     if tag is not None and isinstance(pretrained, str) and pretrained != tag:
         raise ConfigError(f"{name!r} names the tag {tag!r} but pretrained={pretrained!r}; give one of them")
@@ -112,6 +123,19 @@ def _architecture(config: Any) -> dict[str, Any]:
     for k in _HEAD_AND_INPUT:
         d.pop(k)
     return d
+
+
+def _grouped_widths(name: str, config: Any, groups: Any, width_per_group: Any) -> tuple[int, ...]:
+    """Bottleneck widths as torchvision's builders compute them (``Bottleneck.__init__``):
+    ``int(planes * width_per_group / 64) * groups``, where planes is a quarter of the stage's output."""
+    check_int("width_per_group", width_per_group, low=1)
+    check_int("groups", groups, low=1)
+    if config.bottlenecks is None:
+        raise ConfigError(
+            f"width_per_group applies to bottleneck blocks; {name} has basic blocks "
+            "(torchvision's BasicBlock only supports groups=1 and width_per_group=64)"
+        )
+    return tuple(int(channels // 4 * width_per_group / 64) * groups for channels in config.n_channels)
 
 
 def convert_checkpoint(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,9 @@ from .pretrained.save import push_to_hub, save_pretrained
 from .timm_api import FeatureInfo, FeatureInfoList, PretrainedCfg, resolve_out_indices
 from .timm_api import group_matcher as match_groups
 from .util.checks import check_positive_int
+
+#: Makes a normalisation layer for a number of channels (torchvision's ``norm_layer``).
+NormLayer = Callable[[int], nn.Module]
 
 __all__ = [
     "ShortcutProjection",
@@ -56,6 +59,11 @@ __all__ = [
 # --- Shortcuts, blocks and stages -------------------------------------------------------------
 
 
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        check_positive_int(name, value)
+
+
 class ShortcutProjection(nn.Sequential):
     """The projection shortcut ``W_s x``: a conv with the block's stride, then batch norm.
 
@@ -67,23 +75,15 @@ class ShortcutProjection(nn.Sequential):
     __jit_unused_properties__ = ["conv", "bn"]
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int,
-        *,
-        kernel_size: int = 1,
-        bias: bool = True,
-    ) -> None:
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
-        check_positive_int("stride", stride)
-        check_positive_int("kernel_size", kernel_size)
+        self, in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 1, bias: bool = True,
+        norm_layer: NormLayer | None = None,
+    ) -> None:  # fmt: skip
+        _check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride, kernel_size=kernel_size)
         super().__init__(
             # Same stride as F so that the two maps have the same size.
             nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias),
             # The paper puts batch norm after every convolution.
-            nn.BatchNorm2d(out_channels),
+            (norm_layer or nn.BatchNorm2d)(out_channels),
         )
 
     @property
@@ -104,9 +104,7 @@ class ZeroPadShortcut(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
-        check_positive_int("stride", stride)
+        _check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride)
         if out_channels < in_channels:
             raise ConfigError(
                 f"ZeroPadShortcut cannot reduce channels ({in_channels} -> {out_channels}); use ShortcutProjection"
@@ -124,14 +122,16 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
 
 
-def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, *, bias: bool) -> nn.Module:
+def make_shortcut(
+    kind: str, in_channels: int, out_channels: int, stride: int, *, bias: bool, norm_layer: NormLayer | None = None
+) -> nn.Module:
     """Identity where the shape is unchanged, otherwise the shortcut ``kind`` (see SHORTCUTS)."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     if kind == "projection":
-        return ShortcutProjection(in_channels, out_channels, stride, bias=bias)
+        return ShortcutProjection(in_channels, out_channels, stride, bias=bias, norm_layer=norm_layer)
     if kind == "conv3x3":
-        return ShortcutProjection(in_channels, out_channels, stride, kernel_size=3, bias=bias)
+        return ShortcutProjection(in_channels, out_channels, stride, kernel_size=3, bias=bias, norm_layer=norm_layer)
     if kind == "zero_pad":
         return ZeroPadShortcut(in_channels, out_channels, stride)
     raise ConfigError(f"shortcut must be one of {list(SHORTCUTS)}, got {kind!r}")
@@ -141,33 +141,32 @@ class ResidualBlock(nn.Module):
     """Basic block: two 3x3 convs, each followed by batch norm, ReLU after the first and after the sum.
 
     The stride sits in the first conv, which also maps ``in_channels`` to ``out_channels``.
+    ``first_dilation`` (default ``dilation``) dilates the first conv, ``dilation`` the second,
+    as in timm's ``BasicBlock``; ``norm_layer`` makes the norms (default ``nn.BatchNorm2d``).
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int,
-        *,
-        bias: bool = True,
-        shortcut: str = "projection",
-    ) -> None:
+        self, in_channels: int, out_channels: int, stride: int, *, bias: bool = True, shortcut: str = "projection",
+        dilation: int = 1, first_dilation: int | None = None, norm_layer: NormLayer | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
-        check_positive_int("stride", stride)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        first = dilation if first_dilation is None else first_dilation
+        _check_positive(
+            in_channels=in_channels, out_channels=out_channels, stride=stride, dilation=dilation, first_dilation=first
+        )
+        norm = norm_layer or nn.BatchNorm2d
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=first, dilation=first, bias=bias)
+        self.bn1 = norm(out_channels)
         self.act1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=bias)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=bias)
+        self.bn2 = norm(out_channels)
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias, norm_layer=norm_layer)
         # ReLU after adding the shortcut.
         self.act2 = nn.ReLU(inplace=True)
 
     def zero_init_last(self) -> None:
         """Zero the branch's last BN scale so the block starts as (a projection of) identity."""
-        nn.init.zeros_(self.bn2.weight)
+        nn.init.zeros_(cast(torch.Tensor, self.bn2.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
@@ -182,50 +181,40 @@ class BottleneckResidualBlock(nn.Module):
 
     The stride sits on the 3x3 conv (torchvision's "ResNet v1.5"; the original paper strided
     the first 1x1, which throws away 3/4 of the input before looking at it). ``groups > 1``
-    makes the 3x3 a grouped conv (ResNeXt).
+    makes the 3x3 a grouped conv (ResNeXt). The 3x3 is dilated by ``first_dilation`` (default
+    ``dilation``): torchvision gives a stage's first block the dilation before the stage's.
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        bottleneck_channels: int,
-        out_channels: int,
-        stride: int,
-        *,
-        groups: int = 1,
-        bias: bool = True,
-        shortcut: str = "projection",
-    ) -> None:
+        self, in_channels: int, bottleneck_channels: int, out_channels: int, stride: int, *, groups: int = 1,
+        bias: bool = True, shortcut: str = "projection", dilation: int = 1, first_dilation: int | None = None,
+        norm_layer: NormLayer | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("bottleneck_channels", bottleneck_channels)
-        check_positive_int("out_channels", out_channels)
-        check_positive_int("stride", stride)
-        check_positive_int("groups", groups)
+        d = dilation if first_dilation is None else first_dilation
+        _check_positive(
+            in_channels=in_channels, bottleneck_channels=bottleneck_channels, out_channels=out_channels,
+            stride=stride, groups=groups, dilation=d,
+        )  # fmt: skip
         if bottleneck_channels % groups:
             raise ConfigError(f"bottleneck_channels={bottleneck_channels} is not divisible by groups={groups}")
+        norm = norm_layer or nn.BatchNorm2d
         self.conv1 = nn.Conv2d(in_channels, bottleneck_channels, 1, stride=1, bias=bias)
-        self.bn1 = nn.BatchNorm2d(bottleneck_channels)
+        self.bn1 = norm(bottleneck_channels)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
-            bottleneck_channels,
-            bottleneck_channels,
-            3,
-            stride=stride,
-            padding=1,
-            groups=groups,
-            bias=bias,
+            bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=d, dilation=d, groups=groups, bias=bias
         )
-        self.bn2 = nn.BatchNorm2d(bottleneck_channels)
+        self.bn2 = norm(bottleneck_channels)
         self.act2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(bottleneck_channels, out_channels, 1, stride=1, bias=bias)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias)
+        self.bn3 = norm(out_channels)
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, bias=bias, norm_layer=norm_layer)
         self.act3 = nn.ReLU(inplace=True)
 
     def zero_init_last(self) -> None:
         """Zero the branch's last BN scale so the block starts as (a projection of) identity."""
-        nn.init.zeros_(self.bn3.weight)
+        nn.init.zeros_(cast(torch.Tensor, self.bn3.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
@@ -266,28 +255,30 @@ def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return checkpoint(run, x, use_reentrant=False)
 
 
-def make_stages(config: ResNetConfig, in_channels: int) -> list[nn.Sequential]:
+def make_stages(config: ResNetConfig, in_channels: int, norm_layer: NormLayer | None = None) -> list[nn.Sequential]:
     """One ``nn.Sequential`` of blocks per stage. Only the first block of a stage changes the
-    map size (``config.strides``) and the channels."""
+    map size and the channels (``config.stage_layout()``: strides, and dilations where a
+    stride is replaced by one)."""
     stages: list[nn.Sequential] = []
     prev = in_channels
+    layout = config.stage_layout()
     for i, (n, channels) in enumerate(zip(config.n_blocks, config.n_channels)):
         blocks: list[nn.Module] = []
+        first_stride, first_dilation, dilation = layout[i]
         for j in range(n):
-            stride = config.strides[i] if j == 0 else 1
+            common: dict[str, Any] = dict(
+                bias=config.conv_bias,
+                shortcut=config.shortcut,
+                dilation=dilation,
+                first_dilation=first_dilation if j == 0 else dilation,
+                norm_layer=norm_layer,
+            )
+            stride = first_stride if j == 0 else 1
             if config.bottlenecks is None:
-                block: nn.Module = ResidualBlock(
-                    prev, channels, stride, bias=config.conv_bias, shortcut=config.shortcut
-                )
+                block: nn.Module = ResidualBlock(prev, channels, stride, **common)
             else:
                 block = BottleneckResidualBlock(
-                    prev,
-                    config.bottlenecks[i],
-                    channels,
-                    stride,
-                    groups=config.groups,
-                    bias=config.conv_bias,
-                    shortcut=config.shortcut,
+                    prev, config.bottlenecks[i], channels, stride, groups=config.groups, **common
                 )
             blocks.append(block)
             prev = channels
@@ -342,9 +333,11 @@ class ResNetBase(nn.Module):
         img_channels: channels of the input.
         first_kernel_size: kernel of the stem conv (stride ``stem_stride``, padding ``k // 2``).
         stage_strides, stem_channels, stem_stride, stem_act, stem_pool, conv_bias, groups,
-            shortcut, zero_init_residual: the keyword-only layout fields of :class:`ResNetConfig`
-            (its comments say what each does; the defaults are the same).
+            shortcut, zero_init_residual, replace_stride_with_dilation: the keyword-only layout
+            fields of :class:`ResNetConfig` (its comments say what each does; the defaults are the same).
         num_classes: must stay 0: ResNetBase has no head (:class:`ResNet` has).
+        norm_layer: makes every norm layer from its channel count (torchvision's; default
+            ``nn.BatchNorm2d``; detection passes ``torchvision.ops.FrozenBatchNorm2d``).
     """
 
     if TYPE_CHECKING:  # set in __init__ and by the loaders (declared once for the type checker)
@@ -376,8 +369,8 @@ class ResNetBase(nn.Module):
         """Input size / size of the whole network's last map (32 for the ImageNet ResNets)."""
         c = self.config
         r = c.stem_stride * (2 if c.stem_pool else 1)
-        for s in c.strides:
-            r *= s
+        for stride, _, _ in c.stage_layout():
+            r *= stride
         return r
 
     @torch.jit.ignore
@@ -410,6 +403,8 @@ class ResNetBase(nn.Module):
         shortcut: str = "projection",
         zero_init_residual: bool = False,
         num_classes: int = 0,
+        replace_stride_with_dilation: Sequence[bool] | None = None,
+        norm_layer: NormLayer | None = None,
     ) -> None:
         if type(self) is ResNetBase and num_classes:
             raise ConfigError(
@@ -422,14 +417,20 @@ class ResNetBase(nn.Module):
             first_kernel_size=first_kernel_size, stage_strides=stage_strides, stem_channels=stem_channels,
             stem_stride=stem_stride, stem_act=stem_act, stem_pool=stem_pool, conv_bias=conv_bias, groups=groups,
             shortcut=shortcut, num_classes=num_classes, zero_init_residual=zero_init_residual,
+            replace_stride_with_dilation=replace_stride_with_dilation,
         )  # fmt: skip
-        self._build(ResNetConfig(**fields))
+        self._build(ResNetConfig(**fields), norm_layer)
         self.init_weights()
 
-    def _build(self, config: ResNetConfig) -> None:
+    def _build(self, config: ResNetConfig, norm_layer: NormLayer | None = None) -> None:
         """Every module from ``config``, which the model keeps as ``self.config``: the stem, the
         stages and the description of their maps (``feature_info``). Nothing is initialised
         here: the caller runs :meth:`init_weights` once the head is built too."""
+        if norm_layer is not None and not callable(norm_layer):
+            raise ConfigError(
+                f"norm_layer must make a norm layer from a channel count (nn.BatchNorm2d, "
+                f"torchvision.ops.FrozenBatchNorm2d, ...), got {norm_layer!r}"
+            )
         self.config = config
         k = config.first_kernel_size
 
@@ -437,7 +438,7 @@ class ResNetBase(nn.Module):
         stem_channels = config.stem_out_channels
         conv: dict[str, Any] = dict(stride=config.stem_stride, padding=k // 2, bias=config.conv_bias)
         self.conv1 = nn.Conv2d(config.img_channels, stem_channels, k, **conv)
-        self.bn1 = nn.BatchNorm2d(stem_channels)
+        self.bn1 = (norm_layer or nn.BatchNorm2d)(stem_channels)
         self.act1 = nn.ReLU(inplace=True) if config.stem_act else nn.Identity()
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if config.stem_pool else nn.Identity()
         # Map 0 is the stem's activation, before the max-pool (timm's: stride 2 on ImageNet nets).
@@ -446,9 +447,9 @@ class ResNetBase(nn.Module):
         reduction *= 2 if config.stem_pool else 1
 
         # Stages: layer1 ... layerN, one nn.Sequential of blocks each (torchvision's names).
-        for i, stage in enumerate(make_stages(config, stem_channels)):
+        for i, stage in enumerate(make_stages(config, stem_channels, norm_layer)):
             self.add_module(f"layer{i + 1}", stage)
-            reduction *= config.strides[i]
+            reduction *= config.stage_layout()[i][0]
             feature_info.append(FeatureInfo(config.n_channels[i], reduction, f"layer{i + 1}"))
         self.feature_info: FeatureInfoList = feature_info
         self.num_features = config.num_features
@@ -462,12 +463,15 @@ class ResNetBase(nn.Module):
         self.pretrained_info = None
 
     @classmethod
-    def from_config(cls, config: ResNetConfig, *, arch_name: str | None = None) -> ResNetBase:
+    def from_config(
+        cls, config: ResNetConfig, *, arch_name: str | None = None, norm_layer: NormLayer | None = None
+    ) -> ResNetBase:
         """Build from a config, which the model keeps as it is (for ResNetBase without its head,
-        ``num_classes=0``)."""
+        ``num_classes=0``). ``norm_layer``: torchvision's (default ``nn.BatchNorm2d``), e.g.
+        ``torchvision.ops.FrozenBatchNorm2d``; a build choice, not part of the config."""
         model = cls.__new__(cls)
         nn.Module.__init__(model)
-        model._build(config.replace(num_classes=0) if cls is ResNetBase else config)
+        model._build(config.replace(num_classes=0) if cls is ResNetBase else config, norm_layer)
         model.init_weights()
         model.arch_name = arch_name
         return model
@@ -484,7 +488,7 @@ class ResNetBase(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if self.config.zero_init_residual:
@@ -577,14 +581,9 @@ class ResNetBase(nn.Module):
         return [outputs[i] for i in wanted]
 
     def save_pretrained(
-        self,
-        save_directory: str | os.PathLike,
-        *,
-        push_to_hub: bool = False,
-        repo_id: str | None = None,
-        layout: str = "resnet_zoo",
-        **push_kwargs: Any,
-    ) -> str | None:
+        self, save_directory: str | os.PathLike, *, push_to_hub: bool = False, repo_id: str | None = None,
+        layout: str = "resnet_zoo", **push_kwargs: Any,
+    ) -> str | None:  # fmt: skip
         """Write ``config.json`` (the full config), ``model.safetensors`` and a model card
         (``README.md``) to ``save_directory``; optionally push them to the Hub as ``repo_id``.
 
@@ -592,7 +591,6 @@ class ResNetBase(nn.Module):
         builds: ``timm.create_model("local-dir:<save_directory>", pretrained=True)`` loads it
         (and resnet_zoo does too, with ``create(arch, pretrained=<save_directory>/model.safetensors)``).
         """
-
         return save_pretrained(
             self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id, layout=layout, **push_kwargs
         )
@@ -600,23 +598,15 @@ class ResNetBase(nn.Module):
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id``
         (``layout="timm"``: in timm's format, for ``timm.create_model("hf-hub:...")``)."""
-
         return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(
-        cls,
-        directory_or_repo: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        force_download: bool = False,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        features_only: bool = False,
-        out_indices: Sequence[int] | int | None = None,
+        cls, directory_or_repo: str | os.PathLike, *, revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None, force_download: bool = False, token: str | bool | None = None,
+        local_files_only: bool = False, features_only: bool = False, out_indices: Sequence[int] | int | None = None,
         **changes: Any,
-    ) -> ResNetBase:
+    ) -> ResNetBase:  # fmt: skip
         """Load a ``save_pretrained`` directory or a Hub repo (``owner/repo``) written by it,
         as this class (a :class:`ResNetFeatures` with ``features_only``).
 
@@ -624,7 +614,6 @@ class ResNetBase(nn.Module):
         huggingface_hub's download arguments, passed on. ``changes``: any config field
         (``num_classes=`` re-initialises the head).
         """
-
         if cls is ResNetBase and changes.get("num_classes"):
             raise ConfigError(
                 f"ResNetBase has no classifier, so num_classes={changes['num_classes']!r} cannot "
@@ -700,17 +689,20 @@ class ResNet(ResNetBase):
         shortcut: str = "projection",
         zero_init_residual: bool = False,
         num_classes: int = 1000,
+        replace_stride_with_dilation: Sequence[bool] | None = None,
+        norm_layer: NormLayer | None = None,
     ) -> None:
         """:class:`ResNetBase`'s arguments, and ``num_classes`` (0: no head)."""
         super().__init__(
             n_blocks, n_channels, bottlenecks, img_channels, first_kernel_size, stage_strides=stage_strides,
             stem_channels=stem_channels, stem_stride=stem_stride, stem_act=stem_act, stem_pool=stem_pool,
             conv_bias=conv_bias, groups=groups, shortcut=shortcut, zero_init_residual=zero_init_residual,
-            num_classes=num_classes,
+            num_classes=num_classes, replace_stride_with_dilation=replace_stride_with_dilation,
+            norm_layer=norm_layer,
         )  # fmt: skip
 
-    def _build(self, config: ResNetConfig) -> None:
-        super()._build(config)
+    def _build(self, config: ResNetConfig, norm_layer: NormLayer | None = None) -> None:
+        super()._build(config, norm_layer)
         self.num_classes = config.num_classes
         self.fc: nn.Module = self._make_head(self.num_classes)
 

@@ -159,6 +159,7 @@ _ARCHITECTURES = [
     ("wide_resnet101_2", _bottleneck((3, 4, 23, 3), width=2), 224, "Zagoruyko & Komodakis 2016: bottleneck width x2"),
     ("resnext50_32x4d", _bottleneck((3, 4, 6, 3), width=2, groups=32), 224, "Xie et al. 2017: 32 groups of width 4"),
     ("resnext101_32x8d", _bottleneck((3, 4, 23, 3), width=4, groups=32), 224, "Xie et al. 2017: 32 groups of width 8"),
+    ("resnext101_64x4d", _bottleneck((3, 4, 23, 3), width=4, groups=64), 224, "Xie et al. 2017: 64 groups of width 4"),
     ("cifar_resnet14", _cifar(2, shortcut="conv3x3"), 32, "CIFAR ResNet-14: basic blocks [2,2,2] with 3x3 conv projection shortcuts (the labml reference's first model)"),  # noqa: E501
     ("cifar_resnet20", _cifar(3), 32, f"He et al. 2016 section 4.2: n=3, {_A}"),
     ("cifar_resnet32", _cifar(5), 32, f"He et al. 2016 section 4.2: n=5, {_A}"),

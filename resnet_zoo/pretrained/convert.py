@@ -293,6 +293,7 @@ TORCHVISION_ARCHS = (
     "wide_resnet101_2",
     "resnext50_32x4d",
     "resnext101_32x8d",
+    "resnext101_64x4d",
 )
 TIMM_ARCHS = ("resnet26",) + TORCHVISION_ARCHS
 

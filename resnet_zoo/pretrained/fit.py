@@ -114,6 +114,8 @@ def _check_against(
     if reinit_head:
         for k in ("fc.weight", "fc.bias"):
             sd.pop(k, None)
+    for k in [k for k in sd if k.endswith("num_batches_tracked") and k not in expected]:
+        del sd[k]  # a counter that a norm_layer such as FrozenBatchNorm2d does not keep
     for k in expected:
         prefix = k[: -len("num_batches_tracked")]
         if k.endswith("num_batches_tracked") and k not in sd and prefix + "running_mean" in sd:

@@ -65,7 +65,8 @@ def test_from_dict_refuses_unknown_and_missing_keys():
 
 def test_the_written_out_signatures_agree_with_the_config():
     """ResNetBase and ResNet spell out every config field as a parameter, with its default (but
-    ResNet's head of 1000 classes); the config is built once from them."""
+    ResNet's head of 1000 classes), and torchvision's norm_layer, a build choice outside the
+    config; the config is built once from them."""
     import dataclasses
     import inspect
 
@@ -74,6 +75,7 @@ def test_the_written_out_signatures_agree_with_the_config():
     fields = {f.name: f.default for f in dataclasses.fields(ResNetConfig)}
     for cls in (ResNetBase, ResNet):
         params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        assert params.pop("norm_layer").default is None
         assert set(params) == set(fields), cls
         for name, p in params.items():
             if fields[name] is not dataclasses.MISSING and (cls, name) != (ResNet, "num_classes"):

@@ -148,7 +148,7 @@ def test_register_model_refuses_duplicates_and_bad_names():
 
 
 def test_list_models_pattern():
-    assert resnet_zoo.list_models("resnext*") == ["resnext50_32x4d", "resnext101_32x8d"]
+    assert resnet_zoo.list_models("resnext*") == ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"]
     assert resnet_zoo.list_models("nothing*") == []
 
 
