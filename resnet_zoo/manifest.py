@@ -119,10 +119,13 @@ class Preprocessing:
         return cls(input_size=input_size, crop_pct=crop_pct, mean=(0.5,) * img_channels, std=(0.5,) * img_channels)
 
 
-def preprocessing_for(model: Any) -> Preprocessing:
-    """What ``model`` is fed: its weights' preprocessing, or its architecture's default
-    (:meth:`Preprocessing.default`) without weights."""
-    return model.pretrained_cfg.preprocessing
+def preprocessing_for(info: PretrainedInfo | None, img_channels: int, input_size: int) -> Preprocessing:
+    """What a model is fed (the one lookup; a model's ``pretrained_cfg.preprocessing`` asks it):
+    its weights' preprocessing, or without weights its architecture's default
+    (:meth:`Preprocessing.default` for ``img_channels`` and the registry's ``input_size``)."""
+    if info is not None and info.preprocessing is not None:
+        return info.preprocessing
+    return Preprocessing.default(img_channels, input_size)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence, cast
 
 from .config import ResNetConfig
 from .errors import ConfigError
-from .manifest import Preprocessing, PretrainedInfo
+from .manifest import Preprocessing, PretrainedInfo, preprocessing_for
 from .registry import get_entry
 from .util.checks import is_int
 
@@ -117,11 +117,8 @@ class PretrainedCfg(Mapping):
 
     @property
     def preprocessing(self) -> Preprocessing:
-        info = self.info
-        if info is not None and info.preprocessing is not None:
-            return info.preprocessing
         size = get_entry(self._arch).input_size if self._arch else 224
-        return Preprocessing.default(self._config.img_channels, size)
+        return preprocessing_for(self.info, self._config.img_channels, size)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "info":

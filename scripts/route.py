@@ -2,7 +2,8 @@
 comes back.
 
 Traces ``create(NAME, pretrained=True)`` against a local Hub (tests/hubserver.py on
-127.0.0.1, torchvision-layout weights for ``resnet18.tv_in1k``) and a shipped tag, and counts:
+127.0.0.1, torchvision-layout weights for ``resnet18.tv_in1k``) and a shipped tag, and the
+command ``resnet-zoo predict resnet18.tv_in1k PHOTO`` from its parser to its output, and counts:
 
 - steps: distinct resnet_zoo functions called (the network's leaf modules, ``config`` and ``blocks``,
   are construction detail and not counted);
@@ -224,6 +225,17 @@ def trace(fn) -> dict:
     }
 
 
+def _predict(photo: str) -> None:
+    import contextlib
+    import io
+
+    from resnet_zoo.cli import main as cli
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        if cli(["predict", "resnet18.tv_in1k", photo, "--json"]) != 0:
+            raise SystemExit("resnet-zoo predict failed")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
@@ -240,10 +252,15 @@ def main() -> int:
     os.environ.update(HF_ENDPOINT=server.url, HF_HUB_CACHE=scratch.name)
     torch.manual_seed(0)
     server.add_file("timm/resnet18.tv_in1k", "model.safetensors", save(torchvision.models.resnet18().state_dict()))
+    photo = str(
+        ROOT / "weights" / "samples" / "cifar10" / sorted(os.listdir(ROOT / "weights" / "samples" / "cifar10"))[0]
+    )
     resnet_zoo.create("cifar_resnet20", pretrained=True)  # first imports happen outside the trace
+    _predict(photo)
     results = {
         "resnet18.tv_in1k (Hub)": trace(lambda: resnet_zoo.create("resnet18.tv_in1k", pretrained=True)),
         "cifar_resnet20 (shipped)": trace(lambda: resnet_zoo.create("cifar_resnet20", pretrained=True)),
+        "resnet-zoo predict resnet18.tv_in1k PHOTO": trace(lambda: _predict(photo)),
     }
     server.stop()
     scratch.cleanup()

@@ -28,7 +28,6 @@ import torch
 from ..errors import InputError
 from ..inference.images import Preprocess
 from ..inference.recipe import ModelRecipe
-from ..manifest import preprocessing_for
 
 __all__ = ["Preprocessor", "FeatureExtractor"]
 
@@ -40,7 +39,7 @@ class Preprocessor:
 
     def __init__(self, name: str, pretrained: Any = True) -> None:
         model = ModelRecipe(name, pretrained=pretrained, fast=False).build()
-        self.transform = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
+        self.transform = Preprocess(model.pretrained_cfg.preprocessing, channels=model.config.img_channels)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np

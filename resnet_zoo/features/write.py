@@ -33,7 +33,6 @@ from ..errors import ConfigError, InputError, ResNetZooError
 from ..inference.images import ImageFiles, Preprocess, collate_images
 from ..inference.model_view import Model, compute_of, unwrap
 from ..inference.predict import PooledFeatures
-from ..manifest import preprocessing_for
 from ..util.atomic import WriterLock, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
 from ..util.dist import setup_distributed
@@ -260,7 +259,7 @@ def local_batches(plan: FeatureSetPlan, model: Model, batch_size: int, num_worke
     if not batches:
         return
     features_model = PooledFeatures(model).eval()
-    transform = readable(Preprocess(preprocessing_for(model), channels=model.config.img_channels))
+    transform = readable(Preprocess(model.pretrained_cfg.preprocessing, channels=model.config.img_channels))
     loader = DataLoader(
         ImageFiles(plan.paths, transform),
         batch_sampler=[b for _, b in batches],
@@ -415,7 +414,7 @@ def run_identity(model: Model) -> dict:
         "compute_dtype": str(dtype).replace("torch.", ""),
         "backend": backend,
         "device": device.type,
-        "preprocessing": preprocessing_for(model).to_dict(),
+        "preprocessing": model.pretrained_cfg.preprocessing.to_dict(),
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ..errors import ConfigError, InputError
-from ..manifest import preprocessing_for, read_labels
+from ..manifest import read_labels
 from ..model import ResNetFeatures
 from ..util.checks import check_int, check_positive_int, is_int
 from ..util.progress import advance
@@ -54,7 +54,7 @@ def _run_over_images(
 
     paths = find_images(inputs)
     config = model.config
-    transform = Preprocess(preprocessing_for(model), channels=config.img_channels)
+    transform = Preprocess(model.pretrained_cfg.preprocessing, channels=config.img_channels)
     was_training = model.training
     model.eval()
     kept: list[int] = []

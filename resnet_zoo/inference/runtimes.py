@@ -24,7 +24,6 @@ from torch import nn
 
 from .. import cpu
 from ..errors import ConfigError, ResNetZooError
-from ..manifest import preprocessing_for
 from ..model import ResNet, ResNetBase, ResNetFeatures
 from .export import export_model
 from .images import Preprocess, find_images
@@ -201,7 +200,7 @@ class RuntimeModel(ModelView):
 
 def input_size(model: ResNetBase) -> int:
     """The side of the square images ``model``'s weights are fed."""
-    return preprocessing_for(model).input_size
+    return model.pretrained_cfg.preprocessing.input_size
 
 
 def build_runtime(
@@ -332,6 +331,6 @@ def images_to_tensor(images: Iterable[Any] | torch.Tensor, model: ResNetBase, li
     if isinstance(images, torch.Tensor):
         return images[:limit]
 
-    prep = Preprocess(preprocessing_for(model), channels=model.config.img_channels)
+    prep = Preprocess(model.pretrained_cfg.preprocessing, channels=model.config.img_channels)
     paths = find_images(images)[:limit]
     return torch.stack([prep(p) for p in paths])

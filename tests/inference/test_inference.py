@@ -13,7 +13,6 @@ import resnet_zoo
 from resnet_zoo import ConfigError, InputError, create
 from resnet_zoo.inference import extract_features, optimize_for_inference, predict
 from resnet_zoo.inference.images import Preprocess
-from resnet_zoo.manifest import preprocessing_for
 from resnet_zoo.registry import get_entry
 
 _PHOTOS: dict[int, torch.Tensor] = {}
@@ -124,7 +123,7 @@ def test_extract_features_in_batches_with_workers_is_ordered_and_exact(photo_dir
     assert train_model.training
     assert paths == sorted(p for p in photo_dir.rglob("*") if p.is_file())
     assert feats.shape == (len(paths), 512)
-    prep = Preprocess(preprocessing_for(model))
+    prep = Preprocess(model.pretrained_cfg.preprocessing)
     with torch.no_grad():
         expected = model.forward_pooled(torch.stack([prep(p) for p in paths]))
     torch.testing.assert_close(feats, expected, rtol=1e-5, atol=1e-5)
