@@ -15,6 +15,7 @@ from .errors import (
     IntegrityError,
     ResNetZooError,
     UnknownModelError,
+    UnknownOptionError,
 )
 from .factory import create
 from .inference import InferenceModel, extract_features, optimize_for_inference, predict
@@ -49,6 +50,7 @@ __all__ = [
     "ResidualBlock",
     "ShortcutProjection",
     "UnknownModelError",
+    "UnknownOptionError",
     "ZeroPadShortcut",
     "convert_state_dict",
     "create",

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import ConfigError
-from .util.checks import check_positive_int, is_int
+from .errors import ConfigError, UnknownOptionError
+from .util.checks import check_positive_int, is_int, is_number
 
 __all__ = ["ResNetConfig", "SHORTCUTS"]
 
@@ -23,6 +23,9 @@ __all__ = ["ResNetConfig", "SHORTCUTS"]
 #: "conv3x3": 3x3 conv, padding 1, with the block's stride + BN (the labml reference's CIFAR ResNet-14).
 #: "zero_pad": strided identity with the new channels zero-filled, no parameters (paper's option A).
 SHORTCUTS = ("projection", "conv3x3", "zero_pad")
+
+#: timm's global pooling kinds (resnet_zoo.layers computes them).
+POOL_TYPES = ("avg", "max", "avgmax", "catavgmax", "")
 
 
 # Bounds that no real ResNet reaches but that keep a hostile config.json from allocating for
@@ -92,6 +95,12 @@ class ResNetConfig:
     # that stage keeps the map size (stride 1) and dilates its 3x3 convs by the stride instead
     # (DeepLabV3 and FCN build their backbones with [False, True, True]). None: no dilation.
     replace_stride_with_dilation: tuple[bool, ...] | None = None
+    # timm's head options: the global pooling (one of POOL_TYPES: "avg", "max", "avgmax",
+    # "catavgmax" with twice the features, "" for the unpooled map), the dropout before the
+    # classifier, and stochastic depth, rising linearly over the blocks from 0 to drop_path_rate.
+    global_pool: str = "avg"
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise lists from JSON to tuples in place
@@ -134,6 +143,7 @@ class ResNetConfig:
         if not is_int(self.num_classes, 0):
             raise ConfigError(f"num_classes must be an integer >= 0 (0 means no head), got {self.num_classes!r}")
         self._check_groups()
+        self._check_head()
         if self.shortcut == "zero_pad":
             prev = self.stem_out_channels
             for i, channels in enumerate(self.n_channels):
@@ -163,6 +173,25 @@ class ResNetConfig:
     def num_features(self) -> int:
         """Width of the pooled feature vector."""
         return self.n_channels[-1]
+
+    def _check_head(self) -> None:
+        if self.global_pool not in POOL_TYPES:
+            raise ConfigError(f"global_pool must be one of {list(POOL_TYPES)}, got {self.global_pool!r}")
+        if self.global_pool == "" and self.num_classes:
+            raise ConfigError(
+                f"global_pool='' (no pooling) leaves a map, which a linear head of num_classes={self.num_classes} "
+                "cannot take: set num_classes=0 with it, or choose a pooling"
+            )
+        for name in ("drop_rate", "drop_path_rate"):
+            value = getattr(self, name)
+            if not is_number(value) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} is a probability: a number from 0 up to (not including) 1, got {value!r}")
+
+    @property
+    def head_features(self) -> int:
+        """Width of the vector the head takes: the last stage's channels, twice that for
+        "catavgmax" pooling (timm's ``head_hidden_size``)."""
+        return self.num_features * (2 if self.global_pool == "catavgmax" else 1)
 
     def _check_groups(self) -> None:
         if self.groups == 1:
@@ -233,7 +262,7 @@ class ResNetConfig:
             if key not in valid:
                 close = difflib.get_close_matches(str(key), valid, n=3)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise ConfigError(f"{key!r} is not a ResNetConfig field.{hint} Valid fields: {', '.join(valid)}")
+                raise UnknownOptionError(f"{key!r} is not a ResNetConfig field.{hint} Valid fields: {', '.join(valid)}")
 
     def replace(self, **changes: Any) -> ResNetConfig:
         """A copy with ``changes`` applied; an unknown field name raises :class:`ConfigError`."""

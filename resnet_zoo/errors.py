@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ResNetZooError",
     "ConfigError",
+    "UnknownOptionError",
     "UnknownModelError",
     "InputError",
     "CheckpointError",
@@ -24,6 +25,11 @@ class ResNetZooError(Exception):
 
 class ConfigError(ResNetZooError, ValueError):
     """A configuration field has a bad value, or a field name does not exist."""
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """A keyword that no function or config field takes: a ``TypeError`` too, as Python and
+    ``timm.create_model`` raise for an unexpected keyword argument."""
 
 
 class UnknownModelError(ResNetZooError, KeyError):

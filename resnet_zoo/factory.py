@@ -6,6 +6,7 @@ name -> registry (entry, tag) -> pretrained.resolve (one WeightsSource) -> confi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from functools import partial
@@ -31,19 +32,15 @@ _HEAD_AND_INPUT = ("num_classes", "img_channels", "zero_init_residual")
 
 
 def create(
-    name: str,
-    *,
-    pretrained: Any = False,
-    num_classes: int | None = None,
-    img_channels: int | None = None,
-    features_only: bool = False,
-    out_indices: Sequence[int] | int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    revision: str | None = None,
-    norm_layer: Any = None,
-    width_per_group: int | None = None,
+    name: str, *, pretrained: Any = False, num_classes: int | None = None, img_channels: int | None = None,
+    features_only: bool = False, out_indices: Sequence[int] | int | None = None,
+    cache_dir: str | os.PathLike | None = None, revision: str | None = None,
+    # torchvision's builder keywords, then timm's (create_model's)
+    norm_layer: Any = None, width_per_group: int | None = None,
+    in_chans: int | None = None, pretrained_cfg: Any = None, pretrained_cfg_overlay: dict[str, Any] | None = None,
+    feature_cls: str | None = None, device: Any = None, dtype: Any = None,
     **overrides: Any,
-) -> ResNetBase:
+) -> ResNetBase:  # fmt: skip
     """Build a registered ResNet by name, optionally with pretrained weights.
 
     Args:
@@ -63,14 +60,24 @@ def create(
             ``nn.BatchNorm2d``; detection passes ``torchvision.ops.FrozenBatchNorm2d``).
         width_per_group: torchvision's: with ``groups``, sets the bottleneck widths as its
             builders do (``create("resnet50", groups=32, width_per_group=4)`` is ResNeXt-50 32x4d).
-        **overrides: any :class:`~resnet_zoo.config.ResNetConfig` field; a name that is not a
-            field raises :class:`~resnet_zoo.errors.ConfigError`.
+        in_chans, pretrained_cfg, pretrained_cfg_overlay, feature_cls, device, dtype: taken as
+            ``timm.create_model`` takes them: ``in_chans`` is ``img_channels``;
+            ``pretrained_cfg`` a tag; the overlay's ``file`` or ``hf_hub_id`` says where the
+            weights are, its ``mean``, ``std``, ``crop_pct``, ``interpolation`` and
+            ``input_size`` change the preprocessing; ``feature_cls`` any of timm's list-returning
+            extractors; the model is moved to ``device`` and ``dtype``.
+        **overrides: any :class:`~resnet_zoo.config.ResNetConfig` field (``global_pool``,
+            ``drop_rate``, ``drop_path_rate``, ...); another name raises
+            :class:`~resnet_zoo.errors.UnknownOptionError`, a ``TypeError`` as timm's.
 
     Returns:
         a :class:`ResNet` (or :class:`ResNetFeatures`) in training mode, like torchvision's
         builders: call ``.eval()`` before inference.
     """
     entry, tag = resolve_name(name)
+    tag, pretrained, img_channels, overlay = _timm_keywords(
+        entry.name, tag, pretrained, img_channels, in_chans, pretrained_cfg, pretrained_cfg_overlay, feature_cls
+    )
     changes = dict(overrides)
     if num_classes is not None:
         changes["num_classes"] = num_classes
@@ -94,9 +101,10 @@ def create(
     if tag is not None and isinstance(pretrained, str) and pretrained != tag:
         raise ConfigError(f"{name!r} names the tag {tag!r} but pretrained={pretrained!r}; give one of them")
     if not wants_weights:
-        if tag is not None:
-            get_weights(entry.name, tag)  # an unknown tag fails even without weights
-        return _cut(build(config), features_only, out_indices)
+        model = build(config)
+        if tag is not None:  # random weights, with the tag's preprocessing, as timm gives them
+            model.pretrained_info = PretrainedInfo(preprocessing=get_weights(entry.name, tag).preprocessing)
+        return _finish(model, features_only, out_indices, overlay, device, dtype)
 
     source = resolve(entry.name, tag, pretrained, cache_dir=cache_dir, revision=revision)
     if source.config is not None:  # saved with its full config: it must be this architecture
@@ -111,10 +119,73 @@ def create(
             )
         config = source.config.replace(**changes)
     model = load(source, build, config, num_classes_requested="num_classes" in changes, arch=entry.name)
-    return _cut(model, features_only, out_indices)
+    return _finish(model, features_only, out_indices, overlay, device, dtype)
 
 
-def _cut(model: ResNetBase, features_only: bool, out_indices: Sequence[int] | int | None) -> ResNetBase:
+# timm's feature extractor classes that return the list of maps, as ResNetFeatures does.
+_FEATURE_CLASSES = (None, "getter", "hook", "fx")
+_OVERLAY_PREPROCESSING = ("mean", "std", "crop_pct", "interpolation", "input_size")
+
+
+def _timm_keywords(
+    arch: str, tag: str | None, pretrained: Any, img_channels: int | None, in_chans: int | None,
+    pretrained_cfg: Any, pretrained_cfg_overlay: Any, feature_cls: Any,
+) -> tuple[str | None, Any, int | None, dict[str, Any]]:  # fmt: skip
+    """timm's keywords as ``timm.create_model`` takes them: the tag, the weights, the input
+    channels, and the overlay's preprocessing changes."""
+    if pretrained_cfg is not None:
+        if not isinstance(pretrained_cfg, str) or (tag is not None and pretrained_cfg != tag):
+            raise ConfigError(f"pretrained_cfg takes a weights tag of {arch} (as timm does), got {pretrained_cfg!r}")
+        tag = pretrained_cfg
+    overlay = _overlay(pretrained_cfg_overlay)
+    if "source" in overlay and pretrained is not False and pretrained is not None:
+        pretrained = overlay["source"]  # timm's pretrained_cfg_overlay=dict(file=...) loads that file
+    if feature_cls not in _FEATURE_CLASSES:
+        raise ConfigError(
+            f"feature_cls must be one of {list(_FEATURE_CLASSES)} (each gives the list of maps), got {feature_cls!r}"
+        )
+    if in_chans is not None and img_channels is not None and img_channels != in_chans:
+        raise ConfigError(f"in_chans={in_chans!r} and img_channels={img_channels!r} name the same field; give one")
+    return tag, pretrained, (in_chans if in_chans is not None else img_channels), overlay
+
+
+def _overlay(overlay: Any) -> dict[str, Any]:
+    """timm's ``pretrained_cfg_overlay``: where the weights are (``source``) and preprocessing changes."""
+    if overlay is None:
+        return {}
+    if not isinstance(overlay, dict):
+        raise ConfigError(f"pretrained_cfg_overlay must be a dict, got {type(overlay).__name__}")
+    known = ("file", "hf_hub_id", *_OVERLAY_PREPROCESSING)
+    unknown = sorted(k for k in overlay if k not in known)
+    if unknown:
+        raise ConfigError(f"pretrained_cfg_overlay keys {unknown} are not taken; resnet_zoo takes {list(known)}")
+    out: dict[str, Any] = {k: overlay[k] for k in _OVERLAY_PREPROCESSING if k in overlay}
+    if "input_size" in out:  # timm's (C, H, W)
+        size = out["input_size"]
+        out["input_size"] = size[-1] if isinstance(size, (tuple, list)) and size else size
+    if "file" in overlay:
+        out["source"] = os.fspath(overlay["file"])
+    elif "hf_hub_id" in overlay:
+        out["source"] = f"hf-hub:{overlay['hf_hub_id']}"
+    return out
+
+
+def _finish(
+    model: ResNetBase, features_only: bool, out_indices: Sequence[int] | int | None, overlay: dict[str, Any],
+    device: Any, dtype: Any,
+) -> ResNetBase:  # fmt: skip
+    """The overlay's preprocessing, the move to ``device``/``dtype``, and the cut for ``features_only``."""
+    changes = {k: v for k, v in overlay.items() if k != "source"}
+    if changes:
+        info = model.pretrained_info or PretrainedInfo()
+        model.pretrained_info = dataclasses.replace(
+            info, preprocessing=dataclasses.replace(model.pretrained_cfg.preprocessing, **changes)
+        )
+    if device is not None or dtype is not None:
+        try:
+            model = model.to(device=device, dtype=dtype)
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise ConfigError(f"cannot move the model to device={device!r}, dtype={dtype!r}: {e}") from None
     return ResNetFeatures.from_model(model, out_indices) if features_only else model
 
 

@@ -19,8 +19,6 @@ labml reference's layout (one flat ``blocks`` sequence, also this project's own 
 through :func:`~resnet_zoo.convert_state_dict`.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
@@ -31,6 +29,7 @@ from torch import nn
 
 from .config import SHORTCUTS, ResNetConfig
 from .errors import ConfigError, InputError
+from .layers import checkpointed, drop_path, global_pool
 from .manifest import PretrainedInfo
 from .pretrained.fit import from_pretrained
 from .pretrained.save import push_to_hub, save_pretrained
@@ -42,19 +41,9 @@ from .util.checks import check_positive_int
 NormLayer = Callable[[int], nn.Module]
 
 __all__ = [
-    "ShortcutProjection",
-    "ZeroPadShortcut",
-    "ResidualBlock",
-    "BottleneckResidualBlock",
-    "make_shortcut",
-    "make_stages",
-    "check_image_batch",
-    "is_tracing",
-    "FeatureInfo",
-    "ResNetBase",
-    "ResNet",
-    "ResNetFeatures",
-]
+    "ShortcutProjection", "ZeroPadShortcut", "ResidualBlock", "BottleneckResidualBlock", "make_shortcut", "make_stages",
+    "check_image_batch", "is_tracing", "FeatureInfo", "ResNetBase", "ResNet", "ResNetFeatures",
+]  # fmt: skip
 
 # --- Shortcuts, blocks and stages -------------------------------------------------------------
 
@@ -148,8 +137,10 @@ class ResidualBlock(nn.Module):
     def __init__(
         self, in_channels: int, out_channels: int, stride: int, *, bias: bool = True, shortcut: str = "projection",
         dilation: int = 1, first_dilation: int | None = None, norm_layer: NormLayer | None = None,
+        drop_path: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__()
+        self.drop_path = drop_path  # stochastic depth of the residual branch (timm's rate)
         first = dilation if first_dilation is None else first_dilation
         _check_positive(
             in_channels=in_channels, out_channels=out_channels, stride=stride, dilation=dilation, first_dilation=first
@@ -172,6 +163,7 @@ class ResidualBlock(nn.Module):
         """``[B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]``."""
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        out = drop_path(out, self.drop_path, self.training)
         out += self.downsample(x)  # in place: out is this block's own fresh tensor
         return self.act2(out)
 
@@ -188,9 +180,10 @@ class BottleneckResidualBlock(nn.Module):
     def __init__(
         self, in_channels: int, bottleneck_channels: int, out_channels: int, stride: int, *, groups: int = 1,
         bias: bool = True, shortcut: str = "projection", dilation: int = 1, first_dilation: int | None = None,
-        norm_layer: NormLayer | None = None,
+        norm_layer: NormLayer | None = None, drop_path: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__()
+        self.drop_path = drop_path  # stochastic depth of the residual branch (timm's rate)
         d = dilation if first_dilation is None else first_dilation
         _check_positive(
             in_channels=in_channels, bottleneck_channels=bottleneck_channels, out_channels=out_channels,
@@ -221,38 +214,9 @@ class BottleneckResidualBlock(nn.Module):
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        out = drop_path(out, self.drop_path, self.training)
         out += self.downsample(x)  # in place: out is this block's own fresh tensor
         return self.act3(out)
-
-
-def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``block(x)`` with its activations recomputed in the backward pass (non-reentrant
-    ``torch.utils.checkpoint``). The recomputation would update batch-norm running statistics a
-    second time; they are put back, so training matches an unchecked run exactly."""
-    from torch.utils.checkpoint import checkpoint
-
-    calls = 0
-
-    def run(inp: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        if calls == 1 or not block.training:
-            return block(inp)
-        saved = [
-            (b, b.clone())
-            for m in block.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            for b in (m.running_mean, m.running_var, m.num_batches_tracked)
-            if b is not None
-        ]
-        try:
-            return block(inp)
-        finally:
-            with torch.no_grad():
-                for buf, value in saved:
-                    buf.copy_(value)
-
-    return checkpoint(run, x, use_reentrant=False)
 
 
 def make_stages(config: ResNetConfig, in_channels: int, norm_layer: NormLayer | None = None) -> list[nn.Sequential]:
@@ -262,6 +226,7 @@ def make_stages(config: ResNetConfig, in_channels: int, norm_layer: NormLayer | 
     stages: list[nn.Sequential] = []
     prev = in_channels
     layout = config.stage_layout()
+    total, index = sum(config.n_blocks), 0
     for i, (n, channels) in enumerate(zip(config.n_blocks, config.n_channels)):
         blocks: list[nn.Module] = []
         first_stride, first_dilation, dilation = layout[i]
@@ -272,7 +237,10 @@ def make_stages(config: ResNetConfig, in_channels: int, norm_layer: NormLayer | 
                 dilation=dilation,
                 first_dilation=first_dilation if j == 0 else dilation,
                 norm_layer=norm_layer,
+                # timm's linear rule: 0 for the first block, drop_path_rate for the last
+                drop_path=config.drop_path_rate * index / max(total - 1, 1),
             )
+            index += 1
             stride = first_stride if j == 0 else 1
             if config.bottlenecks is None:
                 block: nn.Module = ResidualBlock(prev, channels, stride, **common)
@@ -333,8 +301,9 @@ class ResNetBase(nn.Module):
         img_channels: channels of the input.
         first_kernel_size: kernel of the stem conv (stride ``stem_stride``, padding ``k // 2``).
         stage_strides, stem_channels, stem_stride, stem_act, stem_pool, conv_bias, groups,
-            shortcut, zero_init_residual, replace_stride_with_dilation: the keyword-only layout
-            fields of :class:`ResNetConfig` (its comments say what each does; the defaults are the same).
+            shortcut, zero_init_residual, replace_stride_with_dilation, global_pool, drop_rate,
+            drop_path_rate: the keyword-only fields of :class:`ResNetConfig` (its comments say
+            what each does; the defaults are the same).
         num_classes: must stay 0: ResNetBase has no head (:class:`ResNet` has).
         norm_layer: makes every norm layer from its channel count (torchvision's; default
             ``nn.BatchNorm2d``; detection passes ``torchvision.ops.FrozenBatchNorm2d``).
@@ -345,7 +314,7 @@ class ResNetBase(nn.Module):
 
     # TorchScript compiles forward and what it calls; the metadata is Python-side only.
     __jit_ignored_attributes__ = ["config", "feature_info", "pretrained_info", "arch_name"]
-    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_feature_reduction", "relu"]
+    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "full_feature_reduction", "relu", "in_chans"]
 
     @property
     def pretrained_cfg(self) -> PretrainedCfg:
@@ -386,26 +355,13 @@ class ResNetBase(nn.Module):
         return match_groups(coarse)
 
     def __init__(
-        self,
-        n_blocks: Sequence[int],
-        n_channels: Sequence[int],
-        bottlenecks: Sequence[int] | None = None,
-        img_channels: int = 3,
-        first_kernel_size: int = 7,
-        *,
-        stage_strides: Sequence[int] | None = None,
-        stem_channels: int | None = None,
-        stem_stride: int = 2,
-        stem_act: bool = False,
-        stem_pool: bool = False,
-        conv_bias: bool = True,
-        groups: int = 1,
-        shortcut: str = "projection",
-        zero_init_residual: bool = False,
-        num_classes: int = 0,
-        replace_stride_with_dilation: Sequence[bool] | None = None,
-        norm_layer: NormLayer | None = None,
-    ) -> None:
+        self, n_blocks: Sequence[int], n_channels: Sequence[int], bottlenecks: Sequence[int] | None = None,
+        img_channels: int = 3, first_kernel_size: int = 7, *, stage_strides: Sequence[int] | None = None,
+        stem_channels: int | None = None, stem_stride: int = 2, stem_act: bool = False, stem_pool: bool = False,
+        conv_bias: bool = True, groups: int = 1, shortcut: str = "projection", zero_init_residual: bool = False,
+        num_classes: int = 0, replace_stride_with_dilation: Sequence[bool] | None = None, global_pool: str = "avg",
+        drop_rate: float = 0.0, drop_path_rate: float = 0.0, norm_layer: NormLayer | None = None,
+    ) -> None:  # fmt: skip
         if type(self) is ResNetBase and num_classes:
             raise ConfigError(
                 f"ResNetBase has no classifier, so num_classes={num_classes!r} cannot apply: use ResNet for a head"
@@ -417,7 +373,8 @@ class ResNetBase(nn.Module):
             first_kernel_size=first_kernel_size, stage_strides=stage_strides, stem_channels=stem_channels,
             stem_stride=stem_stride, stem_act=stem_act, stem_pool=stem_pool, conv_bias=conv_bias, groups=groups,
             shortcut=shortcut, num_classes=num_classes, zero_init_residual=zero_init_residual,
-            replace_stride_with_dilation=replace_stride_with_dilation,
+            replace_stride_with_dilation=replace_stride_with_dilation, global_pool=global_pool, drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
         )  # fmt: skip
         self._build(ResNetConfig(**fields), norm_layer)
         self.init_weights()
@@ -453,6 +410,10 @@ class ResNetBase(nn.Module):
             feature_info.append(FeatureInfo(config.n_channels[i], reduction, f"layer{i + 1}"))
         self.feature_info: FeatureInfoList = feature_info
         self.num_features = config.num_features
+        # timm's head: the pooling kind, the dropout before the classifier, the head's input width.
+        self.pool_type = config.global_pool
+        self.drop_rate = config.drop_rate
+        self.head_hidden_size = config.head_features
         # torchvision's ResNet leaves its last stage's channels here; its FPN helper reads it.
         self.inplanes = config.num_features
         self.grad_checkpointing = False
@@ -465,7 +426,7 @@ class ResNetBase(nn.Module):
     @classmethod
     def from_config(
         cls, config: ResNetConfig, *, arch_name: str | None = None, norm_layer: NormLayer | None = None
-    ) -> ResNetBase:
+    ) -> "ResNetBase":
         """Build from a config, which the model keeps as it is (for ResNetBase without its head,
         ``num_classes=0``). ``norm_layer``: torchvision's (default ``nn.BatchNorm2d``), e.g.
         ``torchvision.ops.FrozenBatchNorm2d``; a build choice, not part of the config."""
@@ -495,6 +456,11 @@ class ResNetBase(nn.Module):
             for stage in self.stages():
                 for block in stage:
                     cast(ResidualBlock | BottleneckResidualBlock, block).zero_init_last()
+
+    @property
+    def in_chans(self) -> int:
+        """timm's name for the input channels (``config.img_channels``)."""
+        return self.config.img_channels
 
     @property
     def relu(self) -> nn.Module:
@@ -537,9 +503,10 @@ class ResNetBase(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """The last map to the pooled features ``[B, n_channels[-1]]`` (global average
-        pooling over height and width); a :class:`ResNet` applies its head unless ``pre_logits``."""
-        return x.mean(dim=(2, 3))
+        """The last map to the pooled features ``[B, head_hidden_size]`` (global average
+        pooling unless ``global_pool`` says otherwise); a :class:`ResNet` applies its head unless
+        ``pre_logits``."""
+        return global_pool(x, self.pool_type)
 
     def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, n_channels[-1]]``, the head skipped (the labml reference's ResNetBase output)."""
@@ -554,31 +521,66 @@ class ResNetBase(nn.Module):
         """
         return self.forward_pooled(x)
 
-    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | int | None = None) -> list[torch.Tensor]:
-        """The maps described by :attr:`feature_info`: the stem's activation, then each stage's.
+    @torch.jit.unused
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | int | None = None, norm: bool = False,
+        stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+        """timm's: the maps described by :attr:`feature_info` (the stem's activation, then each
+        stage's) and the last map, as ``(final, maps)``; only the maps with ``intermediates_only``.
 
-        ``indices`` picks some of them (timm's ``out_indices``: negative indices count from the
-        end); the forward pass stops after the last one needed.
+        ``indices`` picks maps (timm's: None all, an int the last n, negative indices count from
+        the end). ``stop_early`` stops after the last map picked (``final`` is then that map).
+        ``norm`` has nothing to apply (a ResNet has no final norm); ``output_fmt`` is "NCHW".
         """
-        return self._intermediates(x, resolve_out_indices(indices, len(self.feature_info)))
+        if output_fmt != "NCHW":
+            raise ConfigError(f"output_fmt must be 'NCHW' (a ResNet's maps are NCHW), got {output_fmt!r}")
+        wanted = resolve_out_indices(indices, len(self.feature_info))
+        final, maps = self._intermediates(x, wanted, stop_early or intermediates_only)
+        return maps if intermediates_only else (final, maps)
 
     @torch.jit.unused
-    def _intermediates(self, x: torch.Tensor, wanted: Sequence[int]) -> list[torch.Tensor]:
+    def prune_intermediate_layers(
+        self, indices: Sequence[int] | int = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's: drop the stages after the last map ``indices`` picks (they become empty
+        ``nn.Sequential``), and the head (``prune_head``, or where stages were dropped, as the
+        head was sized for the last one). Returns the picked indices."""
+        wanted = resolve_out_indices(indices, len(self.feature_info))
+        last, names = max(wanted), [name for name, _ in self.named_children() if name.startswith("layer")]
+        for name in names[last:]:
+            setattr(self, name, nn.Sequential())
+        if last == 0:
+            self.maxpool = nn.Identity()
+        if last < len(names):
+            self.num_features = self.head_hidden_size = self.feature_info[last].channels
+        if prune_head or last < len(names):
+            self._drop_head()
+        return list(wanted)
+
+    def _drop_head(self) -> None:
+        self.config = self.config.replace(global_pool="")
+        self.pool_type = ""
+
+    @torch.jit.unused
+    def _intermediates(
+        self, x: torch.Tensor, wanted: Sequence[int], stop_early: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         self._check_input(x)
-        last = max(wanted)
         outputs: dict[int, torch.Tensor] = {}
         x = self.act1(self.bn1(self.conv1(x)))
         outputs[0] = x
-        if last > 0:
+        stages = self.stages()[: max(wanted)] if stop_early else self.stages()
+        if stages:
             x = self.maxpool(x)
-            for i, stage in enumerate(self.stages()[:last], start=1):
-                if self.grad_checkpointing:
-                    for block in stage:
-                        x = checkpointed(block, x)
-                else:
-                    x = stage(x)
-                outputs[i] = x
-        return [outputs[i] for i in wanted]
+        for i, stage in enumerate(stages, start=1):
+            if self.grad_checkpointing:
+                for block in stage:
+                    x = checkpointed(block, x)
+            else:
+                x = stage(x)
+            outputs[i] = x
+        return x, [outputs[i] for i in wanted]
 
     def save_pretrained(
         self, save_directory: str | os.PathLike, *, push_to_hub: bool = False, repo_id: str | None = None,
@@ -606,7 +608,7 @@ class ResNetBase(nn.Module):
         cache_dir: str | os.PathLike | None = None, force_download: bool = False, token: str | bool | None = None,
         local_files_only: bool = False, features_only: bool = False, out_indices: Sequence[int] | int | None = None,
         **changes: Any,
-    ) -> ResNetBase:  # fmt: skip
+    ) -> "ResNetBase":  # fmt: skip
         """Load a ``save_pretrained`` directory or a Hub repo (``owner/repo``) written by it,
         as this class (a :class:`ResNetFeatures` with ``features_only``).
 
@@ -637,7 +639,7 @@ class ResNetBase(nn.Module):
         return ResNetBase.trunk_of(model) if cls is ResNetBase else model
 
     @classmethod
-    def trunk_of(cls, model: ResNetBase) -> ResNetBase:
+    def trunk_of(cls, model: "ResNetBase") -> "ResNetBase":
         """``model`` without its head, as a :class:`ResNetBase` sharing its modules."""
         trunk = cls.__new__(cls)
         nn.Module.__init__(trunk)
@@ -645,7 +647,7 @@ class ResNetBase(nn.Module):
         trunk.feature_info = model.feature_info
         return trunk
 
-    def _share(self, model: ResNetBase, n_stages: int) -> None:
+    def _share(self, model: "ResNetBase", n_stages: int) -> None:
         """Take ``model``'s stem and first ``n_stages`` stages, its config without the head, and
         its metadata; the weights' class names and reported accuracy belong to the head, and
         are dropped with it."""
@@ -654,6 +656,7 @@ class ResNetBase(nn.Module):
         for i, stage in enumerate(model.stages()[:n_stages]):
             self.add_module(f"layer{i + 1}", stage)
         self.num_features = model.num_features
+        self.pool_type, self.drop_rate, self.head_hidden_size = model.pool_type, model.drop_rate, model.head_hidden_size
         self.inplanes = model.inplanes
         self.grad_checkpointing = model.grad_checkpointing
         self.arch_name = model.arch_name
@@ -672,33 +675,20 @@ class ResNet(ResNetBase):
     """
 
     def __init__(
-        self,
-        n_blocks: Sequence[int],
-        n_channels: Sequence[int],
-        bottlenecks: Sequence[int] | None = None,
-        img_channels: int = 3,
-        first_kernel_size: int = 7,
-        *,
-        stage_strides: Sequence[int] | None = None,
-        stem_channels: int | None = None,
-        stem_stride: int = 2,
-        stem_act: bool = False,
-        stem_pool: bool = False,
-        conv_bias: bool = True,
-        groups: int = 1,
-        shortcut: str = "projection",
-        zero_init_residual: bool = False,
-        num_classes: int = 1000,
-        replace_stride_with_dilation: Sequence[bool] | None = None,
-        norm_layer: NormLayer | None = None,
-    ) -> None:
+        self, n_blocks: Sequence[int], n_channels: Sequence[int], bottlenecks: Sequence[int] | None = None,
+        img_channels: int = 3, first_kernel_size: int = 7, *, stage_strides: Sequence[int] | None = None,
+        stem_channels: int | None = None, stem_stride: int = 2, stem_act: bool = False, stem_pool: bool = False,
+        conv_bias: bool = True, groups: int = 1, shortcut: str = "projection", zero_init_residual: bool = False,
+        num_classes: int = 1000, replace_stride_with_dilation: Sequence[bool] | None = None, global_pool: str = "avg",
+        drop_rate: float = 0.0, drop_path_rate: float = 0.0, norm_layer: NormLayer | None = None,
+    ) -> None:  # fmt: skip
         """:class:`ResNetBase`'s arguments, and ``num_classes`` (0: no head)."""
         super().__init__(
             n_blocks, n_channels, bottlenecks, img_channels, first_kernel_size, stage_strides=stage_strides,
             stem_channels=stem_channels, stem_stride=stem_stride, stem_act=stem_act, stem_pool=stem_pool,
             conv_bias=conv_bias, groups=groups, shortcut=shortcut, zero_init_residual=zero_init_residual,
             num_classes=num_classes, replace_stride_with_dilation=replace_stride_with_dilation,
-            norm_layer=norm_layer,
+            global_pool=global_pool, drop_rate=drop_rate, drop_path_rate=drop_path_rate, norm_layer=norm_layer,
         )  # fmt: skip
 
     def _build(self, config: ResNetConfig, norm_layer: NormLayer | None = None) -> None:
@@ -707,17 +697,22 @@ class ResNet(ResNetBase):
         self.fc: nn.Module = self._make_head(self.num_classes)
 
     def _make_head(self, num_classes: int) -> nn.Module:
-        return nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        return nn.Linear(self.head_hidden_size, num_classes) if num_classes else nn.Identity()
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one for ``num_classes`` (0 = no head).
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head with a freshly initialised one for ``num_classes`` (0 = no head),
+        in the model's train/eval mode; ``global_pool`` (timm's kinds, "" for the unpooled map)
+        replaces the pooling, which is kept where None.
 
         The weights' class names and reported accuracy belong to the old head: they are dropped
         from ``pretrained_cfg``, which records what the weights were fine-tuned from instead."""
-        self.config = self.config.replace(num_classes=num_classes)
-        self.num_classes = num_classes
+        pool = self.pool_type if global_pool is None else global_pool
+        self.config = self.config.replace(num_classes=num_classes, global_pool=pool)  # validates both
+        self.num_classes, self.pool_type = num_classes, pool
+        self.head_hidden_size = self.num_features * (2 if pool == "catavgmax" else 1)  # after a prune too
         ref = next(self.parameters())
         self.fc = self._make_head(num_classes).to(device=ref.device, dtype=ref.dtype)
+        self.fc.train(self.training)
         if self.pretrained_info is not None:
             self.pretrained_info = self.pretrained_info.for_new_head()
 
@@ -725,10 +720,15 @@ class ResNet(ResNetBase):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
+    def _drop_head(self) -> None:
+        self.reset_classifier(0, "")
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """The last map to logits ``[B, num_classes]``; ``pre_logits=True`` stops at the pooled
-        features ``[B, n_channels[-1]]``."""
-        x = x.mean(dim=(2, 3))
+        features ``[B, head_hidden_size]`` (the dropout of ``drop_rate`` comes before the head)."""
+        x = global_pool(x, self.pool_type)
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -752,14 +752,14 @@ class ResNetFeatures(ResNetBase):
         self._cut(ResNetBase.from_config(config, arch_name=arch_name), out_indices)
 
     @classmethod
-    def from_model(cls, model: ResNetBase, out_indices: Sequence[int] | int | None = None) -> ResNetFeatures:
+    def from_model(cls, model: "ResNetBase", out_indices: Sequence[int] | int | None = None) -> "ResNetFeatures":
         """The maps ``out_indices`` of ``model`` (a whole network, loaded), sharing its modules."""
         features = cls.__new__(cls)
         nn.Module.__init__(features)
         features._cut(model, out_indices)
         return features
 
-    def _cut(self, model: ResNetBase, out_indices: Sequence[int] | int | None) -> None:
+    def _cut(self, model: "ResNetBase", out_indices: Sequence[int] | int | None) -> None:
         resolved = resolve_out_indices(out_indices, len(model.feature_info))
         self._share(model, max(resolved))  # feature map i > 0 is the output of layer{i}
         self.feature_info = FeatureInfoList(model.feature_info[i] for i in resolved)
@@ -774,7 +774,7 @@ class ResNetFeatures(ResNetBase):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         """``[B, img_channels, H, W] ->`` one ``[B, C_i, H / r_i, W / r_i]`` map per out index."""
         if not torch.jit.is_scripting():
-            return self._intermediates(x, self.out_indices)
+            return self._intermediates(x, self.out_indices)[1]
         maps: list[torch.Tensor] = []  # the same walk, for TorchScript (no checks, no checkpointing)
         x = self.act1(self.bn1(self.conv1(x)))
         if 0 in self.out_indices:

@@ -66,7 +66,7 @@ def test_any_valid_config_builds_and_gives_the_right_shape(cfg, batch, size):
     x = torch.randn(batch, cfg["img_channels"], size, size)
     with torch.no_grad():
         out = model(x)
-        maps = model.forward_intermediates(x)
+        maps = model.forward_intermediates(x, intermediates_only=True)
     assert out.shape == (batch, cfg["n_channels"][-1])
     assert [t.shape[1] for t in maps] == [i.channels for i in model.feature_info]
 

@@ -25,7 +25,11 @@ def test_input_checks():
         with pytest.raises(InputError, match=match):
             m(x)
     assert m(torch.randn(0, 3, 16, 16)).shape == (0, 3)
-    assert [t.shape[0] for t in m.forward_intermediates(torch.randn(0, 3, 16, 16))] == [0, 0, 0]
+    assert [t.shape[0] for t in m.forward_intermediates(torch.randn(0, 3, 16, 16), intermediates_only=True)] == [
+        0,
+        0,
+        0,
+    ]
 
 
 def test_nan_input_stays_in_its_own_row():

@@ -71,7 +71,7 @@ def test_bottleneck_path():
 @pytest.mark.parametrize("bottlenecks", [None, [4, 8, 16, 32]])
 def test_map_is_halved_at_every_stage_after_the_first(bottlenecks):
     m = ResNetBase([1, 2, 1, 1], [8, 16, 32, 64], bottlenecks=bottlenecks)
-    maps = m.forward_intermediates(torch.randn(1, 3, 64, 64))
+    maps = m.forward_intermediates(torch.randn(1, 3, 64, 64), intermediates_only=True)
     assert [t.shape[-1] for t in maps] == [32, 32, 16, 8, 4]
     assert [t.shape[1] for t in maps] == [8, 8, 16, 32, 64]
     assert [f.reduction for f in m.feature_info] == [2, 2, 4, 8, 16]
@@ -80,7 +80,7 @@ def test_map_is_halved_at_every_stage_after_the_first(bottlenecks):
 
 def test_reference_stride_option_halves_only_once():
     m = ResNetBase([1, 1, 1], [8, 16, 32], stage_strides=(2, 1, 1))
-    maps = m.forward_intermediates(torch.randn(1, 3, 64, 64))
+    maps = m.forward_intermediates(torch.randn(1, 3, 64, 64), intermediates_only=True)
     assert [t.shape[-1] for t in maps] == [32, 16, 16, 16]
     assert [f.reduction for f in m.feature_info] == [2, 4, 4, 4]
 
@@ -158,7 +158,7 @@ def test_resnet26_is_seed_model2_module_for_module():
 def test_resnet18_intermediates_at_224_match_seed_004():
     m = create("resnet18").eval()
     with torch.no_grad():
-        maps = m.forward_intermediates(torch.randn(1, 3, 224, 224))
+        maps = m.forward_intermediates(torch.randn(1, 3, 224, 224), intermediates_only=True)
     # timm's maps: the stem's activation at stride 2 (before the max-pool), then each stage
     assert [tuple(t.shape[1:]) for t in maps] == [
         (64, 112, 112),
@@ -172,13 +172,13 @@ def test_resnet18_intermediates_at_224_match_seed_004():
 def test_forward_intermediates_indices_and_early_stop():
     m = create("resnet18").eval()
     x = torch.randn(1, 3, 64, 64)
-    full = m.forward_intermediates(x)
-    some = m.forward_intermediates(x, [-1, 1])
+    full = m.forward_intermediates(x, intermediates_only=True)
+    some = m.forward_intermediates(x, [-1, 1], intermediates_only=True)
     assert len(some) == 2
     torch.testing.assert_close(some[0], full[-1])
     torch.testing.assert_close(some[1], full[1])
     with pytest.raises(ConfigError, match="out of range"):
-        m.forward_intermediates(x, [5])
+        m.forward_intermediates(x, [5], intermediates_only=True)
 
 
 def test_init_is_kaiming_and_zero_init_residual():
@@ -252,7 +252,7 @@ def test_bad_inputs_raise_input_error(x, match):
     with pytest.raises(InputError, match=match):
         m(x)
     with pytest.raises(InputError, match=match):
-        m.forward_intermediates(x)
+        m.forward_intermediates(x, intermediates_only=True)
 
 
 def test_blocks_validate_their_arguments():
@@ -280,7 +280,7 @@ def test_fx_feature_extraction_and_tracing_see_no_input_checks(name):
     x = torch.randn(2, model.config.img_channels, 64, 64)
     with torch.no_grad():
         got = extractor(x)
-        want = model.forward_intermediates(x)
+        want = model.forward_intermediates(x, intermediates_only=True)
     assert [got[str(i)].shape for i in range(len(modules))] == [w.shape for w in want]
     for i, w in enumerate(want):
         torch.testing.assert_close(got[str(i)], w)

@@ -50,7 +50,7 @@ def test_feature_info_matches_the_maps(name):
     model = create(name)
     x = _small_input(name, batch=2)
     with torch.no_grad():
-        maps = model.forward_intermediates(x)
+        maps = model.forward_intermediates(x, intermediates_only=True)
         pooled = model.forward_pooled(x)
         last_map = model.forward_features(x)
     assert len(maps) == len(model.feature_info) == model.config.n_stages + 1

@@ -171,7 +171,7 @@ def test_grad_checkpointing_same_results_less_memory(name):
         assert torch.equal(a, b), n
     assert bytes_b < 0.35 * bytes_a, (bytes_a, bytes_b)
     # The per-stage maps take the same path.
-    maps_b = checked.forward_intermediates(x)
+    maps_b = checked.forward_intermediates(x, intermediates_only=True)
     torch.testing.assert_close(maps_b[-1], checked.forward_features(x))
     checked.set_grad_checkpointing(False)
     assert not checked.grad_checkpointing
@@ -240,3 +240,141 @@ def test_features_only_matches_timm_and_scripts(name):
     with torch.no_grad():
         for a, b in zip(scripted(x), ours(x), strict=True):
             assert torch.equal(a, b)
+
+
+def _timm_twin(name: str = "resnet18", **kwargs):
+    """timm's model of ``name`` and ours with the same weights, both in eval mode."""
+    theirs = timm.create_model(name, **kwargs).eval()
+    ours = create(name, **kwargs).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return theirs, ours
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"indices": 2}, {"indices": [0, -2]}, {"indices": [1, 3], "stop_early": True}, {"intermediates_only": True}],
+)
+def test_forward_intermediates_is_timms(kwargs):
+    theirs, ours = _timm_twin()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = theirs.forward_intermediates(x, **kwargs), ours.forward_intermediates(x, **kwargs)
+    if kwargs.get("intermediates_only"):
+        a, b = (None, a), (None, b)
+    else:
+        assert torch.equal(a[0], b[0])  # the final map (the last one taken with stop_early)
+    assert len(a[1]) == len(b[1]) and all(torch.equal(u, v) for u, v in zip(a[1], b[1]))
+    with pytest.raises(resnet_zoo.ConfigError, match="output_fmt must be 'NCHW'"):
+        ours.forward_intermediates(x, output_fmt="NHWC")
+
+
+@pytest.mark.parametrize("indices, prune_head", [((1, 2), True), (4, False), ([0], True)])
+def test_prune_intermediate_layers_is_timms(indices, prune_head):
+    theirs, ours = _timm_twin()
+    assert ours.prune_intermediate_layers(indices, prune_head=prune_head) == theirs.prune_intermediate_layers(
+        indices, prune_head=prune_head
+    )
+    assert (ours.num_features, ours.head_hidden_size) == (theirs.num_features, theirs.head_hidden_size)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+        a = theirs.forward_intermediates(x, indices=indices, intermediates_only=True)
+        b = ours.forward_intermediates(x, indices=indices, intermediates_only=True)
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("pool", ["avg", "max", "avgmax", "catavgmax"])
+def test_reset_classifier_takes_timms_pools(pool):
+    theirs, ours = _timm_twin()
+    theirs.reset_classifier(7, pool)
+    ours.reset_classifier(7, pool)
+    assert ours.head_hidden_size == theirs.head_hidden_size and not ours.fc.training  # follows eval mode
+    ours.fc.load_state_dict(theirs.fc.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+        torch.testing.assert_close(
+            ours.forward_head(ours.forward_features(x), pre_logits=True),
+            theirs.forward_head(theirs.forward_features(x), pre_logits=True),
+        )
+    ours.reset_classifier(0, "")
+    theirs.reset_classifier(0, "")
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x)) and ours(x).ndim == 4  # the unpooled map
+    with pytest.raises(resnet_zoo.ConfigError, match="global_pool must be one of"):
+        ours.reset_classifier(3, "median")
+    with pytest.raises(resnet_zoo.ConfigError, match="no pooling"):
+        ours.reset_classifier(3, "")
+
+
+def test_timms_everyday_keywords_build_timms_model():
+    kwargs = dict(in_chans=1, drop_rate=0.25, drop_path_rate=0.1, global_pool="avgmax", num_classes=4)
+    theirs, ours = _timm_twin("resnet50", **kwargs)
+    assert ours.in_chans == 1 and ours.drop_rate == theirs.drop_rate == 0.25
+    rates = [b.drop_path for stage in ours.stages() for b in stage]
+    timm_rates = [
+        b.drop_path.drop_prob if b.drop_path is not None else 0.0
+        for s in (theirs.layer1, theirs.layer2, theirs.layer3, theirs.layer4)
+        for b in s
+    ]
+    assert rates == pytest.approx(timm_rates) and rates[-1] == pytest.approx(0.1)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+    # stochastic depth drops whole residual branches in training (timm's weights start each
+    # branch's last norm at zero, so the norms are given weights first)
+    perturb_bn(ours)
+    ours.train()
+    x = torch.randn(16, 1, 64, 64)
+    torch.manual_seed(0)
+    a = ours.forward_features(x)
+    torch.manual_seed(1)
+    assert not torch.equal(a, ours.forward_features(x))
+    torch.manual_seed(0)
+    assert torch.equal(a, ours.forward_features(x))
+
+
+def test_timms_keyword_contract():
+    with pytest.raises(TypeError, match="'bogus' is not a ResNetConfig field"):
+        create("resnet18", bogus=1)
+    assert issubclass(resnet_zoo.UnknownOptionError, resnet_zoo.ResNetZooError)
+    model = create("resnet18", pretrained_cfg=None, pretrained_cfg_overlay=None, device="cpu", dtype=torch.float64)
+    assert next(model.parameters()).dtype == torch.float64
+    feats = create("resnet18", features_only=True, feature_cls="getter").eval()
+    assert isinstance(feats(torch.randn(1, 3, 64, 64)), list)
+    with pytest.raises(resnet_zoo.ConfigError, match="feature_cls must be one of"):
+        create("resnet18", features_only=True, feature_cls="dict")
+    with pytest.raises(resnet_zoo.ConfigError, match="pretrained_cfg_overlay keys"):
+        create("resnet18", pretrained_cfg_overlay={"num_classes": 3})
+
+
+def test_a_tag_without_weights_carries_its_preprocessing_as_timm():
+    ours = create("resnet50.a1_in1k")
+    theirs = timm.create_model("resnet50.a1_in1k", pretrained=False)
+    assert resolve_data_config({}, model=ours) == resolve_data_config({}, model=theirs)
+    assert (ours.pretrained_cfg["crop_pct"], ours.pretrained_cfg["interpolation"]) == (0.95, "bicubic")
+    assert ours.pretrained_cfg["label_names"] is None  # random weights: no class names claimed
+
+
+def test_pretrained_cfg_overlay_file_and_preprocessing(tmp_path):
+    from safetensors.torch import save_file
+
+    source = create("cifar_resnet20", pretrained=True).eval()
+    save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
+    model = create(
+        "cifar_resnet20", pretrained=True, pretrained_cfg_overlay=dict(file=tmp_path / "w.safetensors", crop_pct=0.9)
+    ).eval()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values()))
+    assert model.pretrained_cfg["crop_pct"] == 0.9
+
+
+@pytest.mark.parametrize("name", ["resnet18", "cifar_resnet20"])
+def test_an_fx_traced_model_scripts(name):
+    model = create(name, global_pool="avgmax").eval()
+    graph = torch.fx.symbolic_trace(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(graph)
+    x = _x(name)
+    with torch.no_grad():
+        assert torch.equal(scripted(x), model(x))

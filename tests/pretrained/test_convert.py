@@ -65,7 +65,7 @@ def test_timm_parity():
     reference.eval(), ours.eval()
     with torch.no_grad():
         theirs = reference.forward_intermediates(torch.ones(1, 3, 64, 64), intermediates_only=True)
-        mine = ours.forward_intermediates(torch.ones(1, 3, 64, 64))
+        mine = ours.forward_intermediates(torch.ones(1, 3, 64, 64), intermediates_only=True)
     for a, b in zip(mine[1:], theirs[1:]):
         assert rel_err(a, b) <= TOL
 

@@ -171,7 +171,7 @@ def test_local_safetensors_and_head_and_channel_adaptation(tmp_path, tv_resnet18
     feats = create("resnet18", pretrained=path, features_only=True, out_indices=(-2, -1)).eval()
     with torch.no_grad():
         maps = feats(_x())
-        full = body.forward_intermediates(_x())
+        full = body.forward_intermediates(_x(), intermediates_only=True)
     torch.testing.assert_close(maps[1], full[-1])
     assert len(feats.stages()) == 4
 
@@ -421,7 +421,7 @@ def test_from_pretrained_returns_its_own_class(tmp_path, tv_resnet18, cls_name, 
         elif expected == "ResNet":
             assert rel_err(loaded(x), model.eval()(x)) <= 1e-6
         else:
-            maps = model.eval().forward_intermediates(x)
+            maps = model.eval().forward_intermediates(x, intermediates_only=True)
             assert all(rel_err(a, maps[i]) <= 1e-6 for a, i in zip(loaded(x), loaded.out_indices))
 
 
