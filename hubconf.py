@@ -13,9 +13,9 @@ dependencies = ["torch", "safetensors", "huggingface_hub"]
 
 def _create(name, pretrained, kwargs):
     # Imported on first use: torch.hub lists the entry points without building anything.
-    import resnet_zoo as _resnet_zoo
+    from resnet_zoo.factory import create_for_hub
 
-    return _resnet_zoo.create(name, pretrained=pretrained, **kwargs)
+    return create_for_hub(name, pretrained, **kwargs)
 
 
 def resnet18(pretrained=False, **kwargs):
@@ -26,7 +26,9 @@ def resnet18(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnet18", pretrained, kwargs)
 
@@ -39,7 +41,9 @@ def resnet34(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnet34", pretrained, kwargs)
 
@@ -52,7 +56,9 @@ def resnet26(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnet26", pretrained, kwargs)
 
@@ -65,7 +71,9 @@ def resnet50(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnet50", pretrained, kwargs)
 
@@ -78,7 +86,9 @@ def resnet101(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnet101", pretrained, kwargs)
 
@@ -91,7 +101,9 @@ def resnet152(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnet152", pretrained, kwargs)
 
@@ -104,7 +116,9 @@ def wide_resnet50_2(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("wide_resnet50_2", pretrained, kwargs)
 
@@ -117,7 +131,9 @@ def wide_resnet101_2(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("wide_resnet101_2", pretrained, kwargs)
 
@@ -130,7 +146,9 @@ def resnext50_32x4d(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnext50_32x4d", pretrained, kwargs)
 
@@ -143,7 +161,9 @@ def resnext101_32x8d(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnext101_32x8d", pretrained, kwargs)
 
@@ -156,7 +176,9 @@ def resnext101_64x4d(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("resnext101_64x4d", pretrained, kwargs)
 
@@ -169,7 +191,9 @@ def cifar_resnet14(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("cifar_resnet14", pretrained, kwargs)
 
@@ -182,7 +206,9 @@ def cifar_resnet20(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("cifar_resnet20", pretrained, kwargs)
 
@@ -195,7 +221,9 @@ def cifar_resnet32(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("cifar_resnet32", pretrained, kwargs)
 
@@ -208,7 +236,9 @@ def cifar_resnet44(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("cifar_resnet44", pretrained, kwargs)
 
@@ -221,7 +251,9 @@ def cifar_resnet56(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("cifar_resnet56", pretrained, kwargs)
 
@@ -234,7 +266,9 @@ def cifar_resnet110(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("cifar_resnet110", pretrained, kwargs)
 
@@ -247,6 +281,8 @@ def cifar_resnet1202(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("cifar_resnet1202", pretrained, kwargs)

@@ -23,7 +23,7 @@ from .registry import get_entry, resolve_name
 from .timm_api import resolve_out_indices
 from .util.checks import check_int
 
-__all__ = ["create", "convert_checkpoint"]
+__all__ = ["create", "create_for_hub", "convert_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,29 @@ def create(
         config = source.config.replace(**changes)
     model = load(source, build, config, num_classes_requested="num_classes" in changes, arch=entry.name)
     return _finish(model, features_only, out_indices, overlay, device, dtype)
+
+
+# torchvision's weights enum names -> the tags of the same weights (timm's names for them).
+_TORCHVISION_TAGS = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k"}
+
+
+def create_for_hub(
+    name: str, pretrained: Any = False, *, weights: Any = None, progress: bool = True, **kwargs: Any
+) -> ResNetBase:
+    """What a torch.hub entry point builds: :func:`create`, taking torchvision's ``weights=``
+    too (``"DEFAULT"`` the default weights, a tag such as ``"tv2_in1k"`` or torchvision's
+    ``"IMAGENET1K_V2"``, a torchvision weights enum, or ``None``) and its ``progress=`` (the
+    download bar, which resnet_zoo shows on stderr either way)."""
+    if not isinstance(progress, bool):
+        raise ConfigError(f"progress must be True or False, got {progress!r}")
+    if weights is not None:
+        if pretrained is not False:
+            raise ConfigError(f"give pretrained={pretrained!r} or weights={weights!r}, not both")
+        label = getattr(weights, "name", weights)  # a torchvision enum member has .name
+        if not isinstance(label, str):
+            raise ConfigError(f"weights takes 'DEFAULT', a weights tag or None (torchvision's), got {weights!r}")
+        pretrained = True if label == "DEFAULT" else _TORCHVISION_TAGS.get(label, label)
+    return create(name, pretrained=pretrained, **kwargs)
 
 
 # timm's feature extractor classes that return the list of maps, as ResNetFeatures does.

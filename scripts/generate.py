@@ -121,9 +121,9 @@ dependencies = ["torch", "safetensors", "huggingface_hub"]
 
 def _create(name, pretrained, kwargs):
     # Imported on first use: torch.hub lists the entry points without building anything.
-    import resnet_zoo as _resnet_zoo
+    from resnet_zoo.factory import create_for_hub
 
-    return _resnet_zoo.create(name, pretrained=pretrained, **kwargs)
+    return create_for_hub(name, pretrained, **kwargs)
 '''
 
 HUBCONF_ENTRY = '''
@@ -136,7 +136,9 @@ def {name}(pretrained=False, **kwargs):
     Args:
         pretrained: False; True (the default weights); a weights tag; "hf-hub:owner/repo[@rev]";
             a local .safetensors file or a save_pretrained directory.
-        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...).
+        **kwargs: passed to resnet_zoo.create (num_classes, img_channels, features_only, ...);
+            torchvision's weights= ("DEFAULT", a tag or a torchvision weights enum, None) and
+            progress= are taken too.
     """
     return _create("{name}", pretrained, kwargs)
 '''

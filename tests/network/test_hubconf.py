@@ -79,3 +79,29 @@ def test_generated_files_are_fresh():
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_entries_take_torchvisions_weights_and_progress(hub):
+    """torchvision's keywords: weights="DEFAULT" / a tag / torchvision's enum / None, progress=."""
+    import torch
+    from safetensors.torch import save
+
+    tv = pytest.importorskip("torchvision.models")
+    entry = _load_hubconf()
+    x = torch.randn(1, 3, 32, 32)
+    shipped = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+    with torch.no_grad():
+        for weights in ("DEFAULT", "cifar10"):
+            assert torch.equal(entry.cifar_resnet20(weights=weights, progress=False).eval()(x), shipped(x))
+    assert entry.cifar_resnet20(weights=None).pretrained_info is None
+    torch.manual_seed(0)
+    reference = tv.resnet18().eval()
+    hub.add_file("timm/resnet18.tv_in1k", "model.safetensors", save(reference.state_dict()))
+    model = entry.resnet18(weights=tv.ResNet18_Weights.IMAGENET1K_V1).eval()  # torchvision's enum
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+    with pytest.raises(resnet_zoo.ConfigError, match="not both"):
+        entry.cifar_resnet20(pretrained=True, weights="DEFAULT")
+    with pytest.raises(resnet_zoo.ConfigError, match="progress must be True or False"):
+        entry.cifar_resnet20(progress="yes")
