@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_commands(sub)
     bench.add_commands(sub)
     train.add_commands(sub)
+    for command in sub.choices.values():  # also after the command; SUPPRESS keeps a value given before
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more")
     return parser
 
 

@@ -32,6 +32,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         skip_bad=args.skip_bad,
+        progress=not args.quiet,  # on stderr, as for features and train
     )
 
     def lines():
@@ -218,7 +219,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("name", help="model name, e.g. resnet50 or resnet50.a1_in1k")
     p.add_argument("images", nargs="+", help="image files or directories")
     p.add_argument("--top", type=int, default=default(predict, "top"))
-    add_output_flags(p, json_help="one JSON list on stdout", quiet=False)
+    add_output_flags(p, json_help="one JSON list on stdout")
     add_loader_flags(p, predict, skip_bad_help="skip unreadable images (logged)")
     add_model_flags(p)
     p.set_defaults(func=_cmd_predict)

@@ -144,7 +144,10 @@ def to_tensor(img: Any) -> torch.Tensor:
 
 
 class Preprocess:
-    """Callable: image (path or Pillow image) -> normalised tensor ``[C, input_size, input_size]``.
+    """Callable: image -> normalised tensor ``[C, input_size, input_size]``. An image is what
+    ``transforms.v2`` takes: a path, a Pillow image, a ``[C, H, W]`` tensor (uint8 as
+    ``read_image`` and ``v2.ToImage()`` give, or float in [0, 1]) or an ``[H, W, C]`` / ``[H, W]``
+    uint8 array; each gives the pixels its Pillow image would.
 
     From a file it equals torchvision's ``Resize + CenterCrop + ToTensor + Normalize`` of
     ``Image.open(path).convert("RGB")`` exactly. ``fast_decode=True`` trades that for speed on
@@ -186,6 +189,10 @@ class Preprocess:
         return img.crop((left, top, left + crop, top + crop))
 
     def __call__(self, image: str | os.PathLike | Any) -> torch.Tensor:
+        if isinstance(image, torch.Tensor) or (
+            hasattr(image, "__array_interface__") and not isinstance(image, _pil()[0].Image)
+        ):  # a Pillow image has an array interface too
+            image = _pil_from_pixels(image)
         min_size = DRAFT_FACTOR * self.resize_to if self.fast_decode else None
         img = self.resize_and_crop(load_image(image, self.channels, min_size=min_size))
         return (to_tensor(img) - self.mean) / self.std
@@ -196,6 +203,29 @@ class Preprocess:
             f"Preprocess(resize={self.resize_to}, crop={c.input_size}, {c.interpolation}, "
             f"mean={list(c.mean)}, std={list(c.std)}" + (", fast_decode=True)" if self.fast_decode else ")")
         )
+
+
+def _pil_from_pixels(pixels: Any) -> Any:
+    """A Pillow image of a ``[C, H, W]`` tensor (uint8, or float in [0, 1] as ``v2.ToDtype``
+    scales it) or an ``[H, W(, C)]`` uint8 array, with 1, 3 or 4 channels."""
+    Image, _ = _pil()
+    if isinstance(pixels, torch.Tensor):
+        if pixels.ndim != 3:
+            raise InputError(f"an image tensor is [C, H, W], got shape {list(pixels.shape)}")
+        if pixels.is_floating_point():
+            pixels = (pixels.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+        array = pixels.permute(1, 2, 0).cpu().contiguous().numpy()
+    else:
+        array = pixels
+    shape, dtype = tuple(array.shape), str(array.dtype)
+    if dtype != "uint8" or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
+        raise InputError(
+            f"an image is [C, H, W] (tensor) or [H, W, C] (array) with 1, 3 or 4 channels of uint8, "
+            f"got {type(pixels).__name__} of shape {list(shape)} and dtype {dtype}"
+        )
+    if len(shape) == 3 and shape[2] == 1:
+        array = array[:, :, 0]
+    return Image.fromarray(array)
 
 
 def is_image_path(path: Path) -> bool:
@@ -222,7 +252,12 @@ def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise InputError(f"{path} is neither an image file nor a directory")
+            what = (
+                "does not exist"
+                if not path.exists() and not path.is_symlink()
+                else "is neither an image file nor a directory"
+            )
+            raise InputError(f"{path} {what}")
     if not found:
         raise InputError(
             f"no images found in {', '.join(map(str, inputs))} (looked for jpg/png/bmp/gif/tiff/webp/ppm files)"

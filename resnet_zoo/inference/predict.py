@@ -74,7 +74,10 @@ def _run_over_images(
     if bad:
         listed = "; ".join(msg for _, msg in bad[:10]) + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else "")
         if not skip_bad:
-            raise InputError(f"{len(bad)} unreadable image(s): {listed}. Fix or remove them, or skip them")
+            raise InputError(
+                f"{len(bad)} unreadable image(s): {listed}. Fix or remove them, "
+                "or skip them with --skip-bad (skip_bad=True)"
+            )
         log.warning("skipped %d unreadable image(s): %s", len(bad), listed)
     if not kept:
         raise InputError("none of the images could be read")

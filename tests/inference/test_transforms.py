@@ -7,7 +7,7 @@ import torch
 from images import sample_photos
 from PIL import Image
 
-from resnet_zoo import InputError
+from resnet_zoo import InputError, create
 from resnet_zoo.inference.images import Preprocess, load_image, to_tensor
 from resnet_zoo.manifest import Preprocessing, load_manifest
 
@@ -177,3 +177,25 @@ def test_fast_decode_reads_large_jpegs_at_a_reduced_scale(tmp_path):
         assert min(draft_img.size) >= DRAFT_FACTOR * prep.resize_to
         assert prep(path).shape == (3, 224, 224)
     assert "fast_decode=True" in repr(prep) and "fast_decode" not in repr(Preprocess(Preprocessing()))
+
+
+def test_preprocess_takes_what_transforms_v2_takes(tmp_path):
+    """A uint8 CHW tensor (read_image, v2.ToImage), a float one in [0, 1], an HWC array and a
+    grey HW array give the pixels of the Pillow path."""
+    import numpy as np
+
+    tvio = pytest.importorskip("torchvision.io")
+    v2 = pytest.importorskip("torchvision.transforms.v2")
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(path)
+    prep = Preprocess(create("resnet18").pretrained_cfg.preprocessing)
+    want = prep(str(path))
+    pil = Image.open(path).convert("RGB")
+    for image in (tvio.read_image(str(path)), v2.ToImage()(pil), v2.ToImage()(pil).float() / 255, np.asarray(pil)):
+        assert torch.equal(prep(image), want), type(image)
+    grey = Preprocess(create("resnet18", img_channels=1).pretrained_cfg.preprocessing, channels=1)
+    assert torch.equal(grey(np.asarray(pil.convert("L"))), grey(pil.convert("L")))
+    with pytest.raises(InputError, match="got Tensor of shape"):
+        prep(torch.zeros(3, 8, 8, dtype=torch.int32))
+    with pytest.raises(InputError, match=r"\[C, H, W\], got shape \[1, 3, 8, 8\]"):
+        prep(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
