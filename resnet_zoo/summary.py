@@ -22,34 +22,18 @@ __all__ = ["ModelSummary", "count_macs", "summarize", "model_table_markdown"]
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass of ``model`` on an input of ``input_shape``.
 
-    Counts convolutions and linear layers (what torchvision and timm report as "GFLOPS");
-    batch norm, ReLU, pooling and the residual additions are left out, as they do.
+    Counted by torch's own ``FlopCounterMode`` (a multiply-accumulate is its 2 FLOPs), which
+    counts convolutions and matrix products: what torchvision and timm report as "GFLOPS".
+    Batch norm, ReLU, pooling and the residual additions are left out, as they do. Works on
+    the meta device (shapes only).
     """
-    total = 0
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(m: nn.Conv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = m.kernel_size
-        total += out.numel() * (m.in_channels // m.groups) * kh * kw
-
-    def linear_hook(m: nn.Linear, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
     device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            model(torch.zeros(input_shape, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    return total
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(input_shape, device=device))
+    return counter.get_total_flops() // 2
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,8 @@ def group_matcher(coarse: bool = False) -> dict[str, Any]:
 
 
 def resolve_out_indices(indices: Sequence[int] | int | None, n_maps: int) -> tuple[int, ...]:
-    """timm's ``out_indices``: None = all maps; negative indices count from the end.
+    """timm's ``out_indices`` (timm/models/_features.py, ``feature_take_indices``): None = all
+    maps; negative indices count from the end.
 
     An int ``n`` means the last ``n`` maps.
     """

@@ -187,3 +187,39 @@ def test_features_only_bad_indices():
         create("resnet18", features_only=True, out_indices=(5,))
     with pytest.raises(ConfigError, match="features_only"):
         create("resnet18", out_indices=(1,))
+
+
+def test_macs_are_torchs_flop_counter_and_the_published_figures():
+    """count_macs is torch's FlopCounterMode / 2; it equals a count of every conv and linear
+    layer's multiply-accumulates (written here with hooks) and the figures torchvision and timm
+    publish (ResNet-50: 4.09 "GFLOPS")."""
+    from torch import nn
+
+    from resnet_zoo.summary import count_macs, summarize
+
+    def by_hooks(model, shape):
+        total = 0
+
+        def hook(m, inputs, out):
+            nonlocal total
+            if isinstance(m, nn.Conv2d):
+                total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+            else:
+                total += out.numel() * m.in_features
+
+        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        with torch.no_grad():
+            model(torch.zeros(shape))
+        for h in handles:
+            h.remove()
+        return total
+
+    for name, shape in (
+        ("resnet18", (1, 3, 224, 224)),
+        ("resnext50_32x4d", (2, 3, 96, 64)),
+        ("cifar_resnet20", (1, 3, 32, 32)),
+    ):
+        model = create(name).eval()
+        assert count_macs(model, shape) == by_hooks(model, shape), name
+    assert round(summarize("resnet50").gmacs, 4) == 4.0892
+    assert round(summarize("cifar_resnet20").gmacs, 4) == 0.0406
