@@ -282,7 +282,7 @@ def _rename(key: str, rules: list[tuple[re.Pattern[str], str]], positions: dict,
 
 #: Layouts ``export_state_dict`` writes, and the registered architectures each library builds
 #: under the same name (timm's ResNet-26 has no torchvision twin; the CIFAR ResNets have neither).
-EXPORT_LAYOUTS = ("resnet_zoo", "torchvision", "timm")
+EXPORT_LAYOUTS = ("resnet_zoo", "torchvision", "timm", "transformers")
 TORCHVISION_ARCHS = (
     "resnet18",
     "resnet34",
@@ -316,6 +316,71 @@ def _torchvision_shaped(config) -> str | None:
     return "; ".join(reasons) or None
 
 
+def transformers_shaped(config) -> str | None:
+    """Why transformers' ResNetModel cannot express a config (None: it can). It builds a 7x7
+    stride-2 stem with ReLU and max-pool, bias-free convs, 1x1 projection shortcuts, the first
+    stage at stride 1 and the others at 2, and bottlenecks a quarter as wide as their stage."""
+    c = config
+    checks = [
+        (
+            c.first_kernel_size == 7 and c.stem_stride == 2 and c.stem_pool and c.stem_act,
+            "a stem other than the 7x7 stride-2 conv, ReLU and max pool",
+        ),
+        (not c.conv_bias, "convolutions with biases"),
+        (c.shortcut == "projection", f"{c.shortcut!r} shortcuts"),
+        (tuple(c.strides) == (1,) + (2,) * (c.n_stages - 1), f"stage strides {list(c.strides)}"),
+        (not c.replace_stride_with_dilation or not any(c.replace_stride_with_dilation), "dilated stages"),
+        (c.groups == 1, f"grouped convolutions (groups={c.groups})"),
+        (
+            c.bottlenecks is None or all(b * 4 == n for b, n in zip(c.bottlenecks, c.n_channels)),
+            "bottlenecks that are not a quarter of their stage's width",
+        ),
+        (c.global_pool == "avg", f"global_pool={c.global_pool!r}"),
+    ]
+    return "; ".join(why for ok, why in checks if not ok) or None
+
+
+_TRANSFORMERS_OUT = [
+    (re.compile(r"conv1\.weight$"), "resnet.embedder.embedder.convolution.weight"),
+    (re.compile(rf"bn1\.{_PARAM}$"), "resnet.embedder.embedder.normalization.{1}"),
+    (
+        re.compile(r"layer(\d+)\.(\d+)\.conv([123])\.weight$"),
+        "resnet.encoder.stages.{s}.layers.{2}.layer.{k}.convolution.weight",
+    ),
+    (
+        re.compile(rf"layer(\d+)\.(\d+)\.bn([123])\.{_PARAM}$"),
+        "resnet.encoder.stages.{s}.layers.{2}.layer.{k}.normalization.{4}",
+    ),
+    (
+        re.compile(r"layer(\d+)\.(\d+)\.downsample\.0\.weight$"),
+        "resnet.encoder.stages.{s}.layers.{2}.shortcut.convolution.weight",
+    ),
+    (
+        re.compile(rf"layer(\d+)\.(\d+)\.downsample\.1\.{_PARAM}$"),
+        "resnet.encoder.stages.{s}.layers.{2}.shortcut.normalization.{3}",
+    ),
+    (re.compile(r"fc\.(weight|bias)$"), "classifier.1.{1}"),
+]
+
+
+def _to_transformers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, tensor in state_dict.items():
+        for pattern, template in _TRANSFORMERS_OUT:
+            if m := pattern.match(key):
+                g = m.groups()
+                fields: dict[str, int] = {}
+                if key.startswith("layer"):  # stages and conv layers count from 0 in transformers
+                    fields["s"] = int(g[0]) - 1
+                    if "downsample" not in key:
+                        fields["k"] = int(g[2]) - 1
+                out[template.format(m.group(0), *g, **fields)] = tensor
+                break
+        else:
+            raise ConfigError(f"{key!r} has no place in transformers' ResNet")
+    return out
+
+
 def export_state_dict(model, layout: str = "torchvision") -> dict[str, torch.Tensor]:
     """A resnet_zoo model's state dict in another library's key layout.
 
@@ -334,6 +399,12 @@ def export_state_dict(model, layout: str = "torchvision") -> dict[str, torch.Ten
     state_dict = model.state_dict()
     if layout == "resnet_zoo":
         return dict(state_dict)
+    if layout == "transformers":
+        why = transformers_shaped(model.config)
+        if why is not None:
+            arch = getattr(model, "arch_name", None) or "this model"
+            raise ConfigError(f"{arch} has no transformers layout: transformers' ResNet cannot express {why}")
+        return _to_transformers(state_dict)
     why = _torchvision_shaped(model.config)
     if why is not None:
         arch = getattr(model, "arch_name", None) or "this model"

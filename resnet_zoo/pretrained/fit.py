@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -344,11 +344,24 @@ def from_pretrained(
         token=token,
         local_files_only=local_files_only,
     )
-    saved = cast(ResNetConfig, source.config)  # resolve_saved refuses a source without one
-    return load(
-        source,
-        build,
-        saved.replace(**changes),
-        num_classes_requested="num_classes" in changes,
-        arch=source.architecture,
-    )
+    arch = source.architecture
+    if source.config is not None:
+        saved = source.config
+    else:  # timm's or transformers' files: the architecture they name, or the one the weights fit
+        if arch is None:
+            arch = _only_fitting_architecture(source, build)
+        saved = get_entry(arch).config
+    return load(source, build, saved.replace(**changes), num_classes_requested="num_classes" in changes, arch=arch)
+
+
+def _only_fitting_architecture(source: WeightsSource, build: Build) -> str:
+    state_dict, _ = load_safetensors(source.file)
+    sd = convert_state_dict(state_dict, source.layout)
+    fits = _fitting_architectures(sd, build, get_entry("resnet50").config)
+    if len(fits) != 1:
+        found = f"fit {' and '.join(fits)}" if fits else "fit no registered architecture"
+        raise CheckpointError(
+            f"{source.label} has no resnet_zoo config.json and its weights {found}; load it with "
+            "resnet_zoo.create(ARCH, pretrained=...) naming the architecture"
+        )
+    return fits[0]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -32,7 +33,7 @@ from ..errors import (
     ResNetZooError,
     UnknownModelError,
 )
-from ..util.atomic import atomic_write
+from ..util.atomic import atomic_write, write_text_atomic
 from ..util.integrity import (
     check_revision,
     content_etag,
@@ -732,9 +733,12 @@ def _mixin_class() -> type:
         tags=["image-classification", "resnet", "resnet_zoo"],
         paper_url="https://arxiv.org/abs/1512.03385",
     ):
-        def __init__(self, tensors: dict[str, Any], card: tuple[dict[str, Any], str]) -> None:
+        def __init__(
+            self, tensors: dict[str, Any], card: tuple[dict[str, Any], str], extra: dict[str, Any] | None = None
+        ) -> None:
             self.tensors = tensors
             self.card = card
+            self.extra = extra or {}  # more JSON files beside config.json (a preprocessor config)
 
         def _save_pretrained(self, save_directory: Path) -> None:
             from safetensors.torch import save_file
@@ -742,6 +746,8 @@ def _mixin_class() -> type:
             tensors = {k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}
             with atomic_write(save_directory / "model.safetensors") as tmp:
                 save_file(tensors, str(tmp), metadata={"format": "pt"})
+            for name, document in self.extra.items():
+                write_text_atomic(save_directory / name, json.dumps(document, indent=2) + "\n")
 
         def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
             metadata, text = self.card
@@ -760,17 +766,20 @@ def save_pretrained(
     card: tuple[dict[str, Any], str],
     push_to_hub: bool = False,
     repo_id: str | None = None,
+    extra: dict[str, Any] | None = None,
     **push_kwargs: Any,
 ) -> str | None:
-    """Write config.json, ``tensors`` as model.safetensors and README.md (and optionally push them)."""
-    wrapper = _mixin_class()(tensors, card)
+    """Write config.json, ``tensors`` as model.safetensors, README.md and the ``extra`` JSON
+    files (and optionally push them)."""
+    wrapper = _mixin_class()(tensors, card, extra)
     directory = Path(save_directory)
     (directory / "README.md").unlink(missing_ok=True)  # the mixin keeps an existing card
     return wrapper.save_pretrained(directory, config=config, push_to_hub=push_to_hub, repo_id=repo_id, **push_kwargs)
 
 
 def push_to_hub(
-    tensors: dict[str, Any], repo_id: str, *, config: dict[str, Any], card: tuple[dict[str, Any], str], **kwargs: Any
-) -> str:
-    """Upload ``tensors`` to the Hub as config.json + model.safetensors + README.md."""
-    return _mixin_class()(tensors, card).push_to_hub(repo_id, config=config, **kwargs)
+    tensors: dict[str, Any], repo_id: str, *, config: dict[str, Any], card: tuple[dict[str, Any], str],
+    extra: dict[str, Any] | None = None, **kwargs: Any,
+) -> str:  # fmt: skip
+    """Upload ``tensors`` to the Hub as config.json + model.safetensors + README.md (+ ``extra``)."""
+    return _mixin_class()(tensors, card, extra).push_to_hub(repo_id, config=config, **kwargs)

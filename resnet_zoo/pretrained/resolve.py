@@ -13,6 +13,7 @@ from typing import Any
 from ..config import ResNetConfig
 from ..errors import CheckpointError, ConfigError, IntegrityError, UnknownModelError
 from ..manifest import PretrainedInfo, WeightsSpec, data_path, get_weights
+from ..registry import list_models
 from ..util.checks import is_int
 from ..util.integrity import check_repo_id, check_revision, not_a_regular_file, printable, sha256_file
 from . import hub
@@ -37,7 +38,63 @@ MAX_CONFIG_BYTES = 1 << 20  # save_pretrained writes about 2 kB
 
 
 class ForeignConfig(CheckpointError):
-    """A config.json that is not resnet_zoo's (timm's, transformers'): the weights' keys decide."""
+    """A config.json that is not resnet_zoo's (timm's, transformers'): the weights' keys decide
+    the layout; :func:`foreign_info` reads what it says of labels and preprocessing."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+# transformers' ResNetConfig fields whose non-default values the ResNets here do not build: the
+# keys and shapes would match and the logits would be wrong, so such a file is refused.
+_TRANSFORMERS_UNBUILT = {
+    "downsample_in_bottleneck": (False, "the stride on the bottleneck's first 1x1 conv (ResNet v1)"),
+    "downsample_in_first_stage": (False, "a stride-2 first stage"),
+    "hidden_act": ("relu", "another activation than ReLU"),
+}
+
+
+def foreign_info(data: Any, label: str) -> PretrainedInfo | None:
+    """What a timm or transformers config.json says of the weights (class names, timm's
+    preprocessing), validated as resnet_zoo's own; a transformers config that describes a
+    network built otherwise than here is refused, naming the field."""
+    if not isinstance(data, dict):
+        return None
+    fields: dict[str, Any] = {}
+    if data.get("model_type") == "resnet":  # transformers
+        for key, (default, what) in _TRANSFORMERS_UNBUILT.items():
+            if key in data and data[key] != default:
+                raise CheckpointError(
+                    f"{label}: transformers' config says {key}={data[key]!r} ({what}); resnet_zoo builds "
+                    f"{key}={default!r} only, and loading would give wrong outputs"
+                )
+        id2label = data.get("id2label")
+        if isinstance(id2label, dict) and all(is_int_text(k) for k in id2label):
+            names = [id2label[k] for k in sorted(id2label, key=int)]
+            if [int(k) for k in sorted(id2label, key=int)] == list(range(len(names))):
+                fields["labels"] = names
+    else:  # timm's save_for_hf / layout="timm": label_names and a pretrained_cfg
+        if isinstance(data.get("label_names"), list):
+            fields["labels"] = data["label_names"]
+        cfg = data.get("pretrained_cfg")
+        if isinstance(cfg, dict) and {"mean", "std", "crop_pct", "interpolation", "input_size"} <= set(cfg):
+            size = cfg["input_size"]
+            fields["preprocessing"] = {
+                "input_size": size[-1] if isinstance(size, list) and size else size,
+                **{k: cfg[k] for k in ("crop_pct", "interpolation", "mean", "std")},
+            }
+    return PretrainedInfo.from_dict(fields, where=label) if fields else None
+
+
+def foreign_architecture(data: Any) -> str | None:
+    """The registered architecture a timm config.json names (``"architecture": "resnet50"``)."""
+    name = data.get("architecture") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name in list_models() else None
+
+
+def is_int_text(value: Any) -> bool:
+    return isinstance(value, str) and value.isdigit() and len(value) < 7
 
 
 def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | None, str | None]:
@@ -54,7 +111,8 @@ def read_config_document(path: Path) -> tuple[ResNetConfig, PretrainedInfo | Non
     if not isinstance(data, dict) or "config" not in data or data.get("library") != "resnet_zoo":
         raise ForeignConfig(
             f"{path} is not a resnet_zoo config (written by save_pretrained): it needs "
-            "'library': 'resnet_zoo' and a 'config' object"
+            "'library': 'resnet_zoo' and a 'config' object",
+            data,
         )
     version = data.get("format_version", 1)
     if not is_int(version, high=FORMAT_VERSION):
@@ -77,7 +135,12 @@ def _from_directory(directory: Path) -> WeightsSource:
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME} (expected a save_pretrained directory)")
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory} has no {CONFIG_NAME} (expected a save_pretrained directory)")
-    config, info, arch = read_config_document(cfg_path)
+    try:
+        config, info, arch = read_config_document(cfg_path)
+    except ForeignConfig as foreign:  # timm's or transformers' directory: the keys decide the layout
+        info = foreign_info(foreign.data, str(directory))
+        info = replace(info, source=str(directory)) if info else PretrainedInfo(source=str(directory))
+        return WeightsSource(weights, "auto", str(directory), None, info, foreign_architecture(foreign.data))
     info = replace(info, source=str(directory)) if info else PretrainedInfo(source=str(directory))
     return WeightsSource(weights, "resnet_zoo", str(directory), config, info, arch)
 
@@ -105,8 +168,9 @@ def _from_hf_hub(repo: str, revision: str | None, cache_dir: Any, **download: An
     if cfg_path is not None:
         try:
             config, info, arch = read_config_document(cfg_path)
-        except ForeignConfig:
-            config = info = arch = None  # timm's or transformers' config.json: not ours, keys decide
+        except ForeignConfig as foreign:  # timm's or transformers' config.json: not ours, keys decide
+            config, arch = None, foreign_architecture(foreign.data)
+            info = foreign_info(foreign.data, f"hf-hub:{repo}")
         except (CheckpointError, ConfigError) as e:  # ours, but malformed or hostile: refused
             raise CheckpointError(f"hf-hub:{repo}: {e}") from None
     label = f"hf-hub:{repo}" + (f"@{revision}" if revision else "")
@@ -216,9 +280,4 @@ def resolve_saved(
         token=token,
         local_files_only=bool(local_files_only),
     )
-    if source.config is None:
-        raise CheckpointError(
-            f"{source.label} has no resnet_zoo config.json; load it with "
-            "resnet_zoo.create(ARCH, pretrained='hf-hub:...') naming the architecture"
-        )
-    return source
+    return source  # without resnet_zoo's config.json, from_pretrained finds the architecture

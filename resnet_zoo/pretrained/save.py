@@ -127,7 +127,9 @@ def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
     return metadata, "\n".join(lines)
 
 
-SAVE_LAYOUTS = ("resnet_zoo", "timm")
+SAVE_LAYOUTS = ("resnet_zoo", "timm", "transformers")
+# PIL's resampling numbers, which transformers' image processors store.
+_PIL_RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3}
 
 
 def timm_config_document(model: SavedModel) -> dict[str, Any]:
@@ -147,7 +149,7 @@ def timm_config_document(model: SavedModel) -> dict[str, Any]:
         "architecture": model.arch_name,
         "num_classes": model.config.num_classes,
         "num_features": model.config.num_features,
-        "global_pool": "avg",
+        "global_pool": model.config.global_pool,
         "pretrained_cfg": {k: list(v) if isinstance(v, tuple) else v for k, v in pretrained.items()},
     }
     if c != 3:
@@ -178,14 +180,62 @@ def _timm_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, A
     return metadata, text
 
 
-def _layout_of(model: SavedModel, layout: str) -> tuple[dict[str, Any], dict[str, Any], tuple[dict[str, Any], str]]:
-    """(tensors, config.json, card) of ``model`` saved in ``layout``."""
+def transformers_documents(model: SavedModel) -> tuple[dict[str, Any], dict[str, Any]]:
+    """transformers' config.json (``ResNetForImageClassification``, ``id2label`` from the
+    model's class names) and preprocessor_config.json (``ConvNextImageProcessor``, whose
+    shortest-edge resize by ``1 / crop_pct`` and centre crop are resnet_zoo's preprocessing)."""
+    c, cfg = model.config, model.pretrained_cfg
+    labels = list(cfg["label_names"] or [f"LABEL_{i}" for i in range(c.num_classes)])
+    config = {
+        "model_type": "resnet",
+        "architectures": ["ResNetForImageClassification"],
+        "num_channels": c.img_channels,
+        "embedding_size": c.stem_out_channels,
+        "hidden_sizes": list(c.n_channels),
+        "depths": list(c.n_blocks),
+        "layer_type": "basic" if c.bottlenecks is None else "bottleneck",
+        "hidden_act": "relu",
+        "downsample_in_first_stage": False,
+        "downsample_in_bottleneck": False,
+        "id2label": {str(i): name for i, name in enumerate(labels)},
+        "label2id": {name: i for i, name in enumerate(labels)},
+    }
+    p = cfg.preprocessing
+    processor = {
+        "image_processor_type": "ConvNextImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": p.input_size},
+        "crop_pct": p.crop_pct,
+        "resample": _PIL_RESAMPLE[p.interpolation],
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(p.mean),
+        "image_std": list(p.std),
+    }
+    return config, processor
+
+
+def _layout_of(
+    model: SavedModel, layout: str
+) -> tuple[dict[str, Any], dict[str, Any], tuple[dict[str, Any], str], dict[str, Any]]:
+    """(tensors, config.json, card, more JSON files) of ``model`` saved in ``layout``."""
 
     if layout not in SAVE_LAYOUTS:
         raise ConfigError(f"layout must be one of {list(SAVE_LAYOUTS)}, got {layout!r}")
     if layout == "resnet_zoo":
         document = config_document(model)
-        return model.state_dict(), document, model_card(model, document)
+        return model.state_dict(), document, model_card(model, document), {}
+    if layout == "transformers":
+        if not model.config.num_classes:
+            raise ConfigError(
+                "layout='transformers' saves a classifier (ResNetForImageClassification): num_classes is 0"
+            )
+        tensors = export_state_dict(model, "transformers")  # refuses what transformers cannot build
+        document, processor = transformers_documents(model)
+        metadata, text = model_card(model, config_document(model))
+        metadata = {**metadata, "library_name": "transformers"}
+        return tensors, document, (metadata, text), {"preprocessor_config.json": processor}
     arch = model.arch_name
     registered = get_entry(arch).config if arch in TIMM_ARCHS else None
     if (
@@ -194,6 +244,9 @@ def _layout_of(model: SavedModel, layout: str) -> tuple[dict[str, Any], dict[str
             num_classes=registered.num_classes,
             img_channels=registered.img_channels,
             zero_init_residual=registered.zero_init_residual,
+            global_pool=registered.global_pool,
+            drop_rate=registered.drop_rate,
+            drop_path_rate=registered.drop_path_rate,
         )
         != registered
     ):
@@ -204,7 +257,7 @@ def _layout_of(model: SavedModel, layout: str) -> tuple[dict[str, Any], dict[str
         )
     tensors = export_state_dict(model, "timm")
     document = timm_config_document(model)
-    return tensors, document, _timm_card(model, document)
+    return tensors, document, _timm_card(model, document), {}
 
 
 def save_pretrained(
@@ -216,7 +269,7 @@ def save_pretrained(
     layout: str = "resnet_zoo",
     **push_kwargs: Any,
 ) -> str | None:
-    tensors, document, card = _layout_of(model, layout)
+    tensors, document, card, extra = _layout_of(model, layout)
     return hub.save_pretrained(
         tensors,
         save_directory,
@@ -224,11 +277,12 @@ def save_pretrained(
         card=card,
         push_to_hub=push_to_hub,
         repo_id=repo_id,
+        extra=extra,
         **push_kwargs,
     )
 
 
 def push_to_hub(model: SavedModel, repo_id: str, *, layout: str = "resnet_zoo", **kwargs: Any) -> str:
     """Upload config.json, model.safetensors and the model card to the Hub repo ``repo_id``."""
-    tensors, document, card = _layout_of(model, layout)
-    return hub.push_to_hub(tensors, repo_id, config=document, card=card, **kwargs)
+    tensors, document, card, extra = _layout_of(model, layout)
+    return hub.push_to_hub(tensors, repo_id, config=document, card=card, extra=extra, **kwargs)

@@ -135,3 +135,84 @@ def test_from_pretrained_passes_huggingface_hubs_download_arguments(hub, tmp_pat
         ResNet.from_pretrained("someone/other", local_files_only=True)
     with pytest.raises(ConfigError, match="not a ResNetConfig field|unknown"):
         ResNet.from_pretrained("someone/r20", local_files_only=True, not_an_argument=1)
+
+
+def test_timms_and_transformers_directories_load_by_name_and_alone(tmp_path):
+    """#36 case 21 / #35 part 4: a timm save_for_hf folder, resnet_zoo's layout="timm" folder and
+    a transformers save_pretrained folder load through create(arch, pretrained=DIR) and
+    ResNet.from_pretrained(DIR) (which finds the architecture); class names travel."""
+    timm = pytest.importorskip("timm")
+    from timm.models import save_for_hf
+
+    theirs = timm.create_model("resnet18", num_classes=3).eval()
+    perturb_bn(theirs)
+    theirs.pretrained_cfg = {**theirs.pretrained_cfg, "label_names": ["cat", "dog", "owl"]}
+    save_for_hf(theirs, tmp_path / "timm", safe_serialization=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = theirs(x)
+        for model in (create("resnet18", pretrained=tmp_path / "timm"), ResNet.from_pretrained(tmp_path / "timm")):
+            assert rel_err(model.eval()(x), want) <= 1e-6 and model.arch_name == "resnet18"
+    ours = create("resnet18", num_classes=3)
+    ours.save_pretrained(tmp_path / "ours_timm", layout="timm")
+    assert ResNet.from_pretrained(tmp_path / "ours_timm").num_classes == 3
+
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ResNetConfig(
+        depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], embedding_size=64, layer_type="basic",
+        num_labels=2, id2label={0: "no", 1: "yes"}, label2id={"no": 0, "yes": 1},
+    )  # fmt: skip
+    hf = transformers.ResNetForImageClassification(config).eval()
+    perturb_bn(hf)
+    hf.save_pretrained(tmp_path / "hf")
+    with torch.no_grad():
+        for model in (create("resnet18", pretrained=tmp_path / "hf"), ResNet.from_pretrained(tmp_path / "hf")):
+            assert rel_err(model.eval()(x), hf(pixel_values=x).logits) <= 1e-5
+            assert model.pretrained_cfg.labels == ("no", "yes") and model.arch_name == "resnet18"
+
+
+@pytest.mark.parametrize(
+    "field, value", [("downsample_in_bottleneck", True), ("downsample_in_first_stage", True), ("hidden_act", "gelu")]
+)
+def test_a_transformers_resnet_built_otherwise_is_refused_not_loaded_wrong(tmp_path, field, value):
+    """Keys and shapes match, so these loaded silently with wrong logits: now refused, naming the field."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ResNetConfig(
+        depths=[1, 1, 1, 1], hidden_sizes=[256, 512, 1024, 2048], embedding_size=64, layer_type="bottleneck",
+        num_labels=2, **{field: value},
+    )  # fmt: skip
+    transformers.ResNetForImageClassification(config).save_pretrained(tmp_path / "hf")
+    with pytest.raises(resnet_zoo.CheckpointError, match=f"{field}={value!r}"):
+        create("resnet50", pretrained=tmp_path / "hf")
+
+
+def test_out_to_transformers_automodel_and_pipeline_load_it_with_its_labels(tmp_path):
+    """#35 part 4: save_pretrained(layout="transformers") is what AutoModelForImageClassification
+    and pipeline("image-classification") load, id2label from the model's class names; and it
+    comes back."""
+    transformers = pytest.importorskip("transformers")
+    from PIL import Image
+
+    from resnet_zoo.inference.predict import predict
+    from resnet_zoo.manifest import PretrainedInfo
+
+    model = create("resnet18", num_classes=3).eval()
+    perturb_bn(model)
+    model.pretrained_info = PretrainedInfo(labels=("cat", "dog", "owl"))
+    model.save_pretrained(tmp_path / "hf", layout="transformers")
+    theirs = transformers.AutoModelForImageClassification.from_pretrained(tmp_path / "hf").eval()
+    assert theirs.config.id2label == {0: "cat", 1: "dog", 2: "owl"}
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert rel_err(theirs(pixel_values=x).logits, model(x)) <= 1e-5
+        back = ResNet.from_pretrained(tmp_path / "hf").eval()
+        assert torch.equal(back(x), model(x)) and back.pretrained_cfg.labels == ("cat", "dog", "owl")
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (300, 240), (200, 120, 40)).save(photo)
+    pipe = transformers.pipeline("image-classification", model=str(tmp_path / "hf"))
+    top = pipe(Image.open(photo))[0]
+    ours = predict(model, [photo], top=1, progress=False)[0].topk[0]
+    assert top["label"] == ours[1] and top["score"] == pytest.approx(ours[2], abs=1e-4)
+    assert set(export_state_dict(model, "transformers")) == set(theirs.state_dict())
+    with pytest.raises(ConfigError, match="no transformers layout.*'zero_pad' shortcuts"):
+        export_state_dict(create("cifar_resnet20"), "transformers")
