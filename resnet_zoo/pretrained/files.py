@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..util.integrity import not_a_regular_file
+from ..util.integrity import not_a_regular_file, printable
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_safetensors", "read_checkpoint"]
 
@@ -123,6 +123,48 @@ def _unwrap_checkpoint(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{path} holds no state dict of tensors (found: {found}); save model.state_dict()")
 
 
+def _check_zip_entries(path: Path) -> None:
+    """torch.save stores its zip entries uncompressed; a compressed entry (a 1.5 MB file that
+    inflates to 512 MB) is refused before anything is inflated."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # torch.save's legacy (non-zip) format: torch.load reads it as it is
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                if entry.compress_type != zipfile.ZIP_STORED or entry.file_size > size:
+                    raise CheckpointError(
+                        f"{path}: zip entry {printable(entry.filename)!r} is compressed ({entry.compress_size:,} bytes "
+                        f"that inflate to {entry.file_size:,}); torch.save never compresses its entries, so the "
+                        "file is refused before anything is inflated"
+                    )
+    except (OSError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: not a readable torch.save archive ({e})") from None
+
+
+def _check_dense(state_dict: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Weights are dense tensors with data: a sparse, quantized or meta-device one is refused
+    by name (torch would fail later with a raw RuntimeError)."""
+    for key, tensor in state_dict.items():
+        kind = (
+            "meta-device (it has no data)"
+            if tensor.is_meta
+            else f"{tensor.layout} (not dense)"
+            if tensor.layout != torch.strided
+            else "quantized"
+            if tensor.is_quantized
+            else None
+        )
+        if kind is not None:
+            raise CheckpointError(
+                f"{path}: {printable(key)!r} is a {kind} tensor; weights are dense tensors with data "
+                "(save the model's state_dict() after loading it, or .to_dense() it)"
+            )
+    return state_dict
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file, or of a torch.save file read with ``weights_only=True``.
 
@@ -134,6 +176,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path} {problem}")
     if path.suffix == ".safetensors":
         return load_safetensors(path)[0]
+    _check_zip_entries(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError for bad zips, EOFError, ...
@@ -142,4 +185,4 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{str(e).splitlines()[0] if str(e) else 'no detail'}). Only plain state dicts are "
             "converted; code inside a pickle is never run"
         ) from None
-    return _unwrap_checkpoint(obj, path)
+    return _check_dense(_unwrap_checkpoint(obj, path), path)

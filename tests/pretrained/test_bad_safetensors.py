@@ -192,3 +192,51 @@ def test_another_architecture_and_non_finite(tmp_path):
         save_file(sd, tmp_path / "nan.safetensors")
         with pytest.raises(CheckpointError, match=r"fc\.bias has 1 NaN/Inf"):
             create(TINY, pretrained=tmp_path / "nan.safetensors")
+
+
+@pytest.mark.slow  # writes a 2 GiB entry through zlib
+def test_a_pth_with_compressed_entries_is_refused_before_inflating(tmp_path):
+    """#36 case 13: a deflated zip entry (1.5 MB that inflates to 512 MB) was inflated by
+    torch.load before anything was checked. Here 2 MB inflate to 2 GiB, refused under a 3 GB
+    address-space cap, where inflating it beside torch would not fit."""
+    import zipfile
+
+    from resnet_zoo.factory import convert_checkpoint
+
+    good = tmp_path / "good.pth"
+    torch.save({"fc.weight": torch.zeros(4, 4)}, good)
+    bomb = tmp_path / "bomb.pth"
+    zeros = bytes(16 << 20)
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for entry in src.infolist():
+            if entry.filename.endswith("/data/0"):  # the tensor's storage, now 2 GiB of zeros
+                with dst.open(entry.filename, "w", force_zip64=True) as out:
+                    for _ in range(128):
+                        out.write(zeros)
+            else:
+                dst.writestr(entry.filename, src.read(entry))
+    assert bomb.stat().st_size < 4_000_000
+    code = (
+        "import resource, sys\n"
+        "from resnet_zoo.pretrained.files import read_checkpoint\n"  # torch first: its threads need room
+        "from resnet_zoo import CheckpointError\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        f"try:\n    read_checkpoint({str(bomb)!r})\nexcept CheckpointError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "is compressed" in done.stdout and "torch.save never compresses" in done.stdout, done.stderr
+    with pytest.raises(CheckpointError, match="is compressed"):
+        convert_checkpoint(bomb, TINY, tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind", ["sparse", "meta"])
+def test_a_sparse_or_meta_weight_in_a_pth_is_named(tmp_path, kind):
+    """#36 case 23: a sparse or meta-device fc.weight raised a raw RuntimeError from convert."""
+    from resnet_zoo.factory import convert_checkpoint
+
+    sd = resnet_zoo.ResNet.from_config(TINY_CONFIG).state_dict()
+    sd["fc.weight"] = sd["fc.weight"].to_sparse() if kind == "sparse" else torch.empty(3, 8, device="meta")
+    path = tmp_path / "odd.pth"
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError, match="'fc.weight' is a .*(sparse|meta)"):
+        convert_checkpoint(path, TINY, tmp_path / "out")
