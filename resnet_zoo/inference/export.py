@@ -13,13 +13,31 @@ from torch import nn
 from ..config import ResNetConfig
 from ..errors import ConfigError, ResNetZooError
 from ..util.atomic import atomic_write
-from ..util.checks import check_positive_int
+from ..util.checks import check_positive_int, is_int
 
 __all__ = ["FORMATS", "export_model"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript")
+
+
+def _check_opset(opset: int | None) -> int | None:
+    """An opset the installed exporter writes: from torch's dynamo exporter's own (its
+    ``TORCHLIB_OPSET``, 18 today; below it, it converts down and may silently keep 18) to the
+    newest the installed onnx knows."""
+    import onnx
+
+    try:
+        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET as low
+    except ImportError:  # a torch that moved it: the floor of torch 2.5 to 2.14
+        low = 18
+    high = onnx.defs.onnx_opset_version()
+    if opset is not None and not is_int(opset, low, high):
+        raise ConfigError(
+            f"opset must be an integer from {low} to {high} (what this torch and onnx export), got {opset!r}"
+        )
+    return opset
 
 
 def export_model(
@@ -58,6 +76,7 @@ def export_model(
                 raise ResNetZooError(
                     "ONNX export needs the onnx and onnxscript packages: pip install 'resnet_zoo[export]'"
                 ) from None
+            opset = _check_opset(opset)
             batch = torch.export.Dim("batch", min=1)
             program = torch.onnx.export(
                 model,
@@ -73,5 +92,8 @@ def export_model(
             if program is None:
                 raise ResNetZooError("torch.onnx.export returned no program: upgrade torch (2.5 or later)")
             program.save(str(tmp))
+            written = {o.domain: o.version for o in onnx.load(str(tmp), load_external_data=False).opset_import}
+            if opset is not None and written.get("", written.get("ai.onnx")) != opset:
+                raise ConfigError(f"the exporter wrote opset {written.get('')} where opset {opset} was asked for")
     log.info("wrote %s (%s)", out, format)
     return out

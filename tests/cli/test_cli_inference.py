@@ -228,3 +228,21 @@ def test_write_and_read_features_from_python(weights, photos, tmp_path):
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]  # no temporary left
     with pytest.raises(resnet_zoo.ConfigError, match="safetensors"):
         write_features(model, [photos], tmp_path / "f.npy", progress=False)
+
+
+@pytest.mark.slow
+def test_export_onnx_takes_only_the_opsets_the_exporter_writes(tmp_path):
+    """#36 case 24: --opset 0 or 99999 exited 0 with a traceback and wrote opset 18. Now one
+    line naming the valid range, and nothing written; a valid opset is the one written."""
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    for bad in ("0", "99999"):
+        result = run("export", "cifar_resnet20", "--format", "onnx", "--out", str(out), "--opset", bad)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert f"opset must be an integer from 18 to {onnx.defs.onnx_opset_version()}" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    result = run("export", "cifar_resnet20", "--format", "onnx", "--out", str(out), "--opset", "19")
+    assert result.returncode == 0, result.stderr
+    assert {o.domain: o.version for o in onnx.load(str(out)).opset_import}[""] == 19
