@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..inference.images import is_image_path
+from ..util.integrity import printable
 from ..util.progress import advance
 
 __all__ = ["ImageSet", "read_cifar", "read_digits", "read_folder", "folder_splits", "materialize", "split_holdout"]
@@ -141,8 +142,10 @@ def read_digits(transform: Callable[[Any], torch.Tensor]) -> ImageSet:
     return ImageSet(images, labels, [str(i) for i in range(10)])
 
 
-def read_folder(root: str | os.PathLike, transform: Callable[[Path], torch.Tensor]) -> ImageSet:
-    """An ImageFolder-style directory: ``root/<class name>/<image>``; classes sorted by name."""
+def read_folder(root: str | os.PathLike, transform: Callable[[Path], torch.Tensor], *, min_images: int = 2) -> ImageSet:
+    """An ImageFolder-style directory: ``root/<class name>/<image>``; classes sorted by name.
+    Each class needs ``min_images`` images (2 to train on: one can be held out); a class with
+    fewer would train a model on the other classes only, and report its accuracy as if not."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} is not a directory of class folders")
@@ -156,6 +159,13 @@ def read_folder(root: str | os.PathLike, transform: Callable[[Path], torch.Tenso
         labels += [i] * len(found)
     if not files:
         raise InputError(f"no images under {root}/<class>/")
+    counts = [labels.count(i) for i in range(len(classes))]
+    few = [f"{printable(name)!r} ({n})" for name, n in zip(classes, counts) if n < min_images]
+    if few:
+        raise InputError(
+            f"{root}: every class needs at least {min_images} images to train on; {', '.join(few[:10])} "
+            f"{'has' if len(few) == 1 else 'have'} fewer: add images, or remove the folder"
+        )
     return ImageSet(None, torch.tensor(labels), classes, files, transform)
 
 

@@ -44,7 +44,7 @@ def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
 
         splits = folder_splits(data)
         if splits is not None:
-            train, val = read_folder(splits[0], from_file), read_folder(splits[1], from_file)
+            train, val = read_folder(splits[0], from_file), read_folder(splits[1], from_file, min_images=0)
             if train.classes != val.classes:
                 raise InputError(
                     f"{splits[0]} and {splits[1]} hold different classes: {train.classes} vs {val.classes}"

@@ -132,3 +132,31 @@ def test_train_and_held_out_folders_with_other_classes_are_refused(tmp_path):
     )
     with pytest.raises(InputError, match="different classes"):
         train(cfg)
+
+
+@pytest.mark.parametrize("dog_images", [0, 1])
+def test_a_class_with_fewer_than_two_images_is_refused(tmp_path, dog_images):
+    """#36 case 25: cat/ (6 images) with an empty dog/ trained a "2-class" model on one class
+    and reported 100 % held-out accuracy; with 1 image it was a raw "stack expects a non-empty
+    TensorList". Now one line naming the class, before anything trains."""
+    from PIL import Image
+
+    from resnet_zoo.errors import InputError
+    from resnet_zoo.train import train
+
+    for name, n in (("cat", 6), ("dog", dog_images)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "data" / name / f"{i}.png")
+    cfg = TrainConfig(
+        arch="cifar_resnet20",
+        dataset="folder",
+        data=str(tmp_path / "data"),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=2,
+        progress=False,
+    )
+    with pytest.raises(InputError, match=rf"at least 2 images to train on; 'dog' \({dog_images}\) has fewer"):
+        train(cfg)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
