@@ -20,11 +20,11 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..util.atomic import atomic_write, remove_partials, write_text_atomic
-from ..util.checks import is_int
+from ..util.checks import is_int, is_number
 from ..util.integrity import sha256_file
 from .config import TrainConfig
 
-__all__ = ["save_checkpoint", "load_checkpoint", "write_json", "STATE_FILE"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_resumable", "write_json", "STATE_FILE"]
 
 STATE_FILE = "state.json"
 _PARTS = ("model", "optimizer")
@@ -117,6 +117,72 @@ def _check_state(state: Any, path: Path) -> dict[str, str]:
     if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
         raise bad("param_groups malformed")
     return names
+
+
+# What each epoch's record holds (loop._end_of_epoch), all numbers.
+_RECORD_KEYS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s")
+
+
+def check_resumable(directory: Path, cfg: TrainConfig, img_channels: int) -> None:
+    """The whole checkpoint checked before any data are loaded: its structure, files and recipe,
+    one metrics record per epoch done (no more epochs than the run has), SGD's settings as
+    numbers, and every tensor's name and shape against the network the run builds (on the meta
+    device, with the checkpoint's number of classes) and the optimizer's parameter order."""
+    from safetensors import safe_open
+
+    from ..factory import create
+
+    state_path = directory / STATE_FILE
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot resume: {state_path} is unreadable ({e})") from None
+    names = _check_state(state, state_path)
+
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"cannot resume: {state_path} {problem}; delete the checkpoint directory to start over")
+
+    epoch, metrics = state["epoch"], state["metrics"]
+    if epoch > cfg.epochs:
+        raise bad(f"says {epoch} epochs are done, more than the run's {cfg.epochs}")
+    if len(metrics) != epoch or not all(
+        isinstance(m, dict) and m.get("epoch") == i + 1 and all(is_number(m.get(k)) for k in _RECORD_KEYS)
+        for i, m in enumerate(metrics)
+    ):
+        raise bad(f"must hold one metrics record (numbers: {', '.join(_RECORD_KEYS)}) per epoch done ({epoch})")
+    shapes = {}
+    for part, name in names.items():
+        try:
+            with safe_open(str(directory / name), "pt") as f:
+                shapes[part] = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as e:  # a damaged header: safetensors raises its own error types
+            raise bad(f"names {name}, which is not readable ({type(e).__name__})") from None
+    head = shapes["model"].get("fc.weight")
+    if head is None or len(head) != 2:
+        raise bad("names a model file without a classifier head")
+    with torch.device("meta"):
+        model = create(cfg.arch, num_classes=head[0], img_channels=img_channels)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if shapes["model"] != expected:
+        wrong = sorted(set(shapes["model"]) ^ set(expected)) or [
+            k for k in expected if shapes["model"][k] != expected[k]
+        ]
+        raise bad(f"names a model file that is not a {cfg.arch}: {', '.join(wrong[:3])} differ")
+    _check_optimizer(state["param_groups"], shapes["optimizer"], [tuple(p.shape) for p in model.parameters()], bad)
+
+
+def _check_optimizer(groups: list, buffers: dict[str, tuple], params: list[tuple], bad: Any) -> None:
+    """One SGD group over every parameter in order, its settings numbers, and each momentum
+    buffer the shape of its parameter."""
+    if len(groups) != 1 or groups[0].get("params") != list(range(len(params))):
+        raise bad(f"must hold one parameter group over the parameters 0..{len(params) - 1} in order")
+    for key, value in groups[0].items():
+        if key != "params" and not (value is None or isinstance(value, bool) or is_number(value)):
+            raise bad(f"has {key}={value!r} in its parameter group, where a number or true/false belongs")
+    for key, shape in buffers.items():
+        i, _, name = key.partition(".")
+        if not (i.isdigit() and int(i) < len(params) and name == "momentum_buffer" and shape == params[int(i)]):
+            raise bad(f"names an optimizer buffer {key!r} of shape {list(shape)} that no parameter has")
 
 
 def load_checkpoint(

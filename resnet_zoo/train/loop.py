@@ -32,7 +32,7 @@ from ..registry import get_entry
 from ..util.atomic import atomic_write
 from ..util.dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdown
 from ..util.plot import line_chart
-from .checkpoint import STATE_FILE, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import STATE_FILE, check_resumable, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 from .datasets import ImageSetDataset
 from .inputs import Normalize, augment, batches, channel_stats, load_data
@@ -274,9 +274,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     ``README.md`` with the command and the held-out accuracy).
     """
     dist = setup_distributed()
-    run = _prepare(cfg, dist)
     out = Path(cfg.out)
     ckpt_dir = out / CHECKPOINT_DIR
+    if cfg.resume and (ckpt_dir / STATE_FILE).is_file():  # the whole state, before any data are loaded
+        check_resumable(ckpt_dir, cfg, img_channels=1 if cfg.dataset == "digits" else 3)
+    run = _prepare(cfg, dist)
     start_epoch, history = 0, list[dict]()
     if cfg.resume and (ckpt_dir / STATE_FILE).is_file():
         start_epoch, history = load_checkpoint(ckpt_dir, run.model, run.optimizer, cfg)

@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from resnet_zoo import CheckpointError, ConfigError, ResNetZooError
 from resnet_zoo.train import TrainConfig
@@ -160,3 +161,68 @@ def test_a_class_with_fewer_than_two_images_is_refused(tmp_path, dog_images):
     with pytest.raises(InputError, match=rf"at least 2 images to train on; 'dog' \({dog_images}\) has fewer"):
         train(cfg)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def _rename_epoch(directory, state):
+    """Epoch 999 with no metrics, its files renamed to match (a consistent-looking forgery)."""
+    names = {}
+    for name, digest in state["sha256"].items():
+        new = name.replace("-00001.", "-00999.")
+        (directory / name).rename(directory / new)
+        names[new] = digest
+    return {**state, "epoch": 999, "metrics": [], "sha256": names}
+
+
+def _other_buffer_shape(directory, state):
+    from safetensors.torch import load_file, save_file
+
+    from resnet_zoo.util.integrity import sha256_file
+
+    name = next(n for n in state["sha256"] if n.startswith("optimizer"))
+    buffers = load_file(str(directory / name))
+    first = next(iter(buffers))
+    buffers[first] = torch.zeros(7, 7)
+    save_file(buffers, str(directory / name))
+    return {**state, "sha256": {**state["sha256"], name: sha256_file(directory / name)}}
+
+
+def _group_edit(**changes):
+    return lambda directory, s: {**s, "param_groups": [{**s["param_groups"][0], **changes}]}
+
+
+def _swapped_ids(directory, s):
+    params = list(s["param_groups"][0]["params"])
+    params[0], params[1] = params[1], params[0]
+    return {**s, "param_groups": [{**s["param_groups"][0], "params": params}]}
+
+
+@pytest.mark.slow  # its fixture is a training run
+@pytest.mark.parametrize(
+    "tamper",
+    [_rename_epoch, _other_buffer_shape, _group_edit(momentum="0.9"), lambda d, s: {**s, "metrics": [1]}, _swapped_ids],
+    ids=["epoch-999-no-metrics", "buffer-of-another-shape", "momentum-as-text", "metrics-of-numbers", "swapped-ids"],
+)
+def test_a_tampered_state_is_refused_before_any_data_are_loaded(checkpoint, tmp_path, tamper, monkeypatch):
+    """#36 case 26: these exited 0 having trained nothing ("accuracy nan after None epochs") or
+    raised a raw error after the data were loaded. Now a CheckpointError, and no data read."""
+    import shutil
+
+    import resnet_zoo.train.loop as loop
+    from resnet_zoo.train import train
+
+    out = tmp_path / "run"
+    shutil.copytree(checkpoint, out)
+    directory = out / "checkpoint"
+    state_path = directory / "state.json"
+    state_path.write_text(json.dumps(tamper(directory, json.loads(state_path.read_text()))))
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data were loaded before the checkpoint was checked")
+
+    monkeypatch.setattr(loop, "load_data", no_data)
+    cfg = TrainConfig(
+        arch="cifar_resnet20", dataset="digits", out=str(out), epochs=1, limit_train=64, batch_size=32,
+        progress=False, resume=True,
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(cfg)
