@@ -362,7 +362,9 @@ def test_unknown_tag_in_the_name_fails_without_weights():
     with pytest.raises(UnknownModelError, match="tv_in1k"):
         create("resnet18.tv_in22k")
     model = create("resnet18.tv_in1k")  # timm's rule: a tag without pretrained=True builds untrained
-    assert model.pretrained_info is None  # random init; timm's mapping still describes the inputs
+    info = model.pretrained_info  # random init: no weights named, but the tag's preprocessing (timm's)
+    assert (info.name, info.source, info.labels, info.top1) == (None, "", None, None)
+    assert info.preprocessing == resnet_zoo.manifest.get_weights("resnet18", "tv_in1k").preprocessing
     assert model.pretrained_cfg["label_names"] is None and model.pretrained_cfg["input_size"] == (3, 224, 224)
 
 
