@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import InputError
 from ..inference.images import find_images, is_image_path
+from ..util.integrity import not_a_regular_file
 
 __all__ = ["list_images", "is_uri", "open_image", "readable", "LIST_SUFFIXES"]
 
@@ -56,6 +57,10 @@ def _expand_uri(uri: str) -> list[str]:
 
     fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory and fs.type_name == "local":
+        # as a local path is listed: symlinked directories are not followed (pyarrow's selector
+        # follows them, and one sub/loop -> .. link repeated every image about 40 times)
+        return [_uri_of(uri, str(p)) for p in find_images([path])]
     if info.type == pafs.FileType.Directory:
         found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
         return sorted(
@@ -68,6 +73,8 @@ def _expand_uri(uri: str) -> list[str]:
 
 def _read_uri(uri: str) -> bytes:
     fs, path = _filesystem(uri)
+    if fs.type_name == "local" and (problem := not_a_regular_file(path)):  # a FIFO would block the read
+        raise InputError(f"{uri} {problem}")
     try:
         with fs.open_input_file(path) as f:
             if f.size() > MAX_IMAGE_BYTES:

@@ -172,3 +172,35 @@ def test_an_index_past_its_bound_is_refused_before_it_is_read(tmp_path):
     with pytest.raises(CheckpointError, match=f"over the {MAX_INDEX_BYTES:,}"):
         read_feature_set(out)
     assert time.perf_counter() - started < 1.0 and MAX_INDEX_BYTES == 32 << 20
+
+
+def test_a_file_uri_listing_skips_symlinked_directories(tmp_path):
+    """#36 case 7: one sub/loop -> .. link turned 1 image into about 40 rows through file://; the
+    URI listing now skips symlinked directories, as the local listing does."""
+    from resnet_zoo.features.sources import list_images
+
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(data / "1.png")
+    (data / "sub" / "loop").symlink_to("..", target_is_directory=True)
+    (data / "sub" / "loop2").symlink_to("../..", target_is_directory=True)
+    assert list_images([f"file://{data}"]) == [f"file://{data / '1.png'}"]
+    assert list_images([str(data)]) == [str(data / "1.png")]
+
+
+def test_a_fifo_named_by_a_file_uri_is_refused_not_opened(tmp_path):
+    """#36 case 8: a list naming file:///.../pipe.jpg (a FIFO) blocked forever, even with
+    --skip-bad. Only regular files are opened, whatever the scheme; run with a deadline."""
+    import os
+    import subprocess
+    import sys
+
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)
+    code = (
+        "from resnet_zoo.features.sources import open_image\n"
+        "from resnet_zoo import InputError\n"
+        f"try:\n    open_image('file://{pipe}')\nexcept InputError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "is a FIFO" in done.stdout, done.stderr[-500:]
