@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ResNetZooError
+from ..errors import ConfigError, InputError, ResNetZooError
 from ..inference.images import ImageFiles, Preprocess, collate_images
 from ..inference.predict import PooledFeatures
 from ..inference.recipe import ModelRecipe
@@ -165,7 +165,7 @@ def _fit_pool(ray: Any, num_workers: int | None, cpus_per_worker: float, gpus_pe
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
     decode = DECODE_CPUS if gpus_per_worker else 0.0
     if num_workers is None:
-        by_cpu = int((cpus - decode) // cpus_per_worker) if cpus_per_worker else 1 << 20
+        by_cpu = int((cpus - decode) // cpus_per_worker)
         by_gpu = int(gpus // gpus_per_worker) if gpus_per_worker else 1 << 20
         num_workers = max(1, min(by_cpu, by_gpu))
     need_cpus, need_gpus = num_workers * cpus_per_worker + decode, num_workers * gpus_per_worker
@@ -181,6 +181,28 @@ def _fit_pool(ray: Any, num_workers: int | None, cpus_per_worker: float, gpus_pe
     return num_workers
 
 
+def check_head_reachable(address: str | None, timeout: float = 3.0) -> None:
+    """:class:`InputError` "no Ray head at HOST:PORT" unless a TCP connection to ``address``
+    opens within ``timeout`` seconds (``ray.init`` retries a closed port for minutes). None and
+    "auto" are left to Ray."""
+    import socket
+
+    if address is None or address == "auto" or address.startswith("local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address!r} is not HOST:PORT (or 'auto'), e.g. 10.0.0.5:6379")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"no Ray head at {target} ({e.strerror or type(e).__name__}): start one with "
+            "'ray start --head', or give its HOST:PORT"
+        ) from None
+
+
 def _worker_recipe(
     recipe: ModelRecipe, num_workers: int | None, cpus_per_worker: float, gpus_per_worker: float
 ) -> ModelRecipe:
@@ -188,9 +210,10 @@ def _worker_recipe(
     the pool's settings are valid."""
     if num_workers is not None:
         check_positive_int("num_workers", num_workers)
-    for name, value in (("cpus_per_worker", cpus_per_worker), ("gpus_per_worker", gpus_per_worker)):
-        if not is_number(value, 0):
-            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    if not is_number(cpus_per_worker) or cpus_per_worker <= 0:  # 0 asked Ray for 2**20 actors
+        raise ConfigError(f"cpus_per_worker must be a number > 0 (each actor's CPU share), got {cpus_per_worker!r}")
+    if not is_number(gpus_per_worker, 0):
+        raise ConfigError(f"gpus_per_worker must be a number >= 0, got {gpus_per_worker!r}")
     if recipe.pretrained is False or recipe.pretrained is None:
         raise ConfigError(
             "random init differs in every Ray worker, so their features would not be one "
@@ -228,6 +251,7 @@ def write_feature_set_ray(
     """
     out = check_options(out, shard_size, batch_size, store_dtype, file_format)
     recipe = _worker_recipe(recipe, num_workers, cpus_per_worker, gpus_per_worker)
+    check_head_reachable(address)  # before anything is written: Ray itself retries without end
     ray = _ray()
     model = replace(recipe, device="cpu").build()  # the driver's copy: the run's identity
     pinned = recipe.pinned(model)

@@ -261,3 +261,28 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, data):
 def test_a_pool_that_does_not_fit_the_cluster_is_refused(cluster, data, tmp_path):
     with pytest.raises(ConfigError, match="need 6 CPUs; the Ray cluster has 2 CPUs"):
         write_feature_set_ray(RECIPE, [data], tmp_path / "out", num_workers=3, cpus_per_worker=2, progress=False)
+
+
+def test_no_cpu_share_and_a_closed_head_port_fail_at_once_writing_nothing(tmp_path, data):
+    """#36 cases 11 and 12: --cpus-per-worker 0 asked Ray for 1,048,576 actors; --address at a
+    closed port retried forever with run.json already written. Both are one line in seconds,
+    before anything is written (run with a deadline)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with pytest.raises(ConfigError, match="cpus_per_worker must be a number > 0"):
+        write_feature_set_ray(RECIPE, [data], tmp_path / "a", cpus_per_worker=0)
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "b"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", "features", "cifar_resnet20", str(data), "--out", str(out),
+         "--engine", "ray", "--address", f"127.0.0.1:{port}", "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and f"no Ray head at 127.0.0.1:{port}" in done.stderr
+    assert time.monotonic() - started < 60 and not out.exists()
