@@ -87,9 +87,55 @@ def record_name(i: int) -> str:
     return f"shard-{i:05d}.json"
 
 
-def read_shard(path: Path, fmt: str) -> tuple[torch.Tensor | None, list[str] | None]:
-    """(features [n, C], paths) of one shard file (None where it does not hold them)."""
+# A shard's rows x width bound, checked from its header or footer before its data are read:
+# 2**28 values (1 GiB of float32), 30 times the largest default shard (4096 x 2048).
+MAX_SHARD_VALUES = 1 << 28
+
+# What the index declares of a shard: its rows, the width of its features, their stored dtype.
+Expect = tuple[int, "int | None", str]
+
+
+def _check_declared(path: Path, rows: int, width: int, dtype: str, expect: Expect) -> None:
+    n, want_width, want_dtype = expect
+    if dtype != want_dtype or (want_width is not None and width != want_width) or rows != n:
+        raise CheckpointError(
+            f"{path} holds {rows} rows of {width} {dtype} features where its index declares {n} rows of "
+            f"{want_width} {want_dtype}: re-run the command to rewrite it"
+        )
+    if rows * width > MAX_SHARD_VALUES:
+        raise CheckpointError(
+            f"{path}: {rows:,} rows x {width:,} features is more than a shard holds ({MAX_SHARD_VALUES:,})"
+        )
+
+
+def _parquet_layout(path: Path, expect: Expect) -> None:
+    """The footer of a parquet shard against its index, before any row is read: its row count,
+    and ``features`` a fixed-size list of float32 or float16 of the declared width (a 17 kB shard
+    of 2,000,000 rows, or features stored as strings, structs or decimals, are refused here)."""
+    pa = optional_module("pyarrow", "parquet shards")
+    pq = optional_module("pyarrow.parquet", "parquet shards")
+    try:
+        footer = pq.ParquetFile(str(path))
+        schema, rows = footer.schema_arrow, footer.metadata.num_rows
+    except Exception as e:  # pyarrow's errors: a damaged or foreign file
+        raise CheckpointError(f"{path} is not a readable parquet shard: {str(e)[:200]}") from None
+    ftype = schema.field("features").type if "features" in schema.names else None
+    ptype = schema.field("path").type if "path" in schema.names else None
+    if ftype is None or not pa.types.is_fixed_size_list(ftype) or ptype != pa.string():
+        raise CheckpointError(
+            f"{path}: 'features' is {ftype} and 'path' {ptype}, not a fixed-size list of floats and strings"
+        )
+    names = {pa.float32(): "float32", pa.float16(): "float16"}
+    _check_declared(path, rows, ftype.list_size, names.get(ftype.value_type, str(ftype.value_type)), expect)
+
+
+def read_shard(path: Path, fmt: str, expect: Expect | None = None) -> tuple[torch.Tensor | None, list[str] | None]:
+    """(features [n, C], paths) of one shard file (None where it does not hold them).
+    ``expect`` (rows, width, stored dtype, as the index declares them) is checked from the
+    file's header or footer before its data are read."""
     if fmt == "parquet":
+        if expect is not None:
+            _parquet_layout(path, expect)
         pq = optional_module("pyarrow.parquet", "parquet shards")
         try:
             table = pq.read_table(str(path))
@@ -102,11 +148,32 @@ def read_shard(path: Path, fmt: str) -> tuple[torch.Tensor | None, list[str] | N
         if not all(isinstance(p, str) for p in paths):
             return None, None
         return torch.from_numpy(values.copy()).view(-1, width), paths
+    if expect is not None:
+        _safetensors_layout(path, expect)
     tensors, metadata = load_safetensors(path)
     feats = tensors.get("features")
     if feats is None or feats.dim() != 2 or "paths" not in (metadata or {}):
         return feats, None
     return feats, decode_paths(metadata, feats.shape[0], path)
+
+
+def _safetensors_layout(path: Path, expect: Expect) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            if "features" not in f.keys():
+                raise CheckpointError(f"{path} has no 'features' tensor: re-run the command to rewrite it")
+            view = f.get_slice("features")
+            shape, dtype = view.get_shape(), str(view.get_dtype())
+    except CheckpointError:
+        raise
+    except Exception as e:  # a damaged header: load_safetensors names it
+        raise CheckpointError(f"{path} is not a readable safetensors shard ({type(e).__name__})") from None
+    names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+    if len(shape) != 2:
+        raise CheckpointError(f"{path}: 'features' has shape {shape}, not [rows, width]")
+    _check_declared(path, shape[0], shape[1], names.get(dtype, dtype), expect)
 
 
 def write_shard(out: Path, i: int, run: dict, feats: torch.Tensor, kept: list[str], bad: list[dict]) -> None:
@@ -256,8 +323,14 @@ def checked_index(index: object, where: Path) -> dict:
     if fmt not in FILE_FORMATS:
         raise CheckpointError(f"{where}: 'file_format' must be one of {list(FILE_FORMATS)}")
     run_id = index.get("run_sha256")
+    shard_size = index.get("shard_size")
     for i, record in enumerate(shards):
         checked_record(record, i, where, fmt)
+        if is_int(shard_size, 1) and record["rows"] > shard_size:
+            raise CheckpointError(
+                f"{where}: shard {i} counts {record['rows']:,} rows, more than the set's shard size "
+                f"{shard_size:,}; re-run the command with --overwrite to start over"
+            )
         if run_id is not None and record.get("run_sha256") != run_id:
             raise CheckpointError(
                 f"{where}: shard {i} was written by another run than the index's "

@@ -51,8 +51,8 @@ class FeatureSet:
                     f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
                     "the shard was modified or damaged: re-run the command to rewrite it"
                 )
-            feats, paths = read_shard(path, fmt)
             width = self.index["num_features"]
+            feats, paths = read_shard(path, fmt, (shard["rows"], width, self.index["store_dtype"]))
             if (
                 feats is None
                 or feats.dim() != 2
@@ -104,6 +104,9 @@ class FeatureSet:
         fixed-size list of float32, or float16 for float16 shards); the model and weights tag
         in the schema's metadata. Needs pyarrow."""
         feats, paths = self.load(verify)
+        if not paths and not self.index["num_features"]:  # a set of no images: an empty table
+            pa = optional_module("pyarrow", "FeatureSet.to_arrow")
+            return pa.table({"path": pa.array([], pa.string()), "features": pa.array([], pa.list_(pa.float32()))})
         return arrow_table(
             feats,
             paths,

@@ -204,3 +204,112 @@ def test_a_fifo_named_by_a_file_uri_is_refused_not_opened(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "is a FIFO" in done.stdout, done.stderr[-500:]
+
+
+def _swap_shard(out: Path, i: int, write, rows: int) -> None:
+    """Replace shard ``i`` by what ``write(path)`` makes, with a truthful record (rows, sha256)
+    in the index and the shard's own record."""
+    from resnet_zoo.util.integrity import sha256_file
+
+    index = json.loads((out / "index.json").read_text())
+    name = index["shards"][i]["file"]
+    write(out / name)
+    update = {"rows": rows, "sha256": sha256_file(out / name)}
+    index["shards"][i].update(update)
+    (out / "index.json").write_text(json.dumps(index))
+    record = out / f"shard-{i:05d}.json"
+    (record).write_text(json.dumps({**json.loads(record.read_text()), **update}))
+
+
+def test_a_parquet_shard_bomb_is_refused_from_its_footer(tmp_path):
+    """#36 case 4: a 17 kB parquet shard of 2,000,000 rows of zeros (its index truthful) cost
+    2.3 GB for the first 10 rows of iter_batches. Now the footer is checked against the index
+    (rows at most the set's shard size, a fixed-size float list of the declared width) before a
+    row is read; here with 1 GiB of address space beyond what the imports took."""
+    import subprocess
+    import sys
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    np = pytest.importorskip("numpy")
+    images = tmp_path / "photos"
+    images.mkdir()
+    for i in range(6):
+        Image.new("RGB", (36, 36), (i * 30, 100, 50)).save(images / f"{i}.png")
+    out = tmp_path / "feats"
+    write_feature_set(
+        resnet_zoo.create("cifar_resnet20").eval(), [images], out, shard_size=4, file_format="parquet", progress=False
+    )
+    rows = 2_000_000
+
+    def bomb(path):
+        values = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(rows * 64, dtype=np.float32)), 64)
+        table = pa.table({"path": pa.array(["x.png"] * rows, pa.string()), "features": values})
+        pq.write_table(table, str(path), compression="zstd")
+
+    _swap_shard(out, 0, bomb, rows)
+    assert (out / "shard-00000.parquet").stat().st_size < 2_000_000
+    code = (
+        "import resource\n"
+        "from resnet_zoo.features import read_feature_set\n"
+        "from resnet_zoo import CheckpointError\n"
+        "import pyarrow.parquet\n"  # its allocator reserves address space on import: counted in the base
+        "base = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) << 10\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (base + (1 << 30), base + (1 << 30)))\n"
+        f"try:\n    next(read_feature_set({str(out)!r}).iter_batches(10))\nexcept CheckpointError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "more than the set's shard size" in done.stdout, done.stderr[-1500:]
+
+
+@pytest.mark.parametrize("kind", ["parquet-strings", "parquet-decimals", "safetensors-int8", "safetensors-bool"])
+def test_shards_of_another_dtype_than_the_index_declares_are_refused(tmp_path, kind):
+    """#36 case 15: features as strings, structs or decimals raised raw TypeErrors; int8, bool,
+    int64 and float8 features were silently cast under store_dtype float32."""
+    from safetensors.torch import save_file
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    images = tmp_path / "photos"
+    images.mkdir()
+    for i in range(4):
+        Image.new("RGB", (36, 36), (i * 30, 100, 50)).save(images / f"{i}.png")
+    out = tmp_path / "feats"
+    fmt = kind.split("-")[0]
+    write_feature_set(
+        resnet_zoo.create("cifar_resnet20").eval(), [images], out, shard_size=4, file_format=fmt, progress=False
+    )
+    if kind == "parquet-strings":
+        column = pa.array([["a"] * 64] * 4, pa.list_(pa.string(), 64))
+    elif kind == "parquet-decimals":
+        import decimal
+
+        column = pa.array([[decimal.Decimal("1.5")] * 64] * 4, pa.list_(pa.decimal128(5, 2), 64))
+    paths = [str(images / f"{i}.png") for i in range(4)]
+
+    def write(path):
+        if fmt == "parquet":
+            pq.write_table(pa.table({"path": pa.array(paths), "features": column}), str(path))
+        else:
+            from resnet_zoo.features.format import encode_paths
+
+            dtype = torch.int8 if kind.endswith("int8") else torch.bool
+            save_file(
+                {"features": torch.ones(4, 64, dtype=dtype)}, str(path), metadata={"paths": encode_paths(paths, path)}
+            )
+
+    _swap_shard(out, 0, write, 4)
+    with pytest.raises(CheckpointError, match="declares|fixed-size list"):
+        read_feature_set(out).load()
+
+
+def test_an_index_of_no_shards_gives_empty_tables(feature_set):
+    """#36 case 15: an index with no shards gave a raw ArrowInvalid from to_arrow()."""
+    pytest.importorskip("pyarrow")
+    _, _, out = feature_set
+    index = json.loads((out / "index.json").read_text())
+    index.update(shards=[], num_features=None, num_bad=0)
+    index.pop("run_sha256")  # an index of the older format, without the run's digest
+    (out / "index.json").write_text(json.dumps(index))
+    fs = read_feature_set(out)
+    assert fs.to_arrow().num_rows == 0 and fs.load()[1] == [] and len(fs.to_pandas()) == 0
