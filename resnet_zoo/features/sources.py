@@ -41,10 +41,17 @@ def _filesystem(uri: str) -> tuple[Any, str]:
         import pyarrow.fs as pafs
     except ImportError:
         raise InputError(f"{uri} is a URI: reading URIs needs pyarrow (pip install pyarrow)") from None
+    if uri.startswith("gs://") and "retry_limit_seconds=" not in uri:
+        # Without a network, Google Cloud's client retries for 19 minutes, deaf to Ctrl-C
+        uri += ("&" if "?" in uri else "?") + f"retry_limit_seconds={GCS_RETRY_SECONDS}"
     try:
         return pafs.FileSystem.from_uri(uri)
     except Exception as e:  # pyarrow: unknown scheme, missing credentials, bad bucket name
         raise InputError(f"{uri}: pyarrow's file systems cannot open it ({str(e)[:200]})") from None
+
+
+#: How long a gs:// call keeps retrying (a URI's own retry_limit_seconds= wins).
+GCS_RETRY_SECONDS = 15
 
 
 def _uri_of(uri: str, path: str) -> str:
@@ -53,6 +60,15 @@ def _uri_of(uri: str, path: str) -> str:
 
 
 def _expand_uri(uri: str) -> list[str]:
+    try:
+        return _list_uri(uri)
+    except InputError:
+        raise
+    except Exception as e:  # pyarrow's OSError and ArrowInvalid: no network, no such bucket, refused
+        raise InputError(f"cannot list {uri}: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+
+
+def _list_uri(uri: str) -> list[str]:
     import pyarrow.fs as pafs
 
     fs, path = _filesystem(uri)

@@ -313,3 +313,26 @@ def test_an_index_of_no_shards_gives_empty_tables(feature_set):
     (out / "index.json").write_text(json.dumps(index))
     fs = read_feature_set(out)
     assert fs.to_arrow().num_rows == 0 and fs.load()[1] == [] and len(fs.to_pandas()) == 0
+
+
+@pytest.mark.slow  # waits out Google Cloud's retry limit
+@pytest.mark.parametrize(
+    "uri", ["gs://no-such-bucket-resnet-zoo/photos", "s3://no-such-bucket-resnet-zoo/photos?region="]
+)
+def test_a_cloud_uri_without_a_network_fails_in_seconds_with_one_line(uri):
+    """#36 case 9: gs:// with no network blocked for 19 minutes, deaf to Ctrl-C, then raised a raw
+    OSError; s3://...?region= raised a raw OSError. Now one InputError within the retry limit
+    (run with a deadline; this machine has no network to the clouds)."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "from resnet_zoo.features.sources import list_images\n"
+        "from resnet_zoo import InputError\n"
+        f"try:\n    list_images([{uri!r}])\nexcept InputError as e:\n    print('InputError', e)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("InputError"), done.stderr[-1500:]
+    assert time.monotonic() - started < 90
