@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from dataclasses import replace
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable
 
 import numpy as np
 import torch
@@ -135,7 +135,7 @@ class _Extract:
         }
 
 
-def _batches(rows: Iterable[dict[str, Any]], width: int) -> Iterator[Batch]:
+def _batches(rows: Iterable[dict[str, Any]], width: int) -> Generator[Batch, None, None]:
     for row in rows:
         kept = json.loads(row["kept"])
         feats = None
@@ -201,6 +201,34 @@ def check_head_reachable(address: str | None, timeout: float = 3.0) -> None:
             f"no Ray head at {target} ({e.strerror or type(e).__name__}): start one with "
             "'ray start --head', or give its HOST:PORT"
         ) from None
+
+
+def _join_executors(deadline: float) -> None:
+    """Wait for Ray Data's executor threads, which a closed iterator stops, to end: one still
+    running after ray.shutdown() reaches for the stopped worker, and Ray ends the process."""
+    import threading
+
+    end = time.monotonic() + deadline
+    for thread in threading.enumerate():
+        if thread.name.startswith("StreamingExecutor-") and thread is not threading.current_thread():
+            thread.join(timeout=max(0.0, end - time.monotonic()))
+
+
+def _shutdown(ray: Any) -> None:
+    """Stop the instance this run started, without letting a late call from Ray Data's
+    threads start a second one ("Ray is not initialized", then minutes of a new local
+    instance): Ray's auto-connect is off while it stops."""
+    import sys
+
+    hook: Any = sys.modules.get("ray._private.auto_init_hook")  # Ray's own switch (RAY_ENABLE_AUTO_CONNECT)
+    previous = getattr(hook, "enable_auto_connect", None)
+    if previous is not None:
+        hook.enable_auto_connect = False
+    try:
+        ray.shutdown()
+    finally:
+        if previous is not None:
+            hook.enable_auto_connect = previous
 
 
 def _worker_recipe(
@@ -287,7 +315,7 @@ def write_feature_set_ray(
                 )
             finally:
                 if started_ray:
-                    ray.shutdown()
+                    _shutdown(ray)
         elapsed = time.perf_counter() - started
         finish_feature_set(plan)
     return plan_result(plan, images, elapsed, engine="ray", first=first)
@@ -344,12 +372,15 @@ def _compute(
         cpus_per_worker,
         gpus_per_worker,
     )
+    rows = ds.iter_rows()
+    batches = _batches(rows, plan.num_features)
     try:
-        return collect_shards(
-            plan, _batches(ds.iter_rows(), plan.num_features), batch_size, skip_bad=skip_bad, progress=progress
-        )
+        return collect_shards(plan, batches, batch_size, skip_bad=skip_bad, progress=progress)
     except Exception as e:
         user = _user_error(e)
         if user is not None and user is not e:
             raise type(user)(str(user)) from None
         raise
+    finally:  # stop the streaming executor now: its threads must not outlive ray.shutdown()
+        batches.close()
+        _join_executors(deadline=30.0)

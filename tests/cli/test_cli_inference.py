@@ -60,7 +60,7 @@ def test_predict_json(weights, photos):
 def test_predict_text_and_bad_image(weights, photos, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"<html>404</html>")
-    result = run("predict", "resnet18", str(bad), "--pretrained", str(weights))
+    result = run("predict", "resnet18", str(bad), "--pretrained", str(weights), "--quiet")  # no progress bar
     assert result.returncode == 1 and "bad.png" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     good = sorted(photos.iterdir())[0]

@@ -286,3 +286,27 @@ def test_no_cpu_share_and_a_closed_head_port_fail_at_once_writing_nothing(tmp_pa
     )  # fmt: skip
     assert done.returncode == 1 and f"no Ray head at 127.0.0.1:{port}" in done.stderr
     assert time.monotonic() - started < 60 and not out.exists()
+
+
+@pytest.mark.slow
+def test_an_unreadable_image_ends_a_run_of_its_own_instance_at_once(data, tmp_path):
+    """#36 case 10: without --skip-bad, the right one-line error was printed, then the process
+    hung for minutes: Ray Data's threads outlived ray.shutdown() and started a second local
+    instance ("Ray is not initialized"). Now the run exits with the one line; run with a deadline."""
+    import time
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for p in sorted(data.iterdir())[:12]:
+        (inputs / p.name).write_bytes(p.read_bytes())
+    (inputs / "img_0003x.jpg").write_bytes(b"\x00" * 10)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_zoo", "features", "cifar_resnet20", str(inputs), "--out", str(tmp_path / "out"),
+         "--engine", "ray", "--num-workers", "1", "--batch-size", "4", "--quiet", "--eager"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_ADDRESS": ""},
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1 and "img_0003x.jpg" in done.stderr, done.stderr[-2000:]
+    assert "Ray is not initialized" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert elapsed < 150, f"took {elapsed:.0f} s"

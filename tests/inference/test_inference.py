@@ -140,7 +140,7 @@ def test_bad_images_are_named_or_skipped(photo_dir, caplog):
         feats, paths = extract_features(model, [photo_dir], skip_bad=True, progress=False)
     assert "broken.jpg" in caplog.text
     assert all(p.name != "broken.jpg" for p in paths) and feats.shape[0] == len(paths)
-    with pytest.raises(InputError, match="neither"):
+    with pytest.raises(InputError, match="does not exist"):
         extract_features(model, [photo_dir / "nope"], progress=False)
 
 

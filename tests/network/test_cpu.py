@@ -145,7 +145,7 @@ def test_predict_features_and_bench_with_auto_on_this_cpu(tmp_path):
     """The real CPU, no fakes: every command on its default (auto) dtype."""
     caps = cpu.cpu_capabilities()
     samples = sorted((REPO_ROOT / "weights" / "samples").glob("*.png"))
-    result = run("predict", "cifar_resnet20.digits", *map(str, samples), "--json", "--top", "1")
+    result = run("predict", "cifar_resnet20.digits", *map(str, samples), "--json", "--top", "1", "--quiet")
     assert result.returncode == 0 and not result.stderr, result.stderr
     for entry in json.loads(result.stdout):
         assert entry["topk"][0]["label"] == entry["path"].rsplit("_", 1)[1][0]
