@@ -121,6 +121,37 @@ class InferenceModel(ModelView):
         path = "oneDNN" if self.use_mkldnn else ("channels_last" if self.channels_last else "NCHW")
         return f"dtype={self.dtype}, path={path}"
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles in this wrapper's place: the same folded model,
+        casts and layout, as a plain module (timm's hook for models that script otherwise)."""
+        if self.use_mkldnn:
+            raise ConfigError(
+                "the oneDNN bfloat16 path does not script (its convolutions are ScriptModules of "
+                "their own); script an optimize_for_inference(..., dtype=torch.float32) model"
+            )
+        cls = _ScriptedMaps if isinstance(self.model, ResNetFeatures) else _Scripted
+        return cls(self.model, self.dtype, self.channels_last)
+
+
+class _Scripted(nn.Module):
+    """A scriptable twin of :class:`InferenceModel`: float32 NCHW in, float32 out."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype, channels_last: bool) -> None:
+        super().__init__()
+        self.model, self.dtype, self.channels_last = model, dtype, channels_last
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.to(dtype=self.dtype, memory_format=fmt)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self._prepare(x)).float()
+
+
+class _ScriptedMaps(_Scripted):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        return [t.float().contiguous() for t in self.model(self._prepare(x))]
+
 
 def torch_fast_path(model: ResNetBase, dtype: torch.dtype, channels_last: bool = True) -> InferenceModel:
     """An eval-mode copy of ``model``: batch norm folded, channels-last, computing in ``dtype``

@@ -176,3 +176,30 @@ def test_every_wrapper_has_a_public_face_and_unwraps_to_the_model():
     assert pooled.config == eager.config and pooled.arch_name == "cifar_resnet20"
     with pytest.raises(resnet_zoo.ConfigError, match="resnet_zoo model"):
         unwrap(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("kw", [{}, {"features_only": True}])
+def test_the_fast_path_scripts_with_torchscript(kw, tmp_path):
+    """#35 part 3: the result of optimize_for_inference scripts, as timm's models do; the
+    scripted module computes what the wrapper computes, and saves and loads."""
+    import warnings
+
+    from resnet_zoo import optimize_for_inference
+
+    model = optimize_for_inference(create("resnet18", **kw).eval())
+    x = torch.randn(2, 3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(model)
+        scripted.save(str(tmp_path / "m.pt"))
+        loaded = torch.jit.load(str(tmp_path / "m.pt"))
+    want = model(x)
+    for got in (scripted(x), loaded(x)):
+        if kw:
+            assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+        else:
+            assert torch.equal(got, want)
+    fast = optimize_for_inference(create("resnet18").eval(), dtype=torch.bfloat16)
+    if fast.use_mkldnn:  # the oneDNN path (CPUs with fast bfloat16) is named, not half-scripted
+        with pytest.raises(ConfigError, match="oneDNN bfloat16 path does not script"):
+            torch.jit.script(fast)
