@@ -158,12 +158,27 @@ def _user_error(e: BaseException) -> BaseException | None:
     return None
 
 
+#: How long the model actors may take to start before the run fails (Ray Data's
+#: ``wait_for_min_actors_s``; it waits without end by default).
+ACTOR_START_SECONDS = 600
+
+
 def _fit_pool(ray: Any, num_workers: int | None, cpus_per_worker: float, gpus_per_worker: float) -> int:
     """The number of model actors: ``num_workers``, or as many as the cluster holds (beside
     one decode task when the actors are on GPUs); :class:`ConfigError` if they cannot fit."""
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
     decode = DECODE_CPUS if gpus_per_worker else 0.0
+    # An actor runs on one node: the cluster's total can hold a pool that no node can.
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    biggest = max((n.get("CPU", 0.0) for n in nodes), default=cpus)
+    biggest_gpus = max((n.get("GPU", 0.0) for n in nodes), default=gpus)
+    if cpus_per_worker > biggest or gpus_per_worker > biggest_gpus:
+        raise ConfigError(
+            f"a model worker of {cpus_per_worker:g} CPUs and {gpus_per_worker:g} GPUs fits no node of the "
+            f"Ray cluster (the largest has {biggest:g} CPUs and {biggest_gpus:g} GPUs): lower --cpus-per-worker"
+            + (" or --gpus-per-worker" if gpus_per_worker else "")
+        )
     if num_workers is None:
         by_cpu = int((cpus - decode) // cpus_per_worker)
         by_gpu = int(gpus // gpus_per_worker) if gpus_per_worker else 1 << 20
@@ -340,6 +355,9 @@ def _compute(
     pool = _fit_pool(ray, num_workers, cpus_per_worker, gpus_per_worker)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # one bar: collect_shards'
+    # Ray Data waits for its actors without end by default: one that no node can start (its
+    # resources taken, a node gone) ends the run with a timeout instead.
+    ctx.wait_for_min_actors_s = ACTOR_START_SECONDS
     items = [
         {"shard": s, "first": b[0], "paths": json.dumps([plan.paths[k] for k in b])}
         for s, b in plan.batches(batch_size)

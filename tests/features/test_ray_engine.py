@@ -310,3 +310,34 @@ def test_an_unreadable_image_ends_a_run_of_its_own_instance_at_once(data, tmp_pa
     assert done.returncode == 1 and "img_0003x.jpg" in done.stderr, done.stderr[-2000:]
     assert "Ray is not initialized" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert elapsed < 150, f"took {elapsed:.0f} s"
+
+
+@pytest.mark.slow
+def test_a_worker_no_node_can_hold_is_refused_on_a_two_node_cluster(data, tmp_path):
+    """#36, also seen: on two nodes of 1 CPU, --cpus-per-worker 2 passed the check against the
+    cluster's total and waited forever with no shard written. It is compared with the largest
+    node now (a real two-node cluster, in a subprocess with a deadline)."""
+    code = (
+        "import ray\n"
+        "from ray.cluster_utils import Cluster\n"
+        "from resnet_zoo import ConfigError\n"
+        "from resnet_zoo.features.ray_engine import write_feature_set_ray\n"
+        "from resnet_zoo.inference.recipe import ModelRecipe\n"
+        "cluster = Cluster(initialize_head=True, head_node_args={'num_cpus': 1, 'include_dashboard': False})\n"
+        "cluster.add_node(num_cpus=1)\n"
+        "ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)\n"
+        "try:\n"
+        "    recipe = ModelRecipe('cifar_resnet20', fast=False)\n"
+        f"    write_feature_set_ray(recipe, [{str(data)!r}], {str(tmp_path / 'out')!r},\n"
+        "                          num_workers=1, cpus_per_worker=2, progress=False)\n"
+        "except ConfigError as e:\n"
+        "    print('ConfigError', e)\n"
+        "finally:\n"
+        "    ray.shutdown()\n"
+        "    cluster.shutdown()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_ADDRESS": ""}
+    )
+    assert "ConfigError" in done.stdout and "fits no node" in done.stdout, done.stderr[-2000:]
+    assert "the largest has 1 CPUs" in done.stdout
