@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from ..errors import (
     ResNetZooError,
     UnknownModelError,
 )
-from ..util.atomic import atomic_write, write_text_atomic
+from ..util.atomic import atomic_write, replace_directory, staging_beside, write_text_atomic
 from ..util.integrity import (
     check_revision,
     content_etag,
@@ -759,22 +760,34 @@ def _mixin_class() -> type:
 
 
 def save_pretrained(
-    tensors: dict[str, Any],
-    save_directory: str | os.PathLike,
-    *,
-    config: dict[str, Any],
-    card: tuple[dict[str, Any], str],
-    push_to_hub: bool = False,
-    repo_id: str | None = None,
-    extra: dict[str, Any] | None = None,
-    **push_kwargs: Any,
-) -> str | None:
+    tensors: dict[str, Any], save_directory: str | os.PathLike, *, config: dict[str, Any],
+    card: tuple[dict[str, Any], str], push_to_hub: bool = False, repo_id: str | None = None,
+    extra: dict[str, Any] | None = None, **push_kwargs: Any,
+) -> str | None:  # fmt: skip
     """Write config.json, ``tensors`` as model.safetensors, README.md and the ``extra`` JSON
-    files (and optionally push them)."""
+    files (and optionally push them).
+
+    The files are written into a directory beside ``save_directory`` that then takes its place
+    in one step, so that a save killed at any moment leaves the previous save whole and
+    loadable. A directory that holds other files too keeps them: there, each file of the save
+    is replaced in turn."""
     wrapper = _mixin_class()(tensors, card, extra)
     directory = Path(save_directory)
-    (directory / "README.md").unlink(missing_ok=True)  # the mixin keeps an existing card
-    return wrapper.save_pretrained(directory, config=config, push_to_hub=push_to_hub, repo_id=repo_id, **push_kwargs)
+    ours = {"config.json", "model.safetensors", "README.md", *(extra or {})}
+    if directory.is_dir() and any(p.name not in ours for p in directory.iterdir()):
+        (directory / "README.md").unlink(missing_ok=True)  # the mixin keeps an existing card
+        return wrapper.save_pretrained(
+            directory, config=config, push_to_hub=push_to_hub, repo_id=repo_id, **push_kwargs
+        )
+    staging = staging_beside(directory)
+    try:
+        wrapper.save_pretrained(staging, config=config)
+        replace_directory(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # what is left of a failed save
+    if push_to_hub:
+        return wrapper.push_to_hub(repo_id or directory.name, config=config, **push_kwargs)
+    return None
 
 
 def push_to_hub(

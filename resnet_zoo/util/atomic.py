@@ -1,15 +1,27 @@
-"""Write a file so that readers see the old file or the whole new one, never a part; stdlib only."""
+"""Write a file, or a directory of files, so that readers see the old one or the whole new one,
+never a part; stdlib only."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import shutil
 import socket
+import sys
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_write", "write_text_atomic", "promote", "remove_partials", "WriterLock"]
+__all__ = [
+    "atomic_write",
+    "write_text_atomic",
+    "promote",
+    "remove_partials",
+    "staging_beside",
+    "replace_directory",
+    "WriterLock",
+]
 
 
 _PARTIAL = ".partial"
@@ -64,6 +76,65 @@ def promote(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Rename a finished temporary file (one written under a name of its own, such as a resumable
     download's ``.incomplete``) over ``path``, atomically."""
     os.replace(tmp, path)
+
+
+_STAGING = ".staging-"
+
+
+def staging_beside(target: str | os.PathLike) -> Path:
+    """A fresh directory beside ``target`` (the same file system) to build its new contents in;
+    stale ones of killed writers (their process gone) are removed first."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for old in target.parent.glob(f".{target.name}{_STAGING}*"):
+        pid = old.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    staging = target.with_name(f".{target.name}{_STAGING}{os.getpid()}-{os.urandom(4).hex()}")
+    staging.mkdir(mode=0o777)  # the umask applies
+    return staging
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux's renameat2 with RENAME_EXCHANGE); False where the
+    system or its file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library older than glibc 2.28
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def replace_directory(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the complete directory ``staging`` at ``target`` in one step, then delete the old
+    one: a process killed at any moment leaves ``target`` the whole old directory or the whole
+    new one. Where the system cannot swap two directories (not Linux), two renames: a kill
+    between them leaves the old directory beside, hidden, and nothing at ``target``."""
+    staging, target = Path(staging), Path(target)
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now the old directory
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def remove_partials(directory: str | os.PathLike) -> int:

@@ -437,3 +437,53 @@ def _saved_r18(tmp_path, tv_resnet18) -> Path:
     path = tmp_path / "r18.safetensors"
     save_file(tv_resnet18.state_dict(), path)
     return path
+
+
+@pytest.mark.parametrize("when", ["after the weights", "before the swap"])
+def test_a_save_killed_over_an_existing_save_leaves_the_old_one_loadable(tmp_path, when):
+    """#36, also seen: save_pretrained deleted config.json, then wrote the weights: a kill
+    between left neither model loadable. The new save is built beside and swapped in whole;
+    here a real SIGKILL at two points of it, then a complete save over the same directory."""
+    import subprocess
+    import sys
+
+    save = tmp_path / "model"
+    old = create("cifar_resnet20").eval()
+    old.save_pretrained(save)
+    hook = {
+        "after the weights": "resnet_zoo.pretrained.hub.write_text_atomic",
+        "before the swap": "resnet_zoo.pretrained.hub.replace_directory",
+    }[when]
+    module, name = hook.rsplit(".", 1)
+    code = (
+        "import os, signal, importlib\n"
+        "import resnet_zoo\n"
+        f"mod = importlib.import_module({module!r})\n"
+        f"setattr(mod, {name!r}, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))\n"
+        "from resnet_zoo.manifest import PretrainedInfo\n"
+        "model = resnet_zoo.create('cifar_resnet20', num_classes=3)\n"
+        "model.pretrained_info = PretrainedInfo(labels=('a', 'b', 'c'))\n"
+        f"model.save_pretrained({str(save)!r}, layout='resnet_zoo')\n"
+    )
+    if when == "after the weights":  # the mixin writes no extra file for this layout: kill at config.json
+        code = code.replace(f"setattr(mod, {name!r}", "setattr(mod.Path, 'write_text'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-1500:]
+    loaded = resnet_zoo.ResNet.from_pretrained(save).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), old(x)) and loaded.num_classes == 10
+    new = create("cifar_resnet20", num_classes=3).eval()
+    new.save_pretrained(save)
+    assert resnet_zoo.ResNet.from_pretrained(save).num_classes == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging left behind
+
+
+def test_a_save_into_a_directory_with_other_files_keeps_them(tmp_path):
+    save = tmp_path / "run"
+    save.mkdir()
+    (save / "notes.txt").write_text("mine")
+    create("cifar_resnet20").save_pretrained(save)
+    create("cifar_resnet20", num_classes=4).save_pretrained(save)
+    assert (save / "notes.txt").read_text() == "mine"
+    assert resnet_zoo.ResNet.from_pretrained(save).num_classes == 4
