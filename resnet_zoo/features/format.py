@@ -108,7 +108,7 @@ def _check_declared(path: Path, rows: int, width: int, dtype: str, expect: Expec
         )
 
 
-def _parquet_layout(path: Path, expect: Expect) -> None:
+def check_parquet_shard(path: Path, expect: Expect) -> None:
     """The footer of a parquet shard against its index, before any row is read: its row count,
     and ``features`` a fixed-size list of float32 or float16 of the declared width (a 17 kB shard
     of 2,000,000 rows, or features stored as strings, structs or decimals, are refused here)."""
@@ -135,7 +135,7 @@ def read_shard(path: Path, fmt: str, expect: Expect | None = None) -> tuple[torc
     file's header or footer before its data are read."""
     if fmt == "parquet":
         if expect is not None:
-            _parquet_layout(path, expect)
+            check_parquet_shard(path, expect)
         pq = optional_module("pyarrow.parquet", "parquet shards")
         try:
             table = pq.read_table(str(path))

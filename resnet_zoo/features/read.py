@@ -19,7 +19,7 @@ import torch
 from ..errors import CheckpointError
 from ..util.checks import check_positive_int
 from ..util.integrity import not_a_regular_file, sha256_file
-from .format import INDEX_FILE, arrow_table, optional_module, read_index, read_shard, shard_name
+from .format import INDEX_FILE, arrow_table, check_parquet_shard, optional_module, read_index, read_shard, shard_name
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,18 @@ class FeatureSet:
     def num_images(self) -> int:
         return sum(s["rows"] for s in self.index["shards"])
 
+    def _checked_path(self, i: int, shard: dict, verify: bool) -> Path:
+        """Shard ``i``'s file, a regular file whose sha256 (with ``verify``) is its record's."""
+        path = self.directory / shard_name(i, self.index.get("file_format", "safetensors"))
+        if problem := not_a_regular_file(path):
+            raise CheckpointError(f"{path} {problem}: the feature set is incomplete; re-run the command to rewrite it")
+        if verify and sha256_file(path) != shard["sha256"]:
+            raise CheckpointError(
+                f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
+                "the shard was modified or damaged: re-run the command to rewrite it"
+            )
+        return path
+
     def shards(self, verify: bool = True):
         """``(features [n, C], paths)`` of each shard in order; ``verify`` checks its sha256.
 
@@ -41,16 +53,7 @@ class FeatureSet:
         rows its record counts."""
         fmt = self.index.get("file_format", "safetensors")
         for i, shard in enumerate(self.index["shards"]):
-            path = self.directory / shard_name(i, fmt)
-            if problem := not_a_regular_file(path):
-                raise CheckpointError(
-                    f"{path} {problem}: the feature set is incomplete; re-run the command to rewrite it"
-                )
-            if verify and sha256_file(path) != shard["sha256"]:
-                raise CheckpointError(
-                    f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
-                    "the shard was modified or damaged: re-run the command to rewrite it"
-                )
+            path = self._checked_path(i, shard, verify)
             width = self.index["num_features"]
             feats, paths = read_shard(path, fmt, (shard["rows"], width, self.index["store_dtype"]))
             if (
@@ -84,7 +87,7 @@ class FeatureSet:
         check_positive_int("batch_size", batch_size)
         held: torch.Tensor | None = None
         held_paths: list[str] = []
-        for feats, paths in self.shards(verify):
+        for feats, paths in self._chunks(batch_size, verify):
             held = feats if held is None else torch.cat([held, feats])
             held_paths += paths
             while len(held_paths) >= batch_size:
@@ -92,6 +95,21 @@ class FeatureSet:
                 held, held_paths = held[batch_size:], held_paths[batch_size:]
         if held is not None and held_paths:
             yield held.float().numpy(), held_paths
+
+    def _chunks(self, batch_size: int, verify: bool) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """What :meth:`shards` gives, a parquet shard streamed in record batches (its footer
+        checked first), so that a few rows never cost the whole shard's memory."""
+        if self.index.get("file_format", "safetensors") != "parquet":
+            yield from self.shards(verify)
+            return
+        pq = optional_module("pyarrow.parquet", "parquet shards")
+        width = self.index["num_features"]
+        for i, shard in enumerate(self.index["shards"]):
+            path = self._checked_path(i, shard, verify)
+            check_parquet_shard(path, (shard["rows"], width, self.index["store_dtype"]))
+            for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_size, columns=["path", "features"]):
+                values = batch.column(1).flatten().to_numpy(zero_copy_only=False)
+                yield torch.from_numpy(values.copy()).view(-1, width), batch.column(0).to_pylist()
 
     def to_numpy(self, verify: bool = True) -> Any:
         """Every feature as one float32 numpy array ``[N, C]`` (bfloat16 and float16 shards

@@ -336,3 +336,28 @@ def test_a_cloud_uri_without_a_network_fails_in_seconds_with_one_line(uri):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.startswith("InputError"), done.stderr[-1500:]
     assert time.monotonic() - started < 90
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_parquet_shards_are_streamed_by_iter_batches(tmp_path, dtype, monkeypatch):
+    """#36 case 4: iter_batches reads a parquet shard by record batches after its footer is
+    checked, never the whole shard at once; the batches are load()'s rows."""
+    pytest.importorskip("pyarrow")
+    from test_feature_sets import _images
+
+    import resnet_zoo.features.read as read
+
+    data = _images(tmp_path / "imgs", 23)
+    out = tmp_path / "pq"
+    model = resnet_zoo.create("cifar_resnet20").eval()
+    write_feature_set(model, [data], out, shard_size=10, store_dtype=dtype, file_format="parquet", progress=False)
+    feats, paths = read_feature_set(out).load()
+
+    def whole_shard(*args, **kwargs):
+        raise AssertionError("a whole shard was read")
+
+    monkeypatch.setattr(read, "read_shard", whole_shard)
+    batches = list(read_feature_set(out).iter_batches(batch_size=7))
+    assert [len(p) for _, p in batches] == [7, 7, 7, 2]
+    assert sum((p for _, p in batches), []) == paths
+    assert torch.equal(torch.cat([torch.from_numpy(b) for b, _ in batches]), feats.float())
