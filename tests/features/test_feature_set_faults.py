@@ -361,3 +361,28 @@ def test_parquet_shards_are_streamed_by_iter_batches(tmp_path, dtype, monkeypatc
     assert [len(p) for _, p in batches] == [7, 7, 7, 2]
     assert sum((p for _, p in batches), []) == paths
     assert torch.equal(torch.cat([torch.from_numpy(b) for b, _ in batches]), feats.float())
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_cloud_listing_without_a_network(tmp_path):
+    """#36 case 9: Ctrl-C was ignored for the 19 minutes of retries. SIGINT now ends the
+    command within the retry limit, with exit status 130 or 1 and no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resnet_zoo", "features", "cifar_resnet20", "gs://no-such-bucket-resnet-zoo/x",
+         "--out", str(tmp_path / "out"), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - started < 30 and proc.returncode in (1, 130), (proc.returncode, err[-1500:])
+    assert "Traceback" not in err
