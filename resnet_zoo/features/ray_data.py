@@ -13,10 +13,13 @@
     ds = ray.data.from_items([{"path": p} for p in paths])
     ds = ds.map_batches(Preprocessor("resnet50", pretrained=True), batch_size=64)
     ds = ds.map_batches(FeatureExtractor, fn_constructor_kwargs={"name": "resnet50"},
-                        concurrency=2, batch_size=64)   # num_gpus=1 on GPU nodes
+                        concurrency=actor_pool(), batch_size=64)   # num_gpus=1 on GPU nodes
 
-Nothing here imports ray: Ray imports this module in its workers, and ``import resnet_zoo``
-never imports ray.
+:func:`actor_pool` sizes the extractor actors to leave a CPU to the read and preprocessing
+tasks: on a 2-CPU machine two 1-CPU actors took both and the pipeline stalled.
+
+Nothing here imports ray at import time: Ray imports this module in its workers, and
+``import resnet_zoo`` never imports ray.
 """
 
 from __future__ import annotations
@@ -29,7 +32,18 @@ from ..errors import InputError
 from ..inference.images import Preprocess
 from ..inference.recipe import ModelRecipe
 
-__all__ = ["Preprocessor", "FeatureExtractor"]
+__all__ = ["Preprocessor", "FeatureExtractor", "actor_pool"]
+
+
+def actor_pool(cpus_per_actor: float = 1.0, reserve_cpus: float = 1.0) -> tuple[int, int]:
+    """``concurrency=`` for the :class:`FeatureExtractor` stage: from 1 to as many actors of
+    ``cpus_per_actor`` as the running Ray cluster holds beside ``reserve_cpus`` for the read and
+    preprocessing tasks (at least 1). Actors that take every CPU starve those tasks, and the
+    pipeline waits for ever."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    return 1, max(1, int((cpus - reserve_cpus) // cpus_per_actor))
 
 
 class Preprocessor:

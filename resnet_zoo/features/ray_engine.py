@@ -218,6 +218,14 @@ def check_head_reachable(address: str | None, timeout: float = 3.0) -> None:
         ) from None
 
 
+def _configure(ctx: Any) -> None:
+    """Ray Data's settings for a run: one progress bar (collect_shards'), and model actors that
+    must start within ACTOR_START_SECONDS (one that no node can start, its resources taken or
+    a node gone, would otherwise be waited for without end)."""
+    ctx.enable_progress_bars = False
+    ctx.wait_for_min_actors_s = ACTOR_START_SECONDS
+
+
 def _join_executors(deadline: float) -> None:
     """Wait for Ray Data's executor threads, which a closed iterator stops, to end: one still
     running after ray.shutdown() reaches for the stopped worker, and Ray ends the process."""
@@ -353,11 +361,7 @@ def _compute(
     """Stream the plan's batches through decode tasks and the actor pool; write shards as they
     complete. Returns the images computed and the seconds to the first batch."""
     pool = _fit_pool(ray, num_workers, cpus_per_worker, gpus_per_worker)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # one bar: collect_shards'
-    # Ray Data waits for its actors without end by default: one that no node can start (its
-    # resources taken, a node gone) ends the run with a timeout instead.
-    ctx.wait_for_min_actors_s = ACTOR_START_SECONDS
+    _configure(ray.data.DataContext.get_current())
     items = [
         {"shard": s, "first": b[0], "paths": json.dumps([plan.paths[k] for k in b])}
         for s, b in plan.batches(batch_size)
@@ -390,8 +394,7 @@ def _compute(
         cpus_per_worker,
         gpus_per_worker,
     )
-    rows = ds.iter_rows()
-    batches = _batches(rows, plan.num_features)
+    batches = _batches(ds.iter_rows(), plan.num_features)
     try:
         return collect_shards(plan, batches, batch_size, skip_bad=skip_bad, progress=progress)
     except Exception as e:

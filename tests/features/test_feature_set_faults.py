@@ -206,6 +206,18 @@ def test_a_fifo_named_by_a_file_uri_is_refused_not_opened(tmp_path):
     assert "is a FIFO" in done.stdout, done.stderr[-500:]
 
 
+def _small_set(tmp_path: Path, n: int, file_format: str) -> tuple[Path, Path]:
+    """``n`` small photos in tmp_path/photos and their feature set (shards of 4) in tmp_path/feats."""
+    images = tmp_path / "photos"
+    images.mkdir()
+    for i in range(n):
+        Image.new("RGB", (36, 36), (i * 30, 100, 50)).save(images / f"{i}.png")
+    out = tmp_path / "feats"
+    model = resnet_zoo.create("cifar_resnet20").eval()
+    write_feature_set(model, [images], out, shard_size=4, file_format=file_format, progress=False)
+    return images, out
+
+
 def _swap_shard(out: Path, i: int, write, rows: int) -> None:
     """Replace shard ``i`` by what ``write(path)`` makes, with a truthful record (rows, sha256)
     in the index and the shard's own record."""
@@ -232,14 +244,7 @@ def test_a_parquet_shard_bomb_is_refused_from_its_footer(tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     np = pytest.importorskip("numpy")
-    images = tmp_path / "photos"
-    images.mkdir()
-    for i in range(6):
-        Image.new("RGB", (36, 36), (i * 30, 100, 50)).save(images / f"{i}.png")
-    out = tmp_path / "feats"
-    write_feature_set(
-        resnet_zoo.create("cifar_resnet20").eval(), [images], out, shard_size=4, file_format="parquet", progress=False
-    )
+    images, out = _small_set(tmp_path, 6, "parquet")
     rows = 2_000_000
 
     def bomb(path):
@@ -270,15 +275,8 @@ def test_shards_of_another_dtype_than_the_index_declares_are_refused(tmp_path, k
 
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    images = tmp_path / "photos"
-    images.mkdir()
-    for i in range(4):
-        Image.new("RGB", (36, 36), (i * 30, 100, 50)).save(images / f"{i}.png")
-    out = tmp_path / "feats"
     fmt = kind.split("-")[0]
-    write_feature_set(
-        resnet_zoo.create("cifar_resnet20").eval(), [images], out, shard_size=4, file_format=fmt, progress=False
-    )
+    images, out = _small_set(tmp_path, 4, fmt)
     if kind == "parquet-strings":
         column = pa.array([["a"] * 64] * 4, pa.list_(pa.string(), 64))
     elif kind == "parquet-decimals":

@@ -65,3 +65,33 @@ def test_a_bad_row_names_its_file(tmp_path):
         Preprocessor("cifar_resnet20")({"path": [str(bad)]})
     with pytest.raises(resnet_zoo.InputError, match="'path' or an 'image' column"):
         Preprocessor("cifar_resnet20")({"item": [1]})
+
+
+@pytest.mark.slow
+def test_the_docs_read_images_pipeline_finishes_on_two_cpus(local_ray, tmp_path):
+    """#35 part 6: with concurrency=2 the two 1-CPU actors took both CPUs of a 2-CPU machine and
+    starved read_images' tasks: the pipeline never finished. actor_pool() leaves a CPU to them;
+    the docs' pipeline, as written there, finishes within a deadline."""
+    import shutil
+    import threading
+
+    import ray.data
+
+    from resnet_zoo.features.ray_data import actor_pool
+
+    assert actor_pool() == (1, 1)  # this instance has 2 CPUs
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in SAMPLES:
+        shutil.copy(p, photos / p.name)
+    ds = ray.data.read_images(str(photos), include_paths=True, mode="RGB")
+    ds = ds.map_batches(Preprocessor("cifar_resnet20", pretrained=True), batch_size=4)
+    ds = ds.map_batches(
+        FeatureExtractor, fn_constructor_kwargs={"name": "cifar_resnet20"}, concurrency=actor_pool(), batch_size=4
+    )
+    rows: list = []
+    worker = threading.Thread(target=lambda: rows.extend(ds.take_all()), daemon=True)
+    worker.start()
+    worker.join(timeout=180)
+    assert not worker.is_alive(), "the pipeline stalled"
+    assert len(rows) == len(SAMPLES) and rows[0]["features"].shape == (64,)

@@ -111,6 +111,14 @@ def test_a_damaged_or_foreign_state_json_is_a_checkpoint_error(checkpoint, tmp_p
         train(cfg)
 
 
+def _folder_run(tmp_path) -> TrainConfig:
+    """One epoch of cifar_resnet20 on the class folders in tmp_path/data, into tmp_path/run."""
+    return TrainConfig(
+        arch="cifar_resnet20", dataset="folder", data=str(tmp_path / "data"), out=str(tmp_path / "run"),
+        epochs=1, batch_size=2, progress=False,
+    )  # fmt: skip
+
+
 def test_train_and_held_out_folders_with_other_classes_are_refused(tmp_path):
     from PIL import Image
 
@@ -122,15 +130,7 @@ def test_train_and_held_out_folders_with_other_classes_are_refused(tmp_path):
             (tmp_path / "data" / split / c).mkdir(parents=True)
             for i in range(2):
                 Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "data" / split / c / f"{i}.png")
-    cfg = TrainConfig(
-        arch="cifar_resnet20",
-        dataset="folder",
-        data=str(tmp_path / "data"),
-        out=str(tmp_path / "run"),
-        epochs=1,
-        batch_size=2,
-        progress=False,
-    )
+    cfg = _folder_run(tmp_path)
     with pytest.raises(InputError, match="different classes"):
         train(cfg)
 
@@ -149,15 +149,7 @@ def test_a_class_with_fewer_than_two_images_is_refused(tmp_path, dog_images):
         (tmp_path / "data" / name).mkdir(parents=True)
         for i in range(n):
             Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "data" / name / f"{i}.png")
-    cfg = TrainConfig(
-        arch="cifar_resnet20",
-        dataset="folder",
-        data=str(tmp_path / "data"),
-        out=str(tmp_path / "run"),
-        epochs=1,
-        batch_size=2,
-        progress=False,
-    )
+    cfg = _folder_run(tmp_path)
     with pytest.raises(InputError, match=rf"at least 2 images to train on; 'dog' \({dog_images}\) has fewer"):
         train(cfg)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
