@@ -404,9 +404,11 @@ class ResNetBase(nn.Module):
         reduction *= 2 if config.stem_pool else 1
 
         # Stages: layer1 ... layerN, one nn.Sequential of blocks each (torchvision's names).
-        for i, stage in enumerate(make_stages(config, stem_channels, norm_layer)):
+        for i, (stage, (stride, _, _)) in enumerate(
+            zip(make_stages(config, stem_channels, norm_layer), config.stage_layout())
+        ):
             self.add_module(f"layer{i + 1}", stage)
-            reduction *= config.stage_layout()[i][0]
+            reduction *= stride
             feature_info.append(FeatureInfo(config.n_channels[i], reduction, f"layer{i + 1}"))
         self.feature_info: FeatureInfoList = feature_info
         self.num_features = config.num_features

@@ -303,17 +303,24 @@ def _torchvision_shaped(config) -> str | None:
     c = config
     checks = [
         (c.n_stages == 4, f"{c.n_stages} stages, not 4"),
+        *_imagenet_stem_checks(c),
+        (tuple(c.strides) == (1, 2, 2, 2), f"stage strides {list(c.strides)}, not [1, 2, 2, 2]"),
+        (c.stem_out_channels == 64, f"a {c.stem_out_channels}-channel stem, not 64"),
+    ]
+    return "; ".join(why for ok, why in checks if not ok) or None
+
+
+def _imagenet_stem_checks(c) -> list[tuple[bool, str]]:
+    """What torchvision's, timm's and transformers' ResNets all build: the 7x7 stride-2 stem
+    with ReLU and max-pool, bias-free convolutions and 1x1 projection shortcuts."""
+    return [
         (
             c.first_kernel_size == 7 and c.stem_stride == 2 and c.stem_pool and c.stem_act,
             "a stem other than the 7x7 stride-2 conv, ReLU and max pool",
         ),
         (not c.conv_bias, "convolutions with biases"),
-        (c.shortcut == "projection", f"{c.shortcut!r} shortcuts (torchvision's are 1x1 projections)"),
-        (tuple(c.strides) == (1, 2, 2, 2), f"stage strides {list(c.strides)}, not [1, 2, 2, 2]"),
-        (c.stem_out_channels == 64, f"a {c.stem_out_channels}-channel stem, not 64"),
+        (c.shortcut == "projection", f"{c.shortcut!r} shortcuts (theirs are 1x1 projections)"),
     ]
-    reasons = [why for ok, why in checks if not ok]
-    return "; ".join(reasons) or None
 
 
 def transformers_shaped(config) -> str | None:
@@ -322,12 +329,7 @@ def transformers_shaped(config) -> str | None:
     stage at stride 1 and the others at 2, and bottlenecks a quarter as wide as their stage."""
     c = config
     checks = [
-        (
-            c.first_kernel_size == 7 and c.stem_stride == 2 and c.stem_pool and c.stem_act,
-            "a stem other than the 7x7 stride-2 conv, ReLU and max pool",
-        ),
-        (not c.conv_bias, "convolutions with biases"),
-        (c.shortcut == "projection", f"{c.shortcut!r} shortcuts"),
+        *_imagenet_stem_checks(c),
         (tuple(c.strides) == (1,) + (2,) * (c.n_stages - 1), f"stage strides {list(c.strides)}"),
         (not c.replace_stride_with_dilation or not any(c.replace_stride_with_dilation), "dilated stages"),
         (c.groups == 1, f"grouped convolutions (groups={c.groups})"),

@@ -77,13 +77,13 @@ def _n_blocks(keys) -> int:
     return len({m.groups() for k in keys if (m := _BLOCK.match(k))})
 
 
-def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, config: ResNetConfig) -> list[str]:
+def _fitting_architectures(sd: dict[str, torch.Tensor], build: Build, img_channels: int) -> list[str]:
     """Registered architectures whose state dict has exactly ``sd``'s keys and shapes."""
 
     n = _n_blocks(sd)
     ckpt_classes = _head_classes(sd, "the checkpoint")
     first = sd.get("conv1.weight")
-    channels = first.shape[1] if first is not None and first.ndim == 4 else config.img_channels
+    channels = first.shape[1] if first is not None and first.ndim == 4 else img_channels
     found = []
     for name in list_models():
         candidate = get_entry(name).config
@@ -178,7 +178,7 @@ def _refuse(
     subject = f"this {arch} model" if arch else "this model"
     if mismatched and not (missing or unexpected):
         k = mismatched[0]
-        fits = _fitting_architectures(sd, build, config)
+        fits = _fitting_architectures(sd, build, config.img_channels)
         raise CheckpointError(
             f"{label}: {k} has shape {list(sd[k].shape)} but this model needs "
             f"{list(expected[k].shape)} (another architecture, width or number of classes?)"
@@ -191,7 +191,11 @@ def _refuse(
         parts.append(f"unexpected keys: {_describe_keys(unexpected)}")
     hint = ""
     ckpt_blocks = _n_blocks(sd)
-    fits = [] if any(k.startswith("module.") for k in unexpected) else _fitting_architectures(sd, build, config)
+    fits = (
+        []
+        if any(k.startswith("module.") for k in unexpected)
+        else _fitting_architectures(sd, build, config.img_channels)
+    )
     if any(k.startswith("module.") for k in unexpected):
         hint = " The keys carry a 'module.' prefix (DataParallel): convert with source='auto'."
     elif ckpt_blocks and ckpt_blocks > n_model_blocks:
@@ -357,7 +361,7 @@ def from_pretrained(
 def _only_fitting_architecture(source: WeightsSource, build: Build) -> str:
     state_dict, _ = load_safetensors(source.file)
     sd = convert_state_dict(state_dict, source.layout)
-    fits = _fitting_architectures(sd, build, get_entry("resnet50").config)
+    fits = _fitting_architectures(sd, build, 3)  # the input channels when the file has no first conv
     if len(fits) != 1:
         found = f"fit {' and '.join(fits)}" if fits else "fit no registered architecture"
         raise CheckpointError(

@@ -135,14 +135,14 @@ def _from_directory(directory: Path) -> WeightsSource:
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME} (expected a save_pretrained directory)")
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory} has no {CONFIG_NAME} (expected a save_pretrained directory)")
+    layout = "resnet_zoo"
     try:
         config, info, arch = read_config_document(cfg_path)
     except ForeignConfig as foreign:  # timm's or transformers' directory: the keys decide the layout
-        info = foreign_info(foreign.data, str(directory))
-        info = replace(info, source=str(directory)) if info else PretrainedInfo(source=str(directory))
-        return WeightsSource(weights, "auto", str(directory), None, info, foreign_architecture(foreign.data))
+        config, layout = None, "auto"
+        info, arch = foreign_info(foreign.data, str(directory)), foreign_architecture(foreign.data)
     info = replace(info, source=str(directory)) if info else PretrainedInfo(source=str(directory))
-    return WeightsSource(weights, "resnet_zoo", str(directory), config, info, arch)
+    return WeightsSource(weights, layout, str(directory), config, info, arch)
 
 
 def parse_hf_hub(spec: str) -> tuple[str, str | None]:

@@ -123,11 +123,12 @@ def _check_state(state: Any, path: Path) -> dict[str, str]:
 _RECORD_KEYS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s")
 
 
-def check_resumable(directory: Path, cfg: TrainConfig, img_channels: int) -> None:
-    """The whole checkpoint checked before any data are loaded: its structure, files and recipe,
-    one metrics record per epoch done (no more epochs than the run has), SGD's settings as
-    numbers, and every tensor's name and shape against the network the run builds (on the meta
-    device, with the checkpoint's number of classes) and the optimizer's parameter order."""
+def check_resumable(directory: Path, cfg: TrainConfig, img_channels: int) -> tuple[dict, dict[str, str]]:
+    """The whole checkpoint checked before any data are loaded: its structure, its files'
+    sha256 and its recipe, one metrics record per epoch done (no more epochs than the run has),
+    SGD's settings as numbers, and every tensor's name and shape against the network the run
+    builds (on the meta device, with the checkpoint's number of classes) and the optimizer's
+    parameter order. Returns the state and the file of each part, for :func:`load_checkpoint`."""
     from safetensors import safe_open
 
     from ..factory import create
@@ -142,6 +143,12 @@ def check_resumable(directory: Path, cfg: TrainConfig, img_channels: int) -> Non
     def bad(problem: str) -> CheckpointError:
         return CheckpointError(f"cannot resume: {state_path} {problem}; delete the checkpoint directory to start over")
 
+    for name, digest in state["sha256"].items():
+        if not (directory / name).is_file() or sha256_file(directory / name) != digest:
+            raise bad(f"does not match {directory / name} (it was modified or damaged)")
+    if state["recipe"] != cfg.recipe():
+        diff = sorted(k for k in cfg.recipe() if state["recipe"].get(k) != cfg.recipe()[k])
+        raise CheckpointError(f"cannot resume {directory}: the run's settings differ in {diff}")
     epoch, metrics = state["epoch"], state["metrics"]
     if epoch > cfg.epochs:
         raise bad(f"says {epoch} epochs are done, more than the run's {cfg.epochs}")
@@ -169,6 +176,7 @@ def check_resumable(directory: Path, cfg: TrainConfig, img_channels: int) -> Non
         ]
         raise bad(f"names a model file that is not a {cfg.arch}: {', '.join(wrong[:3])} differ")
     _check_optimizer(state["param_groups"], shapes["optimizer"], [tuple(p.shape) for p in model.parameters()], bad)
+    return state, names
 
 
 def _check_optimizer(groups: list, buffers: dict[str, tuple], params: list[tuple], bad: Any) -> None:
@@ -186,27 +194,13 @@ def _check_optimizer(groups: list, buffers: dict[str, tuple], params: list[tuple
 
 
 def load_checkpoint(
-    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig
+    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, checked: tuple[dict, dict[str, str]]
 ) -> tuple[int, list[dict]]:
-    """Restore ``model`` and ``optimizer``; returns the epochs done and the metrics so far."""
+    """Restore ``model`` and ``optimizer`` from the checkpoint that :func:`check_resumable`
+    checked (``checked`` is what it returned); returns the epochs done and the metrics so far."""
     from safetensors.torch import load_file
 
-    state_path = directory / STATE_FILE
-    try:
-        state = json.loads(state_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot resume: {state_path} is unreadable ({e})") from None
-    names = _check_state(state, state_path)
-    for name, digest in state["sha256"].items():
-        path = directory / name
-        if not path.is_file() or sha256_file(path) != digest:
-            raise CheckpointError(
-                f"cannot resume: {path} does not match {state_path} (it was modified or damaged); "
-                "delete the checkpoint directory to start over"
-            )
-    if state["recipe"] != cfg.recipe():
-        diff = sorted(k for k in cfg.recipe() if state["recipe"].get(k) != cfg.recipe()[k])
-        raise CheckpointError(f"cannot resume {directory}: the run's settings differ in {diff}")
+    state, names = checked
     try:
         model.load_state_dict(load_file(str(directory / names["model"])), strict=True)
         buffers = load_file(str(directory / names["optimizer"]))

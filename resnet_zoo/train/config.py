@@ -130,6 +130,11 @@ class TrainConfig:
         if self.pad < 0 or self.workers < 0:
             raise ConfigError(f"pad and workers must be >= 0, got pad={self.pad}, workers={self.workers}")
 
+    @property
+    def img_channels(self) -> int:
+        """Channels of the images the run trains on: 1 for the grey digits, 3 otherwise."""
+        return 1 if self.dataset == "digits" else 3
+
     def recipe(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed."""
         keep = (

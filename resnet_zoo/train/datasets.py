@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -159,7 +160,8 @@ def read_folder(root: str | os.PathLike, transform: Callable[[Path], torch.Tenso
         labels += [i] * len(found)
     if not files:
         raise InputError(f"no images under {root}/<class>/")
-    counts = [labels.count(i) for i in range(len(classes))]
+    per_class = Counter(labels)  # one pass: a count per class would pass over every label again
+    counts = [per_class[i] for i in range(len(classes))]
     few = [f"{printable(name)!r} ({n})" for name, n in zip(classes, counts) if n < min_images]
     if few:
         raise InputError(

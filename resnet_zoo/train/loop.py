@@ -115,7 +115,7 @@ class _Run:
 def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
     entry = get_entry(cfg.arch)
     input_size = cfg.input_size or entry.input_size
-    img_channels = 1 if cfg.dataset == "digits" else 3
+    img_channels = cfg.img_channels
     train_set, val_set, interpolation = load_data(cfg, input_size, img_channels)
     mean, std = channel_stats(train_set, cfg.invert)
     if cfg.batch_size % dist.world:
@@ -276,12 +276,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     dist = setup_distributed()
     out = Path(cfg.out)
     ckpt_dir = out / CHECKPOINT_DIR
+    checked = None
     if cfg.resume and (ckpt_dir / STATE_FILE).is_file():  # the whole state, before any data are loaded
-        check_resumable(ckpt_dir, cfg, img_channels=1 if cfg.dataset == "digits" else 3)
+        checked = check_resumable(ckpt_dir, cfg, cfg.img_channels)
     run = _prepare(cfg, dist)
     start_epoch, history = 0, list[dict]()
-    if cfg.resume and (ckpt_dir / STATE_FILE).is_file():
-        start_epoch, history = load_checkpoint(ckpt_dir, run.model, run.optimizer, cfg)
+    if checked is not None:
+        start_epoch, history = load_checkpoint(ckpt_dir, run.model, run.optimizer, checked)
         if dist.main:
             log.info("resuming %s after epoch %d", out, start_epoch)
     elif cfg.resume and dist.main:
