@@ -600,8 +600,9 @@ class ResNetBase(nn.Module):
         )
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id``
-        (``layout="timm"``: in timm's format, for ``timm.create_model("hf-hub:...")``)."""
+        """Upload config.json + model.safetensors + model card to the Hub repo ``repo_id`` in one
+        commit, and return its hash (``layout="timm"``: in timm's format, for
+        ``timm.create_model("hf-hub:...")``; ``private``, ``token``, ``revision``, ``commit_message``)."""
         return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod

@@ -65,18 +65,18 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run(command(ref), check=True, env=env, stdout=subprocess.DEVNULL)
         report["uninterrupted_seconds"] = round(time.perf_counter() - start, 1)
-        index = json.loads((ref / "index.json").read_text())
+        index = json.loads((ref / ".index.json").read_text())
         report["images"], report["shards"] = index["num_images"], len(index["shards"])
         kills = []
         for fraction in (0.3, 0.7):
             proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             target = max(1, int(fraction * report["shards"]))
-            while len(list(killed.glob("shard-*.json"))) < target and proc.poll() is None:
+            while len(list(killed.glob(".shard-*.json"))) < target and proc.poll() is None:
                 time.sleep(0.01)
             time.sleep(0.05)  # land inside the next shard's work
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            kills.append(len(list(killed.glob("shard-*.json"))))
+            kills.append(len(list(killed.glob(".shard-*.json"))))
         report["complete_shards_when_killed"] = kills
         out = subprocess.run(command(killed) + ["--json"], check=True, env=env, capture_output=True, text=True)
         report["resume"] = json.loads(out.stdout)

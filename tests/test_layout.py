@@ -186,7 +186,7 @@ def test_written_files_follow_the_umask(tmp_path, umask):
         model.save_pretrained(tmp_path / "saved")
     finally:
         os.umask(old)
-    written = [tmp_path / "one.safetensors", *(tmp_path / "set").glob("shard-*"), tmp_path / "set" / "index.json"]
+    written = [tmp_path / "one.safetensors", *(tmp_path / "set").glob("shard-*"), tmp_path / "set" / ".index.json"]
     written += [tmp_path / "saved" / "model.safetensors", tmp_path / "saved" / "config.json"]
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in written}
     assert set(modes.values()) == {oct(0o666 & ~umask)}, modes

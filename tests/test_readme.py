@@ -42,7 +42,8 @@ def test_the_readme_has_blocks_of_both_kinds():
 
 @pytest.fixture
 def readme_dir(tmp_path, monkeypatch):
-    """photos/, cat.jpg, train_images/ and a feature set in feats/, as the README's blocks expect."""
+    """photos/, cat.jpg, train_images/ and feature sets in feats/ and feats_pq/ (parquet), as the
+    blocks expect."""
     photos = sample_photos()
     (tmp_path / "photos").mkdir()
     (tmp_path / "train_images").mkdir()
@@ -53,9 +54,11 @@ def readme_dir(tmp_path, monkeypatch):
     import resnet_zoo
     from resnet_zoo.features import write_feature_set
 
-    write_feature_set(
-        resnet_zoo.create("cifar_resnet20").eval(), [tmp_path / "photos"], tmp_path / "feats", progress=False
-    )
+    model = resnet_zoo.create("cifar_resnet20").eval()
+    write_feature_set(model, [tmp_path / "photos"], tmp_path / "feats", progress=False)
+    write_feature_set(model, [tmp_path / "photos"], tmp_path / "feats_pq", file_format="parquet", progress=False)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))  # datasets' cache, in the test's tree
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..features import write_feature_set, write_features
+from ..features import read_feature_set, write_feature_set, write_features
 from ..features.format import FILE_FORMATS, STORE_DTYPES
 from ..inference.export import FORMATS, export_model
 from ..inference.predict import predict
 from ..inference.runtimes import export_onnx, images_to_tensor, quantize_int8
 from ..registry import get_entry
 from ..util.checks import check_positive_int
-from ..util.integrity import printable
+from ..util.integrity import check_repo_id, printable
 from .flags import add_loader_flags, add_model_flags, add_output_flags, check_out, default, emit, load, recipe
 
 __all__ = ["add_commands"]
@@ -73,9 +73,13 @@ def _cmd_features(args: argparse.Namespace) -> int:
             + ("; for parquet, name a directory and pass --format parquet" if out.suffix == ".parquet" else "")
         )
     ray = _ray_flags(args)
+    if args.push_to_hub is not None:
+        check_repo_id(args.push_to_hub, spec=args.push_to_hub)  # before any work
     if args.out.endswith(".safetensors"):  # one file: small jobs
         if args.engine == "ray":
             raise ConfigError("--engine ray writes a feature set: --out must name a directory")
+        if args.push_to_hub is not None:
+            raise ConfigError("--push-to-hub uploads a feature set: --out must name a directory")
         written = write_features(
             load(args),
             args.inputs,
@@ -107,15 +111,19 @@ def _cmd_features(args: argparse.Namespace) -> int:
         )
     if result.rank != 0:
         return 0
-    return emit(
-        args,
-        result,
-        [
-            f"wrote {result.directory}: {result.images} images in {result.shards} shards "
-            f"({result.written_shards} written, {result.skipped_shards} already complete); "
-            "read it with resnet_zoo.features.read_feature_set"
-        ],
-    )
+    lines = [
+        f"wrote {result.directory}: {result.images} images in {result.shards} shards "
+        f"({result.written_shards} written, {result.skipped_shards} already complete); "
+        "read it with resnet_zoo.features.read_feature_set"
+    ]
+    summary: Any = result
+    if args.push_to_hub is not None:
+        commit = read_feature_set(result.directory).push_to_hub(args.push_to_hub, private=args.private or None)
+        lines.append(
+            f"pushed to the dataset repo {args.push_to_hub} at {commit}: read_feature_set('hf-hub:{args.push_to_hub}')"
+        )
+        summary = {**result.to_dict(), "hub_repo": args.push_to_hub, "hub_commit": commit}
+    return emit(args, summary, lines)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -154,7 +162,7 @@ def _add_features(sub: Any) -> None:
     p.add_argument(
         "--out",
         required=True,
-        help="DIR: shards + index.json, resumable, torchrun- and Ray-ready; or FILE.safetensors for "
+        help="DIR: shards + .index.json, resumable, torchrun- and Ray-ready; or FILE.safetensors for "
         "small jobs ('features' [N, C] and the paths)",
     )
     g = p.add_argument_group("feature set")
@@ -180,6 +188,13 @@ def _add_features(sub: Any) -> None:
     g.add_argument(
         "--overwrite", action="store_true", help="start over when DIR holds features of other inputs, model or settings"
     )
+    g.add_argument(
+        "--push-to-hub",
+        metavar="OWNER/NAME",
+        default=None,
+        help="then upload the finished set as this Hub dataset repo, with a card (HF_TOKEN or a saved login)",
+    )
+    g.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     add_loader_flags(
         p, write_feature_set, skip_bad_help="skip unreadable images (listed in the index with their error)"
     )

@@ -4,7 +4,7 @@ Two forms:
 
 - one ``.safetensors`` file for small jobs (:func:`write_features`, :func:`read_features`):
   ``features`` ``[N, C]``, the image paths in its metadata;
-- a feature set, a directory of numbered shards and an ``index.json``, for any number of images
+- a feature set, a directory of numbered shards and a ``.index.json``, for any number of images
   (:func:`write_feature_set`, :func:`read_feature_set`): resumable, written by one process, by
   torchrun ranks, or by a Ray cluster (``engine="ray"`` in :mod:`.ray_engine`); shards are
   safetensors or parquet, and :class:`FeatureSet` reads them as torch, numpy, pyarrow or pandas.

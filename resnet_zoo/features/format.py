@@ -3,9 +3,13 @@ writes them.
 
 A set is a directory: shard ``i`` is ``shard-NNNNN.safetensors`` (``features`` ``[n, C]``, the
 image of each row in the header's metadata) or ``shard-NNNNN.parquet`` (a row per image:
-``path`` and ``features``), recorded with its sha256 and its run's digest in ``shard-NNNNN.json``
-once complete; ``run.json`` is the run's identity, ``index.json`` the identity plus every record,
-``.lock`` the writer's lock. Everything read here is checked like any untrusted file.
+``path`` and ``features``), recorded with its sha256 and its run's digest in
+``.shard-NNNNN.json`` once complete; ``.run.json`` is the run's identity, ``.index.json`` the
+identity plus every record, ``.lock`` the writer's lock. The bookkeeping files' names start with
+a dot, so that the directory holds nothing but shards for the tools that read a directory of
+parquet files (pyarrow and pandas skip ``.`` and ``_``, Hugging Face ``datasets`` only ``.``).
+Sets written before (``index.json``, ``run.json``, ``shard-NNNNN.json``) stay readable, and a
+resumed run renames their files. Everything read here is checked like any untrusted file.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from safetensors.torch import save_file
 
 from ..errors import CheckpointError, ConfigError, ResNetZooError
 from ..pretrained.files import load_safetensors
-from ..util.atomic import atomic_write, write_text_atomic
+from ..util.atomic import atomic_write, promote, write_text_atomic
 from ..util.checks import is_int
 from ..util.integrity import is_sha256, not_a_regular_file, printable, sha256_file
 
@@ -38,6 +42,7 @@ __all__ = [
     "run_sha256",
     "shard_name",
     "record_name",
+    "migrate_layout",
     "read_shard",
     "write_shard",
     "arrow_table",
@@ -53,8 +58,11 @@ __all__ = [
 ]
 
 SET_FORMAT = "resnet_zoo.features/1"
-RUN_FILE = "run.json"
-INDEX_FILE = "index.json"
+RUN_FILE = ".run.json"
+INDEX_FILE = ".index.json"
+# The names of the first layout, read where the new ones are absent, renamed by a resumed run.
+OLD_RUN_FILE = "run.json"
+OLD_INDEX_FILE = "index.json"
 LOCK_FILE = ".lock"  # held by the run writing the set (a dot: pyarrow and pandas skip it)
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -84,7 +92,19 @@ def shard_name(i: int, fmt: str = "safetensors") -> str:
 
 
 def record_name(i: int) -> str:
-    return f"shard-{i:05d}.json"
+    return f".shard-{i:05d}.json"
+
+
+def migrate_layout(directory: Path) -> None:
+    """Rename the bookkeeping files of the first layout (``index.json``, ``run.json``,
+    ``shard-NNNNN.json``) to today's names, so that a resumed set keeps its complete shards and
+    leaves nothing beside them that a parquet reader would trip on. Each rename is atomic and
+    done only where the new name is free: a run killed half-way is finished by the next."""
+    olds = [directory / OLD_RUN_FILE, directory / OLD_INDEX_FILE, *sorted(directory.glob("shard-[0-9]*.json"))]
+    for old in olds:
+        new = directory / ("." + old.name)
+        if os.path.isfile(old) and not os.path.islink(old) and not os.path.lexists(new):
+            promote(old, new)
 
 
 # A shard's rows x width bound, checked from its header or footer before its data are read:
@@ -346,14 +366,17 @@ def checked_index(index: object, where: Path) -> dict:
 
 
 def read_index(directory: Path) -> dict:
-    """The checked ``index.json`` of the complete set in ``directory``: bounded in size, every
-    record naming its own shard, every record of the index's run."""
+    """The checked ``.index.json`` of the complete set in ``directory`` (``index.json`` in a set
+    of the first layout): bounded in size, every record naming its own shard, every record of
+    the index's run."""
     path = directory / INDEX_FILE
+    if not os.path.lexists(path) and os.path.lexists(directory / OLD_INDEX_FILE):
+        path = directory / OLD_INDEX_FILE
     try:
         index = read_json(path, MAX_INDEX_BYTES)
     except (OSError, ValueError, RecursionError) as e:
         raise CheckpointError(
-            f"{directory} holds no complete feature set ({INDEX_FILE}: {e}); "
+            f"{directory} holds no complete feature set ({path.name}: {e}); "
             "run `resnet-zoo features` to write or finish it"
         ) from None
     return checked_index(index, path)
@@ -377,7 +400,7 @@ def shard_done(directory: Path, i: int, fmt: str, run_id: str) -> dict | None:
 
 
 def write_index(out: Path, run: dict, n_shards: int) -> None:
-    """``index.json``: the run's identity, every shard's record (each checked complete and of
+    """``.index.json``: the run's identity, every shard's record (each checked complete and of
     this run), the width of the features and the count of unreadable images."""
     records = []
     run_id = run_sha256(run)

@@ -3,7 +3,7 @@ numpy, pyarrow or pandas.
 
 Shard ``i`` is ``shard-NNNNN.safetensors`` (``features`` ``[n, C]`` and ``paths``, the image of
 each row) or ``shard-NNNNN.parquet`` (a row per image: ``path`` and ``features``), recorded with
-its sha256 in ``shard-NNNNN.json`` when complete; the index is every record plus the run's
+its sha256 in ``.shard-NNNNN.json`` when complete; the index is every record plus the run's
 identity. Everything read here is checked like any untrusted file.
 """
 
@@ -16,15 +16,25 @@ from typing import Any, Iterator
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UnknownOptionError
 from ..util.checks import check_positive_int
 from ..util.integrity import not_a_regular_file, sha256_file
-from .format import INDEX_FILE, arrow_table, check_parquet_shard, optional_module, read_index, read_shard, shard_name
+from .format import (
+    INDEX_FILE,
+    OLD_INDEX_FILE,
+    arrow_table,
+    check_parquet_shard,
+    optional_module,
+    read_index,
+    read_shard,
+    shard_name,
+)
+from .hub import fetch_feature_set, push_feature_set
 
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """A directory written by :func:`write_feature_set`: ``index.json`` and numbered shards."""
+    """A directory written by :func:`write_feature_set`: ``.index.json`` and numbered shards."""
 
     directory: Path
     index: dict
@@ -33,14 +43,31 @@ class FeatureSet:
     def num_images(self) -> int:
         return sum(s["rows"] for s in self.index["shards"])
 
-    def _checked_path(self, i: int, shard: dict, verify: bool) -> Path:
+    @property
+    def index_path(self) -> Path:
+        """The set's index file (``index.json`` in a set of the first layout)."""
+        path = self.directory / INDEX_FILE
+        return (
+            path
+            if os.path.lexists(path) or not os.path.lexists(self.directory / OLD_INDEX_FILE)
+            else self.directory / OLD_INDEX_FILE
+        )
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload this set as the Hub dataset repo ``repo_id``, with its card; returns the commit.
+        ``private``, ``token``, ``revision`` and ``commit_message`` as huggingface_hub takes them."""
+        shards = [self.shard_path(i, verify=True) for i in range(len(self.index["shards"]))]
+        return push_feature_set(self.index, self.index_path, shards, repo_id, **kwargs)
+
+    def shard_path(self, i: int, verify: bool = True) -> Path:
         """Shard ``i``'s file, a regular file whose sha256 (with ``verify``) is its record's."""
+        shard = self.index["shards"][i]
         path = self.directory / shard_name(i, self.index.get("file_format", "safetensors"))
         if problem := not_a_regular_file(path):
             raise CheckpointError(f"{path} {problem}: the feature set is incomplete; re-run the command to rewrite it")
         if verify and sha256_file(path) != shard["sha256"]:
             raise CheckpointError(
-                f"{path}: sha256 differs from {self.directory / INDEX_FILE}; "
+                f"{path}: sha256 differs from {self.index_path}; "
                 "the shard was modified or damaged: re-run the command to rewrite it"
             )
         return path
@@ -53,7 +80,7 @@ class FeatureSet:
         rows its record counts."""
         fmt = self.index.get("file_format", "safetensors")
         for i, shard in enumerate(self.index["shards"]):
-            path = self._checked_path(i, shard, verify)
+            path = self.shard_path(i, verify)
             width = self.index["num_features"]
             feats, paths = read_shard(path, fmt, (shard["rows"], width, self.index["store_dtype"]))
             if (
@@ -105,7 +132,7 @@ class FeatureSet:
         pq = optional_module("pyarrow.parquet", "parquet shards")
         width = self.index["num_features"]
         for i, shard in enumerate(self.index["shards"]):
-            path = self._checked_path(i, shard, verify)
+            path = self.shard_path(i, verify)
             check_parquet_shard(path, (shard["rows"], width, self.index["store_dtype"]))
             for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_size, columns=["path", "features"]):
                 values = batch.column(1).flatten().to_numpy(zero_copy_only=False)
@@ -147,8 +174,17 @@ class FeatureSet:
         return [b for s in self.index["shards"] for b in s["bad"]]
 
 
-def read_feature_set(directory: str | os.PathLike) -> FeatureSet:
-    """The feature set in ``directory`` (complete: its ``index.json`` written), with its index
-    checked like any untrusted file: every record names its own shard in ``directory``."""
+def read_feature_set(directory: str | os.PathLike, **hub_kwargs: Any) -> FeatureSet:
+    """The feature set in ``directory`` (complete: its ``.index.json`` written), with its index
+    checked like any untrusted file: every record names its own shard in ``directory``.
+
+    ``"hf-hub:owner/name[@rev]"`` names a dataset repo made by :meth:`FeatureSet.push_to_hub`:
+    it is downloaded into the Hub cache (every shard checked against the index's sha256) and
+    read from there, offline too once cached; ``hub_kwargs``: ``cache_dir``, ``token``,
+    ``local_files_only``."""
+    if isinstance(directory, str) and directory.startswith("hf-hub:"):
+        return FeatureSet(*fetch_feature_set(directory, **hub_kwargs))
+    if hub_kwargs:
+        raise UnknownOptionError(f"{sorted(hub_kwargs)} apply to 'hf-hub:' sets only, not to the directory {directory}")
     directory = Path(directory)
     return FeatureSet(directory, read_index(directory))

@@ -10,7 +10,7 @@ under torchrun) and the Ray engine (:mod:`resnet_zoo.features.ray_engine`):
    :meth:`FeatureSetPlan.batches` whichever engine runs them;
 3. :func:`collect_shards` writes each shard (atomically, recorded with its sha256) once all its
    batches have arrived, in any order;
-4. :func:`finish_feature_set` writes ``index.json`` when every shard is complete.
+4. :func:`finish_feature_set` writes ``.index.json`` when every shard is complete.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from .format import (
     RUN_FILE,
     SET_FORMAT,
     STORE_DTYPES,
+    migrate_layout,
     optional_module,
     read_json,
     run_sha256,
@@ -86,7 +87,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class FeatureSetPlan:
-    """What a run writes: the image list, its identity (``run.json``), and this process's shards
+    """What a run writes: the image list, its identity (``.run.json``), and this process's shards
     still to write (``todo``) and already complete (``skipped``)."""
 
     out: Path
@@ -177,7 +178,7 @@ def plan_feature_set(
     device: str | None = None,
 ) -> FeatureSetPlan:
     """List the inputs, fix the run's identity, take the set's writer lock (rank 0), check the
-    identity against what ``out`` holds (refused unless ``overwrite``), write ``run.json`` and
+    identity against what ``out`` holds (refused unless ``overwrite``), write ``.run.json`` and
     find the shards still to write. ``device``: the device type the features are computed on,
     where that is not ``model``'s (the Ray engine's GPU workers).
 
@@ -204,6 +205,7 @@ def plan_feature_set(
     if rank == 0:
         lock = _lock_set(out, run_id)
         try:
+            migrate_layout(out)  # a set of the first layout resumes under today's names
             _check_run(out, run, overwrite)
             remove_partials(out)  # of a killed run: nobody else writes here now
             write_text_atomic(out / RUN_FILE, json.dumps(run, indent=1) + "\n")
@@ -211,7 +213,7 @@ def plan_feature_set(
             lock.release()
             raise
     if world > 1:
-        torch.distributed.barrier()  # run.json is this run's before any rank looks at a shard
+        torch.distributed.barrier()  # .run.json is this run's before any rank looks at a shard
         if rank != 0:
             _check_run(out, run, overwrite=False)
     n_shards = -(-len(paths) // shard_size)
@@ -317,7 +319,7 @@ def collect_shards(
 
 
 def finish_feature_set(plan: FeatureSetPlan) -> None:
-    """Wait for every rank, then rank 0 writes ``index.json``."""
+    """Wait for every rank, then rank 0 writes ``.index.json``."""
     if plan.world > 1:
         torch.distributed.barrier()
     if plan.rank == 0:
@@ -350,7 +352,7 @@ def write_feature_set(
     process ``i % world`` (one process, or each rank under torchrun), to a temporary name then
     renamed, and recorded with its sha256. Re-running the same command skips every shard
     already complete and verified, so a run killed at any moment ends, once re-run, with the
-    same bytes as an uninterrupted one. Rank 0 writes ``index.json`` when all are done.
+    same bytes as an uninterrupted one. Rank 0 writes ``.index.json`` when all are done.
     """
     out = check_options(out, shard_size, batch_size, store_dtype, file_format)
     dist = setup_distributed(device=False)
@@ -425,7 +427,7 @@ def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
         return
     try:
         old = read_json(path, MAX_RECORD_BYTES)
-    except (OSError, ValueError, RecursionError):  # not a run.json this project wrote: another run's
+    except (OSError, ValueError, RecursionError):  # not a .run.json this project wrote: another run's
         old = {}
     if old == run:
         return
@@ -446,7 +448,7 @@ def _check_run(directory: Path, run: dict, overwrite: bool) -> None:
             f"{directory} holds features of another run: {what} changed. Use another "
             "--out, or --overwrite to start over"
         )
-    for p in list(directory.glob("shard-*")) + [directory / INDEX_FILE, path]:
+    for p in [*directory.glob("shard-*"), *directory.glob(".shard-*"), directory / INDEX_FILE, path]:
         p.unlink(missing_ok=True)
 
 

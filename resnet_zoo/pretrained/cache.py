@@ -47,11 +47,13 @@ def check_file(path: Path, etag: str, pinned: str = "") -> tuple[bool, str, bool
 
 
 class RepoCache:
-    """The cache entries of ``repo_id`` (already validated) under ``cache_root``."""
+    """The cache entries of ``repo_id`` (already validated) under ``cache_root``; ``repo_type``
+    ``"dataset"`` for a dataset repo (``datasets--owner--name``), else a model repo."""
 
-    def __init__(self, cache_root: str | os.PathLike, repo_id: str) -> None:
+    def __init__(self, cache_root: str | os.PathLike, repo_id: str, repo_type: str | None = None) -> None:
         self.cache = Confined(cache_root, label="the Hub cache")
-        self.name = "models--" + repo_id.replace("/", "--")
+        self.repo_type = "dataset" if repo_type == "dataset" else None
+        self.name = ("datasets--" if self.repo_type else "models--") + repo_id.replace("/", "--")
         self.folder = self.cache.path(self.name)
         self.blobs = self.folder / "blobs"
 

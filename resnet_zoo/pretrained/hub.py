@@ -18,12 +18,10 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
-import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
@@ -45,6 +43,7 @@ from ..util.integrity import (
 )
 from ..util.progress import advance
 from .cache import RepoCache, check_file
+from .pace import DEADLINE_ENV, MIN_SPEED_ENV, WINDOW_ENV, DownloadPace
 
 __all__ = [
     "DownloadPace",
@@ -54,6 +53,7 @@ __all__ = [
     "file_metadata",
     "save_pretrained",
     "push_to_hub",
+    "upload_files",
     "DEADLINE_ENV",
     "MIN_SPEED_ENV",
     "WINDOW_ENV",
@@ -62,107 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# --- The pace a download keeps ------------------------------------------------------------------
-
-# Pacing: a download slower than MIN_SPEED bytes/s over WINDOW seconds, or longer than DEADLINE
-# seconds in all, is stopped. 10 kB/s over 30 s never stops a working link (a 100 MB ResNet-50 at
-# 10 kB/s would take three hours) and stops a one-byte-every-5-s drip after 30 s.
-DEADLINE_ENV = "RESNET_ZOO_DOWNLOAD_DEADLINE"
-MIN_SPEED_ENV = "RESNET_ZOO_DOWNLOAD_MIN_SPEED"
-WINDOW_ENV = "RESNET_ZOO_DOWNLOAD_SPEED_WINDOW"
-DEFAULT_DEADLINE = 0.0  # none: a large file on a slow but steady link is not an error
-DEFAULT_MIN_SPEED = 10_240.0
-DEFAULT_WINDOW = 30.0
-
-
-def _limit_expected(value: Any, *, allow_zero: bool) -> str | None:
-    """``None`` when ``value`` is a valid pace limit, else what a valid one is."""
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    return None if ok else ("a number >= 0 (0 turns it off)" if allow_zero else "a number > 0")
-
-
-def _env_seconds(name: str, default: float, *, allow_zero: bool) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if expected := _limit_expected(value, allow_zero=allow_zero):
-        raise ConfigError(f"{name}={raw!r} is not valid: expected {expected}")
-    return value
-
-
-@dataclass
-class DownloadPace:
-    """The limits one download must keep, and what it has received so far.
-
-    ``deadline``: seconds for the whole download (0: none). ``min_speed``: bytes per second,
-    averaged over each ``window`` seconds (0: no minimum).
-    """
-
-    deadline: float = DEFAULT_DEADLINE
-    min_speed: float = DEFAULT_MIN_SPEED
-    window: float = DEFAULT_WINDOW
-    label: str = "the download"
-    received: int = 0
-    _start: float = field(default_factory=time.monotonic, repr=False)
-    _mark: tuple[float, int] = (0.0, 0)
-    _body_started: bool = False
-
-    def __post_init__(self) -> None:
-        for name, value, allow_zero in (
-            ("deadline", self.deadline, True),
-            ("min_speed", self.min_speed, True),
-            ("window", self.window, False),
-        ):
-            if expected := _limit_expected(value, allow_zero=allow_zero):
-                raise ConfigError(f"download {name}={value!r} is not valid: expected {expected}")
-        self._mark = (self._start, 0)
-
-    @classmethod
-    def from_env(cls, label: str = "the download") -> DownloadPace:
-        return cls(
-            deadline=_env_seconds(DEADLINE_ENV, DEFAULT_DEADLINE, allow_zero=True),
-            min_speed=_env_seconds(MIN_SPEED_ENV, DEFAULT_MIN_SPEED, allow_zero=True),
-            window=_env_seconds(WINDOW_ENV, DEFAULT_WINDOW, allow_zero=False),
-            label=label,
-        )
-
-    def body_started(self) -> None:
-        """The first body is coming: the speed is measured from here, not across the wait for
-        another process's file lock. (Later bodies, huggingface_hub's resumed retries, do not
-        restart it: a drip that outlasts each read timeout must still add up.)"""
-        if not self._body_started:
-            self._body_started = True
-            self._mark = (time.monotonic(), self.received)
-
-    def check(self, nbytes: int = 0) -> None:
-        """Count ``nbytes`` more; raise :class:`DownloadError` when a limit is broken."""
-        self.received += nbytes
-        now = time.monotonic()
-        elapsed = now - self._start
-        if self.deadline and elapsed > self.deadline:
-            raise DownloadError(
-                f"{self.label}: stopped after {elapsed:.0f} s ({self.received:,} bytes received), over "
-                f"the {self.deadline:g} s deadline set by {DEADLINE_ENV}. The part received is kept "
-                "and resumed by the next attempt; raise the deadline for a slow link"
-            )
-        mark_t, mark_bytes = self._mark
-        if self.min_speed and now - mark_t >= self.window:
-            speed = (self.received - mark_bytes) / (now - mark_t)
-            if speed < self.min_speed:
-                raise DownloadError(
-                    f"{self.label}: the server sent {speed:,.{1 if speed < 10 else 0}f} bytes/s over the last "
-                    f"{now - mark_t:.0f} s, below the minimum of {self.min_speed:,.0f} bytes/s "
-                    f"({MIN_SPEED_ENV}, over {WINDOW_ENV}={self.window:g} s); stopped. The part "
-                    "received is kept and resumed by the next attempt; retry, or lower the minimum "
-                    "(0 turns it off) for a slow link"
-                )
-            self._mark = (now, self.received)
-
 
 # --- What a Hub says: settings read at call time, the HEAD's answer, a blob's key, the body ---
 
@@ -458,12 +357,12 @@ def _translated(
         raise _translate(e, label, repo_id, filename, revision, where) from None
 
 
-def _head(repo_id: str, filename: str, revision: str | None, token: Any) -> Any:
+def _head(repo_id: str, filename: str, revision: str | None, token: Any, repo_type: str | None = None) -> Any:
     """One HEAD without retries (a down server is a fast, clear error)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     endpoint = hub_endpoint()
-    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint, repo_type=repo_type)
     return get_hf_file_metadata(url, token=token, endpoint=endpoint, retry_on_errors=False)
 
 
@@ -493,9 +392,10 @@ def download(
     pace: DownloadPace | None = None,
     token: Any = None,
     local_files_only: bool = False,
+    repo_type: str | None = None,
 ) -> Path:
-    """Fetch ``filename`` of ``repo_id`` into the Hub cache (or find it there), verified; returns
-    its snapshot path in the cache.
+    """Fetch ``filename`` of ``repo_id`` (a model repo, or ``repo_type="dataset"``) into the Hub
+    cache (or find it there), verified; returns its snapshot path in the cache.
 
     Online the file is checked against the ETag the Hub sends for it, and against
     ``expected_sha256`` (a manifest's pin) when given; offline against the pin, or else the name
@@ -509,7 +409,7 @@ def download(
     label = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     pace = pace or DownloadPace.from_env(label)  # bad settings are refused before the Hub is asked
     where = _where(hub_cache_dir(cache_dir))
-    cache = RepoCache(where, repo_id)
+    cache = RepoCache(where, repo_id, repo_type)
     with _translated(label, repo_id, filename, revision, where):
         if offline_mode() or local_files_only:
             found = cached_copy(cache, revision, filename, expected_sha256, label)
@@ -522,7 +422,7 @@ def download(
                 )
             return found
         try:
-            meta = checked_metadata(_head(repo_id, filename, revision, token), label, max_size)
+            meta = checked_metadata(_head(repo_id, filename, revision, token, repo_type), label, max_size)
         except ResNetZooError:
             raise
         except Exception as e:
@@ -550,18 +450,9 @@ def download(
 
 
 def _fetch(
-    cache: RepoCache,
-    meta: FileMetadata,
-    repo_id: str,
-    filename: str,
-    revision: str | None,
-    pinned: str,
-    max_size: int,
-    label: str,
-    force: bool,
-    pace: DownloadPace,
-    token: Any,
-) -> Path:
+    cache: RepoCache, meta: FileMetadata, repo_id: str, filename: str, revision: str | None, pinned: str,
+    max_size: int, label: str, force: bool, pace: DownloadPace, token: Any,
+) -> Path:  # fmt: skip
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import WeakFileLock
 
@@ -586,7 +477,9 @@ def _fetch(
         if not os.path.lexists(blob):
             part = cache.incomplete(key)
             cache.cache.mkdir(cache.blobs)
-            url = hf_hub_url(repo_id, filename, revision=meta.commit, endpoint=hub_endpoint())
+            url = hf_hub_url(
+                repo_id, filename, revision=meta.commit, endpoint=hub_endpoint(), repo_type=cache.repo_type
+            )
             _stream(cache, url, part, meta.size, max_size, pace, label, filename, token)
             ok, why, _ = check_file(part, "" if unverified else key, pinned)
             if not ok:
@@ -776,9 +669,8 @@ def save_pretrained(
     ours = {"config.json", "model.safetensors", "README.md", *(extra or {})}
     if directory.is_dir() and any(p.name not in ours for p in directory.iterdir()):
         (directory / "README.md").unlink(missing_ok=True)  # the mixin keeps an existing card
-        return wrapper.save_pretrained(
-            directory, config=config, push_to_hub=push_to_hub, repo_id=repo_id, **push_kwargs
-        )
+        wrapper.save_pretrained(directory, config=config)
+        return _push_directory(directory, repo_id or directory.name, ours, **push_kwargs) if push_to_hub else None
     staging = staging_beside(directory)
     try:
         wrapper.save_pretrained(staging, config=config)
@@ -786,13 +678,68 @@ def save_pretrained(
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # what is left of a failed save
     if push_to_hub:
-        return wrapper.push_to_hub(repo_id or directory.name, config=config, **push_kwargs)
+        return _push_directory(directory, repo_id or directory.name, ours, **push_kwargs)
     return None
+
+
+def _push_directory(
+    directory: Path, repo_id: str, names: Iterable[str], *, private: bool | None = None, token: Any = None,
+    revision: str | None = None, branch: str | None = None, commit_message: str = "Upload a resnet_zoo model",
+) -> str:  # fmt: skip
+    """Upload the ``names`` of the saved model in ``directory`` (config.json, model.safetensors,
+    the card, extra JSON files) as the model repo ``repo_id`` in one commit; returns the commit."""
+    files: dict[str, Path | bytes] = {n: directory / n for n in names if (directory / n).is_file()}
+    return upload_files(
+        repo_id, files, repo_type="model", private=private, token=token, revision=revision or branch,
+        commit_message=commit_message,
+    )  # fmt: skip
 
 
 def push_to_hub(
     tensors: dict[str, Any], repo_id: str, *, config: dict[str, Any], card: tuple[dict[str, Any], str],
     extra: dict[str, Any] | None = None, **kwargs: Any,
 ) -> str:  # fmt: skip
-    """Upload ``tensors`` to the Hub as config.json + model.safetensors + README.md (+ ``extra``)."""
-    return _mixin_class()(tensors, card, extra).push_to_hub(repo_id, config=config, **kwargs)
+    """Upload ``tensors`` to the Hub as config.json + model.safetensors + README.md (+ ``extra``)
+    in one commit (huggingface_hub's client, at the endpoint HF_ENDPOINT names when called);
+    returns the commit hash."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        _mixin_class()(tensors, card, extra).save_pretrained(Path(d), config=config)
+        return _push_directory(
+            Path(d), repo_id, ("config.json", "model.safetensors", "README.md", *(extra or {})), **kwargs
+        )
+
+
+def upload_files(
+    repo_id: str, files: dict[str, Path | bytes], *, repo_type: str = "dataset",
+    stale: Callable[[str], bool] = lambda p: False, private: bool | None = None, token: Any = None,
+    revision: str | None = None, commit_message: str = "Upload",
+) -> str:  # fmt: skip
+    """Create ``repo_id`` where it does not exist, then make one commit that adds ``files``
+    (``{path in the repo: a local file, or bytes}``) and deletes the repo's files that ``stale`` names and
+    ``files`` does not hold; returns the new commit's hash. A failure is a one-line
+    :class:`~resnet_zoo.errors.DownloadError` naming the repo."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    check_revision(revision)
+    label = f"{repo_type}s/{repo_id}" if repo_type != "model" else repo_id
+    api = HfApi(endpoint=hub_endpoint(), token=token)
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        existing = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
+        operations: list[Any] = [
+            CommitOperationAdd(name, data if isinstance(data, bytes) else str(data)) for name, data in files.items()
+        ]
+        operations += [CommitOperationDelete(p) for p in existing if stale(p) and p not in files]
+        info = api.create_commit(
+            repo_id, operations, commit_message=commit_message, repo_type=repo_type, revision=revision
+        )
+    except Exception as e:
+        if isinstance(e, ResNetZooError) or not (is_hf_error(e) or is_transport_error(e)):
+            raise
+        raise DownloadError(f"uploading to {label} failed: {one_line(e)}") from None
+    commit = info.oid
+    if not is_commit(commit):
+        raise DownloadError(f"uploading to {label}: the Hub answered the commit with {printable(str(commit))[:60]!r}")
+    return commit

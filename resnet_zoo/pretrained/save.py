@@ -11,6 +11,7 @@ from ..config import ResNetConfig
 from ..errors import ConfigError
 from ..manifest import PretrainedInfo
 from ..registry import get_entry
+from ..util.integrity import check_repo_id
 from . import hub
 from .convert import TIMM_ARCHS, export_state_dict
 from .files import FORMAT_VERSION
@@ -44,19 +45,64 @@ def config_document(model: SavedModel) -> dict[str, Any]:
     }
 
 
+def _hub_id(value: str | None) -> str | None:
+    """``value`` where it is a Hub repo id (``owner/name``), else None: a published tag
+    (``resnet50.tv_in1k``) or a local path is not, and the Hub refuses a card that says so."""
+    if not value or os.path.exists(value):
+        return None
+    try:
+        return check_repo_id(value)
+    except ConfigError:
+        return None
+
+
+def _card_metadata(info: PretrainedInfo | None, arch: str) -> dict[str, Any]:
+    """The card's YAML: library, licence, tags, ``base_model`` (a Hub id only) and, for a model
+    trained or fine-tuned here, a ``model-index`` with its held-out accuracy."""
+    metadata: dict[str, Any] = {
+        "library_name": "resnet_zoo",
+        "license": (info.license or None) if info else None,
+        "tags": ["image-classification", "resnet", "resnet_zoo"],
+        "pipeline_tag": "image-classification",
+        "base_model": _hub_id(info.base_model) if info else None,
+    }
+    accuracy = info.extra.get("heldout_accuracy") if info else None
+    dataset = info.extra.get("dataset") if info else None
+    if info is not None and isinstance(accuracy, float) and isinstance(dataset, str):
+        images = info.extra.get("heldout_images")
+        metadata["model-index"] = [
+            {
+                "name": f"{arch} ({dataset})",
+                "results": [
+                    {
+                        "task": {"type": "image-classification", "name": "Image Classification"},
+                        "dataset": {
+                            "type": "imagefolder" if dataset == "folder" else dataset,
+                            "name": dataset,
+                            "split": "held-out",
+                        },
+                        "metrics": [
+                            {
+                                "type": "accuracy",
+                                "value": round(accuracy, 6),
+                                "name": "held-out accuracy"
+                                + (f" ({images} images)" if isinstance(images, int) else ""),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    return metadata
+
+
 def model_card(model: SavedModel, document: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """A Hub model card: its metadata (YAML front matter) and its text (architecture,
     parameters, source, metrics, usage)."""
     info = model.pretrained_info
     arch = document.get("architecture") or "custom ResNet"
     params = sum(p.numel() for p in model.parameters())
-    metadata = {
-        "library_name": "resnet_zoo",
-        "license": (info.license or None) if info else None,
-        "tags": ["image-classification", "resnet", "resnet_zoo"],
-        "pipeline_tag": "image-classification",
-        "base_model": (info.base_model or None) if info else None,
-    }
+    metadata = _card_metadata(info, arch)
     lines = [
         f"# {arch} (resnet_zoo)",
         "",

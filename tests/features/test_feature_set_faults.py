@@ -27,9 +27,9 @@ def feature_set(home, tmp_path):
 
 
 def _edit_index(out: Path, edit) -> None:
-    index = json.loads((out / "index.json").read_text())
+    index = json.loads((out / ".index.json").read_text())
     edit(index)
-    (out / "index.json").write_text(json.dumps(index))
+    (out / ".index.json").write_text(json.dumps(index))
 
 
 @pytest.mark.parametrize(
@@ -58,10 +58,10 @@ def test_a_tampered_index_is_one_checkpoint_error(feature_set, home, edit, match
 def test_a_shard_record_naming_another_file_is_rewritten_not_followed(feature_set, home):
     model, images, out = feature_set
     good_feats, good_paths = read_feature_set(out).load()
-    record = json.loads((out / "shard-00001.json").read_text())
+    record = json.loads((out / ".shard-00001.json").read_text())
     record["file"] = "shard-00000.safetensors"
-    record["sha256"] = json.loads((out / "shard-00000.json").read_text())["sha256"]
-    (out / "shard-00001.json").write_text(json.dumps(record))
+    record["sha256"] = json.loads((out / ".shard-00000.json").read_text())["sha256"]
+    (out / ".shard-00001.json").write_text(json.dumps(record))
     (out / "shard-00001.safetensors").unlink()
     summary = write_feature_set(model, [images], out, shard_size=4, progress=False)
     assert summary.written_shards == 1
@@ -146,10 +146,10 @@ def test_a_fifo_or_a_device_as_a_shard_record_is_rewritten_not_read(tmp_path):
     out = tmp_path / "feats"
     model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
     write_feature_set(model, [photos], out, shard_size=4, progress=False)
-    (out / "shard-00000.json").unlink()
-    os.mkfifo(out / "shard-00000.json")
-    (out / "shard-00001.json").unlink()
-    (out / "shard-00001.json").symlink_to("/dev/zero")
+    (out / ".shard-00000.json").unlink()
+    os.mkfifo(out / ".shard-00000.json")
+    (out / ".shard-00001.json").unlink()
+    (out / ".shard-00001.json").symlink_to("/dev/zero")
     done = subprocess.run(
         [sys.executable, "-c", _RESUME, str(photos), str(out)], capture_output=True, text=True, timeout=120
     )
@@ -157,7 +157,8 @@ def test_a_fifo_or_a_device_as_a_shard_record_is_rewritten_not_read(tmp_path):
     assert done.stdout.split() == ["2", "10"]  # the two shards written again, the set complete
 
 
-def test_an_index_past_its_bound_is_refused_before_it_is_read(tmp_path):
+@pytest.mark.parametrize("name", [".index.json", "index.json"])  # today's layout, and the first
+def test_an_index_past_its_bound_is_refused_before_it_is_read(tmp_path, name):
     """#36 case 5: a 250 MB index.json took 12 s and 6.3 GB before it was refused. The bound is
     now 32 MiB, checked before a byte is read: a sparse 250 MB file is refused at once."""
     import time
@@ -166,7 +167,7 @@ def test_an_index_past_its_bound_is_refused_before_it_is_read(tmp_path):
 
     out = tmp_path / "feats"
     out.mkdir()
-    with open(out / "index.json", "wb") as f:
+    with open(out / name, "wb") as f:
         f.truncate(250_000_000)
     started = time.perf_counter()
     with pytest.raises(CheckpointError, match=f"over the {MAX_INDEX_BYTES:,}"):
@@ -223,13 +224,13 @@ def _swap_shard(out: Path, i: int, write, rows: int) -> None:
     in the index and the shard's own record."""
     from resnet_zoo.util.integrity import sha256_file
 
-    index = json.loads((out / "index.json").read_text())
+    index = json.loads((out / ".index.json").read_text())
     name = index["shards"][i]["file"]
     write(out / name)
     update = {"rows": rows, "sha256": sha256_file(out / name)}
     index["shards"][i].update(update)
-    (out / "index.json").write_text(json.dumps(index))
-    record = out / f"shard-{i:05d}.json"
+    (out / ".index.json").write_text(json.dumps(index))
+    record = out / f".shard-{i:05d}.json"
     (record).write_text(json.dumps({**json.loads(record.read_text()), **update}))
 
 
@@ -305,10 +306,10 @@ def test_an_index_of_no_shards_gives_empty_tables(feature_set):
     """#36 case 15: an index with no shards gave a raw ArrowInvalid from to_arrow()."""
     pytest.importorskip("pyarrow")
     _, _, out = feature_set
-    index = json.loads((out / "index.json").read_text())
+    index = json.loads((out / ".index.json").read_text())
     index.update(shards=[], num_features=None, num_bad=0)
     index.pop("run_sha256")  # an index of the older format, without the run's digest
-    (out / "index.json").write_text(json.dumps(index))
+    (out / ".index.json").write_text(json.dumps(index))
     fs = read_feature_set(out)
     assert fs.to_arrow().num_rows == 0 and fs.load()[1] == [] and len(fs.to_pandas()) == 0
 

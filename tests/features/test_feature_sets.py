@@ -53,7 +53,7 @@ def test_shards_index_and_reading_back(tmp_path, model):
     ref, ref_paths = resnet_zoo.extract_features(model, [data], progress=False)
     assert paths == [str(p) for p in ref_paths] and torch.allclose(feats, ref, atol=1e-5)
     assert [len(p) for _, p in fs.shards()] == [10, 10, 3]
-    index = json.loads((tmp_path / "set" / "index.json").read_text())
+    index = json.loads((tmp_path / "set" / ".index.json").read_text())
     assert index["num_features"] == 64 and index["num_images"] == 23 and index["num_bad"] == 0
     # A shard holds its paths as the single file does: a JSON list in the header's metadata.
     from safetensors import safe_open
@@ -93,7 +93,7 @@ def test_a_resume_with_other_numerics_refuses_and_names_the_difference(tmp_path,
     out = tmp_path / "set"
     fast = resnet_zoo.optimize_for_inference(model)
     write_feature_set(fast, [data], out, shard_size=10, progress=False)
-    run = json.loads((out / "run.json").read_text())
+    run = json.loads((out / ".run.json").read_text())
     assert run["backend"] == "torch" and run["compute_dtype"] == "float32" and run["device"] == "cpu"
     assert len(run["weights_sha256"]) == 64 and run["preprocessing"]["input_size"] == 32
     (out / "shard-00001.safetensors").unlink()
@@ -118,7 +118,7 @@ def test_bad_files_listed_with_skip_bad_else_stop_with_the_path(tmp_path, model)
     out = tmp_path / "set"
     with pytest.raises(InputError, match="img_0022.jpg"):
         write_feature_set(model, [data], out, shard_size=10, progress=False)
-    assert (out / "shard-00000.json").is_file() and (out / "shard-00001.json").is_file()
+    assert (out / ".shard-00000.json").is_file() and (out / ".shard-00001.json").is_file()
     bad.write_bytes(good_bytes)  # fixed: the resume writes only the last shard
     assert write_feature_set(model, [data], out, shard_size=10, progress=False).written_shards == 1
     bad.write_bytes(b"not a jpeg")
@@ -161,11 +161,11 @@ def test_sigkill_then_resume_gives_the_same_bytes(tmp_path):
             stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + 300
-        while len(list(out.glob("shard-*.json"))) < kill_after and proc.poll() is None and time.time() < deadline:
+        while len(list(out.glob(".shard-*.json"))) < kill_after and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert not (out / "index.json").exists()
+        assert not (out / ".index.json").exists()
     resumed = subprocess.run(
         [sys.executable, "-m", "resnet_zoo", *_features_cmd(data, out), "--json"],
         capture_output=True,
@@ -215,7 +215,7 @@ def test_two_processes_under_torchrun_write_the_same_features(tmp_path):
     a, pa = read_feature_set(one).load()
     b, pb = read_feature_set(two).load()
     assert pa == pb and torch.equal(a, b)
-    assert json.loads((one / "index.json").read_text()) == json.loads((two / "index.json").read_text())
+    assert json.loads((one / ".index.json").read_text()) == json.loads((two / ".index.json").read_text())
 
 
 def test_the_data_ecosystem_reads_a_set_in_any_stored_dtype(tmp_path, model):
@@ -440,7 +440,7 @@ def test_a_second_writer_of_another_run_fails_at_once_naming_the_first(tmp_path)
     data = _images(tmp_path / "imgs", 10)
     out = tmp_path / "set"
     first, gate = _gated_run(tmp_path, *_features_args("cifar_resnet56", data, out, "--eager"))
-    _wait_for(out / "run.json", first)
+    _wait_for(out / ".run.json", first)
     started = time.time()
     second = subprocess.run(
         [sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, out, "--overwrite")],
@@ -456,7 +456,7 @@ def test_a_second_writer_of_another_run_fails_at_once_naming_the_first(tmp_path)
     fs = read_feature_set(out)
     assert (
         fs.index["model"] == "cifar_resnet56"
-        and json.loads((out / "run.json").read_text())["model"] == "cifar_resnet56"
+        and json.loads((out / ".run.json").read_text())["model"] == "cifar_resnet56"
     )
     feats, _ = fs.load()
     ref, _ = resnet_zoo.extract_features(
@@ -476,7 +476,7 @@ def test_two_runs_of_the_same_command_on_one_directory_both_succeed_with_the_sam
         == 0
     )
     first, gate = _gated_run(tmp_path, *_features_args("cifar_resnet20", data, out))
-    _wait_for(out / "run.json", first)
+    _wait_for(out / ".run.json", first)
     second = subprocess.Popen(
         [sys.executable, "-m", "resnet_zoo", *_features_args("cifar_resnet20", data, out), "--json"],
         stdout=subprocess.PIPE,
@@ -501,13 +501,13 @@ def test_only_records_of_this_run_are_resumed_and_indexed(tmp_path, model):
     other = resnet_zoo.create("cifar_resnet32", pretrained=True).eval()
     write_feature_set(other, [data], other_out, shard_size=4, progress=False)
     # Shard 1 and its record from another model's run: sha256 and row count match, the run does not.
-    for name in ("shard-00001.safetensors", "shard-00001.json"):
+    for name in ("shard-00001.safetensors", ".shard-00001.json"):
         shutil.copy(other_out / name, out / name)
     with pytest.raises(resnet_zoo.CheckpointError, match="shard 1 was written by another run"):
-        json.loads((out / "index.json").read_text())  # the index is intact; rebuild one that mixes
-        index = json.loads((out / "index.json").read_text())
-        index["shards"][1] = json.loads((out / "shard-00001.json").read_text())
-        (out / "index.json").write_text(json.dumps(index))
+        json.loads((out / ".index.json").read_text())  # the index is intact; rebuild one that mixes
+        index = json.loads((out / ".index.json").read_text())
+        index["shards"][1] = json.loads((out / ".shard-00001.json").read_text())
+        (out / ".index.json").write_text(json.dumps(index))
         read_feature_set(out)
     again = write_feature_set(model, [data], out, shard_size=4, progress=False)
     assert again.written_shards == 1 and _files(out) == before

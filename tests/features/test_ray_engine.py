@@ -156,7 +156,7 @@ def test_without_skip_bad_the_first_bad_file_stops_the_run(cluster, data, tmp_pa
     (inputs / "img_0005x.jpg").write_bytes(b"\x00" * 10)
     with pytest.raises(InputError, match="img_0005x.jpg"):
         write_feature_set_ray(RECIPE, [inputs], tmp_path / "out", shard_size=8, batch_size=4, progress=False)
-    assert not (tmp_path / "out" / "index.json").exists()
+    assert not (tmp_path / "out" / ".index.json").exists()
 
 
 def _cmd(data, out, address, *extra):
@@ -191,12 +191,12 @@ def test_driver_sigkill_then_the_same_command_resumes_to_the_uninterrupted_resul
     out = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(data, out, cluster), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while len(list(out.glob("shard-*.json"))) < 3 and proc.poll() is None and time.time() < deadline:
+    while len(list(out.glob(".shard-*.json"))) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    complete = len(list(out.glob("shard-*.json")))
-    assert 3 <= complete < 12 and not (out / "index.json").exists()
+    complete = len(list(out.glob(".shard-*.json")))
+    assert 3 <= complete < 12 and not (out / ".index.json").exists()
     resumed = subprocess.run([*_cmd(data, out, cluster), "--json"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
@@ -228,10 +228,10 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_job(cluster, data, tmp_pa
         deadline = time.time() + 300
         while time.time() < deadline and not killed:
             pids = _actor_pids()
-            if pids and len(list(out.glob("shard-*.json"))) >= 1:
+            if pids and len(list(out.glob(".shard-*.json"))) >= 1:
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
-                killed.append(len(list(out.glob("shard-*.json"))))
+                killed.append(len(list(out.glob(".shard-*.json"))))
             time.sleep(0.01)
 
     killer = threading.Thread(target=kill_one_worker, daemon=True)

@@ -88,7 +88,9 @@ def test_a_new_head_drops_the_old_labels_and_accuracy_and_the_card_says_fine_tun
     assert "91.730" not in text and "reported top-1" not in text
     assert f"Fine-tuned from `{SHIPPED}`" in text
     card = ModelCard.load(tmp_path / "ft" / "README.md")
-    assert card.data.base_model == SHIPPED and card.data.library_name == "resnet_zoo"
+    # A shipped tag is not a Hub id: the card's base_model is left out (the Hub refuses a card
+    # that names a model it does not have); the text and config.json keep the tag.
+    assert card.data.base_model is None and card.data.library_name == "resnet_zoo"
     reloaded = ResNet.from_pretrained(tmp_path / "ft")
     assert reloaded.pretrained_cfg.base_model == SHIPPED and reloaded.pretrained_cfg.labels is None
 
@@ -106,6 +108,14 @@ def test_hub_base_model_is_the_repo_id(hub, tmp_path):
     loaded = ResNet.from_pretrained("someone/r18", num_classes=3)
     assert loaded.pretrained_cfg.base_model == "someone/r18"
     assert loaded.pretrained_cfg["hf_hub_id"] == "someone/r18"
+    from huggingface_hub import ModelCard
+
+    loaded.save_pretrained(tmp_path / "ft")  # #35 part 5: the card names the Hub id it came from
+    assert ModelCard.load(tmp_path / "ft" / "README.md").data.base_model == "someone/r18"
+    again = ResNet.from_pretrained(tmp_path / "ft")  # fine-tuned again: still the Hub id
+    again.reset_classifier(2)
+    again.save_pretrained(tmp_path / "ft2")
+    assert ModelCard.load(tmp_path / "ft2" / "README.md").data.base_model == "someone/r18"
 
 
 def _photo():
@@ -216,3 +226,19 @@ def test_out_to_transformers_automodel_and_pipeline_load_it_with_its_labels(tmp_
     assert set(export_state_dict(model, "transformers")) == set(theirs.state_dict())
     with pytest.raises(ConfigError, match="no transformers layout.*'zero_pad' shortcuts"):
         export_state_dict(create("cifar_resnet20"), "transformers")
+
+
+def test_push_to_hub_uploads_a_model_that_loads_back(hub, tmp_path, monkeypatch):
+    """The model's push_to_hub against the local Hub (which takes LFS uploads): config.json,
+    model.safetensors and the card arrive, and from_pretrained gives the same outputs."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")
+    model = create(SHIPPED, pretrained=True).eval()
+    model.push_to_hub("me/r20")
+    assert {"config.json", "model.safetensors", "README.md"} <= set(hub.repos["me/r20"].files)
+    back = ResNet.from_pretrained("me/r20").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))

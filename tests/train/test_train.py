@@ -73,6 +73,13 @@ def test_outputs(trained):
     assert document["pretrained"]["labels"] == [str(i) for i in range(10)]
     assert document["pretrained"]["heldout_accuracy"] == metrics[-1]["val_acc"]
     assert document["config"]["img_channels"] == 1
+    # #35 part 5: a model-index the Hub reads (dataset, metric, value), and no base_model.
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(out / "README.md").data
+    (result,) = data.eval_results
+    assert (result.dataset_type, result.dataset_split, result.metric_type) == ("digits", "held-out", "accuracy")
+    assert result.metric_value == round(metrics[-1]["val_acc"], 6) and data.base_model is None
 
 
 @pytest.mark.slow  # its fixture is a training run
