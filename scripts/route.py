@@ -124,7 +124,7 @@ BOX_ORDER = ("util", "catalogues", "pretrained", "network", "inference", "featur
 
 # The top level holds two layers: the catalogues, which the weights package reads, and the
 # network with its factory, which loads weights through it.
-CATALOGUES = ("config", "registry", "manifest", "timm_api", "cpu", "_version")
+CATALOGUES = ("config", "registry", "manifest", "timm_api", "cpu", "device", "_version")
 
 
 def box_of(mod: str) -> str:

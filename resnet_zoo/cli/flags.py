@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..device import DEVICE_HELP
 from ..errors import ConfigError
 from ..inference.recipe import BACKEND_CHOICES, DTYPES, ModelRecipe
 
@@ -24,6 +25,7 @@ def default(function: Callable, name: str) -> Any:
 def add_model_flags(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
     """--pretrained; with ``fast``, the fast path's --dtype, --backend, --calibration, --eager."""
     g = p.add_argument_group("model")
+    g.add_argument("--device", default="auto", metavar="DEVICE", help=f"where the model runs: {DEVICE_HELP}")
     g.add_argument(
         "--pretrained",
         default=None,
@@ -38,8 +40,9 @@ def add_model_flags(p: argparse.ArgumentParser, *, fast: bool = True) -> None:
         choices=DTYPES,
         default=default(ModelRecipe, "dtype"),
         help="compute dtype of the fast path (optimize_for_inference); auto: the "
-        "fastest float dtype this CPU supports, see `resnet-zoo cpu` "
-        "(default: %(default)s); int8 needs --calibration",
+        "fastest float dtype of the device (this CPU's, see `resnet-zoo cpu`; a GPU's 16-bit "
+        "dtype, see `resnet-zoo info --device`) (default: %(default)s); float16: GPUs; int8 "
+        "needs --calibration",
     )
     g.add_argument(
         "--backend",
@@ -96,6 +99,7 @@ def recipe(args: argparse.Namespace) -> ModelRecipe:
         backend=getattr(args, "backend", "torch"),
         batch_size=getattr(args, "batch_size", default(ModelRecipe, "batch_size")),
         calibration=getattr(args, "calibration", None),
+        device=getattr(args, "device", "auto"),
     )
 
 

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from .. import cpu
+from ..device import describe_gpus, fast_dtype, gpu_facts, resolve_device
 from ..errors import ConfigError
 from ..factory import convert_checkpoint
 from ..manifest import load_manifest
@@ -41,11 +42,24 @@ def _cmd_cpu(args: argparse.Namespace) -> int:
     return emit(args, caps, list(lines()), indent=2)
 
 
+def _cmd_device(args: argparse.Namespace) -> int:
+    """``info --device [SPEC]``: each GPU (or the one SPEC names), the GPU twin of ``cpu``."""
+    facts = gpu_facts()
+    if args.device != "all":
+        where = resolve_device(args.device, what="--device")
+        facts = [f for f in facts if where.type == "cuda" and f.index == where.index]
+        if where.type == "cpu":
+            return _cmd_cpu(args)
+    return emit(args, {"gpus": [f.to_dict() for f in facts]}, describe_gpus(facts), indent=2)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     if args.cpu:
         return _cmd_cpu(args)
+    if args.device is not None and args.name is None:
+        return _cmd_device(args)
     if args.name is None:
-        raise ConfigError("info needs a model name (see `resnet-zoo list`), or --cpu")
+        raise ConfigError("info needs a model name (see `resnet-zoo list`), --cpu or --device")
     s, config = summarize(args.name), get_config(args.name)
 
     def lines():
@@ -60,6 +74,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         yield "  config"
         for key, value in config.to_dict().items():
             yield f"    {key:<20} {value}"
+
+        if args.device is not None and args.device != "all":
+            where = resolve_device(args.device, what="--device")
+            gpu = next((f for f in gpu_facts() if where.type == "cuda" and f.index == where.index), None)
+            yield f"  device       {where}" + (f" ({gpu.name}, fast path in {fast_dtype(where)})" if gpu else "")
 
     return emit(args, {**s.to_dict(), "config": config}, list(lines()), indent=2)
 
@@ -94,6 +113,15 @@ def add_commands(sub: Any, parser_class: type) -> None:
     p = sub.add_parser("info", help="config, parameters, GMACs and feature maps of a model")
     p.add_argument("name", nargs="?")
     p.add_argument("--cpu", action="store_true", help="the same as the `cpu` command")
+    p.add_argument(
+        "--device",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="DEVICE",
+        help="without a model: each GPU (name, compute capability, memory, fast dtypes), or the one "
+        "DEVICE names (cuda:N); with a model: where it would run",
+    )
     add_output_flags(p, quiet=False)
     p.set_defaults(func=_cmd_info)
 

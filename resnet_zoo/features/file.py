@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 
@@ -50,17 +50,20 @@ def write_features(
     skip_bad: bool = False,
     progress: bool = True,
     model_name: str | None = None,
+    device: Any = None,
 ) -> FeaturesFile:
     """Extract pooled features of every image in ``inputs`` (files and directories) with
-    :func:`~resnet_zoo.extract_features` and write them to ``out`` (``.safetensors``)."""
+    :func:`~resnet_zoo.extract_features` (on ``device``: default where the model is) and write
+    them to ``out`` (``.safetensors``)."""
     from safetensors.torch import save_file
 
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"the features file must be a .safetensors file, got {str(out)!r}")
     feats, paths = extract_features(
-        model, inputs, batch_size=batch_size, num_workers=num_workers, skip_bad=skip_bad, progress=progress
-    )
+        model, inputs, batch_size=batch_size, num_workers=num_workers, skip_bad=skip_bad, progress=progress,
+        device=device,
+    )  # fmt: skip
     info = model.pretrained_info
     name = model_name or model.arch_name or "custom"
     weights = (info.name or info.source) if info is not None else "random init"

@@ -270,7 +270,9 @@ def _worker_recipe(
             "random init differs in every Ray worker, so their features would not be one "
             "model's: pass weights (--pretrained TAG, DIR or FILE; save_pretrained writes a DIR)"
         )
-    return replace(recipe, device="cuda", fast=False) if gpus_per_worker > 0 else recipe
+    # A worker computes where its share says: the eager model on a GPU with gpus_per_worker (the
+    # driver's CPU copy then has the same identity), else its CPUs.
+    return replace(recipe, device="cuda", fast=False) if gpus_per_worker > 0 else replace(recipe, device="cpu")
 
 
 def write_feature_set_ray(

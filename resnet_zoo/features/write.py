@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, InputError, ResNetZooError
 from ..inference.images import ImageFiles, Preprocess, collate_images
 from ..inference.model_view import Model, compute_of, unwrap
-from ..inference.predict import PooledFeatures
+from ..inference.predict import PooledFeatures, device_batches, on_device
 from ..util.atomic import WriterLock, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
 from ..util.dist import setup_distributed
@@ -261,16 +261,19 @@ def local_batches(plan: FeatureSetPlan, model: Model, batch_size: int, num_worke
     if not batches:
         return
     features_model = PooledFeatures(model).eval()
-    transform = readable(Preprocess(model.pretrained_cfg.preprocessing, channels=model.config.img_channels))
+    preprocess = Preprocess(model.pretrained_cfg.preprocessing, channels=model.config.img_channels)
+    device = compute_of(model)[2]
+    gpu = device.type == "cuda"  # uint8 batches in pinned memory, normalised on the GPU, one ahead
     loader = DataLoader(
-        ImageFiles(plan.paths, transform),
+        ImageFiles(plan.paths, readable(preprocess.uint8 if gpu else preprocess)),
         batch_sampler=[b for _, b in batches],
         num_workers=num_workers,
         collate_fn=collate_images,
+        pin_memory=gpu,
     )
     with torch.inference_mode():
-        for (shard, indices), (kept, pixels, errors) in zip(batches, loader):
-            feats = None if pixels is None else features_model(pixels)
+        for (shard, indices), (kept, pixels, errors) in zip(batches, device_batches(loader, device, preprocess)):
+            feats = None if pixels is None else features_model(pixels).cpu()
             yield Batch(shard, indices[0], kept, feats, errors)
 
 
@@ -342,6 +345,7 @@ def write_feature_set(
     overwrite: bool = False,
     progress: bool = True,
     model_name: str | None = None,
+    device: Any = None,
 ) -> FeatureSetResult:
     """Pooled features of every image in ``inputs`` into the directory ``out``, in shards of
     ``shard_size`` images; memory is bounded by one shard.
@@ -353,9 +357,14 @@ def write_feature_set(
     renamed, and recorded with its sha256. Re-running the same command skips every shard
     already complete and verified, so a run killed at any moment ends, once re-run, with the
     same bytes as an uninterrupted one. Rank 0 writes ``.index.json`` when all are done.
+
+    ``device``: where the model computes (default: where it is; ``"auto"`` under torchrun is
+    this rank's GPU). The index records the device type and compute dtype: a resume that
+    changes them is refused.
     """
     out = check_options(out, shard_size, batch_size, store_dtype, file_format)
-    dist = setup_distributed(device=False)
+    model = on_device(model, device)
+    dist = setup_distributed()
     with plan_feature_set(
         model,
         inputs,

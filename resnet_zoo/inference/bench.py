@@ -12,7 +12,7 @@ import importlib.util
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import cpu
+from ..device import resolve_device
 from ..errors import ConfigError
 from ..factory import create
 from ..model import ResNetBase
@@ -28,7 +29,7 @@ from ..summary import count_macs
 from ..util.checks import check_positive_int
 from . import runtimes as rt
 from .auto import optimize_for_inference
-from .timing import SETTLE_S, time_images_per_second
+from .timing import SETTLE_S, BenchResult, time_images_per_second
 
 __all__ = [
     "BenchResult",
@@ -42,22 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BenchResult:
-    model: str
-    path: str  # "torchvision eager fp32", "resnet_zoo eager fp32", "resnet_zoo fast bf16", ...
-    batch_size: int
-    input_size: int
-    images_per_s: float
-    ratio_vs_torchvision: float | None  # against torchvision's eager fp32 in the same run
-    gflops_per_s: float  # 2 * MACs * images/s
-    fraction_of_gemm_peak: float | None  # against the matmul peak of the same dtype
-    note: str = ""  # "not installed", compile time, what backend="auto" chose
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def gemm_peak_gflops(dtype: torch.dtype, *, budget_s: float = 2.0, max_n: int = 2048) -> float:
@@ -137,6 +122,7 @@ def iter_bench(
     peers: PeerHook | None = None,
     runtimes: bool | None = None,
     int8: bool = False,
+    device: Any = "cpu",
 ) -> Iterator[list[BenchResult]]:
     """Images/s of each model, one list of rows per model as soon as it is measured:
     torchvision eager (when it has the name), resnet_zoo eager and resnet_zoo
@@ -151,8 +137,20 @@ def iter_bench(
     images: speed does not depend on the values). ``peers``: a hook (:data:`PeerHook`) adding
     what a user would pick instead, as :func:`resnet_zoo.inference.peers.peer_paths` builds it.
 
+    ``device``: ``"cpu"`` (these rows), or a GPU (``"auto"`` where there is one, ``"cuda[:N]"``):
+    :func:`resnet_zoo.inference.device_bench.iter_device_bench`'s rows at ``batch_size``, timed
+    with CUDA events over ``max(iters, 50)`` batches in ``max(repeats, 5)`` rounds.
+
     Every argument is checked when this is called, before anything is timed or printed.
     """
+    where = resolve_device(device)
+    if where.type == "cuda":
+        from .device_bench import iter_device_bench
+
+        return iter_device_bench(
+            names, where, batch_sizes=(batch_size,), iters=max(iters, 50), repeats=max(repeats, 5),
+            with_torchvision=with_torchvision, progress=progress,
+        )  # fmt: skip
     check_positive_int("batch_size", batch_size)
     check_positive_int("iters", iters)
     check_positive_int("repeats", repeats)

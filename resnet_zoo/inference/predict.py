@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from ..device import Stager, resolve_device
 from ..errors import ConfigError, InputError
 from ..manifest import read_labels
 from ..model import ResNetFeatures
@@ -19,14 +21,14 @@ from ..util.progress import advance
 from .images import ImageFiles, Preprocess, collate_images, find_images
 from .model_view import Model, ModelView, compute_of, unwrap
 
-__all__ = ["extract_features", "predict", "Prediction", "PooledFeatures"]
+__all__ = ["extract_features", "predict", "Prediction", "PooledFeatures", "on_device", "device_batches"]
 
 log = logging.getLogger(__name__)
 
 # --- Features and predictions for image files -------------------------------------------------
 
 
-def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers: int):
+def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers: int, pin: bool = False):
     from torch.utils.data import DataLoader
 
     check_positive_int("batch_size", batch_size)
@@ -37,7 +39,43 @@ def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers:
         shuffle=False,
         num_workers=num_workers,
         collate_fn=collate_images,
+        pin_memory=pin,
     )
+
+
+def on_device(model: Model, device: Any) -> Model:
+    """``model`` computing on ``device`` (None: where it is). An eager model on another device
+    is copied there (the caller's stays where it was); a view built for another device is a
+    ConfigError saying how to build it for this one."""
+    if device is None:
+        return model
+    where = resolve_device(device)
+    backend, _, now = compute_of(model)
+    if now == where or (now.type == where.type == "cpu"):
+        return model
+    if backend != "eager":
+        raise ConfigError(
+            f"this {backend} model was built for {now}; build it for {where} with "
+            f"optimize_for_inference(model, device={str(where)!r})"
+        )
+    return copy.deepcopy(model).to(where)
+
+
+def device_batches(loader: Any, device: torch.device, preprocess: Preprocess):
+    """``(indices, batch on device or None, errors)``: on a GPU the loader's uint8 batches are
+    copied and normalised there one batch ahead of the model (:class:`~resnet_zoo.device.Stager`)."""
+    if device.type != "cuda":
+        yield from loader
+        return
+    stager = Stager(device, preprocess.normalize)
+    pending = None
+    for indices, batch, errors in loader:
+        staged = None if batch is None else stager.stage(batch)
+        if pending is not None:
+            yield pending[0], None if pending[1] is None else stager.ready(pending[1]), pending[2]
+        pending = (indices, staged, errors)
+    if pending is not None:
+        yield pending[0], None if pending[1] is None else stager.ready(pending[1]), pending[2]
 
 
 def _run_over_images(
@@ -54,7 +92,10 @@ def _run_over_images(
 
     paths = find_images(inputs)
     config = model.config
-    transform = Preprocess(model.pretrained_cfg.preprocessing, channels=config.img_channels)
+    preprocess = Preprocess(model.pretrained_cfg.preprocessing, channels=config.img_channels)
+    device = compute_of(model)[2]
+    gpu = device.type == "cuda"  # uint8 batches in pinned memory, normalised on the GPU
+    loader = _loader(paths, preprocess.uint8 if gpu else preprocess, batch_size, num_workers, pin=gpu)
     was_training = model.training
     model.eval()
     kept: list[int] = []
@@ -62,7 +103,7 @@ def _run_over_images(
     bad: list[tuple[int, str]] = []
     try:
         with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
-            for indices, batch, errors in _loader(paths, transform, batch_size, num_workers):
+            for indices, batch, errors in device_batches(loader, device, preprocess):
                 bad.extend(errors)
                 if batch is not None:
                     with torch.inference_mode():
@@ -81,7 +122,7 @@ def _run_over_images(
         log.warning("skipped %d unreadable image(s): %s", len(bad), listed)
     if not kept:
         raise InputError("none of the images could be read")
-    return [paths[i] for i in kept], torch.cat(outputs)
+    return [paths[i] for i in kept], torch.cat(outputs).cpu()
 
 
 def extract_features(
@@ -92,18 +133,21 @@ def extract_features(
     num_workers: int = 0,
     skip_bad: bool = False,
     progress: bool = True,
+    device: Any = None,
 ) -> tuple[torch.Tensor, list[Path]]:
     """Pooled features ``[N, C]`` for image files and directories, in a deterministic order.
 
     Images are prepared with the model's weights' preprocessing (``model.pretrained_cfg``),
     batched by a DataLoader (``num_workers`` processes). A headed :class:`ResNet` gives its
     pooled features, not its logits. Unreadable images raise :class:`InputError` naming every
-    one of them, or are skipped (and logged) with ``skip_bad=True``.
+    one of them, or are skipped (and logged) with ``skip_bad=True``. ``device``: where the
+    model computes (default: where it is; ``"auto"``, ``"cpu"``, ``"cuda[:N]"``); on a GPU the
+    workers hand over uint8 batches in pinned memory, normalised on the GPU one batch ahead.
 
     Returns:
         ``(features, paths)``: row ``i`` of ``features`` belongs to ``paths[i]``.
     """
-    features_model = PooledFeatures(model)
+    features_model = PooledFeatures(on_device(model, device))
     paths, feats = _run_over_images(
         features_model,
         inputs,
@@ -148,8 +192,10 @@ def predict(
     num_workers: int = 0,
     skip_bad: bool = False,
     progress: bool = False,
+    device: Any = None,
 ) -> list[Prediction]:
-    """Top-``top`` classes with softmax probabilities for each image."""
+    """Top-``top`` classes with softmax probabilities for each image, computed on ``device``
+    (default: where the model is), as :func:`extract_features` does."""
     num_classes = model.config.num_classes
     if not num_classes:
         raise ConfigError("this model has no classifier head (num_classes=0): use extract_features")
@@ -160,7 +206,7 @@ def predict(
         labels = read_labels("imagenet_classes.txt")  # a 1000-class ResNet is an ImageNet one
         log.info("weights carry no class names: using ImageNet's 1000")
     paths, logits = _run_over_images(
-        model,
+        on_device(model, device),
         inputs,
         batch_size=batch_size,
         num_workers=num_workers,

@@ -1,16 +1,17 @@
 """Images per second of a callable on one batch: the timing loop of bench and of
-backend="auto"'s calibration."""
+backend="auto"'s calibration; and a bench row, as the CPU and the device benches give it."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 
 from ..util.checks import check_positive_int
 
-__all__ = ["time_images_per_second", "SETTLE_S"]
+__all__ = ["time_images_per_second", "SETTLE_S", "BenchResult"]
 
 # After a run, OpenMP's and onnxruntime's worker threads spin for a while before they sleep, and
 # take cores from whatever runs next in the same process. When paths are timed in alternating
@@ -45,3 +46,25 @@ def time_images_per_second(
                 fn(x)
             best = max(best, iters * x.shape[0] / (time.perf_counter() - start))
     return best
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    model: str
+    path: str  # "torchvision eager fp32", "resnet_zoo eager fp32", "resnet_zoo fast bf16", ...
+    batch_size: int
+    input_size: int
+    images_per_s: float
+    ratio_vs_torchvision: float | None  # against torchvision's eager fp32 in the same run
+    gflops_per_s: float  # 2 * MACs * images/s
+    fraction_of_gemm_peak: float | None  # against the matmul peak of the same dtype
+    note: str = ""  # "not installed", compile time, what backend="auto" chose
+    # Filled by the device bench (inference.device_bench): where, the median batch time, the
+    # spread of the rounds around it, the peak memory (GPU).
+    device: str = "cpu"
+    ms_per_batch: float | None = None
+    spread_pct: float | None = None
+    peak_memory_mb: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -17,9 +17,10 @@ __all__ = ["TrainConfig", "DATASETS", "SCHEDULES", "PRECISIONS"]
 
 DATASETS = ("digits", "cifar10", "cifar100", "folder")
 SCHEDULES = ("step", "cosine")
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 # Fields that are not command-line flags: the positional architecture, and what the CLI sets itself.
+# (device, compile and deterministic are not in the recipe: a checkpoint resumes on any device.)
 NOT_FLAGS = ("arch", "progress", "command", "extra")
 
 
@@ -70,9 +71,19 @@ class TrainConfig:
     label_smoothing: float = _option(0.0, "label smoothing of the loss (default 0)")
     precision: str = _option(
         "auto",
-        "auto: bfloat16 autocast where this CPU has fast bf16 (AVX512-BF16 "
-        "or AMX), else float32 (see `resnet-zoo info --cpu`)",
+        "auto: on a GPU bfloat16 autocast (float16 with a GradScaler below compute capability 8.0); "
+        "on the CPU bfloat16 autocast where it has fast bf16 (AVX512-BF16 or AMX), else float32 "
+        "(see `resnet-zoo info --cpu` and `--device`)",
         choices=PRECISIONS,
+    )
+    device: str = _option("auto", "auto (CUDA where there is a GPU; rank r: cuda:LOCAL_RANK), cpu, cuda or cuda:N")
+    compile: bool = _option(False, "torch.compile the model (static shapes)")
+    deterministic: bool = _option(False, "deterministic algorithms only: two runs give bit-identical weights")
+    time_budget_min: float | None = _option(
+        None,
+        "fit the schedule to M minutes: after the first epoch, the epochs that fit (evaluation included, "
+        "at most --epochs) become the run's length; use with --schedule cosine and --warmup-epochs >= 1",
+        metavar="M",
     )
     progress: bool = True
     command: str = ""  # recorded in the model card
@@ -127,6 +138,10 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if not 0 <= self.invert <= 1:
             raise ConfigError(f"invert is a probability in [0, 1], got {self.invert}")
+        if not isinstance(self.device, str):
+            self.device = str(self.device)  # a torch.device
+        if self.time_budget_min is not None and not (is_number(self.time_budget_min) and self.time_budget_min > 0):
+            raise ConfigError(f"time_budget_min must be a number of minutes > 0, got {self.time_budget_min!r}")
         if self.pad < 0 or self.workers < 0:
             raise ConfigError(f"pad and workers must be >= 0, got pad={self.pad}, workers={self.workers}")
 
@@ -137,7 +152,7 @@ class TrainConfig:
 
     def recipe(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed."""
-        keep = (
+        keep: tuple[str, ...] = (
             "arch",
             "dataset",
             "epochs",
@@ -159,6 +174,9 @@ class TrainConfig:
             "limit_train",
             "label_smoothing",
             "precision",
+            "time_budget_min",
         )
         d = asdict(self)
+        if d["time_budget_min"] is None:  # absent, as in the checkpoints written before it existed
+            keep = tuple(k for k in keep if k != "time_budget_min")
         return {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keep}

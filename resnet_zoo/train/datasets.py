@@ -37,6 +37,12 @@ class ImageSet:
         return len(self.labels)
 
     @property
+    def device(self) -> torch.device:
+        """Where the images are: a device for an in-memory set (see ``train.inputs.resident``),
+        the CPU for one read from files."""
+        return self.images.device if self.images is not None else torch.device("cpu")
+
+    @property
     def channels(self) -> int:
         if self.images is not None:
             return self.images.shape[1]

@@ -13,9 +13,18 @@ from ..inference.images import Preprocess, load_image
 from ..inference.images import to_uint8_tensor as _uint8_tensor
 from ..manifest import Preprocessing
 from .config import TrainConfig
-from .datasets import ImageSetDataset, folder_splits, materialize, read_cifar, read_digits, read_folder, split_holdout
+from .datasets import (
+    ImageSet,
+    ImageSetDataset,
+    folder_splits,
+    materialize,
+    read_cifar,
+    read_digits,
+    read_folder,
+    split_holdout,
+)
 
-__all__ = ["load_data", "channel_stats", "Normalize", "augment", "batches"]
+__all__ = ["load_data", "channel_stats", "Normalize", "augment", "batches", "resident"]
 
 
 def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
@@ -60,12 +69,21 @@ def load_data(cfg: TrainConfig, input_size: int, img_channels: int):
     return train, val, interpolation
 
 
+def resident(data: ImageSet, device: torch.device) -> ImageSet:
+    """An in-memory set with its uint8 images and labels on ``device`` (once: CIFAR-10's 50,000
+    images are 154 MB), so that batches are indexed and augmented there; a set read from files
+    stays as it is (its DataLoader decodes on the CPU)."""
+    if data.images is None or data.images.device == device:
+        return data
+    return ImageSet(data.images.to(device), data.labels.to(device), data.classes)
+
+
 def channel_stats(data: Any, invert: float = 0.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of the training images in [0, 1] (the normalisation), as the
     network sees them: a share ``invert`` of them inverted."""
 
     if data.images is not None:
-        x = data.images.float().div_(255)
+        x = data.images.float().div_(255)  # before resident(): on the CPU
     else:
         ds = ImageSetDataset(data)
         x = torch.stack([ds[i][0] for i in range(min(len(ds), 2000))]).float().div_(255)
@@ -97,21 +115,25 @@ def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator, invert: f
     (uint8: ``255 - x``) a share ``invert`` of them.
 
     Works on uint8 (or float) batches ``[B, C, H, W]`` with one gather for the whole batch:
-    no per-image Python.
+    no per-image Python. The batch and the generator ``g`` are on the same device (a GPU for
+    a resident set): every random draw and index is made there.
     """
     b, c, h, w = x.shape
+    dev = g.device
     if pad:
         padded = F.pad(x, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (b, 1, 1, 1), generator=g)
-        dx = torch.randint(0, 2 * pad + 1, (b, 1, 1, 1), generator=g)
-        rows = dy + torch.arange(h).view(1, 1, h, 1)
-        cols = dx + torch.arange(w).view(1, 1, 1, w)
-        x = padded[torch.arange(b).view(b, 1, 1, 1), torch.arange(c).view(1, c, 1, 1), rows, cols]
+        dy = torch.randint(0, 2 * pad + 1, (b, 1, 1, 1), generator=g, device=dev)
+        dx = torch.randint(0, 2 * pad + 1, (b, 1, 1, 1), generator=g, device=dev)
+        rows = dy + torch.arange(h, device=dev).view(1, 1, h, 1)
+        cols = dx + torch.arange(w, device=dev).view(1, 1, 1, w)
+        x = padded[
+            torch.arange(b, device=dev).view(b, 1, 1, 1), torch.arange(c, device=dev).view(1, c, 1, 1), rows, cols
+        ]
     if flip:
-        mask = torch.rand(b, generator=g) < 0.5
+        mask = torch.rand(b, generator=g, device=dev) < 0.5
         x = torch.where(mask.view(b, 1, 1, 1), x.flip(-1), x)
     if invert:
-        mask = torch.rand(b, generator=g) < invert
+        mask = torch.rand(b, generator=g, device=dev) < invert
         x = torch.where(mask.view(b, 1, 1, 1), (255 if x.dtype == torch.uint8 else 1) - x, x)
     return x
 
@@ -119,10 +141,11 @@ def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator, invert: f
 def batches(data: Any, indices: list[int], batch_size: int, workers: int):
     """uint8 ``[B, C, H, W]`` images and labels, ``batch_size`` of ``indices`` at a time.
 
-    In-memory sets are indexed directly; file-backed ones are decoded by a DataLoader.
+    In-memory sets are indexed directly, where they are (a GPU for a resident set);
+    file-backed ones are decoded by a DataLoader.
     """
     if data.images is not None:
-        index = torch.tensor(indices, dtype=torch.long)
+        index = torch.tensor(indices, dtype=torch.long, device=data.images.device)
         for start in range(0, len(index), batch_size):
             i = index[start : start + batch_size]
             yield data.images[i], data.labels[i]

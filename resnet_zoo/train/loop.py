@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import cpu
 from ..cpu import cpu_capabilities
+from ..device import deterministic, half_dtype, make_current, resolve_device
 from ..errors import ConfigError, ResNetZooError
 from ..factory import create
 from ..manifest import Preprocessing, PretrainedInfo
@@ -35,7 +36,7 @@ from ..util.plot import line_chart
 from .checkpoint import STATE_FILE, check_resumable, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 from .datasets import ImageSetDataset
-from .inputs import Normalize, augment, batches, channel_stats, load_data
+from .inputs import Normalize, augment, batches, channel_stats, load_data, resident
 
 __all__ = ["train", "train_one_epoch", "evaluate", "lr_at", "command_line"]
 
@@ -44,9 +45,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """The learning rate at ``step`` of ``total``: warm-up, then the step or cosine schedule."""
-    warmup = round(cfg.warmup_epochs * total / cfg.epochs)
+def lr_at(step: int, total: int, cfg: TrainConfig, epochs: int | None = None) -> float:
+    """The learning rate at ``step`` of ``total`` (``epochs`` long, default ``cfg.epochs``):
+    warm-up, then the step or cosine schedule."""
+    warmup = round(cfg.warmup_epochs * total / (epochs or cfg.epochs))
     if step < warmup:  # linear from lr/10 to lr
         return cfg.lr * (0.1 + 0.9 * step / warmup)
     if cfg.schedule == "cosine":
@@ -74,12 +76,20 @@ def evaluate(
 
 
 def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bfloat16 for autocast, or None for plain float32."""
+    """The autocast dtype (bfloat16, or float16 with a GradScaler), or None for plain float32.
+    On a GPU "auto" is its 16-bit dtype (bfloat16 from compute capability 8.0); on the CPU
+    bfloat16 where it is fast. A dtype the device cannot run is refused at once."""
     if cfg.precision == "float32":
         return None
-    if device.type != "cpu":
-        return torch.bfloat16 if cfg.precision == "bfloat16" else None
-
+    if device.type == "cuda":
+        half = half_dtype(device)
+        if cfg.precision == "bfloat16" and half != torch.bfloat16:
+            raise ConfigError(
+                f"{device} has no bfloat16 (compute capability below 8.0): use --precision float16 or auto"
+            )
+        return {"auto": half, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.precision]
+    if cfg.precision == "float16":
+        raise ConfigError("--precision float16 is for GPUs (with a GradScaler); on the CPU use bfloat16 or auto")
     if cfg.precision == "bfloat16":
         return cpu.resolve_dtype(torch.bfloat16)  # refused at once where bf16 is not fast
     return torch.bfloat16 if cpu.cpu_capabilities().fast_bf16 else None
@@ -106,10 +116,12 @@ class _Run:
     steps_per_epoch: int
     autocast: torch.dtype | None
     flip: bool
+    scaler: Any = None  # a GradScaler under float16 autocast
+    epochs: int = 0  # the run's length: cfg.epochs, or what fits --time-budget-min
 
     @property
     def total_steps(self) -> int:
-        return self.steps_per_epoch * self.cfg.epochs
+        return self.steps_per_epoch * self.epochs
 
 
 def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
@@ -128,14 +140,20 @@ def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
     )
     model.to(device=dist.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     model.train()
+    # In-memory sets (CIFAR, digits, decoded folders) live on the device as uint8: batches are
+    # indexed and augmented there, nothing is copied per step.
+    train_set, val_set = resident(train_set, dist.device), resident(val_set, dist.device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
     )
     wrapped: nn.Module = model
     if dist.world > 1:
         wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
+    if cfg.compile:
+        wrapped = cast(nn.Module, torch.compile(wrapped, dynamic=False))
+    autocast = _autocast_dtype(cfg, dist.device)
     sampler: torch.utils.data.DistributedSampler = torch.utils.data.DistributedSampler(
         ImageSetDataset(train_set), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
     )
@@ -155,8 +173,10 @@ def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
         sampler=sampler,
         per_rank=per_rank,
         steps_per_epoch=math.ceil(len(sampler) / per_rank),
-        autocast=_autocast_dtype(cfg, dist.device),
+        autocast=autocast,
         flip=cfg.flip if cfg.flip is not None else cfg.dataset != "digits",
+        scaler=torch.amp.GradScaler(dist.device.type) if autocast == torch.float16 else None,
+        epochs=cfg.epochs,
     )
 
 
@@ -166,7 +186,7 @@ def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
 
     cfg, dist = run.cfg, run.dist
     run.sampler.set_epoch(epoch)
-    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + dist.rank)
+    g = torch.Generator(device=run.train_set.device).manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + dist.rank)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
     correct = torch.zeros((), dtype=torch.long, device=dist.device)
     seen, lr = 0, cfg.lr
@@ -174,13 +194,13 @@ def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
     bar = tqdm(
         batches(run.train_set, list(run.sampler), run.per_rank, cfg.workers),
         total=run.steps_per_epoch,
-        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        desc=f"epoch {epoch + 1}/{run.epochs}",
         unit="batch",
         disable=not (cfg.progress and dist.main),
         leave=False,
     )
     for i, (x, y) in enumerate(bar):
-        lr = lr_at(epoch * run.steps_per_epoch + i, run.total_steps, cfg)
+        lr = lr_at(epoch * run.steps_per_epoch + i, run.total_steps, cfg, run.epochs)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         x = run.normalize(augment(x, cfg.pad, run.flip, g, cfg.invert).to(dist.device))
@@ -194,8 +214,13 @@ def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
                 "training diverged; lower --lr or check the data. Nothing of this epoch was saved"
             )
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
+        if run.scaler is not None:  # float16: scaled, so that small gradients do not vanish
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:
+            loss.backward()
+            run.optimizer.step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -212,9 +237,22 @@ def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
     }
 
 
-def _end_of_epoch(run: _Run, epoch: int, metrics: dict[str, float], history: list[dict], out: Path) -> None:
-    """Rank 0: evaluate, log, write the metrics, the curves and the checkpoint."""
+def fit_epochs(cfg: TrainConfig, epoch_seconds: float) -> int:
+    """The epochs of ``epoch_seconds`` each (training and evaluation, as the first took) that
+    fit ``cfg.time_budget_min``: at least 1, at most ``cfg.epochs``."""
+    budget = 60.0 * (cfg.time_budget_min or 0.0)
+    return max(1, min(cfg.epochs, int(budget // max(epoch_seconds, 1e-9))))
+
+
+def _end_of_epoch(
+    run: _Run, epoch: int, metrics: dict[str, float], history: list[dict], out: Path, started: float
+) -> None:
+    """Rank 0: evaluate, log, write the metrics, the curves and the checkpoint. With
+    ``--time-budget-min``, the first epoch's time (evaluation included) fixes the run's length."""
     val_loss, val_acc = evaluate(run.model, run.val_set, run.normalize, run.dist.device, run.cfg.workers)
+    if run.cfg.time_budget_min is not None and epoch == 0:
+        run.epochs = fit_epochs(run.cfg, time.perf_counter() - started)
+        log.info("--time-budget-min %g: %d epoch(s) fit", run.cfg.time_budget_min, run.epochs)
     record = {
         "epoch": epoch + 1,
         "lr": metrics["lr"],
@@ -224,6 +262,7 @@ def _end_of_epoch(run: _Run, epoch: int, metrics: dict[str, float], history: lis
         "val_acc": val_acc,
         "seconds": metrics["seconds"],
         "images_per_s": metrics["images_per_s"],
+        "planned_epochs": run.epochs,
     }
     history.append(record)
     log.info(
@@ -273,7 +312,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     the final model as a ``save_pretrained`` directory (``config.json``, ``model.safetensors``,
     ``README.md`` with the command and the held-out accuracy).
     """
-    dist = setup_distributed()
+    device = resolve_device(cfg.device, what="--device")  # this rank's: cuda:LOCAL_RANK under torchrun
+    if cfg.deterministic:
+        deterministic()
+    make_current(device)
+    dist = setup_distributed(device)
     out = Path(cfg.out)
     ckpt_dir = out / CHECKPOINT_DIR
     checked = None
@@ -283,6 +326,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     start_epoch, history = 0, list[dict]()
     if checked is not None:
         start_epoch, history = load_checkpoint(ckpt_dir, run.model, run.optimizer, checked)
+        planned = history[-1].get("planned_epochs") if history else None
+        if isinstance(planned, int) and 0 < planned <= cfg.epochs:
+            run.epochs = planned  # the length a --time-budget-min run fitted after its first epoch
         if dist.main:
             log.info("resuming %s after epoch %d", out, start_epoch)
     elif cfg.resume and dist.main:
@@ -300,11 +346,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             run.total_steps,
             f"{run.autocast} autocast" if run.autocast else "float32",
         )
-    for epoch in range(start_epoch, cfg.epochs):
+    epoch = start_epoch
+    while epoch < run.epochs:
+        started = time.perf_counter()
         metrics = train_one_epoch(run, epoch)
         if dist.main:
-            _end_of_epoch(run, epoch, metrics, history, out)
+            _end_of_epoch(run, epoch, metrics, history, out, started)
+        if epoch == 0 and cfg.time_budget_min is not None and dist.world > 1:  # rank 0 fitted it
+            run.epochs = round(all_reduce_sum([float(run.epochs if dist.main else 0)], dist)[0])
         barrier(dist)
+        epoch += 1
     final = history[-1] if history else {}
     if dist.main:
         _save_final(run, final, out)

@@ -1,5 +1,6 @@
-"""One process or many: what torchrun's environment says (the one place that reads RANK and
-WORLD_SIZE), and the few collectives training and feature sets need."""
+"""One process or many: what torchrun's environment says (the one place that reads RANK,
+WORLD_SIZE and LOCAL_RANK), and the few collectives training and feature sets need. Which device
+a rank uses is :func:`resnet_zoo.device.resolve_device`'s to say; it is passed in here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Dist", "setup_distributed", "rank", "all_reduce_sum", "barrier"]
+__all__ = ["Dist", "setup_distributed", "rank", "local_rank", "all_reduce_sum", "barrier"]
 
 
 @dataclass
@@ -28,19 +29,22 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def setup_distributed(device: bool = True) -> Dist:
-    """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun) and join the process group.
-    ``device``: pick this rank's GPU and NCCL when there is one; ``False``: CPU and gloo (for
-    work whose device is the caller's, like a feature set's model)."""
+def local_rank() -> int:
+    """This process's rank on its node under torchrun (0 alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def setup_distributed(device: torch.device | None = None) -> Dist:
+    """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun) and join the process group:
+    NCCL where ``device`` (this rank's, resolved and made current by the caller through
+    :mod:`resnet_zoo.device`) is a GPU; gloo on the CPU (``None``: work whose device is not the group's, like a feature
+    set's model)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device and torch.cuda.is_available()
-    where = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(where)
+    where = device if device is not None else torch.device("cpu")
+    cuda = where.type == "cuda"
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
-    return Dist(rank(), world, local_rank, where)
+    return Dist(rank(), world, local_rank(), where)
 
 
 def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:
