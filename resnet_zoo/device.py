@@ -40,6 +40,7 @@ __all__ = [
     "reset_peak_memory",
     "peak_memory",
     "describe_gpus",
+    "driver_version",
     "tf32",
 ]
 
@@ -261,6 +262,23 @@ def reset_peak_memory(device: torch.device) -> None:
 def peak_memory(device: torch.device) -> int | None:
     """Bytes at the peak since the last reset (``max_memory_allocated``); None on the CPU."""
     return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version (``nvidia-smi``), or None where there is none."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def describe_gpus(facts: list[GpuFacts] | None = None) -> list[str]:

@@ -34,6 +34,7 @@ TABLES = {
         "features": lambda: (ROOT / "benchmarks" / "FEATURES.md").read_text(),
         "peers": lambda: (ROOT / "benchmarks" / "PEERS.md").read_text(),
         "ray": lambda: (ROOT / "benchmarks" / "RAY.md").read_text(),
+        "gpu": lambda: gpu_markdown(),
     },
 }
 
@@ -60,6 +61,64 @@ def perf_summary_markdown() -> str:
             f"{best['images_per_s'] / tv['images_per_s']:.2f}x | " + (f"{cold:.1f}x faster |" if cold else "- |")
         )
     return "\n".join(lines) + "\n"
+
+
+def gpu_markdown() -> str:
+    """One section per record in benchmarks/gpu/*.json, written by scripts/gpu_check.py on a GPU:
+    the goals as measured ratios, then every bench row at the largest batch."""
+    import json
+
+    records = sorted((ROOT / "benchmarks" / "gpu").glob("gpu-*.json"))
+    if not records:
+        return (
+            "No GPU record yet: none has been measured. `scripts/gpu_check.py OUT_DIR --cifar DIR` "
+            "writes one on a machine with a GPU (see docs/gpu.md); it is committed here as "
+            "`benchmarks/gpu/gpu-<name>.json`.\n"
+        )
+    parts = []
+    for path in records:
+        r = json.loads(path.read_text())
+        gpu, steps = r["gpu"], r["steps"]
+        parts += [
+            f"### {gpu['name']} ({r['date']}; driver {r['driver']}, torch {r['torch']}, CUDA {r['cuda']})",
+            "",
+        ]
+        goals = steps.get("bench", {}).get("goals", {})
+        feats = steps.get("features", {}).get("large_jpegs", {})
+        train = steps.get("train", {})
+        parts += [
+            "| goal | measured |",
+            "|---|---:|",
+            f"| ResNet-50 b{goals.get('batch')} fast path vs torchvision eager AMP "
+            f"| {goals.get('fast_vs_torchvision_amp')}x |",
+            f"| ... vs torch.compile of torchvision (AMP, channels-last) "
+            f"| {goals.get('fast_vs_compiled_torchvision')}x |",
+            f"| ... share of the measured bf16 matmul peak | {goals.get('fast_share_of_matmul_peak')} |",
+            f"| batch 1 speed vs torchvision eager AMP | {goals.get('batch1_latency_vs_torchvision_amp')}x |",
+            f"| features, large JPEGs, vs the plain GPU loop | {feats.get('vs_plain_loop')}x |",
+            f"| ... share of the slower of decode-only and model-only "
+            f"| {feats.get('pipeline_share_of_slower_stage')} |",
+            f"| CIFAR ResNet-20 training images/s | {train.get('images_per_s_median')} |",
+            f"| ... top-1 on the CIFAR-10 JPEG test split ({train.get('time_budget_min')} min) | "
+            f"{train.get('top1_cifar10_jpeg_test')} % |",
+            "",
+        ]
+        rows = steps.get("bench", {}).get("rows", [])
+        if rows:
+            big = max(x["batch_size"] for x in rows)
+            parts += [
+                "| model | path | batch | images/s | ms/batch | spread | peak MiB | vs tv AMP |",
+                "|---|---|---:|---:|---:|---:|---:|---:|",
+            ]
+            for x in rows:
+                if x["batch_size"] == big and x["images_per_s"]:
+                    ratio = f"{x['ratio_vs_torchvision']:.2f}x" if x["ratio_vs_torchvision"] else "-"
+                    parts.append(
+                        f"| {x['model']} | {x['path']} | {big} | {x['images_per_s']:.0f} | {x['ms_per_batch']:.2f} | "
+                        f"{x['spread_pct']:.1f}% | {x['peak_memory_mb'] or 0:.0f} | {ratio} |"
+                    )
+            parts.append("")
+    return "\n".join(parts)
 
 
 def train_speed_markdown() -> str:
