@@ -198,7 +198,45 @@ def test_device_bench_rows_on_each_device(device):
         )
     )  # fmt: skip
     paths = [r.path for r in rows]
-    assert paths[:2] == ["resnet_zoo eager fp32", "resnet_zoo fast fp32"] and len(paths) == 3
+    assert paths == [
+        "resnet_zoo eager fp32",
+        "resnet_zoo fast fp32",
+        "resnet_zoo fast bf16",
+        "resnet_zoo fast amp bf16",
+    ]
     for r in rows:
         assert r.images_per_s > 0 and r.ms_per_batch > 0 and r.spread_pct >= 0 and r.device == device
         assert (r.peak_memory_mb is None) == (device == "cpu")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_fast_path_compiles_once_per_bucket(device):
+    """compile=True: static shapes, batches padded to powers of two up to batch_size, larger
+    ones in chunks: batches of 8, 8, 3, 5, 1, 20 compile the buckets 8, 4, 1 once each. A
+    backend that counts the graphs it is given stands in for inductor (same torch.compile)."""
+    from torch._dynamo import register_backend
+
+    from resnet_zoo.inference.torch_path import bucket_of
+
+    assert [bucket_of(n, 8) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 8]
+    shapes = []
+
+    @register_backend(name="resnet_zoo_counting")
+    def counting(gm, example_inputs):
+        shapes.append(tuple(example_inputs[0].shape)[0] if example_inputs else None)
+        return gm.forward
+
+    torch._dynamo.reset()
+    model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+    plain = resnet_zoo.optimize_for_inference(model, device=device, dtype="float32")
+    fast = resnet_zoo.optimize_for_inference(
+        model, device=device, dtype="float32", compile="resnet_zoo_counting", batch_size=8
+    )
+    g = torch.Generator().manual_seed(0)
+    for n in (8, 8, 3, 5, 1, 20):
+        x = torch.randn(n, 3, 32, 32, generator=g)
+        out = fast(x)
+        assert out.shape == (n, 10) and torch.allclose(out, plain(x), atol=1e-4, rtol=1e-4)
+    assert sorted(set(shapes)) == [1, 4, 8] and len(shapes) == 3  # one graph per bucket, never again
+    with pytest.raises(ConfigError, match="compile=True compiles the torch backend"):
+        resnet_zoo.optimize_for_inference(model, device="cpu", compile=True, backend="onnxruntime")

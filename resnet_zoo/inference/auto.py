@@ -58,6 +58,7 @@ def optimize_for_inference(
     batch_size: int = 16,
     calibration: Any = None,
     device: Any = "auto",
+    compile: bool | str = False,
 ) -> nn.Module:
     """An eval-mode copy of ``model`` for fast inference on ``device`` (the original is untouched).
 
@@ -87,12 +88,25 @@ def optimize_for_inference(
             dtype (bfloat16 from compute capability 8.0, float16 below); the result is checked
             against the float32 eager model when built (cosine >= 0.999). Input may be on the
             CPU or the GPU; the output is on the input's device.
+        compile: ``True`` (or the name of a ``torch.compile`` backend; True is inductor): the
+            torch backend's model through ``torch.compile`` without dynamic shapes, batches
+            padded to powers of two up to ``batch_size`` (larger ones in chunks of it), so that
+            a run compiles once per bucket and its last, smaller batch never recompiles.
     """
     if not isinstance(model, ResNetBase):
         raise ConfigError(f"optimize_for_inference takes a resnet_zoo model, got {type(model).__name__}")
     if backend not in ("auto", *BACKENDS):
         raise ConfigError(f"backend must be one of {['auto', *BACKENDS]}, got {backend!r}")
     where = resolve_device(device)
+    if compile:
+        check_positive_int("batch_size", batch_size)
+        if backend not in ("auto", "torch") or dtype == "int8":
+            raise ConfigError("compile=True compiles the torch backend: use backend='torch' and a float dtype")
+        if where.type == "cuda":
+            built = cuda_fast_path(model, gpu_dtype(dtype, where), channels_last, where)
+        else:
+            built = torch_fast_path(model, cpu.resolve_dtype(dtype), channels_last, device=where, allow_mkldnn=False)
+        return built.compile_buckets(batch_size, "inductor" if compile is True else str(compile))
     if where.type == "cuda":
         if backend not in ("auto", "torch"):
             raise ConfigError(f"backend {backend!r} runs on the CPU; on {where} use backend='torch' (or 'auto')")

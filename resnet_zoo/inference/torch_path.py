@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import torch
 from torch import nn
@@ -20,7 +20,15 @@ from ..errors import ConfigError
 from ..model import ResNetBase, ResNetFeatures, ShortcutProjection, ZeroPadShortcut
 from .model_view import ModelView
 
-__all__ = ["fold_batch_norm", "InferenceModel", "torch_fast_path", "cuda_fast_path", "gpu_dtype", "GPU_DTYPES"]
+__all__ = [
+    "fold_batch_norm",
+    "InferenceModel",
+    "torch_fast_path",
+    "cuda_fast_path",
+    "gpu_dtype",
+    "GPU_DTYPES",
+    "bucket_of",
+]
 
 
 def fold_batch_norm(model: ResNetBase) -> ResNetBase:
@@ -66,6 +74,44 @@ class InferenceModel(ModelView):
         super().__init__(model, backend="torch", dtype=dtype)
         self.channels_last = channels_last
         self.use_mkldnn = use_mkldnn
+        self.compiled_backend: str | None = None  # torch.compile's backend, once compile_buckets() ran
+        self.max_batch = 0
+        self.__dict__["_compiled"] = {}  # method name -> compiled callable (not submodules)
+
+    def compile_buckets(self, max_batch: int, backend: str = "inductor") -> InferenceModel:
+        """Run through ``torch.compile`` without dynamic shapes. A batch of n images is padded
+        (with zeros: batch norm is folded, rows do not interact) to the smallest power of two
+        >= n, at most ``max_batch``, and larger batches run in chunks of ``max_batch``: a run
+        compiles once per bucket and never again, whatever the size of its last batch."""
+        if self.use_mkldnn:
+            raise ConfigError("the oneDNN bfloat16 path does not compile; build it with compile=True from the start")
+        self.compiled_backend, self.max_batch = backend, max_batch
+        self.__dict__["_compiled"] = {}
+        return self
+
+    def _run(self, name: str, x: torch.Tensor) -> Any:
+        """``self.model``'s ``name`` (``forward``, ``forward_pooled``, ``forward_features``) of a
+        prepared batch, through the compiled buckets where :meth:`compile_buckets` set them."""
+        target = self.model if name == "forward" else getattr(self.model, name)
+        if self.compiled_backend is None:
+            return target(x)
+        compiled: dict[str, Callable] = self.__dict__["_compiled"]
+        fn = compiled.get(name)
+        if fn is None:
+            fn = compiled[name] = torch.compile(cast(Callable, target), dynamic=False, backend=self.compiled_backend)
+        outs: list[Any] = []
+        for chunk in x.split(self.max_batch):
+            n = chunk.shape[0]
+            size = bucket_of(n, self.max_batch)
+            if size > n:
+                chunk = torch.cat([chunk, chunk.new_zeros((size - n, *chunk.shape[1:]))])
+                if self.channels_last:
+                    chunk = chunk.contiguous(memory_format=torch.channels_last)
+            y = fn(chunk)
+            outs.append([t[:n] for t in y] if isinstance(y, list) else y[:n])
+        if isinstance(outs[0], list):
+            return [torch.cat(ts) for ts in zip(*outs)]
+        return torch.cat(outs)
 
     def train(self, mode: bool = True) -> InferenceModel:
         if mode:
@@ -95,7 +141,7 @@ class InferenceModel(ModelView):
                 pooled = self._pooled_mkldnn(x)
                 head = getattr(self.model, "fc", None)
                 return pooled if head is None else head(pooled)
-            out = self.model(self._prepare(x))
+            out = self._run("forward", self._prepare(x))
             if isinstance(out, list):
                 return [t.to(x.device, torch.float32).contiguous() for t in out]
             return out.to(x.device, torch.float32)
@@ -106,7 +152,7 @@ class InferenceModel(ModelView):
         with torch.inference_mode():
             if self.use_mkldnn:
                 return self._map_mkldnn(x)
-            return self.model.forward_features(self._prepare(x)).to(x.device, torch.float32).contiguous()
+            return self._run("forward_features", self._prepare(x)).to(x.device, torch.float32).contiguous()
 
     def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, n_channels[-1]]`` (float32), the head skipped."""
@@ -116,7 +162,7 @@ class InferenceModel(ModelView):
         with torch.inference_mode():
             if self.use_mkldnn:
                 return self._pooled_mkldnn(x)
-            return self.model.forward_pooled(self._prepare(x)).to(x.device, torch.float32)
+            return self._run("forward_pooled", self._prepare(x)).to(x.device, torch.float32)
 
     def extra_repr(self) -> str:
         path = "oneDNN" if self.use_mkldnn else ("channels_last" if self.channels_last else "NCHW")
@@ -154,9 +200,16 @@ class _ScriptedMaps(_Scripted):
         return [t.float().contiguous() for t in self.model(self._prepare(x))]
 
 
+def bucket_of(n: int, max_batch: int) -> int:
+    """The compiled batch size that runs ``n`` images: the smallest power of two >= n, or
+    ``max_batch`` where that is smaller."""
+    return min(max_batch, 1 << max(0, n - 1).bit_length())
+
+
 def torch_fast_path(
-    model: ResNetBase, dtype: torch.dtype, channels_last: bool = True, device: torch.device | None = None
-) -> InferenceModel:
+    model: ResNetBase, dtype: torch.dtype, channels_last: bool = True, device: torch.device | None = None,
+    allow_mkldnn: bool = True,
+) -> InferenceModel:  # fmt: skip
     """An eval-mode copy of ``model`` on ``device`` (default: the model's): batch norm folded,
     channels-last, computing in ``dtype`` (bfloat16 on oneDNN tensors where the CPU runs them)."""
     device = device if device is not None else next(model.parameters()).device
@@ -165,7 +218,8 @@ def torch_fast_path(
         p.requires_grad_(False)
     has_zero_pad = any(isinstance(b.downsample, ZeroPadShortcut) for b in _blocks(fast))
     use_mkldnn = (
-        dtype == torch.bfloat16
+        allow_mkldnn
+        and dtype == torch.bfloat16
         and device.type == "cpu"
         and torch.backends.mkldnn.is_available()
         and not isinstance(fast, ResNetFeatures)
