@@ -240,3 +240,87 @@ def test_compiled_fast_path_compiles_once_per_bucket(device):
     assert sorted(set(shapes)) == [1, 4, 8] and len(shapes) == 3  # one graph per bucket, never again
     with pytest.raises(ConfigError, match="compile=True compiles the torch backend"):
         resnet_zoo.optimize_for_inference(model, device="cpu", compile=True, backend="onnxruntime")
+
+
+def _jpegs(directory):
+    """One file of each kind the batch decoder meets, from a real photo."""
+    from PIL import Image
+
+    photo = Image.open(next(iter(sorted(SAMPLES.glob("*.jpg"))))).convert("RGB").resize((640, 480), Image.BICUBIC)
+    directory.mkdir()
+    files = {}
+    for name, save in {
+        "baseline": lambda p: photo.save(p, quality=90),
+        "baseline2": lambda p: photo.transpose(Image.FLIP_LEFT_RIGHT).save(p, quality=85),
+        "progressive": lambda p: photo.save(p, quality=90, progressive=True),
+        "greyscale": lambda p: photo.convert("L").save(p, quality=90),
+        "cmyk": lambda p: photo.convert("CMYK").save(p, quality=90),
+        "rotated": lambda p: photo.save(p, quality=90, exif=_exif_rotated()),
+        "png": lambda p: photo.save(p.with_suffix(".png")),
+    }.items():
+        path = directory / f"{name}.jpg"
+        save(path)
+        files[name] = path if path.exists() else path.with_suffix(".png")
+    files["corrupt"] = directory / "corrupt.jpg"
+    files["corrupt"].write_bytes(files["baseline"].read_bytes()[:600])
+    return files
+
+
+def _exif_rotated():
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90
+    return exif.tobytes()
+
+
+def test_the_batch_jpeg_decoder_takes_baseline_jpegs_and_hands_the_rest_to_pillow(tmp_path):
+    """--decode gpu's decoder, run here on the CPU (torchvision's decode_jpeg takes a device):
+    baseline JPEGs are decoded in one call and resized there, within 3/255 of Pillow's crops
+    on average; progressive, greyscale, CMYK, rotated and non-JPEG files go to Pillow, counted
+    by reason; a truncated file is an error naming it."""
+    from resnet_zoo.inference.device_decode import DeviceDecoder, RawFiles, collate_raw, decoded_batches, jpeg_layout
+    from resnet_zoo.inference.images import Preprocess
+
+    files = _jpegs(tmp_path / "jpegs")
+    kinds = {name: jpeg_layout(path.read_bytes())[0] for name, path in files.items()}
+    assert kinds == {
+        "baseline": "baseline", "baseline2": "baseline", "progressive": "progressive", "greyscale": "greyscale",
+        "cmyk": "cmyk", "rotated": "rotated", "png": "not a jpeg", "corrupt": "baseline",
+    }  # fmt: skip
+    pre = Preprocess(resnet_zoo.create("resnet18.tv_in1k").pretrained_cfg.preprocessing)
+    decoder = DeviceDecoder(pre, torch.device("cpu"))
+    paths = list(files.values())
+    loader = torch.utils.data.DataLoader(RawFiles(paths), batch_size=len(paths), collate_fn=collate_raw)
+    ((kept, batch, errors),) = list(decoded_batches(loader, decoder, paths))
+    names = list(files)
+    assert [names[i] for i in kept] == [n for n in names if n != "corrupt"] and batch.shape == (7, 3, 224, 224)
+    assert len(errors) == 1 and names[errors[0][0]] == "corrupt" and "corrupt.jpg" in errors[0][1]
+    assert decoder.decoded == 2 and decoder.fallbacks == {
+        "progressive": 1, "greyscale": 1, "cmyk": 1, "rotated": 1, "not a jpeg": 1, "refused by the decoder": 1
+    }  # fmt: skip
+    for k, name in enumerate(n for n in names if n != "corrupt"):
+        ref = pre(files[name])
+        assert (batch[k] - ref).abs().mul(torch.tensor(pre.std).view(3, 1, 1) * 255).mean() < 3.0, name
+
+
+def test_decode_gpu_needs_the_model_on_a_gpu(tmp_path):
+    model = resnet_zoo.create("cifar_resnet20", pretrained=True).eval()
+    with pytest.raises(ConfigError, match="--decode gpu decodes on the model's GPU, and this model runs on cpu"):
+        resnet_zoo.predict(model, [SAMPLES], decode="gpu")
+    with pytest.raises(ConfigError, match="decode must be one of"):
+        resnet_zoo.extract_features(model, [SAMPLES], decode="nvjpeg")
+
+
+@pytest.mark.skipif(not dev.cuda_available(), reason="no CUDA device on this machine (CI has none)")
+def test_decode_gpu_features_match_pillows(tmp_path):
+    from resnet_zoo.features import read_feature_set, write_feature_set
+
+    files = _jpegs(tmp_path / "jpegs")
+    files["corrupt"].unlink()
+    model = resnet_zoo.create("resnet18").eval()
+    ref, ref_paths = resnet_zoo.extract_features(model, [tmp_path / "jpegs"], progress=False, device="cpu")
+    got, paths = resnet_zoo.extract_features(model, [tmp_path / "jpegs"], progress=False, device="cuda", decode="gpu")
+    assert paths == ref_paths and torch.nn.functional.cosine_similarity(got, ref).min() >= 0.999
+    write_feature_set(model, [tmp_path / "jpegs"], tmp_path / "set", progress=False, device="cuda", decode="gpu")
+    assert read_feature_set(tmp_path / "set").index["decoder"] == "torchvision.io.decode_jpeg"

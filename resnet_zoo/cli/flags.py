@@ -69,6 +69,13 @@ def add_loader_flags(p: argparse.ArgumentParser, function: Callable, *, skip_bad
         "--workers", type=int, default=default(function, "num_workers"), help="decoding processes (default %(default)s)"
     )
     g.add_argument("--skip-bad", action="store_true", help=skip_bad_help)
+    g.add_argument(
+        "--decode",
+        choices=("cpu", "gpu"),
+        default=default(function, "decode"),
+        help="cpu: workers decode with Pillow (default); gpu: workers read, the GPU decodes each batch of "
+        "JPEGs (others fall back to Pillow); needs --device cuda",
+    )
 
 
 def add_output_flags(

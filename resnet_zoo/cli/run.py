@@ -33,6 +33,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         skip_bad=args.skip_bad,
         progress=not args.quiet,  # on stderr, as for features and train
+        decode=args.decode,
     )
 
     def lines():
@@ -76,22 +77,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     if args.push_to_hub is not None:
         check_repo_id(args.push_to_hub, spec=args.push_to_hub)  # before any work
     if args.out.endswith(".safetensors"):  # one file: small jobs
-        if args.engine == "ray":
-            raise ConfigError("--engine ray writes a feature set: --out must name a directory")
-        if args.push_to_hub is not None:
-            raise ConfigError("--push-to-hub uploads a feature set: --out must name a directory")
-        written = write_features(
-            load(args),
-            args.inputs,
-            args.out,
-            batch_size=args.batch_size,
-            num_workers=args.workers,
-            skip_bad=args.skip_bad,
-            progress=not args.quiet,
-            model_name=args.name,
-        )
-        n, c = written.features.shape
-        return emit(args, written, [f"wrote {written.path}: {n} images x {c} features"])
+        return _features_file(args)
     options = dict(
         shard_size=args.shard_size,
         batch_size=args.batch_size,
@@ -104,11 +90,14 @@ def _cmd_features(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from ..features.ray_engine import write_feature_set_ray  # imports nothing of ray until it runs
 
+        if args.decode != "cpu":
+            raise ConfigError("--decode gpu runs with the local engine (torchrun for several GPUs), not --engine ray")
         result = write_feature_set_ray(recipe(args), args.inputs, args.out, **ray, **options)
     else:
         result = write_feature_set(
-            load(args), args.inputs, args.out, num_workers=args.workers, model_name=args.name, **options
-        )
+            load(args), args.inputs, args.out, num_workers=args.workers, model_name=args.name, decode=args.decode,
+            **options,
+        )  # fmt: skip
     if result.rank != 0:
         return 0
     lines = [
@@ -124,6 +113,26 @@ def _cmd_features(args: argparse.Namespace) -> int:
         )
         summary = {**result.to_dict(), "hub_repo": args.push_to_hub, "hub_commit": commit}
     return emit(args, summary, lines)
+
+
+def _features_file(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        raise ConfigError("--engine ray writes a feature set: --out must name a directory")
+    if args.push_to_hub is not None:
+        raise ConfigError("--push-to-hub uploads a feature set: --out must name a directory")
+    written = write_features(
+        load(args),
+        args.inputs,
+        args.out,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        skip_bad=args.skip_bad,
+        progress=not args.quiet,
+        model_name=args.name,
+        decode=args.decode,
+    )
+    n, c = written.features.shape
+    return emit(args, written, [f"wrote {written.path}: {n} images x {c} features"])
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ def write_features(
     progress: bool = True,
     model_name: str | None = None,
     device: Any = None,
+    decode: str = "cpu",
 ) -> FeaturesFile:
     """Extract pooled features of every image in ``inputs`` (files and directories) with
     :func:`~resnet_zoo.extract_features` (on ``device``: default where the model is) and write
@@ -62,7 +63,7 @@ def write_features(
         raise ConfigError(f"the features file must be a .safetensors file, got {str(out)!r}")
     feats, paths = extract_features(
         model, inputs, batch_size=batch_size, num_workers=num_workers, skip_bad=skip_bad, progress=progress,
-        device=device,
+        device=device, decode=decode,
     )  # fmt: skip
     info = model.pretrained_info
     name = model_name or model.arch_name or "custom"

@@ -193,6 +193,17 @@ def open_image(source: str | os.PathLike) -> Any:
     return f
 
 
+def read_bytes(source: str | os.PathLike) -> bytes:
+    """The bytes of an image named by a local path (a regular file) or a URI."""
+    source = os.fspath(source)
+    if is_uri(source):
+        return _read_uri(source)
+    if problem := not_a_regular_file(source):
+        raise InputError(f"image {source} {problem}")
+    with open(source, "rb") as f:
+        return f.read(MAX_IMAGE_BYTES + 1)
+
+
 def readable(transform: Callable[[Any], Any]) -> Callable[[str | os.PathLike], Any]:
     """``transform`` of an image named by a local path or a URI."""
     return _Readable(transform)

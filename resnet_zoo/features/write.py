@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError, ResNetZooError
+from ..inference.device_decode import DeviceDecoder, RawFiles, check_decode, collate_raw, decoded_batches
 from ..inference.images import ImageFiles, Preprocess, collate_images
 from ..inference.model_view import Model, compute_of, unwrap
 from ..inference.predict import PooledFeatures, device_batches, on_device
@@ -54,7 +55,7 @@ from .format import (
     write_index,
     write_shard,
 )
-from .sources import list_images, readable
+from .sources import list_images, read_bytes, readable
 
 __all__ = [
     "write_feature_set",
@@ -176,6 +177,7 @@ def plan_feature_set(
     rank: int = 0,
     world: int = 1,
     device: str | None = None,
+    decoder: str | None = None,
 ) -> FeatureSetPlan:
     """List the inputs, fix the run's identity, take the set's writer lock (rank 0), check the
     identity against what ``out`` holds (refused unless ``overwrite``), write ``.run.json`` and
@@ -199,6 +201,8 @@ def plan_feature_set(
     }
     if device is not None:
         run["device"] = device
+    if decoder is not None:  # recorded only where it is not Pillow: earlier sets keep their digest
+        run["decoder"] = decoder
     run_id = run_sha256(run)
     out.mkdir(parents=True, exist_ok=True)
     lock = None
@@ -254,9 +258,12 @@ def _lock_set(out: Path, run_id: str) -> WriterLock:
     return lock
 
 
-def local_batches(plan: FeatureSetPlan, model: Model, batch_size: int, num_workers: int) -> Iterator[Batch]:
+def local_batches(
+    plan: FeatureSetPlan, model: Model, batch_size: int, num_workers: int, decode: str = "cpu"
+) -> Iterator[Batch]:
     """The local engine: a DataLoader over this process's batches (``num_workers`` decoding
-    processes), features computed here in batch order."""
+    processes, or with ``decode="gpu"`` reading processes and the GPU decoding), features
+    computed here in batch order."""
     batches = plan.batches(batch_size)
     if not batches:
         return
@@ -264,15 +271,22 @@ def local_batches(plan: FeatureSetPlan, model: Model, batch_size: int, num_worke
     preprocess = Preprocess(model.pretrained_cfg.preprocessing, channels=model.config.img_channels)
     device = compute_of(model)[2]
     gpu = device.type == "cuda"  # uint8 batches in pinned memory, normalised on the GPU, one ahead
-    loader = DataLoader(
-        ImageFiles(plan.paths, readable(preprocess.uint8 if gpu else preprocess)),
-        batch_sampler=[b for _, b in batches],
-        num_workers=num_workers,
-        collate_fn=collate_images,
-        pin_memory=gpu,
-    )
+    sampler = [b for _, b in batches]
+    if decode == "gpu":
+        files = RawFiles(plan.paths, read_bytes)
+        raw = DataLoader(files, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_raw)
+        source: Any = decoded_batches(raw, DeviceDecoder(preprocess, device), plan.paths)
+    else:
+        loader = DataLoader(
+            ImageFiles(plan.paths, readable(preprocess.uint8 if gpu else preprocess)),
+            batch_sampler=sampler,
+            num_workers=num_workers,
+            collate_fn=collate_images,
+            pin_memory=gpu,
+        )
+        source = device_batches(loader, device, preprocess)
     with torch.inference_mode():
-        for (shard, indices), (kept, pixels, errors) in zip(batches, device_batches(loader, device, preprocess)):
+        for (shard, indices), (kept, pixels, errors) in zip(batches, source):
             feats = None if pixels is None else features_model(pixels).cpu()
             yield Batch(shard, indices[0], kept, feats, errors)
 
@@ -346,6 +360,7 @@ def write_feature_set(
     progress: bool = True,
     model_name: str | None = None,
     device: Any = None,
+    decode: str = "cpu",
 ) -> FeatureSetResult:
     """Pooled features of every image in ``inputs`` into the directory ``out``, in shards of
     ``shard_size`` images; memory is bounded by one shard.
@@ -360,10 +375,12 @@ def write_feature_set(
 
     ``device``: where the model computes (default: where it is; ``"auto"`` under torchrun is
     this rank's GPU). The index records the device type and compute dtype: a resume that
-    changes them is refused.
+    changes them is refused. ``decode="gpu"``: JPEGs decoded in batches on the model's GPU
+    (recorded as the run's decoder: its pixels are not Pillow's).
     """
     out = check_options(out, shard_size, batch_size, store_dtype, file_format)
     model = on_device(model, device)
+    check_decode(decode, compute_of(model)[2])
     dist = setup_distributed()
     with plan_feature_set(
         model,
@@ -376,11 +393,13 @@ def write_feature_set(
         model_name=model_name,
         rank=dist.rank,
         world=dist.world,
+        decoder="torchvision.io.decode_jpeg" if decode == "gpu" else None,
     ) as plan:
         started = time.perf_counter()
         images, first = collect_shards(
-            plan, local_batches(plan, model, batch_size, num_workers), batch_size, skip_bad=skip_bad, progress=progress
-        )
+            plan, local_batches(plan, model, batch_size, num_workers, decode), batch_size, skip_bad=skip_bad,
+            progress=progress,
+        )  # fmt: skip
         elapsed = time.perf_counter() - started
         finish_feature_set(plan)
     return plan_result(plan, images, elapsed, first=first)

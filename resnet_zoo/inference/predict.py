@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..device import Stager, resolve_device
 from ..errors import ConfigError, InputError
@@ -18,6 +19,7 @@ from ..manifest import read_labels
 from ..model import ResNetFeatures
 from ..util.checks import check_int, check_positive_int, is_int
 from ..util.progress import advance
+from .device_decode import DeviceDecoder, RawFiles, check_decode, collate_raw, decoded_batches
 from .images import ImageFiles, Preprocess, collate_images, find_images
 from .model_view import Model, ModelView, compute_of, unwrap
 
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 
 
 def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers: int, pin: bool = False):
-    from torch.utils.data import DataLoader
 
     check_positive_int("batch_size", batch_size)
     check_int("num_workers", num_workers, low=0)
@@ -87,6 +88,7 @@ def _run_over_images(
     skip_bad: bool,
     progress: bool,
     desc: str,
+    decode: str = "cpu",
 ):
     from tqdm.auto import tqdm
 
@@ -94,8 +96,14 @@ def _run_over_images(
     config = model.config
     preprocess = Preprocess(model.pretrained_cfg.preprocessing, channels=config.img_channels)
     device = compute_of(model)[2]
+    check_decode(decode, device)
     gpu = device.type == "cuda"  # uint8 batches in pinned memory, normalised on the GPU
-    loader = _loader(paths, preprocess.uint8 if gpu else preprocess, batch_size, num_workers, pin=gpu)
+    if decode == "gpu":  # workers read bytes; the GPU decodes, resizes and normalises each batch
+        raw = DataLoader(RawFiles(paths), batch_size=batch_size, num_workers=num_workers, collate_fn=collate_raw)
+        source: Any = decoded_batches(raw, DeviceDecoder(preprocess, device), paths)
+    else:
+        loader = _loader(paths, preprocess.uint8 if gpu else preprocess, batch_size, num_workers, pin=gpu)
+        source = device_batches(loader, device, preprocess)
     was_training = model.training
     model.eval()
     kept: list[int] = []
@@ -103,7 +111,7 @@ def _run_over_images(
     bad: list[tuple[int, str]] = []
     try:
         with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
-            for indices, batch, errors in device_batches(loader, device, preprocess):
+            for indices, batch, errors in source:
                 bad.extend(errors)
                 if batch is not None:
                     with torch.inference_mode():
@@ -134,6 +142,7 @@ def extract_features(
     skip_bad: bool = False,
     progress: bool = True,
     device: Any = None,
+    decode: str = "cpu",
 ) -> tuple[torch.Tensor, list[Path]]:
     """Pooled features ``[N, C]`` for image files and directories, in a deterministic order.
 
@@ -143,6 +152,8 @@ def extract_features(
     one of them, or are skipped (and logged) with ``skip_bad=True``. ``device``: where the
     model computes (default: where it is; ``"auto"``, ``"cpu"``, ``"cuda[:N]"``); on a GPU the
     workers hand over uint8 batches in pinned memory, normalised on the GPU one batch ahead.
+    ``decode="gpu"``: the workers only read the files, and each batch of JPEGs is decoded on
+    the GPU (:mod:`~resnet_zoo.inference.device_decode`; what it cannot take goes to Pillow).
 
     Returns:
         ``(features, paths)``: row ``i`` of ``features`` belongs to ``paths[i]``.
@@ -156,6 +167,7 @@ def extract_features(
         skip_bad=skip_bad,
         progress=progress,
         desc="features",
+        decode=decode,
     )
     return feats, paths
 
@@ -193,6 +205,7 @@ def predict(
     skip_bad: bool = False,
     progress: bool = False,
     device: Any = None,
+    decode: str = "cpu",
 ) -> list[Prediction]:
     """Top-``top`` classes with softmax probabilities for each image, computed on ``device``
     (default: where the model is), as :func:`extract_features` does."""
@@ -213,6 +226,7 @@ def predict(
         skip_bad=skip_bad,
         progress=progress,
         desc="predict",
+        decode=decode,
     )
     probs = logits.softmax(dim=1)
     scores, classes = probs.topk(top, dim=1)
