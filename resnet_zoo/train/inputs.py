@@ -138,18 +138,19 @@ def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator, invert: f
     return x
 
 
-def batches(data: Any, indices: list[int], batch_size: int, workers: int):
+def batches(data: Any, indices: list[int] | torch.Tensor, batch_size: int, workers: int):
     """uint8 ``[B, C, H, W]`` images and labels, ``batch_size`` of ``indices`` at a time.
 
     In-memory sets are indexed directly, where they are (a GPU for a resident set);
     file-backed ones are decoded by a DataLoader.
     """
     if data.images is not None:
-        index = torch.tensor(indices, dtype=torch.long, device=data.images.device)
+        index = torch.as_tensor(indices, dtype=torch.long, device=data.images.device)
         for start in range(0, len(index), batch_size):
             i = index[start : start + batch_size]
             yield data.images[i], data.labels[i]
         return
 
-    chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    order: list[int] = indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     yield from torch.utils.data.DataLoader(ImageSetDataset(data), batch_sampler=chunks, num_workers=workers)

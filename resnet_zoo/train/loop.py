@@ -35,7 +35,6 @@ from ..util.dist import Dist, all_reduce_sum, barrier, setup_distributed, shutdo
 from ..util.plot import line_chart
 from .checkpoint import STATE_FILE, check_resumable, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
-from .datasets import ImageSetDataset
 from .inputs import Normalize, augment, batches, channel_stats, load_data, resident
 
 __all__ = ["train", "train_one_epoch", "evaluate", "lr_at", "command_line"]
@@ -95,6 +94,32 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if cpu.cpu_capabilities().fast_bf16 else None
 
 
+@dataclass(frozen=True)
+class EpochOrder:
+    """This rank's share of an epoch's shuffled order, drawn by a generator seeded with
+    ``(seed, epoch)`` on the device the images are on (a GPU for a resident set: the order is
+    made there, nothing crosses the bus). As torch's DistributedSampler: the permutation is
+    padded with its head to a multiple of ``world``, and rank r takes every world-th index
+    from r, so every rank runs the same number of steps."""
+
+    n: int
+    world: int
+    rank: int
+    seed: int
+    device: torch.device
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world)
+
+    def indices(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_033 + epoch)
+        perm = torch.randperm(self.n, generator=g, device=self.device)
+        total = len(self) * self.world
+        if total > self.n:
+            perm = torch.cat([perm, perm[: total - self.n]])
+        return perm[self.rank : total : self.world]
+
+
 @dataclass
 class _Run:
     """What the epochs share: the data, the model and its optimizer, the schedule."""
@@ -111,7 +136,7 @@ class _Run:
     model: ResNetBase
     wrapped: nn.Module  # the model, or its DDP wrapper
     optimizer: torch.optim.Optimizer
-    sampler: Any
+    sampler: EpochOrder
     per_rank: int
     steps_per_epoch: int
     autocast: torch.dtype | None
@@ -154,9 +179,7 @@ def _prepare(cfg: TrainConfig, dist: Dist) -> _Run:
     if cfg.compile:
         wrapped = cast(nn.Module, torch.compile(wrapped, dynamic=False))
     autocast = _autocast_dtype(cfg, dist.device)
-    sampler: torch.utils.data.DistributedSampler = torch.utils.data.DistributedSampler(
-        ImageSetDataset(train_set), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
-    )
+    sampler = EpochOrder(len(train_set), dist.world, dist.rank, cfg.seed, train_set.device)
     return _Run(
         cfg=cfg,
         dist=dist,
@@ -185,14 +208,14 @@ def train_one_epoch(run: _Run, epoch: int) -> dict[str, float]:
     from tqdm.auto import tqdm
 
     cfg, dist = run.cfg, run.dist
-    run.sampler.set_epoch(epoch)
+    order = run.sampler.indices(epoch)
     g = torch.Generator(device=run.train_set.device).manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + dist.rank)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
     correct = torch.zeros((), dtype=torch.long, device=dist.device)
     seen, lr = 0, cfg.lr
     start = time.perf_counter()
     bar = tqdm(
-        batches(run.train_set, list(run.sampler), run.per_rank, cfg.workers),
+        batches(run.train_set, order, run.per_rank, cfg.workers),
         total=run.steps_per_epoch,
         desc=f"epoch {epoch + 1}/{run.epochs}",
         unit="batch",

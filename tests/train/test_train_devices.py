@@ -115,3 +115,15 @@ def test_resident_moves_only_in_memory_sets():
     assert resident(data, torch.device("cpu")) is data and data.device == torch.device("cpu")
     lazy = ImageSet(None, torch.arange(2), ["a", "b"], files=[], file_transform=None)
     assert resident(lazy, torch.device("cuda", 0)) is lazy
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_epoch_order_is_drawn_on_the_device_and_split_between_ranks(device):
+    from resnet_zoo.train.loop import EpochOrder
+
+    where = torch.device(device)
+    ranks = [EpochOrder(10, 3, r, seed=7, device=where) for r in range(3)]
+    shares = [o.indices(2) for o in ranks]
+    assert all(s.device.type == device and len(s) == 4 == len(o) for s, o in zip(shares, ranks))
+    assert set(torch.cat(shares).tolist()) == set(range(10))  # every image, each rank the same steps
+    assert torch.equal(ranks[0].indices(2), shares[0]) and not torch.equal(ranks[0].indices(3), shares[0])
