@@ -92,6 +92,11 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
         if args.decode != "cpu":
             raise ConfigError("--decode gpu runs with the local engine (torchrun for several GPUs), not --engine ray")
+        if args.device != "auto":
+            raise ConfigError(
+                f"--device {args.device} is the local engine's; Ray workers compute where their share says: "
+                "--gpus-per-worker 1 for a GPU each"
+            )
         result = write_feature_set_ray(recipe(args), args.inputs, args.out, **ray, **options)
     else:
         result = write_feature_set(
