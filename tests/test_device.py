@@ -324,3 +324,23 @@ def test_decode_gpu_features_match_pillows(tmp_path):
     assert paths == ref_paths and torch.nn.functional.cosine_similarity(got, ref).min() >= 0.999
     write_feature_set(model, [tmp_path / "jpegs"], tmp_path / "set", progress=False, device="cuda", decode="gpu")
     assert read_feature_set(tmp_path / "set").index["decoder"] == "torchvision.io.decode_jpeg"
+
+
+def test_gpu_backends_are_checked_before_anything_is_built(gpus, monkeypatch):
+    """On a GPU: torch, onnxruntime's CUDA provider (float32) or auto; OpenVINO and int8 are the
+    CPU's. Checked with a GPU monkeypatched in: each refusal comes before any work."""
+    from resnet_zoo.inference import runtimes
+    from resnet_zoo.inference.auto import _key
+
+    gpus(1)
+    model = resnet_zoo.create("cifar_resnet20")
+    with pytest.raises(ConfigError, match="runs on the CPU; on cuda:0 use 'torch', 'onnxruntime' or 'auto'"):
+        resnet_zoo.optimize_for_inference(model, device="cuda", backend="openvino")
+    monkeypatch.setattr(runtimes, "ort_cuda_available", lambda: False)
+    with pytest.raises(ConfigError, match="onnxruntime's CUDA provider in float32"):
+        runtimes.build_runtime(model, "onnxruntime", torch.float32, device=torch.device("cuda", 0))
+    monkeypatch.setattr(dev, "gpu_facts", lambda: [GpuFacts(0, "NVIDIA H100", (9, 0), 80 << 30, 132)])
+    import resnet_zoo.inference.auto as auto
+
+    monkeypatch.setattr(auto, "gpu_facts", dev.gpu_facts)
+    assert _key(model, 64, torch.bfloat16, torch.device("cuda", 0)).startswith("cuda-NVIDIA-H100|cifar_resnet20-")

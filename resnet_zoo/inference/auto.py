@@ -21,12 +21,20 @@ import torch
 from torch import nn
 
 from .. import cpu
-from ..device import resolve_device
+from ..device import Stopwatch, gpu_facts, resolve_device, synchronize
 from ..errors import ConfigError, ResNetZooError
 from ..model import ResNetBase, ResNetFeatures
 from ..util.atomic import write_text_atomic
 from ..util.checks import check_positive_int
-from .runtimes import CACHE_ENV, RUNTIME_MODULES, RUNTIMES, build_runtime, images_to_tensor, input_size
+from .runtimes import (
+    CACHE_ENV,
+    RUNTIME_MODULES,
+    RUNTIMES,
+    build_runtime,
+    images_to_tensor,
+    input_size,
+    ort_cuda_available,
+)
 from .timing import SETTLE_S, time_images_per_second
 from .torch_path import cuda_fast_path, gpu_dtype, torch_fast_path
 
@@ -108,9 +116,7 @@ def optimize_for_inference(
             built = torch_fast_path(model, cpu.resolve_dtype(dtype), channels_last, device=where, allow_mkldnn=False)
         return built.compile_buckets(batch_size, "inductor" if compile is True else str(compile))
     if where.type == "cuda":
-        if backend not in ("auto", "torch"):
-            raise ConfigError(f"backend {backend!r} runs on the CPU; on {where} use backend='torch' (or 'auto')")
-        return cuda_fast_path(model, gpu_dtype(dtype, where), channels_last, where)
+        return _on_gpu(model, dtype, channels_last, backend, batch_size, where)
     if dtype != "int8":
         dtype = cpu.resolve_dtype(dtype, on_cpu=True)
     if backend == "torch" and dtype == "int8":
@@ -137,17 +143,60 @@ def optimize_for_inference(
     return fast
 
 
+def _on_gpu(
+    model: ResNetBase, dtype: Any, channels_last: bool, backend: str, batch_size: int, where: torch.device
+) -> nn.Module:
+    """The GPU's backends: the torch fast path (cast to ``dtype``), onnxruntime's CUDA provider
+    (float32), or with ``"auto"`` the faster of those installed, and of the torch path
+    compiled, timed here at ``batch_size`` with CUDA events and cached per GPU."""
+    if backend not in ("auto", "torch", "onnxruntime"):
+        raise ConfigError(f"backend {backend!r} runs on the CPU; on {where} use 'torch', 'onnxruntime' or 'auto'")
+    half = gpu_dtype(dtype, where)
+    if backend == "torch" or (backend == "auto" and isinstance(model, ResNetFeatures)):
+        return cuda_fast_path(model, half, channels_last, where)
+    if backend == "onnxruntime":  # float32 ("auto" included): its CUDA provider's dtype here
+        return build_runtime(model, "onnxruntime", torch.float32 if dtype == "auto" else half, device=where)
+    check_positive_int("batch_size", batch_size)
+    candidates: dict[str, Callable[[], nn.Module]] = {
+        "torch": lambda: cuda_fast_path(model, half, channels_last, where),
+        "torch compiled": lambda: cuda_fast_path(model, half, channels_last, where).compile_buckets(batch_size),
+    }
+    if ort_cuda_available():
+        candidates["onnxruntime"] = lambda: build_runtime(model, "onnxruntime", torch.float32, device=where)
+    name, fast, speeds = choose_backend(
+        model, candidates, batch_size=batch_size, dtype=half, timer=partial(time_on_device, device=where), device=where
+    )
+    log.info("backend='auto' on %s chose %s (%s images/s)", where, name, speeds)
+    return fast
+
+
+def time_on_device(fast: nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    """Images/s of ``fast`` on a batch moved to ``device``: warm-up (a compile), then 10 batches
+    timed with CUDA events."""
+    x = x.to(device)
+    with torch.inference_mode():
+        for _ in range(2):
+            fast(x)
+        synchronize(device)
+        with Stopwatch(device) as sw:
+            for _ in range(10):
+                fast(x)
+    return 10 * x.shape[0] / sw.seconds
+
+
 def calibration_cache_path() -> Path:
     root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "resnet_zoo")
     return Path(root) / "backends.json"
 
 
-def _key(model: ResNetBase, batch_size: int, dtype: Any) -> str:
+def _key(model: ResNetBase, batch_size: int, dtype: Any, device: torch.device | None = None) -> str:
     arch = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
     name = "int8" if dtype == "int8" else str(dtype).replace("torch.", "")
-    return (
-        f"{cpu.cpu_capabilities().slug}|{model.arch_name or 'custom'}-{arch}|{input_size(model)}|b{batch_size}|{name}"
-    )
+    where = cpu.cpu_capabilities().slug
+    if device is not None and device.type == "cuda":
+        gpu = next((g for g in gpu_facts() if g.index == device.index), None)
+        where = "cuda-" + (gpu.name.replace(" ", "-") if gpu else "unknown")
+    return f"{where}|{model.arch_name or 'custom'}-{arch}|{input_size(model)}|b{batch_size}|{name}"
 
 
 def _read_cache() -> dict[str, Any]:
@@ -173,10 +222,11 @@ def choose_backend(
     timer: Callable[[nn.Module, torch.Tensor], float] | None = None,
     use_cache: bool = True,
     rounds: int = 3,
+    device: torch.device | None = None,
 ) -> tuple[str, nn.Module, dict[str, float]]:
     """Build each candidate, time it at ``batch_size`` and keep the fastest. The choice is cached
-    per CPU, architecture, input size, batch and dtype; a cached choice builds only the winner."""
-    key = _key(model, batch_size, dtype)
+    per CPU (or GPU), architecture, input size, batch and dtype; a cached choice builds only the winner."""
+    key = _key(model, batch_size, dtype, device)
     timer = timer or time_backend
     if use_cache:
         cached = _read_cache().get(key)

@@ -66,9 +66,11 @@ class ModelRecipe:
         model = create(self.name, pretrained=self.pretrained).eval()
         if not self.fast:
             return model.to(device)
-        if device.type == "cuda" and self.backend not in ("torch", "auto"):
-            raise ConfigError(f"--backend {self.backend} runs on the CPU; on {device} use --backend torch (or auto)")
-        if self.backend == "torch" and self.dtype != "int8" or device.type == "cuda":
+        if device.type == "cuda":
+            fast = optimize_for_inference(
+                model, dtype=self.dtype, backend=self.backend, batch_size=self.batch_size, device=device
+            )
+        elif self.backend == "torch" and self.dtype != "int8":
             fast = optimize_for_inference(model, dtype=self.dtype, device=device)
         else:
             fast = optimize_for_inference(

@@ -95,7 +95,18 @@ def copy_eval(model: ResNetBase) -> ResNetBase:
     return copy.deepcopy(model).float().eval()
 
 
+def ort_cuda_available() -> bool:
+    """onnxruntime is installed with its CUDA execution provider."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 class _Ort:
+    providers = ["CPUExecutionProvider"]
+
     def __init__(self, path: Path, names: list[str], dtype: Any) -> None:
         import onnxruntime as ort
 
@@ -104,7 +115,7 @@ class _Ort:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=self.providers)
         self.names = names
 
     def __call__(self, x: torch.Tensor, output: str) -> torch.Tensor:
@@ -149,7 +160,13 @@ class _OpenVino:
         return torch.from_numpy(out.copy())
 
 
-_RUNNERS: dict[str, Callable[..., Any]] = {"onnxruntime": _Ort, "openvino": _OpenVino}
+class _OrtCuda(_Ort):
+    """onnxruntime's CUDA execution provider (host arrays in and out, as its users run it)."""
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+_RUNNERS: dict[str, Callable[..., Any]] = {"onnxruntime": _Ort, "openvino": _OpenVino, "onnxruntime-cuda": _OrtCuda}
 
 
 class RuntimeModel(ModelView):
@@ -178,7 +195,7 @@ class RuntimeModel(ModelView):
         if x.shape[0] == 0:
             width = self.model.config.num_classes if output == "logits" else self.model.num_features
             return torch.empty(0, width)
-        return self._runner(x.detach().float().contiguous().cpu(), output)
+        return self._runner(x.detach().float().contiguous().cpu(), output).to(x.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` float32 -> float32 logits (pooled features without a head)."""
@@ -211,11 +228,20 @@ def build_runtime(
     calibration: torch.Tensor | None = None,
     workdir: str | os.PathLike | None = None,
     check: bool = True,
+    device: torch.device | None = None,
 ) -> RuntimeModel:
     """``model`` exported to ONNX and run by ``backend`` ("onnxruntime" or "openvino") in
     ``dtype`` (float32; bfloat16 on OpenVINO; "int8": static post-training quantization
-    calibrated on ``calibration`` images, a float32 ``[N, C, H, W]`` tensor, N <= 512)."""
+    calibrated on ``calibration`` images, a float32 ``[N, C, H, W]`` tensor, N <= 512).
+    ``device`` a GPU: onnxruntime's CUDA execution provider, float32 (outputs on the input's
+    device)."""
     _require(backend)
+    cuda = device is not None and device.type == "cuda"
+    if cuda and (backend != "onnxruntime" or dtype != torch.float32 or not ort_cuda_available()):
+        raise ConfigError(
+            f"on {device} the runtime backend is onnxruntime's CUDA provider in float32 "
+            "(pip install onnxruntime-gpu); OpenVINO, bfloat16 and int8 run on the CPU"
+        )
     if isinstance(model, ResNetFeatures):
         raise ConfigError(
             f"backend {backend!r} runs pooled features and logits; per-stage feature "
@@ -238,7 +264,7 @@ def build_runtime(
         path, names = export_onnx(eager, Path(workdir) if workdir is not None else Path(scratch), size)
         if dtype == "int8":
             path = quantize_int8(path, cast(torch.Tensor, calibration))  # int8 without it was refused above
-        runner = _RUNNERS[backend](path, names, dtype)
+        runner = _RUNNERS["onnxruntime-cuda" if cuda else backend](path, names, dtype)
     runtime = RuntimeModel(eager, backend, dtype, runner, path if workdir is not None else None).eval()
     if check:
         check_parity(model, runtime, dtype, size)
