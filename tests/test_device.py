@@ -343,3 +343,24 @@ def test_gpu_backends_are_checked_before_anything_is_built(gpus, monkeypatch):
 
     monkeypatch.setattr(auto, "gpu_facts", dev.gpu_facts)
     assert _key(model, 64, torch.bfloat16, torch.device("cuda", 0)).startswith("cuda-NVIDIA-H100|cifar_resnet20-")
+
+
+def test_the_byte_reader_refuses_a_fifo_without_opening_it(tmp_path):
+    """--decode gpu's workers read bytes: a FIFO among the images is an error naming it, at once
+    (opened, it would block the worker until a writer came)."""
+    import os
+    import threading
+
+    from resnet_zoo.inference.device_decode import RawFiles
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    photo = next(iter(sorted(SAMPLES.glob("*.jpg"))))
+    files = RawFiles([tmp_path / "pipe.jpg", photo])
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend([files[0], files[1]]), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "reading the FIFO blocked"
+    (_, none, error), (_, data, ok) = got
+    assert none is None and "pipe.jpg" in error and "FIFO" in error
+    assert ok is None and bytes(data.numpy()) == photo.read_bytes()

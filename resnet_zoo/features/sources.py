@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import InputError
+from ..inference.device_decode import read_local_bytes
 from ..inference.images import find_images, is_image_path
 from ..util.integrity import not_a_regular_file
 
@@ -196,12 +197,7 @@ def open_image(source: str | os.PathLike) -> Any:
 def read_bytes(source: str | os.PathLike) -> bytes:
     """The bytes of an image named by a local path (a regular file) or a URI."""
     source = os.fspath(source)
-    if is_uri(source):
-        return _read_uri(source)
-    if problem := not_a_regular_file(source):
-        raise InputError(f"image {source} {problem}")
-    with open(source, "rb") as f:
-        return f.read(MAX_IMAGE_BYTES + 1)
+    return _read_uri(source) if is_uri(source) else read_local_bytes(source)
 
 
 def readable(transform: Callable[[Any], Any]) -> Callable[[str | os.PathLike], Any]:

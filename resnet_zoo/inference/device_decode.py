@@ -14,6 +14,7 @@ counted: :attr:`DeviceDecoder.fallbacks` says how many and why. The resize is
 from __future__ import annotations
 
 import io
+import os
 import struct
 from collections import Counter
 from pathlib import Path
@@ -24,18 +25,39 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, InputError
+from ..util.integrity import not_a_regular_file
 from .images import MAX_ASPECT, Preprocess
 
-__all__ = ["RawFiles", "collate_raw", "DeviceDecoder", "jpeg_layout", "decoded_batches", "check_decode", "DECODERS"]
+__all__ = [
+    "read_local_bytes",
+    "RawFiles",
+    "collate_raw",
+    "DeviceDecoder",
+    "jpeg_layout",
+    "decoded_batches",
+    "check_decode",
+    "DECODERS",
+]
 
 DECODERS = ("cpu", "gpu")
 MAX_FILE_BYTES = 64 << 20  # a JPEG this large is no photo a batch decoder should take
 
 
-class RawFiles(Dataset):
-    """``(index, uint8 bytes or None, error or None)`` per file: workers read, nothing more."""
+def read_local_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of the regular file ``path`` (a FIFO or a device is refused without being
+    opened, as :func:`~resnet_zoo.inference.images.load_image` refuses it), at most
+    :data:`MAX_FILE_BYTES`; :class:`InputError` otherwise."""
+    if problem := not_a_regular_file(path):
+        raise InputError(f"image {os.fspath(path)} {problem}")
+    with open(path, "rb") as f:
+        return f.read(MAX_FILE_BYTES + 1)
 
-    def __init__(self, paths: Sequence[str | Path], reader: Any = None) -> None:
+
+class RawFiles(Dataset):
+    """``(index, uint8 bytes or None, error or None)`` per file: workers read, nothing more.
+    ``reader``: path -> bytes (default :func:`read_local_bytes`)."""
+
+    def __init__(self, paths: Sequence[str | Path], reader: Any = read_local_bytes) -> None:
         self.paths = list(paths)
         self.reader = reader
 
@@ -45,13 +67,9 @@ class RawFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
         path = self.paths[index]
         try:
-            if self.reader is not None:
-                data = self.reader(path)
-            else:
-                with open(path, "rb") as f:
-                    data = f.read(MAX_FILE_BYTES + 1)
+            data = self.reader(path)
             if len(data) > MAX_FILE_BYTES:
-                raise InputError(f"{path} is over {MAX_FILE_BYTES:,} bytes")
+                raise InputError(f"{path} is over {MAX_FILE_BYTES:,} bytes, more than --decode gpu takes")
             return index, torch.frombuffer(bytearray(data), dtype=torch.uint8), None
         except InputError as e:
             return index, None, str(e)
