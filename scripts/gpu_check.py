@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import resnet_zoo  # noqa: E402
 from resnet_zoo import device as dev  # noqa: E402
+from resnet_zoo.inference.timing import device_seconds_per_batch  # noqa: E402
 
 log = logging.getLogger("gpu_check")
 BUDGET_S = 480.0  # the whole check, on one H100-class GPU
@@ -254,13 +255,8 @@ def feature_speeds(root: Path, c: Check, batch: int) -> dict:
         pass
     decode = len(paths) / (time.perf_counter() - t0)
     x = torch.randn(batch, 3, 224, 224, device=c.device)
-    with torch.inference_mode():
-        fast.forward_pooled(x)
-        dev.synchronize(c.device)
-        with dev.Stopwatch(c.device) as sw:
-            for _ in range(5):
-                fast.forward_pooled(x)
-    model_only = 5 * batch / sw.seconds
+    (seconds,) = device_seconds_per_batch(fast.forward_pooled, x, c.device, iters=5, repeats=1, warmup=1)
+    model_only = batch / seconds
     plain = plain_loop(root, c, batch)
     return {
         "images": result.images,

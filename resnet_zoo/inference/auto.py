@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import cpu
-from ..device import Stopwatch, gpu_facts, resolve_device, synchronize
+from ..device import gpu_facts, resolve_device
 from ..errors import ConfigError, ResNetZooError
 from ..model import ResNetBase, ResNetFeatures
 from ..util.atomic import write_text_atomic
@@ -35,7 +35,7 @@ from .runtimes import (
     input_size,
     ort_cuda_available,
 )
-from .timing import SETTLE_S, time_images_per_second
+from .timing import SETTLE_S, device_seconds_per_batch, time_images_per_second
 from .torch_path import cuda_fast_path, gpu_dtype, torch_fast_path
 
 __all__ = [
@@ -173,15 +173,8 @@ def _on_gpu(
 def time_on_device(fast: nn.Module, x: torch.Tensor, device: torch.device) -> float:
     """Images/s of ``fast`` on a batch moved to ``device``: warm-up (a compile), then 10 batches
     timed with CUDA events."""
-    x = x.to(device)
-    with torch.inference_mode():
-        for _ in range(2):
-            fast(x)
-        synchronize(device)
-        with Stopwatch(device) as sw:
-            for _ in range(10):
-                fast(x)
-    return 10 * x.shape[0] / sw.seconds
+    (seconds,) = device_seconds_per_batch(fast, x.to(device), device, iters=10, repeats=1, warmup=2)
+    return x.shape[0] / seconds
 
 
 def calibration_cache_path() -> Path:

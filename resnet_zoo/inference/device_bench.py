@@ -16,7 +16,6 @@ provider where it is installed.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import statistics
 from typing import Any, Callable, Iterator, Sequence
@@ -30,7 +29,8 @@ from ..registry import get_entry
 from ..summary import count_macs
 from ..util.checks import check_positive_int
 from .auto import optimize_for_inference
-from .timing import BenchResult
+from .runtimes import build_runtime, ort_cuda_available
+from .timing import BenchResult, device_seconds_per_batch
 
 __all__ = ["iter_device_bench", "matmul_peak_tflops", "RESNET50_GFLOP"]
 
@@ -54,21 +54,6 @@ def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, *, n: int = 409
                     a @ b
             best = max(best, 2 * n**3 * iters / sw.seconds)
     return best / 1e12
-
-
-def _timed(fn: Callable, x: torch.Tensor, device: torch.device, iters: int, repeats: int) -> list[float]:
-    """Seconds per batch of each of ``repeats`` rounds of ``iters`` batches (after warm-up)."""
-    rounds = []
-    with torch.inference_mode():
-        for _ in range(3):  # warm-up: allocation, cuDNN's algorithm search, a compile
-            fn(x)
-        synchronize(device)
-        for _ in range(repeats):
-            with Stopwatch(device) as sw:
-                for _ in range(iters):
-                    fn(x)
-            rounds.append(sw.seconds / iters)
-    return rounds
 
 
 def _amp(device: torch.device, dtype: torch.dtype) -> Any:
@@ -139,31 +124,16 @@ def _own_paths(
     return paths
 
 
-def _onnxruntime_path(model: ResNetBase, device: torch.device, x: torch.Tensor) -> list[tuple]:
+def _onnxruntime_path(model: ResNetBase, device: torch.device) -> list[tuple]:
+    """onnxruntime's CUDA provider as resnet_zoo builds it (build_runtime, parity-checked), or a
+    row saying why not."""
     if device.type != "cuda":
         return []
     label = "onnxruntime cuda fp32"
-    if importlib.util.find_spec("onnxruntime") is None:
-        return [(label, None, None, "not installed")]
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return [(label, None, None, "no CUDAExecutionProvider in this onnxruntime")]
-    import tempfile
-    from pathlib import Path
-
-    from .runtimes import export_onnx
-
-    with tempfile.TemporaryDirectory() as d:
-        path, _ = export_onnx(model.cpu(), Path(d), x.shape[-1])
-        session = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
-    model.to(device)
-    name = session.get_inputs()[0].name
-
-    def run(batch: torch.Tensor) -> Any:
-        return session.run(None, {name: batch.cpu().numpy()})
-
-    return [(label, run, torch.float32, "CUDAExecutionProvider, host arrays")]
+    if not ort_cuda_available():
+        return [(label, None, None, "not installed (onnxruntime with its CUDAExecutionProvider)")]
+    runtime = build_runtime(model, "onnxruntime", torch.float32, device=device)
+    return [(label, runtime, torch.float32, "CUDAExecutionProvider, host arrays")]
 
 
 def _tag(dtype: torch.dtype) -> str:
@@ -201,18 +171,18 @@ def _rows(
         size = entry.input_size
         macs = count_macs(model, (1, entry.config.img_channels, size, size))
         paths = _torchvision_paths(name, device, half, compile) if with_torchvision else []
+        paths += _onnxruntime_path(model, device)  # exported from the CPU copy, before it moves
         paths += _own_paths(model, device, half, compile, max(batch_sizes))
         for batch in batch_sizes:
             x = torch.randn(batch, entry.config.img_channels, size, size, device=device)
-            extra = _onnxruntime_path(model, device, x) if batch == batch_sizes[0] or device.type == "cuda" else []
             rows: list[BenchResult] = []
-            for label, fn, _dtype, note in tqdm(paths + extra, desc=f"bench {name} b{batch}", disable=not progress):
+            for label, fn, _dtype, note in tqdm(paths, desc=f"bench {name} b{batch}", disable=not progress):
                 if fn is None:
                     rows.append(BenchResult(name, label, batch, size, 0.0, None, 0.0, None, note, device=str(device)))
                     continue
                 reset_peak_memory(device)
                 try:
-                    rounds = _timed(fn, x, device, iters, repeats)
+                    rounds = device_seconds_per_batch(fn, x, device, iters=iters, repeats=repeats)
                 except Exception as e:  # a path this device or torch cannot run: a row says so
                     log.warning("%s %s at batch %d: %s", name, label, batch, e)
                     failed = f"failed: {str(e)[:120]}"

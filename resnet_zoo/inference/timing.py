@@ -11,7 +11,7 @@ import torch
 
 from ..util.checks import check_positive_int
 
-__all__ = ["time_images_per_second", "SETTLE_S", "BenchResult"]
+__all__ = ["time_images_per_second", "device_seconds_per_batch", "SETTLE_S", "BenchResult"]
 
 # After a run, OpenMP's and onnxruntime's worker threads spin for a while before they sleep, and
 # take cores from whatever runs next in the same process. When paths are timed in alternating
@@ -19,6 +19,28 @@ __all__ = ["time_images_per_second", "SETTLE_S", "BenchResult"]
 # rotation): torch bf16 timed right after an onnxruntime session 46-48 images/s, after a 0.3 s
 # pause 60; OpenVINO int8 171 against 181-190.
 SETTLE_S = 0.3
+
+
+def device_seconds_per_batch(
+    fn: Callable[[torch.Tensor], object], x: torch.Tensor, device: torch.device, *, iters: int, repeats: int,
+    warmup: int = 3,
+) -> list[float]:  # fmt: skip
+    """Seconds per batch of each of ``repeats`` rounds of ``iters`` batches on ``device``, after
+    ``warmup`` batches (allocation, cuDNN's algorithm search, a compile): CUDA events on a GPU,
+    so that what is timed is the device's work, not the launches."""
+    from ..device import Stopwatch, synchronize
+
+    rounds = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn(x)
+        synchronize(device)
+        for _ in range(repeats):
+            with Stopwatch(device) as sw:
+                for _ in range(iters):
+                    fn(x)
+            rounds.append(sw.seconds / iters)
+    return rounds
 
 
 def time_images_per_second(
