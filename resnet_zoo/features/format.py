@@ -52,6 +52,7 @@ __all__ = [
     "MAX_PATHS_BYTES",
     "checked_record",
     "checked_index",
+    "index_file",
     "read_index",
     "shard_done",
     "write_index",
@@ -365,13 +366,19 @@ def checked_index(index: object, where: Path) -> dict:
     return index
 
 
-def read_index(directory: Path) -> dict:
-    """The checked ``.index.json`` of the complete set in ``directory`` (``index.json`` in a set
-    of the first layout): bounded in size, every record naming its own shard, every record of
-    the index's run."""
+def index_file(directory: Path) -> Path:
+    """The index of the set in ``directory``: ``.index.json``, or ``index.json`` in a set of
+    the first layout."""
     path = directory / INDEX_FILE
     if not os.path.lexists(path) and os.path.lexists(directory / OLD_INDEX_FILE):
-        path = directory / OLD_INDEX_FILE
+        return directory / OLD_INDEX_FILE
+    return path
+
+
+def read_index(directory: Path) -> dict:
+    """The checked index (:func:`index_file`) of the complete set in ``directory``: bounded in
+    size, every record naming its own shard, every record of the index's run."""
+    path = index_file(directory)
     try:
         index = read_json(path, MAX_INDEX_BYTES)
     except (OSError, ValueError, RecursionError) as e:

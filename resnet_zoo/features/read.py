@@ -20,10 +20,9 @@ from ..errors import CheckpointError, UnknownOptionError
 from ..util.checks import check_positive_int
 from ..util.integrity import not_a_regular_file, sha256_file
 from .format import (
-    INDEX_FILE,
-    OLD_INDEX_FILE,
     arrow_table,
     check_parquet_shard,
+    index_file,
     optional_module,
     read_index,
     read_shard,
@@ -46,12 +45,7 @@ class FeatureSet:
     @property
     def index_path(self) -> Path:
         """The set's index file (``index.json`` in a set of the first layout)."""
-        path = self.directory / INDEX_FILE
-        return (
-            path
-            if os.path.lexists(path) or not os.path.lexists(self.directory / OLD_INDEX_FILE)
-            else self.directory / OLD_INDEX_FILE
-        )
+        return index_file(self.directory)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload this set as the Hub dataset repo ``repo_id``, with its card; returns the commit.
