@@ -157,23 +157,20 @@ class DeviceDecoder:
         self.max_pixels = Image.MAX_IMAGE_PIXELS or 1 << 62
 
     def _resize_and_crop(self, img: torch.Tensor) -> torch.Tensor:
+        """:meth:`Preprocess.resize_and_crop`'s geometry on a ``[C, H, W]`` uint8 tensor."""
         p = self.preprocess
         _, h, w = img.shape
-        short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = p.resize_to, int(p.resize_to * long / short)
-        size = (new_long, new_short) if w <= h else (new_short, new_long)  # (h, w)
+        new_w, new_h = p.resized_size(w, h)
         x = img[None].float()
-        if size != (h, w):
-            mode = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic"}[p.config.interpolation]
+        if (new_h, new_w) != (h, w):
+            mode = p.config.interpolation
             kwargs = {} if mode == "nearest" else {"antialias": True, "align_corners": False}
-            x = F.interpolate(x, size=size, mode=mode, **kwargs)
+            x = F.interpolate(x, size=(new_h, new_w), mode=mode, **kwargs)
         crop = p.config.input_size
-        _, _, h, w = x.shape
-        if h < crop or w < crop:  # as torchvision's CenterCrop pads
-            x = F.pad(x, ((max(w, crop) - w) // 2, -(-(max(w, crop) - w) // 2), (max(h, crop) - h) // 2,
-                          -(-(max(h, crop) - h) // 2)))  # fmt: skip
-            _, _, h, w = x.shape
-        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+        if new_h < crop or new_w < crop:  # padded as torchvision's CenterCrop pads
+            dw, dh = max(new_w, crop) - new_w, max(new_h, crop) - new_h
+            x = F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+        left, top = p.crop_origin(x.shape[3], x.shape[2])
         x = x[:, :, top : top + crop, left : left + crop]
         return x.round_().clamp_(0, 255).to(torch.uint8)[0]
 

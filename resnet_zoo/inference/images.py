@@ -166,17 +166,27 @@ class Preprocess:
         self.mean = torch.tensor(config.mean).view(-1, 1, 1)
         self.std = torch.tensor(config.std).view(-1, 1, 1)
 
+    def resized_size(self, w: int, h: int) -> tuple[int, int]:
+        """``(width, height)`` of a ``w`` x ``h`` image once its shorter side is ``resize_to``
+        (torchvision's rounding)."""
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = self.resize_to, int(self.resize_to * long / short)
+        return (new_short, new_long) if w <= h else (new_long, new_short)
+
+    def crop_origin(self, w: int, h: int) -> tuple[int, int]:
+        """``(left, top)`` of the centre crop of a ``w`` x ``h`` image (padded to the crop first
+        where smaller, as torchvision's CenterCrop pads: ``(side - w) // 2`` on the left)."""
+        crop = self.config.input_size
+        return int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
+
     def resize_and_crop(self, img: Any) -> Any:
         """Shorter side to ``resize_to`` (torchvision's rounding), then a centre crop."""
         Image, _ = _pil()
         resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[
             self.config.interpolation
         ]
-        w, h = img.size
-        short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = self.resize_to, int(self.resize_to * long / short)
-        size = (new_short, new_long) if w <= h else (new_long, new_short)
-        if size != (w, h):
+        size = self.resized_size(*img.size)
+        if size != img.size:
             img = img.resize(size, resample)
         crop = self.config.input_size
         w, h = img.size
@@ -184,8 +194,7 @@ class Preprocess:
             padded = Image.new(img.mode, (max(w, crop), max(h, crop)))
             padded.paste(img, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
             img, (w, h) = padded, padded.size
-        top = int(round((h - crop) / 2.0))
-        left = int(round((w - crop) / 2.0))
+        left, top = self.crop_origin(w, h)
         return img.crop((left, top, left + crop, top + crop))
 
     def _cropped(self, image: str | os.PathLike | Any) -> Any:
