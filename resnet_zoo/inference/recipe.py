@@ -66,17 +66,11 @@ class ModelRecipe:
         model = create(self.name, pretrained=self.pretrained).eval()
         if not self.fast:
             return model.to(device)
-        if device.type == "cuda":
-            fast = optimize_for_inference(
-                model, dtype=self.dtype, backend=self.backend, batch_size=self.batch_size, device=device
-            )
-        elif self.backend == "torch" and self.dtype != "int8":
-            fast = optimize_for_inference(model, dtype=self.dtype, device=device)
-        else:
-            fast = optimize_for_inference(
-                model, dtype=self.dtype, backend=self.backend, batch_size=self.batch_size, calibration=self.calibration,
-                device=device,
-            )  # fmt: skip
+        # batch_size is read by backend="auto" (and calibration by int8) only.
+        fast = optimize_for_inference(
+            model, dtype=self.dtype, backend=self.backend, batch_size=self.batch_size, calibration=self.calibration,
+            device=device,
+        )  # fmt: skip
         log.info("fast path: %s, %s", fast.backend, str(fast.dtype).replace("torch.", ""))
         return cast(Model, fast)
 

@@ -129,7 +129,7 @@ def test_cli_on_an_amx_cpu_chooses_bf16(fake_cpu, monkeypatch):
     monkeypatch.setattr(
         recipe,
         "optimize_for_inference",
-        lambda m, dtype, device: chosen.append(cpu.resolve_dtype(dtype)) or real(m, device=device),
+        lambda m, dtype, device, **kw: chosen.append(cpu.resolve_dtype(dtype)) or real(m, device=device),
     )
     samples = sorted((REPO_ROOT / "weights" / "samples").glob("*.png"))
     assert main(["predict", "cifar_resnet20.digits", str(samples[0]), "--top", "1"]) == 0
