@@ -26,14 +26,13 @@ from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError, ResNetZooError
-from ..inference.device_decode import DeviceDecoder, RawFiles, check_decode, collate_raw, decoded_batches
-from ..inference.images import ImageFiles, Preprocess, collate_images
+from ..inference.device_decode import check_decode
+from ..inference.images import Preprocess
 from ..inference.model_view import Model, compute_of, unwrap
-from ..inference.predict import PooledFeatures, device_batches, on_device
+from ..inference.predict import PooledFeatures, image_batches, on_device
 from ..util.atomic import WriterLock, remove_partials, write_text_atomic
 from ..util.checks import check_positive_int
 from ..util.dist import setup_distributed
@@ -269,22 +268,10 @@ def local_batches(
         return
     features_model = PooledFeatures(model).eval()
     preprocess = Preprocess(model.pretrained_cfg.preprocessing, channels=model.config.img_channels)
-    device = compute_of(model)[2]
-    gpu = device.type == "cuda"  # uint8 batches in pinned memory, normalised on the GPU, one ahead
-    sampler = [b for _, b in batches]
-    if decode == "gpu":
-        files = RawFiles(plan.paths, read_bytes)
-        raw = DataLoader(files, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_raw)
-        source: Any = decoded_batches(raw, DeviceDecoder(preprocess, device), plan.paths)
-    else:
-        loader = DataLoader(
-            ImageFiles(plan.paths, readable(preprocess.uint8 if gpu else preprocess)),
-            batch_sampler=sampler,
-            num_workers=num_workers,
-            collate_fn=collate_images,
-            pin_memory=gpu,
-        )
-        source = device_batches(loader, device, preprocess)
+    source = image_batches(
+        plan.paths, preprocess, compute_of(model)[2], decode=decode, num_workers=num_workers,
+        batch_sampler=[b for _, b in batches], wrap=readable, read=read_bytes,
+    )  # fmt: skip
     with torch.inference_mode():
         for (shard, indices), (kept, pixels, errors) in zip(batches, source):
             feats = None if pixels is None else features_model(pixels).cpu()

@@ -8,7 +8,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -19,29 +19,54 @@ from ..manifest import read_labels
 from ..model import ResNetFeatures
 from ..util.checks import check_int, check_positive_int, is_int
 from ..util.progress import advance
-from .device_decode import DeviceDecoder, RawFiles, check_decode, collate_raw, decoded_batches
+from .device_decode import DeviceDecoder, RawFiles, check_decode, collate_raw, decoded_batches, read_local_bytes
 from .images import ImageFiles, Preprocess, collate_images, find_images
 from .model_view import Model, ModelView, compute_of, unwrap
 
-__all__ = ["extract_features", "predict", "Prediction", "PooledFeatures", "on_device", "device_batches"]
+__all__ = [
+    "extract_features",
+    "predict",
+    "Prediction",
+    "PooledFeatures",
+    "on_device",
+    "device_batches",
+    "image_batches",
+]
 
 log = logging.getLogger(__name__)
 
 # --- Features and predictions for image files -------------------------------------------------
 
 
-def _loader(paths: Sequence[Path], transform: Any, batch_size: int, num_workers: int, pin: bool = False):
+def image_batches(
+    paths: Sequence[Any], preprocess: Preprocess, device: torch.device, *, decode: str, num_workers: int,
+    batch_size: int | None = None, batch_sampler: list[list[int]] | None = None,
+    wrap: Callable[[Callable], Callable] | None = None, read: Callable[[Any], bytes] = read_local_bytes,
+):  # fmt: skip
+    """``(indices, batch on device or None, errors)`` of ``paths`` in batches (of ``batch_size``,
+    or as ``batch_sampler`` groups them), on ``device``, for any model:
 
-    check_positive_int("batch_size", batch_size)
-    check_int("num_workers", num_workers, low=0)
-    return DataLoader(
-        ImageFiles(paths, transform),
-        batch_size=batch_size,
-        shuffle=False,
+    - ``decode="gpu"``: ``num_workers`` processes ``read`` the files, and the device decodes
+      each batch (:class:`~resnet_zoo.inference.device_decode.DeviceDecoder`);
+    - on a GPU, the workers decode uint8 crops into pinned memory and the GPU normalises them,
+      one batch ahead (:func:`device_batches`);
+    - on the CPU, the workers give normalised float batches.
+
+    ``wrap``: what makes the transform take the caller's sources (URIs, for feature sets)."""
+    grouping: dict[str, Any] = {"batch_size": batch_size} if batch_sampler is None else {"batch_sampler": batch_sampler}
+    if decode == "gpu":
+        raw = DataLoader(RawFiles(paths, read), num_workers=num_workers, collate_fn=collate_raw, **grouping)
+        return decoded_batches(raw, DeviceDecoder(preprocess, device), paths)
+    gpu = device.type == "cuda"
+    transform: Callable = preprocess.uint8 if gpu else preprocess
+    loader = DataLoader(
+        ImageFiles(paths, transform if wrap is None else wrap(transform)),
         num_workers=num_workers,
         collate_fn=collate_images,
-        pin_memory=pin,
+        pin_memory=gpu,
+        **grouping,
     )
+    return device_batches(loader, device, preprocess)
 
 
 def on_device(model: Model, device: Any) -> Model:
@@ -97,13 +122,9 @@ def _run_over_images(
     preprocess = Preprocess(model.pretrained_cfg.preprocessing, channels=config.img_channels)
     device = compute_of(model)[2]
     check_decode(decode, device)
-    gpu = device.type == "cuda"  # uint8 batches in pinned memory, normalised on the GPU
-    if decode == "gpu":  # workers read bytes; the GPU decodes, resizes and normalises each batch
-        raw = DataLoader(RawFiles(paths), batch_size=batch_size, num_workers=num_workers, collate_fn=collate_raw)
-        source: Any = decoded_batches(raw, DeviceDecoder(preprocess, device), paths)
-    else:
-        loader = _loader(paths, preprocess.uint8 if gpu else preprocess, batch_size, num_workers, pin=gpu)
-        source = device_batches(loader, device, preprocess)
+    check_positive_int("batch_size", batch_size)
+    check_int("num_workers", num_workers, low=0)
+    source = image_batches(paths, preprocess, device, decode=decode, num_workers=num_workers, batch_size=batch_size)
     was_training = model.training
     model.eval()
     kept: list[int] = []
