@@ -189,6 +189,21 @@ def hub(monkeypatch):
     server.stop()
 
 
+HUB_TOKEN = "hf_local_test_token"
+
+
+@pytest.fixture
+def hub_up(hub, monkeypatch):
+    """The local Hub, taking uploads with the token HUB_TOKEN: Xet off (the local Hub speaks LFS,
+    as the Hub still does)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    return hub
+
+
 # A user's home beside a Hub cache: what no hostile answer, cache or index may touch.
 @dataclass
 class Home:

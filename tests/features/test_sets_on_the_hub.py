@@ -13,25 +13,13 @@ import sys
 
 import pytest
 import torch
+from conftest import HUB_TOKEN as TOKEN
 from conftest import REPO_ROOT
 from PIL import Image
 
 import resnet_zoo
 from resnet_zoo import CheckpointError, ConfigError, DownloadError, IntegrityError
 from resnet_zoo.features import read_feature_set, write_feature_set
-
-TOKEN = "hf_local_test_token"
-
-
-@pytest.fixture
-def hub_up(hub, monkeypatch):
-    """The local Hub, taking uploads: Xet off (the local Hub speaks LFS, as the Hub still does)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    return hub
 
 
 def _set(root, n, fmt="safetensors", shard_size=4):

@@ -228,13 +228,10 @@ def test_out_to_transformers_automodel_and_pipeline_load_it_with_its_labels(tmp_
         export_state_dict(create("cifar_resnet20"), "transformers")
 
 
-def test_push_to_hub_uploads_a_model_that_loads_back(hub, tmp_path, monkeypatch):
+def test_push_to_hub_uploads_a_model_that_loads_back(hub_up, tmp_path):
     """The model's push_to_hub against the local Hub (which takes LFS uploads): config.json,
     model.safetensors and the card arrive, and from_pretrained gives the same outputs."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")
+    hub = hub_up
     model = create(SHIPPED, pretrained=True).eval()
     model.push_to_hub("me/r20")
     assert {"config.json", "model.safetensors", "README.md"} <= set(hub.repos["me/r20"].files)
