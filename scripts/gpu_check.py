@@ -113,7 +113,7 @@ def run_tests(c: Check) -> dict:
 def run_bench(c: Check) -> dict:
     from resnet_zoo.inference.device_bench import iter_device_bench, matmul_peak_tflops
 
-    half = dev.fast_dtype(c.device) if c.device.type == "cuda" else torch.bfloat16
+    half = dev.fast_dtype(c.device)  # on a CPU: bfloat16 where it is fast, else float32
     peak = matmul_peak_tflops(c.device, half, n=8192 if c.device.type == "cuda" else 512, iters=10)
     sizes = (1, 2) if c.quick else (1, 64, 256)
     iters, repeats = (2, 2) if c.quick else (10, 5)  # 5 rounds of 10: 50 timed batches a row
@@ -220,9 +220,9 @@ def plain_loop(root: Path, c: Check, batch: int) -> float:
         data, batch_size=batch, num_workers=c.workers, pin_memory=c.device.type == "cuda"
     )
     model = torchvision.models.resnet50().eval().to(c.device)
-    half = dev.fast_dtype(c.device) if c.device.type == "cuda" else torch.bfloat16
+    half = dev.fast_dtype(c.device)
     t0 = time.perf_counter()
-    with torch.inference_mode(), torch.autocast(c.device.type, dtype=half):
+    with torch.inference_mode(), torch.autocast(c.device.type, dtype=half, enabled=half != torch.float32):
         for x, _ in loader:
             model(x.to(c.device, non_blocking=True)).float().cpu()
     dev.synchronize(c.device)

@@ -197,12 +197,10 @@ def test_device_bench_rows_on_each_device(device):
         )
     )  # fmt: skip
     paths = [r.path for r in rows]
-    assert paths == [
-        "resnet_zoo eager fp32",
-        "resnet_zoo fast fp32",
-        "resnet_zoo fast bf16",
-        "resnet_zoo fast amp bf16",
-    ]
+    half = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dev.fast_dtype(torch.device(device)))
+    assert paths == ["resnet_zoo eager fp32", "resnet_zoo fast fp32"] + (
+        [f"resnet_zoo fast {half}", f"resnet_zoo fast amp {half}"] if half else []
+    )
     for r in rows:
         assert r.images_per_s > 0 and r.ms_per_batch > 0 and r.spread_pct >= 0 and r.device == device
         assert (r.peak_memory_mb is None) == (device == "cpu")
@@ -364,3 +362,17 @@ def test_the_byte_reader_refuses_a_fifo_without_opening_it(tmp_path):
     (_, none, error), (_, data, ok) = got
     assert none is None and "pipe.jpg" in error and "FIFO" in error
     assert ok is None and bytes(data.numpy()) == photo.read_bytes()
+
+
+def test_device_bench_on_a_cpu_without_fast_bf16_times_float32_only(fake_cpu):
+    """An AVX2-only CPU (bfloat16 emulated): the bench's rows are float32 only (optimize_for_
+    inference refuses bf16 there, and autocast to it only loses), the ratios against
+    torchvision's eager float32."""
+    from resnet_zoo.inference.device_bench import iter_device_bench
+
+    pytest.importorskip("torchvision")
+    fake_cpu("avx2")
+    (rows,) = list(iter_device_bench(["resnet18"], torch.device("cpu"), batch_sizes=(1,), iters=1, repeats=1,
+                                     compile=False, peak_tflops=1.0))  # fmt: skip
+    assert [r.path for r in rows] == ["torchvision eager fp32", "resnet_zoo eager fp32", "resnet_zoo fast fp32"]
+    assert rows[0].ratio_vs_torchvision == 1.0 and all(r.images_per_s > 0 for r in rows)

@@ -87,9 +87,14 @@ def _torchvision_paths(name: str, device: torch.device, half: torch.dtype, compi
         return run
 
     tag = _tag(half)
-    paths = [
-        ("torchvision eager fp32", _with_tf32(tv, False), torch.float32, ""),
-        ("torchvision eager fp32 tf32", _with_tf32(tv, True), torch.float32, "TF32 matmuls and convolutions"),
+    paths = [("torchvision eager fp32", _with_tf32(tv, False), torch.float32, "")]
+    if device.type == "cuda":
+        paths.append(
+            ("torchvision eager fp32 tf32", _with_tf32(tv, True), torch.float32, "TF32 matmuls and convolutions")
+        )
+    if half == torch.float32:  # a CPU without fast bfloat16: no AMP rows (emulated, it only loses)
+        return paths
+    paths += [
         (f"torchvision eager amp {tag}", amp(tv, False), half, "autocast, NCHW"),
         (f"torchvision eager amp {tag} cl", amp(tv_cl, True), half, "autocast, channels-last"),
     ]
@@ -160,7 +165,7 @@ def _rows(
 ) -> Iterator[list[BenchResult]]:  # fmt: skip
     from tqdm.auto import tqdm
 
-    half = fast_dtype(device) if device.type == "cuda" else torch.bfloat16
+    half = fast_dtype(device)  # a GPU's 16-bit dtype; on a CPU bfloat16 where it is fast, else float32
     peak = (
         peak_tflops
         if peak_tflops is not None
@@ -206,11 +211,12 @@ def _rows(
 
 
 def _ratios(rows: list[BenchResult], half: torch.dtype) -> list[BenchResult]:
-    """Each row's ratio to torchvision eager AMP (NCHW) of the same batch: the baseline the
-    goals name."""
+    """Each row's ratio to torchvision eager AMP (NCHW) of the same batch, the baseline the
+    goals name (torchvision eager fp32 where there is no AMP row)."""
     import dataclasses
 
-    base = next((r.images_per_s for r in rows if r.path == f"torchvision eager amp {_tag(half)}"), None)
+    named = {r.path: r.images_per_s for r in rows}
+    base = named.get(f"torchvision eager amp {_tag(half)}") or named.get("torchvision eager fp32")
     if not base:
         return rows
     return [
